@@ -1,0 +1,262 @@
+/// One command-line argument a subcommand accepts.
+struct ArgumentDefinition: Sendable {
+  enum Kind: Sendable {
+    /// A positional argument, `<recipe>`.
+    case positional
+    /// An option that takes a value, `--threads <n>`.
+    case option(valueName: String)
+    /// A flag, `--quiet`.
+    case flag
+  }
+
+  var kind: Kind
+  /// The long name without dashes (`threads`), or the positional's name (`recipe`).
+  var name: String
+  /// A one-letter short name, if any.
+  var short: Character?
+  /// One line of help.
+  var help: String
+  /// Whether a positional must be given.
+  var isOptional: Bool = false
+
+  static func positional(_ name: String, help: String, optional: Bool = false) -> Self {
+    ArgumentDefinition(kind: .positional, name: name, short: nil, help: help, isOptional: optional)
+  }
+
+  static func option(_ name: String, short: Character? = nil, value: String, help: String) -> Self {
+    ArgumentDefinition(kind: .option(valueName: value), name: name, short: short, help: help)
+  }
+
+  static func flag(_ name: String, short: Character? = nil, help: String) -> Self {
+    ArgumentDefinition(kind: .flag, name: name, short: short, help: help)
+  }
+
+  /// How the argument appears in help: `<recipe>`, `--threads <n>`, `-q, --quiet`.
+  var synopsis: String {
+    switch kind {
+    case .positional: return "<\(name)>"
+    case .option(let valueName):
+      return (short.map { "-\($0), " } ?? "") + "--\(name) <\(valueName)>"
+    case .flag: return (short.map { "-\($0), " } ?? "") + "--\(name)"
+    }
+  }
+
+  /// How the argument appears in a usage line.
+  var usage: String {
+    switch kind {
+    case .positional: return isOptional ? "[<\(name)>]" : "<\(name)>"
+    case .option(let valueName): return "[--\(name) <\(valueName)>]"
+    case .flag: return "[--\(name)]"
+    }
+  }
+}
+
+/// What a subcommand is called and how it describes itself.
+struct CommandConfiguration: Sendable {
+  var commandName: String
+  var abstract: String
+  var discussion: String = ""
+  var arguments: [ArgumentDefinition] = []
+}
+
+/// A command-line mistake: exit status 64 with the usage line.
+struct UsageError: Error, Sendable {
+  var message: String
+  /// The help line for the argument concerned, if any (argument-parser prints it as "Help:").
+  var helpLine: String?
+}
+
+/// The values of a parsed command line.
+struct ParsedArguments: Sendable {
+  var positionals: [String: String] = [:]
+  var options: [String: String] = [:]
+  var flags: Set<String> = []
+  var wantsHelp = false
+
+  func flag(_ name: String) -> Bool { flags.contains(name) }
+  func option(_ name: String) -> String? { options[name] }
+  func positional(_ name: String) -> String? { positionals[name] }
+
+  /// The option `name` as an integer in `range`.
+  func integer(_ name: String, in range: ClosedRange<Int>) throws(UsageError) -> Int? {
+    guard let text = options[name] else { return nil }
+    guard let value = Int(text), range.contains(value) else {
+      throw UsageError(
+        message: "The value '\(text)' is invalid for '--\(name) <\(name)>'",
+        helpLine: nil)
+    }
+    return value
+  }
+}
+
+/// Parses arguments the way swift-argument-parser does: long options with `--name value` or
+/// `--name=value`, short flags, `--` to end options, and "did you mean" for misspelt options.
+enum ArgumentParser {
+  static func parse(
+    _ arguments: [String], for configuration: CommandConfiguration
+  ) throws(UsageError) -> ParsedArguments {
+    var result = ParsedArguments()
+    let definitions = configuration.arguments
+    let positionals = definitions.filter {
+      if case .positional = $0.kind { return true } else { return false }
+    }
+    var positionalIndex = 0
+    var index = 0
+    var optionsEnded = false
+    while index < arguments.count {
+      let arg = arguments[index]
+      index += 1
+      if !optionsEnded && (arg == "-h" || arg == "--help") {
+        result.wantsHelp = true
+        continue
+      }
+      if !optionsEnded && arg == "--" {
+        optionsEnded = true
+        continue
+      }
+      if !optionsEnded && arg.hasPrefix("-") && arg.count > 1 && Double(arg) == nil {
+        var name: String
+        var inlineValue: String?
+        var definition: ArgumentDefinition?
+        if arg.hasPrefix("--") {
+          name = String(arg.dropFirst(2))
+          if let eq = name.firstIndex(of: "=") {
+            inlineValue = String(name[name.index(after: eq)...])
+            name = String(name[..<eq])
+          }
+          definition = definitions.first { $0.name == name && !isPositional($0) }
+        } else {
+          let letter = arg.dropFirst()
+          guard letter.count == 1, let c = letter.first else {
+            throw UsageError(message: "Unknown option '\(arg)'", helpLine: nil)
+          }
+          definition = definitions.first { $0.short == c }
+          name = definition?.name ?? String(c)
+        }
+        guard let definition else {
+          let candidates =
+            definitions.filter { !isPositional($0) }.map { "--" + $0.name } + ["--help"]
+          var message =
+            "Unknown option '\(arg.split(separator: "=").first.map(String.init) ?? arg)'"
+          if let s = closestOption(to: "--" + name, in: candidates) {
+            message += ". Did you mean '\(s)'?"
+          }
+          throw UsageError(message: message, helpLine: nil)
+        }
+        switch definition.kind {
+        case .flag:
+          if inlineValue != nil {
+            throw UsageError(message: "The flag '--\(name)' does not take a value", helpLine: nil)
+          }
+          result.flags.insert(definition.name)
+        case .option:
+          let value: String
+          if let inlineValue {
+            value = inlineValue
+          } else if index < arguments.count {
+            value = arguments[index]
+            index += 1
+          } else {
+            throw UsageError(
+              message: "Missing value for '\(definition.synopsis)'",
+              helpLine: "  \(definition.synopsis)  \(definition.help)")
+          }
+          result.options[definition.name] = value
+        case .positional:
+          break
+        }
+        continue
+      }
+      guard positionalIndex < positionals.count else {
+        throw UsageError(message: "Unexpected argument '\(arg)'", helpLine: nil)
+      }
+      result.positionals[positionals[positionalIndex].name] = arg
+      positionalIndex += 1
+    }
+    if !result.wantsHelp {
+      for p in positionals where !p.isOptional && result.positionals[p.name] == nil {
+        throw UsageError(
+          message: "Missing expected argument '<\(p.name)>'",
+          helpLine: "  <\(p.name)>  \(p.help)")
+      }
+    }
+    return result
+  }
+
+  private static func isPositional(_ d: ArgumentDefinition) -> Bool {
+    if case .positional = d.kind { return true }
+    return false
+  }
+
+  /// The candidate within edit distance 3 of `name`, as argument-parser suggests.
+  static func closestOption(to name: String, in candidates: [String]) -> String? {
+    var best: (String, Int)?
+    for c in candidates {
+      let d = editDistance(Array(name), Array(c))
+      if d < 4, d < (best?.1 ?? .max) { best = (c, d) }
+    }
+    return best?.0
+  }
+
+  static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var prev = Array(0...b.count)
+    var cur = prev
+    for i in 1...a.count {
+      cur[0] = i
+      for j in 1...b.count {
+        cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+      }
+      swap(&prev, &cur)
+    }
+    return prev[b.count]
+  }
+}
+
+// MARK: - Help
+
+enum HelpFormatter {
+  static let columnWidth = 26
+
+  static func usage(_ c: CommandConfiguration) -> String {
+    var parts = ["merge", c.commandName]
+    let positionals = c.arguments.filter {
+      if case .positional = $0.kind { return true } else { return false }
+    }
+    parts += positionals.map(\.usage)
+    parts += c.arguments.filter {
+      if case .positional = $0.kind { return false } else { return true }
+    }.map(\.usage)
+    return parts.joined(separator: " ")
+  }
+
+  static func help(_ c: CommandConfiguration) -> String {
+    var out = "OVERVIEW: \(c.abstract)\n"
+    if !c.discussion.isEmpty { out += "\n" + c.discussion + "\n" }
+    out += "\nUSAGE: \(usage(c))\n"
+    let positionals = c.arguments.filter {
+      if case .positional = $0.kind { return true } else { return false }
+    }
+    if !positionals.isEmpty {
+      out += "\nARGUMENTS:\n"
+      for p in positionals { out += row(p.synopsis, p.help) }
+    }
+    out += "\nOPTIONS:\n"
+    for o in c.arguments {
+      if case .positional = o.kind { continue }
+      out += row(o.synopsis, o.help)
+    }
+    out += row("-h, --help", "Show help information.")
+    return out
+  }
+
+  static func row(_ left: String, _ right: String) -> String {
+    let indent = "  "
+    let text = indent + left
+    if text.count + 2 <= columnWidth {
+      return text + String(repeating: " ", count: columnWidth - text.count) + right + "\n"
+    }
+    return text + "\n" + String(repeating: " ", count: columnWidth) + right + "\n"
+  }
+}

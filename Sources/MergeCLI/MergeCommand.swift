@@ -1,0 +1,119 @@
+import MergeRecipe
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Exit statuses, as swift-argument-parser uses them.
+public enum ExitCode {
+  /// Success, or help shown.
+  public static let success: Int32 = 0
+  /// The recipe, an input or the run failed.
+  public static let failure: Int32 = 1
+  /// The command line was wrong.
+  public static let usage: Int32 = 64
+}
+
+/// The `merge` command: parses the command line and runs a subcommand.
+public enum MergeCommand {
+  /// The version `merge --version` prints.
+  public static let version = "0.1.0"
+
+  static let abstract = "Compile and run mergekit merge recipes."
+
+  static var subcommands: [any Subcommand.Type] {
+    [CheckCommand.self, MethodsCommand.self, SchemaCommand.self]
+  }
+
+  /// Runs the process's command line and exits with the command's status.
+  public static func main() -> Never {
+    let status = run(Array(CommandLine.arguments.dropFirst()), console: .standard())
+    exit(status)
+  }
+
+  /// Runs `arguments` (without the program name), writing to `console`; returns the exit status.
+  public static func run(_ arguments: [String], console: Console) -> Int32 {
+    guard let first = arguments.first else {
+      console.out(help())
+      return ExitCode.success
+    }
+    switch first {
+    case "-h", "--help":
+      console.out(help())
+      return ExitCode.success
+    case "--version":
+      console.out(version + "\n")
+      return ExitCode.success
+    case "help":
+      if arguments.count > 1,
+        let sub = subcommands.first(where: { $0.configuration.commandName == arguments[1] })
+      {
+        console.out(HelpFormatter.help(sub.configuration))
+        return ExitCode.success
+      }
+      console.out(help())
+      return ExitCode.success
+    default:
+      break
+    }
+    guard let command = subcommands.first(where: { $0.configuration.commandName == first }) else {
+      var message = "Error: Unknown subcommand '\(first)'"
+      if first.hasPrefix("-") { message = "Error: Unknown option '\(first)'" }
+      let names = subcommands.map { $0.configuration.commandName }
+      if let s = ArgumentParser.closestOption(to: first, in: names) {
+        message += ". Did you mean '\(s)'?"
+      }
+      console.err(
+        message + "\nUsage: merge <subcommand>\n  See 'merge --help' for more information.\n")
+      return ExitCode.usage
+    }
+    let configuration = command.configuration
+    do {
+      let parsed = try ArgumentParser.parse(Array(arguments.dropFirst()), for: configuration)
+      if parsed.wantsHelp {
+        console.out(HelpFormatter.help(configuration))
+        return ExitCode.success
+      }
+      let instance = try command.init(parsed)
+      return instance.run(console: console)
+    } catch {
+      var text = "Error: \(error.message)\n"
+      if let help = error.helpLine { text += "Help: \(help.trimmingLeadingSpaces)\n" }
+      text += "Usage: \(HelpFormatter.usage(configuration))\n"
+      text += "  See 'merge \(configuration.commandName) --help' for more information.\n"
+      console.err(text)
+      return ExitCode.usage
+    }
+  }
+
+  static func help() -> String {
+    var out = "OVERVIEW: \(abstract)\n\n"
+    out += "merge reads mergekit YAML recipes and checks them completely before any weights\n"
+    out += "are read.\n\n"
+    out += "USAGE: merge <subcommand>\n\n"
+    out += "OPTIONS:\n"
+    out += HelpFormatter.row("--version", "Show the version.")
+    out += HelpFormatter.row("-h, --help", "Show help information.")
+    out += "\nSUBCOMMANDS:\n"
+    for s in subcommands {
+      out += HelpFormatter.row(s.configuration.commandName, s.configuration.abstract)
+    }
+    out += "\n  See 'merge help <subcommand>' for detailed help.\n"
+    return out
+  }
+}
+
+/// A subcommand: parse, then validate (in `init`), then run.
+protocol Subcommand {
+  static var configuration: CommandConfiguration { get }
+  init(_ arguments: ParsedArguments) throws(UsageError)
+  func run(console: Console) -> Int32
+}
+
+extension String {
+  var trimmingLeadingSpaces: String { String(drop(while: { $0 == " " })) }
+}

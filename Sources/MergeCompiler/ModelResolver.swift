@@ -1,0 +1,65 @@
+import MergeModel
+import MergeRecipe
+
+/// Finds the model folders a recipe names, relative to the recipe file's folder, and opens
+/// each at most once.
+public struct ModelResolver: Sendable {
+  /// What a model reference points at.
+  public enum Target: Sendable, Hashable {
+    /// A model folder on disk.
+    case folder(ModelFolder)
+    /// The output of an earlier stage of the same recipe.
+    case stage(String)
+  }
+
+  /// The folder relative paths are resolved against.
+  public let baseDirectory: String
+  private var cache: [String: Result<ModelFolder, ModelError>] = [:]
+
+  /// Creates a resolver for a recipe in `baseDirectory`.
+  public init(baseDirectory: String) {
+    self.baseDirectory = baseDirectory
+  }
+
+  /// The path `reference` names on disk.
+  public func path(of reference: ModelReference) -> String {
+    path(of: reference.model.path.value)
+  }
+
+  /// `path` resolved against the recipe's folder (absolute paths unchanged).
+  public func path(of path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    if path.hasPrefix("~/"), let home = getenvString("HOME") {
+      return FileSystem.join(home, String(path.dropFirst(2)))
+    }
+    if baseDirectory == "." { return path }
+    return FileSystem.join(baseDirectory, path)
+  }
+
+  /// Opens the folder `reference` names, or reports why it cannot be used.
+  public mutating func folder(for reference: ModelReference) -> Result<ModelFolder, ModelError> {
+    let p = path(of: reference)
+    if let cached = cache[p] { return cached }
+    let result: Result<ModelFolder, ModelError>
+    do {
+      result = .success(try ModelFolder(path: p))
+    } catch {
+      result = .failure(error)
+    }
+    cache[p] = result
+    return result
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+func getenvString(_ name: String) -> String? {
+  guard let p = getenv(name) else { return nil }
+  return String(cString: p)
+}

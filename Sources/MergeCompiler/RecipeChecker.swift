@@ -1,0 +1,776 @@
+import MergeModel
+import MergeRecipe
+
+/// The result of checking a recipe: the recipe, every diagnostic, and what was learnt about
+/// the models it names.
+public struct CheckReport: Sendable {
+  /// The recipe, when its YAML could be read.
+  public var recipe: Recipe?
+  /// Every error and warning, in file order.
+  public var diagnostics: [Diagnostic]
+  /// The model folders the recipe names, by resolved path (only those that could be opened).
+  public var folders: [String: ModelFolder]
+
+  /// Whether any diagnostic is an error.
+  public var hasErrors: Bool { diagnostics.contains { $0.isError } }
+  /// The number of errors.
+  public var errorCount: Int { diagnostics.count(where: { $0.isError }) }
+  /// The number of warnings.
+  public var warningCount: Int { diagnostics.count(where: { !$0.isError }) }
+}
+
+/// Checks a recipe completely before any weights are read.
+///
+/// Reads the recipe, then for each stage: the method and its parameters (names, types, ranges,
+/// scopes, required values), arity and base-model rules, dtypes, the model folders named
+/// (config.json only) and layer ranges. Every finding is collected; nothing stops at the first.
+public enum RecipeChecker {
+  /// The dtype names mergekit accepts for `dtype` and `out_dtype`.
+  public static let dtypeNames = ["bfloat16", "float16", "float32", "float64"]
+
+  /// Reads and checks the recipe file at `path`.
+  public static func check(path: String, options: RecipeOptions = RecipeOptions()) -> CheckReport {
+    let bytes: [UInt8]
+    do {
+      bytes = try FileSystem.read(path, limit: 16 << 20)
+    } catch {
+      var bag = DiagnosticBag(file: path)
+      bag.error(.cannotReadRecipe(error.description), at: nil)
+      return CheckReport(recipe: nil, diagnostics: bag.diagnostics, folders: [:])
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+      var bag = DiagnosticBag(file: path)
+      bag.error(.notUTF8, at: nil)
+      return CheckReport(recipe: nil, diagnostics: bag.diagnostics, folders: [:])
+    }
+    return check(text: text, file: path, options: options)
+  }
+
+  /// Checks recipe `text` as if read from `file`; relative model paths are resolved against
+  /// the folder of `file`.
+  public static func check(
+    text: String, file: String, options: RecipeOptions = RecipeOptions()
+  ) -> CheckReport {
+    let (recipe, decodeDiagnostics) = RecipeDecoder.decode(text, file: file, options: options)
+    var bag = DiagnosticBag(file: file)
+    bag.append(contentsOf: decodeDiagnostics)
+    var resolver = ModelResolver(baseDirectory: FileSystem.directoryName(file))
+    var folders: [String: ModelFolder] = [:]
+    if let recipe {
+      var earlierStages: Set<String> = []
+      var toldAboutAllowUnknown = decodeDiagnostics.contains {
+        $0.notes.contains { $0.message == .allowUnknownNote }
+      }
+      for stage in recipe.stages {
+        var checker = StageChecker(
+          stage: stage, bag: bag, resolver: resolver, options: options,
+          earlierStages: earlierStages, toldAboutAllowUnknown: toldAboutAllowUnknown)
+        checker.run()
+        bag = checker.bag
+        resolver = checker.resolver
+        toldAboutAllowUnknown = checker.toldAboutAllowUnknown
+        folders.merge(checker.folders) { a, _ in a }
+        if let name = stage.name?.value { earlierStages.insert(name) }
+      }
+    }
+    return CheckReport(recipe: recipe, diagnostics: bag.sorted, folders: folders)
+  }
+}
+
+// MARK: - One stage
+
+/// Where a parameter table sits, which decides what its entries can affect.
+private enum TableLevel {
+  case global, module, slice
+  case model(isBase: Bool)
+}
+
+private struct StageChecker {
+  let stage: MergeConfiguration
+  var bag: DiagnosticBag
+  var resolver: ModelResolver
+  let options: RecipeOptions
+  let earlierStages: Set<String>
+  var toldAboutAllowUnknown: Bool
+  var folders: [String: ModelFolder] = [:]
+  var spec: MethodSpec?
+
+  init(
+    stage: MergeConfiguration, bag: DiagnosticBag, resolver: ModelResolver, options: RecipeOptions,
+    earlierStages: Set<String>, toldAboutAllowUnknown: Bool
+  ) {
+    self.stage = stage
+    self.bag = bag
+    self.resolver = resolver
+    self.options = options
+    self.earlierStages = earlierStages
+    self.toldAboutAllowUnknown = toldAboutAllowUnknown
+  }
+
+  mutating func run() {
+    checkMethod()
+    checkDtype(stage.dtype, key: "dtype")
+    checkDtype(stage.outDtype, key: "out_dtype")
+    for model in stage.referencedModels { checkModel(model) }
+    if case .model(let m)? = stage.tokenizerSource { checkModel(m) }
+    if case .model(let m)? = stage.tokenizer?.source { checkModel(m) }
+
+    checkTable(stage.parameters, level: .global)
+    if let models = stage.models {
+      checkModelsForm(models.value, keyRange: models.range, module: nil)
+    }
+    if let slices = stage.slices {
+      for slice in slices.value { checkSlice(slice, module: nil) }
+    }
+    for module in stage.modules?.value ?? [] {
+      checkTable(module.parameters, level: .module)
+      if let models = module.models {
+        checkModelsForm(models.value, keyRange: models.range, module: module)
+      }
+      for slice in module.slices?.value ?? [] { checkSlice(slice, module: module) }
+    }
+  }
+
+  // MARK: Method
+
+  mutating func checkMethod() {
+    guard let method = stage.mergeMethod else { return }
+    if let spec = MethodCatalog.method(method.value) {
+      self.spec = spec
+      if spec.base == .required, stage.baseModel == nil, !allSlicesHaveBase {
+        bag.error(.needsBaseModel(spec.name), at: method.range)
+      }
+      if spec.base == .ignored, let base = stage.baseModel {
+        bag.warning(.baseModelIgnored(spec.name, base.description), at: base.range)
+      }
+    } else {
+      bag.error(
+        .unknownMethod(
+          method.value,
+          suggestion: Suggestion.closest(
+            to: method.value, in: MethodCatalog.all.map(\.name))),
+        at: method.range,
+        notes: [
+          Diagnostic.Note("known methods: " + MethodCatalog.all.map(\.name).joined(separator: ", "))
+        ])
+    }
+  }
+
+  var allSlicesHaveBase: Bool {
+    let slices =
+      (stage.slices?.value ?? []) + (stage.modules?.value ?? []).flatMap { $0.slices?.value ?? [] }
+    let hasModelsForm =
+      stage.models != nil || (stage.modules?.value ?? []).contains { $0.models != nil }
+    return !slices.isEmpty && !hasModelsForm && slices.allSatisfy { $0.baseModel != nil }
+  }
+
+  mutating func checkDtype(_ dtype: Located<String>?, key: String) {
+    guard let dtype else { return }
+    var name = dtype.value
+    if name.hasPrefix("torch.") { name.removeFirst("torch.".count) }
+    if RecipeChecker.dtypeNames.contains(name) { return }
+    if name == "int64" {
+      bag.error(.integerDtype(key), at: dtype.range)
+      return
+    }
+    let aliases = [
+      "bf16": "bfloat16", "fp16": "float16", "half": "float16", "f16": "float16",
+      "fp32": "float32", "float": "float32", "f32": "float32", "fp64": "float64",
+      "double": "float64", "f64": "float64",
+    ]
+    let suggestion =
+      aliases[name.lowercased()] ?? Suggestion.closest(to: name, in: RecipeChecker.dtypeNames)
+    bag.error(
+      .unknownDtype(dtype.value, key: key, suggestion: suggestion), at: dtype.range,
+      notes: [
+        Diagnostic.Note("expected one of " + RecipeChecker.dtypeNames.joined(separator: ", "))
+      ])
+  }
+
+  // MARK: Models
+
+  func isStage(_ model: ModelReference) -> Bool {
+    model.lora == nil && earlierStages.contains(model.model.path.value)
+  }
+
+  mutating func checkModel(_ model: ModelReference) {
+    if isStage(model) { return }
+    if let lora = model.lora {
+      bag.error(.loraUnsupported(lora.description), at: lora.path.range)
+    }
+    switch resolver.folder(for: model) {
+    case .success(let folder):
+      folders[folder.path] = folder
+      if let revision = model.model.revision {
+        bag.warning(.revisionIgnored(revision.value), at: revision.range)
+      }
+    case .failure(let error):
+      var notes: [Diagnostic.Note] = []
+      let path = model.model.path.value
+      if case .notFound = error {
+        let resolved = resolver.path(of: model)
+        if resolved != path { notes.append(Diagnostic.Note("looked for '\(resolved)'")) }
+        if looksLikeHubID(path) {
+          notes.append(
+            Diagnostic.Note(
+              "merge reads local folders only; download Hub models first, e.g. 'hf download \(path) --local-dir DIR'"
+            ))
+        }
+      }
+      bag.error(.badModel(error, written: path), at: model.model.path.range, notes: notes)
+    }
+  }
+
+  func looksLikeHubID(_ path: String) -> Bool {
+    let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+    return parts.count == 2 && !path.hasPrefix(".") && parts.allSatisfy { !$0.isEmpty }
+  }
+
+  func folder(_ model: ModelReference) -> ModelFolder? {
+    if isStage(model) { return nil }
+    return folders[resolver.path(of: model)]
+  }
+
+  // MARK: Models form
+
+  mutating func checkModelsForm(
+    _ models: [InputModel], keyRange: SourceRange, module: OutputModule?
+  ) {
+    let base = stage.baseModel
+    var inputs: [(ModelReference, ParameterTable?, SourceRange)] = []
+    for entry in models {
+      let isBase = base?.identity == entry.model.identity
+      checkTable(entry.parameters, level: .model(isBase: isBase && spec?.base != .ignored))
+      if let i = inputs.firstIndex(where: { $0.0.identity == entry.model.identity }) {
+        bag.warning(
+          .duplicateModel(entry.model.description), at: entry.model.range,
+          notes: [Diagnostic.Note("first listed here", at: inputs[i].2)])
+        continue
+      }
+      inputs.append((entry.model, entry.parameters, entry.model.range))
+    }
+    var baseAdded = false
+    if let base, !inputs.contains(where: { $0.0.identity == base.identity }) {
+      inputs.append((base, nil, base.range))
+      baseAdded = true
+    }
+    guard let spec else { return }
+    checkArity(
+      spec, inputs: inputs.map(\.0), base: spec.base == .ignored ? nil : base, at: keyRange,
+      baseAdded: baseAdded)
+    let chains = inputs.map { input in
+      (input.0, [input.1, module?.parameters, stage.parameters], input.2)
+    }
+    checkRequired(
+      spec, inputs: chains, base: spec.base == .ignored ? nil : base,
+      shared: [module?.parameters, stage.parameters], at: keyRange, baseAdded: baseAdded)
+
+    // Every input must have the same number of layers (mergekit makes one slice of them all).
+    var counts: [(String, Int)] = []
+    for input in inputs {
+      if let n = folder(input.0)?.config.layerCount { counts.append((input.0.description, n)) }
+    }
+    if let first = counts.first, let other = counts.first(where: { $0.1 != first.1 }) {
+      bag.error(.layerCountsDiffer(first, other), at: keyRange)
+    }
+  }
+
+  // MARK: Slices
+
+  mutating func checkSlice(_ slice: OutputSlice, module: OutputModule?) {
+    let base = slice.baseModel ?? stage.baseModel
+    checkTable(slice.parameters, level: .slice)
+    if slice.residualWeight != nil, let r = slice.residualWeight {
+      bag.warning(.residualWeightIgnored, at: r.range)
+    }
+    var firstLength: (Int, SourceRange)?
+    for source in slice.sources {
+      let isBase = base?.identity == source.model.identity && spec?.base != .ignored
+      checkTable(source.parameters, level: .model(isBase: isBase))
+      guard let range = source.layerRange else { continue }
+      if range.start < 0 || range.end < range.start {
+        bag.error(.badLayerBounds(range.start, range.end), at: range.range)
+        continue
+      }
+      if range.start == range.end {
+        bag.warning(.emptyLayerRange, at: range.range)
+      }
+      if let f = folder(source.model), let n = f.config.layerCount, range.end > n {
+        bag.error(
+          .layerRangePastEnd(range.start, range.end, model: source.model.description, layers: n),
+          at: range.range)
+      } else if let f = folder(source.model), f.config.layerCount == nil {
+        bag.warning(.unknownLayerCount(source.model.description), at: source.model.range)
+      }
+      if let (length, firstRange) = firstLength {
+        if range.count != length {
+          bag.error(
+            .sliceLengthsDiffer(range.count, length), at: range.range,
+            notes: [Diagnostic.Note("the first source takes \(length) layers here", at: firstRange)]
+          )
+        }
+      } else {
+        firstLength = (range.count, range.range)
+      }
+    }
+    guard let spec else { return }
+    let inputs = slice.sources.map(\.model)
+    var unique: [ModelReference] = []
+    for m in inputs where !unique.contains(where: { $0.identity == m.identity }) {
+      unique.append(m)
+    }
+    if unique.count < inputs.count {
+      bag.error(.duplicateSource, at: slice.sourcesRange)
+    }
+    let effectiveBase = spec.base == .ignored ? nil : base
+    if let effectiveBase, !unique.contains(where: { $0.identity == effectiveBase.identity }) {
+      bag.error(
+        .baseNotInSlice(effectiveBase.description), at: slice.sourcesRange,
+        notes: [Diagnostic.Note("the base model is given here", at: effectiveBase.range)])
+    }
+    checkArity(spec, inputs: unique, base: effectiveBase, at: slice.sourcesRange, baseAdded: false)
+    let chains = slice.sources.map { source in
+      (
+        source.model, [source.parameters, slice.parameters, module?.parameters, stage.parameters],
+        source.range
+      )
+    }
+    checkRequired(
+      spec, inputs: chains, base: effectiveBase,
+      shared: [slice.parameters, module?.parameters, stage.parameters], at: slice.sourcesRange,
+      baseAdded: false)
+  }
+
+  // MARK: Arity
+
+  mutating func checkArity(
+    _ spec: MethodSpec, inputs: [ModelReference], base: ModelReference?, at range: SourceRange,
+    baseAdded: Bool
+  ) {
+    let hasBase = base.map { b in inputs.contains { $0.identity == b.identity } } ?? false
+    let count = inputs.count
+    let nonBase = count - (hasBase ? 1 : 0)
+    var notes: [Diagnostic.Note] = []
+    if baseAdded, let base {
+      notes.append(
+        Diagnostic.Note("the base model '\(base.description)' counts as an input", at: base.range))
+    }
+    if count < spec.minInputs {
+      bag.error(
+        .tooFewInputs(spec.name, min: spec.minInputs, max: spec.maxInputs, found: count), at: range,
+        notes: notes)
+    } else if let max = spec.maxInputs, count > max {
+      bag.error(
+        .tooManyInputs(spec.name, min: spec.minInputs, max: max, found: count), at: range,
+        notes: notes)
+    }
+    if let min = spec.minNonBase, nonBase < min {
+      bag.error(.nonBaseCount(spec.name, min: min, max: spec.maxNonBase, found: nonBase), at: range)
+    } else if let max = spec.maxNonBase, nonBase > max {
+      bag.error(
+        .nonBaseCount(spec.name, min: spec.minNonBase ?? 0, max: max, found: nonBase), at: range)
+    }
+  }
+
+  // MARK: Required parameters
+
+  mutating func checkRequired(
+    _ spec: MethodSpec, inputs: [(ModelReference, [ParameterTable?], SourceRange)],
+    base: ModelReference?, shared: [ParameterTable?], at range: SourceRange, baseAdded: Bool
+  ) {
+    for p in spec.parameters where p.isRequired {
+      switch p.scope {
+      case .shared:
+        if !shared.contains(where: { $0?[p.name] != nil }) {
+          var notes: [Diagnostic.Note] = []
+          if let perModel = inputs.lazy.compactMap({ $0.1.first??[p.name] }).first {
+            notes.append(
+              Diagnostic.Note(
+                "'\(p.name)' is given for one model here, where it has no effect",
+                at: perModel.range))
+          }
+          bag.error(
+            .missingSharedParameter(p.name, method: spec.name),
+            at: stage.mergeMethod?.range ?? range, notes: notes)
+        }
+      case .input, .nonBase:
+        var reported = Set<String>()
+        for (model, chain, where_) in inputs {
+          let isBase = base?.identity == model.identity
+          if p.scope == .nonBase && isBase { continue }
+          if reported.contains(model.identity) { continue }
+          if chain.contains(where: { $0?[p.name] != nil }) { continue }
+          reported.insert(model.identity)
+          var notes: [Diagnostic.Note] = []
+          if baseAdded && isBase {
+            notes.append(
+              Diagnostic.Note(
+                "mergekit merges the base model as an input of \(spec.name), so it needs '\(p.name)' too"
+              ))
+          }
+          bag.error(
+            .missingInputParameter(p.name, method: spec.name, model: model.description), at: where_,
+            notes: notes)
+        }
+      }
+    }
+    if spec.name == "della" || spec.name == "della_linear" {
+      for (model, chain, _) in inputs where base?.identity != model.identity {
+        checkDellaEpsilon(chain)
+      }
+    }
+  }
+
+  /// DELLA needs density − epsilon > 0 and density + epsilon < 1 wherever density is in (0, 1).
+  mutating func checkDellaEpsilon(_ chain: [ParameterTable?]) {
+    func values(_ name: String, default d: Double) -> [(Double, SourceRange?)] {
+      var out: [(Double, SourceRange?)] = []
+      for table in chain {
+        guard let setting = table?[name] else { continue }
+        for s in setting.scalars { if let n = numericValue(s) { out.append((n, s.range)) } }
+      }
+      if out.isEmpty { out.append((d, nil)) }
+      return out
+    }
+    let densities = values("density", default: 1)
+    let epsilons = values("epsilon", default: 0.15)
+    var seen = Set<String>()
+    for (d, dr) in densities where d > 0 && d < 1 {
+      for (e, er) in epsilons where !(d - e > 0 && d + e < 1) {
+        let key = "\(d)|\(e)"
+        guard !seen.contains(key) else { continue }
+        seen.insert(key)
+        var notes: [Diagnostic.Note] = []
+        if let dr, er != nil {
+          notes.append(Diagnostic.Note("density \(format(d)) is set here", at: dr))
+        }
+        bag.error(.dellaEpsilon(density: d, epsilon: e), at: er ?? dr, notes: notes)
+      }
+    }
+  }
+
+  // MARK: Parameter tables
+
+  mutating func checkTable(_ table: ParameterTable?, level: TableLevel) {
+    guard let table else { return }
+    for entry in table.entries {
+      let name = entry.name.value
+      guard let spec else {
+        // The method is unknown: check the parameter against whichever method takes it.
+        if let p = MethodCatalog.all.lazy.compactMap({ $0.parameter(name) }).first {
+          checkValues(entry.setting, parameter: p)
+        } else {
+          unknownParameterOfAnyMethod(entry.name)
+        }
+        continue
+      }
+      guard let p = spec.parameter(name) else {
+        unknownParameter(entry.name, spec: spec)
+        continue
+      }
+      switch (level, p.scope) {
+      case (.model, .shared):
+        bag.warning(.sharedParameterPerModel(name, method: spec.name), at: entry.name.range)
+      case (.model(isBase: true), .nonBase):
+        bag.warning(.nonBaseParameterOnBase(name, method: spec.name), at: entry.name.range)
+      default: break
+      }
+      if spec.name == "task_arithmetic" && (name == "density" || name == "rescale") {
+        bag.warning(.noSparsification(name), at: entry.name.range)
+      }
+      checkValues(entry.setting, parameter: p)
+    }
+  }
+
+  mutating func unknownParameter(_ name: Located<String>, spec: MethodSpec) {
+    var notes: [Diagnostic.Note] = []
+    let others = MethodCatalog.methods(taking: name.value)
+    if !others.isEmpty {
+      notes.append(
+        Diagnostic.Note(
+          "'\(name.value)' is a parameter of \(others.joined(separator: ", ")), not of \(spec.name)"
+        ))
+    }
+    if spec.parameters.isEmpty {
+      notes.append(Diagnostic.Note("\(spec.name) takes no parameters"))
+    } else {
+      notes.append(
+        Diagnostic.Note(
+          "\(spec.name) takes: " + spec.parameters.map(\.name).joined(separator: ", ")))
+    }
+    if !options.allowUnknown && !toldAboutAllowUnknown {
+      notes.append(Diagnostic.Note(.allowUnknownNote))
+      toldAboutAllowUnknown = true
+    }
+    let suggestion = Suggestion.closest(to: name.value, in: spec.parameters.map(\.name))
+    bag.emit(
+      options.allowUnknown ? .warning : .error,
+      .unknownParameter(name.value, method: spec.name, suggestion: suggestion),
+      at: name.range, notes: notes)
+  }
+
+  mutating func unknownParameterOfAnyMethod(_ name: Located<String>) {
+    var notes: [Diagnostic.Note] = []
+    if !options.allowUnknown && !toldAboutAllowUnknown {
+      notes.append(Diagnostic.Note(.allowUnknownNote))
+      toldAboutAllowUnknown = true
+    }
+    let suggestion = Suggestion.closest(
+      to: name.value, in: MethodCatalog.allParameterNames.sorted())
+    bag.emit(
+      options.allowUnknown ? .warning : .error,
+      .unknownParameterOfAnyMethod(name.value, suggestion: suggestion), at: name.range, notes: notes
+    )
+  }
+
+  func numericValue(_ s: ParameterScalar) -> Double? {
+    switch s.value {
+    case .int(let i): return Double(i)
+    case .float(let d): return d
+    case .string(let text): return Double(text.trimmingSpaces)
+    default: return nil
+    }
+  }
+
+  mutating func checkValues(_ setting: ParameterSetting, parameter p: ParameterSpec) {
+    if case .gradient(let values, let range) = setting, values.isEmpty {
+      bag.warning(.emptyGradient(p.name), at: range)
+    }
+    if case .conditional(let entries, _) = setting {
+      for entry in entries {
+        if case .gradient(let values, let range) = entry.value, values.isEmpty {
+          bag.warning(.emptyGradient(p.name), at: range)
+        }
+      }
+    }
+    for s in setting.scalars { checkScalar(s, parameter: p) }
+  }
+
+  mutating func checkScalar(_ s: ParameterScalar, parameter p: ParameterSpec) {
+    switch p.type {
+    case .float, .optionalFloat, .int:
+      let number: Double
+      switch s.value {
+      case .int(let i): number = Double(i)
+      case .float(let d): number = d
+      case .string(let text):
+        guard let d = Double(text.trimmingSpaces) else {
+          bag.error(.expectedNumber(p.name, found: "a string '\(text)'"), at: s.range)
+          return
+        }
+        bag.warning(.quotedNumber(p.name, text), at: s.range)
+        number = d
+      case .bool(let b):
+        bag.error(.expectedNumber(p.name, found: "a boolean '\(b)'"), at: s.range)
+        return
+      case .null:
+        bag.error(.nullParameter(p.name), at: s.range)
+        return
+      }
+      if p.type == .int && number != number.rounded() {
+        bag.error(.expectedInteger(p.name, number), at: s.range)
+        return
+      }
+      if !number.isFinite {
+        bag.error(.notFinite(p.name), at: s.range)
+      } else if !p.validRange.contains(number) {
+        bag.error(.outOfRange(p.name, number, p.validRange), at: s.range)
+      } else if p.name == "density" && number == 0 {
+        bag.warning(.zeroDensity, at: s.range)
+      } else if p.name == "t" && spec?.name == "slerp" && (number < 0 || number > 1) {
+        bag.warning(.extrapolatingT(number), at: s.range)
+      }
+    case .bool:
+      switch s.value {
+      case .bool: return
+      case .int(let i) where i == 0 || i == 1:
+        bag.warning(.integerAsBool(p.name, i), at: s.range)
+      case .string(let text)
+      where ["true", "false", "yes", "no", "on", "off", "1", "0"].contains(text.lowercased()):
+        bag.warning(.quotedBool(p.name, text), at: s.range)
+      case .null:
+        bag.error(.nullParameter(p.name), at: s.range)
+      default:
+        bag.error(.expectedBool(p.name, s.value), at: s.range)
+      }
+    }
+  }
+}
+
+extension String {
+  fileprivate var trimmingSpaces: String {
+    String(self.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+  }
+}
+
+// MARK: - Messages
+
+extension Diagnostic.Message {
+  fileprivate static let notUTF8 = Self("the recipe is not valid UTF-8 text")
+  fileprivate static let residualWeightIgnored = Self(
+    "'residual_weight' has no effect: mergekit accepts it but never uses it")
+  fileprivate static let emptyLayerRange = Self(
+    "this layer range is empty and contributes no layers")
+  fileprivate static let duplicateSource = Self(
+    "a slice lists the same model twice; mergekit merges each model once per tensor")
+  fileprivate static let zeroDensity = Self(
+    "density 0 keeps nothing of this task vector; the model contributes nothing where it applies")
+
+  fileprivate static func cannotReadRecipe(_ reason: String) -> Self {
+    Self("cannot read the recipe: \(reason)")
+  }
+  fileprivate static func needsBaseModel(_ method: String) -> Self {
+    Self("\(method) needs a base model; add 'base_model: PATH'")
+  }
+  fileprivate static func baseModelIgnored(_ method: String, _ base: String) -> Self {
+    Self("\(method) has no base model: mergekit merges '\(base)' as one more input")
+  }
+  fileprivate static func unknownMethod(_ name: String, suggestion: String?) -> Self {
+    if let suggestion {
+      return Self("unknown merge method '\(name)'; did you mean '\(suggestion)'?")
+    }
+    return Self("unknown merge method '\(name)'")
+  }
+  fileprivate static func integerDtype(_ key: String) -> Self {
+    Self("'\(key)' must be a floating-point dtype; 'int64' cannot hold merged weights")
+  }
+  fileprivate static func unknownDtype(_ name: String, key: String, suggestion: String?) -> Self {
+    if let suggestion { return Self("unknown \(key) '\(name)'; did you mean '\(suggestion)'?") }
+    return Self("unknown \(key) '\(name)'")
+  }
+  fileprivate static func loraUnsupported(_ lora: String) -> Self {
+    Self("LoRA adapters ('+\(lora)') are not supported yet; merge the adapter into its model first")
+  }
+  fileprivate static func revisionIgnored(_ revision: String) -> Self {
+    Self("revision '\(revision)' is ignored: the model is a local folder")
+  }
+  fileprivate static func badModel(_ error: ModelError, written: String) -> Self {
+    switch error {
+    case .notFound: return Self("model folder '\(written)' does not exist")
+    default: return Self(error.description)
+    }
+  }
+  fileprivate static func duplicateModel(_ model: String) -> Self {
+    Self("'\(model)' is listed twice; mergekit uses only the first entry")
+  }
+  fileprivate static func layerCountsDiffer(_ a: (String, Int), _ b: (String, Int)) -> Self {
+    Self(
+      "the models have different layer counts ('\(a.0)' has \(a.1), '\(b.0)' has \(b.1)); use 'slices' to say which layers to merge"
+    )
+  }
+  fileprivate static func badLayerBounds(_ start: Int, _ end: Int) -> Self {
+    Self(
+      "layer_range [\(start), \(end)] is not a range of layers; write [start, end] with 0 ≤ start ≤ end"
+    )
+  }
+  fileprivate static func layerRangePastEnd(_ start: Int, _ end: Int, model: String, layers: Int)
+    -> Self
+  {
+    Self(
+      "layer_range [\(start), \(end)] goes past the last layer of '\(model)', which has \(layers) layers (0 to \(layers - 1))"
+    )
+  }
+  fileprivate static func unknownLayerCount(_ model: String) -> Self {
+    Self(
+      "config.json of '\(model)' has no layer count (num_hidden_layers); layer ranges are not checked"
+    )
+  }
+  fileprivate static func sliceLengthsDiffer(_ found: Int, _ first: Int) -> Self {
+    Self(
+      "all sources of a slice must take the same number of layers: this one takes \(found), the first takes \(first)"
+    )
+  }
+  fileprivate static func baseNotInSlice(_ base: String) -> Self {
+    Self("the base model '\(base)' must be one of the slice's sources")
+  }
+  fileprivate static func tooFewInputs(_ method: String, min: Int, max: Int?, found: Int) -> Self {
+    Self("\(method) needs \(arity(min, max)) models, found \(found)")
+  }
+  fileprivate static func tooManyInputs(_ method: String, min: Int, max: Int, found: Int) -> Self {
+    Self("\(method) merges \(arity(min, max)) models (the base model included), found \(found)")
+  }
+  fileprivate static func nonBaseCount(_ method: String, min: Int, max: Int?, found: Int) -> Self {
+    Self("\(method) needs \(arity(min, max)) models besides the base model, found \(found)")
+  }
+  private static func arity(_ min: Int, _ max: Int?) -> String {
+    guard let max else { return "at least \(min)" }
+    return min == max ? "exactly \(min)" : "\(min) to \(max)"
+  }
+  fileprivate static func missingSharedParameter(_ name: String, method: String) -> Self {
+    Self("\(method) needs parameter '\(name)'; set it under the recipe's 'parameters'")
+  }
+  fileprivate static func missingInputParameter(_ name: String, method: String, model: String)
+    -> Self
+  {
+    Self("\(method) needs parameter '\(name)' for each model, and '\(model)' has none")
+  }
+  fileprivate static func dellaEpsilon(density: Double, epsilon: Double) -> Self {
+    Self(
+      "DELLA needs density ± epsilon inside (0, 1), but density \(format(density)) with epsilon \(format(epsilon)) gives [\(format(density - epsilon)), \(format(density + epsilon))]"
+    )
+  }
+  fileprivate static func nullParameter(_ name: String) -> Self {
+    Self("parameter '\(name)' has no value")
+  }
+  fileprivate static func sharedParameterPerModel(_ name: String, method: String) -> Self {
+    Self(
+      "'\(name)' has no effect here: \(method) takes one '\(name)' for the whole merge, so set it under the recipe's 'parameters'"
+    )
+  }
+  fileprivate static func nonBaseParameterOnBase(_ name: String, method: String) -> Self {
+    Self("'\(name)' has no effect on the base model of \(method)")
+  }
+  fileprivate static func unknownParameter(_ name: String, method: String, suggestion: String?)
+    -> Self
+  {
+    if let suggestion {
+      return Self("unknown parameter '\(name)' for \(method); did you mean '\(suggestion)'?")
+    }
+    return Self("unknown parameter '\(name)' for \(method)")
+  }
+  fileprivate static func noSparsification(_ name: String) -> Self {
+    Self(
+      "'\(name)' has no effect: task_arithmetic keeps every entry of each task vector; use ties, dare_linear or breadcrumbs to sparsify"
+    )
+  }
+  fileprivate static func unknownParameterOfAnyMethod(_ name: String, suggestion: String?) -> Self {
+    if let suggestion {
+      return Self("unknown parameter '\(name)'; did you mean '\(suggestion)'?")
+    }
+    return Self("unknown parameter '\(name)': no merge method takes it")
+  }
+  fileprivate static func emptyGradient(_ name: String) -> Self {
+    Self("'\(name)' is an empty list, which mergekit treats as not set")
+  }
+  fileprivate static func expectedNumber(_ name: String, found: String) -> Self {
+    Self("'\(name)' must be a number, found \(found)")
+  }
+  fileprivate static func quotedNumber(_ name: String, _ text: String) -> Self {
+    Self(
+      "'\(name)' is the quoted string '\(text)'; it is read as the number \(text), but write it without quotes"
+    )
+  }
+  fileprivate static func expectedInteger(_ name: String, _ value: Double) -> Self {
+    Self("'\(name)' must be an integer, found \(format(value))")
+  }
+  fileprivate static func notFinite(_ name: String) -> Self {
+    Self("'\(name)' must be a finite number")
+  }
+  fileprivate static func outOfRange(_ name: String, _ value: Double, _ range: ValueRange) -> Self {
+    Self("'\(name)' must be in \(range.description), found \(format(value))")
+  }
+  fileprivate static func extrapolatingT(_ t: Double) -> Self {
+    Self("t = \(format(t)) lies outside [0, 1], so slerp extrapolates beyond the two models")
+  }
+  fileprivate static func integerAsBool(_ name: String, _ value: Int) -> Self {
+    Self(
+      "'\(name)' is the number \(value); it is read as \(value == 1 ? "true" : "false"), but write true or false"
+    )
+  }
+  fileprivate static func quotedBool(_ name: String, _ text: String) -> Self {
+    Self("'\(name)' is the quoted string '\(text)'; write true or false without quotes")
+  }
+  fileprivate static func expectedBool(_ name: String, _ value: YAMLValue) -> Self {
+    Self("'\(name)' must be true or false, found \(value.kindDescription)")
+  }
+}

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Small POSIX file helpers that report errno as typed errors.
+public enum FileSystem {
+  /// What is at a path.
+  public enum Kind: Sendable, Hashable {
+    case missing, file, directory, other
+  }
+
+  /// What is at `path` (following symbolic links).
+  public static func kind(of path: String) -> Kind {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return .missing }
+    switch st.st_mode & S_IFMT {
+    case S_IFREG: return .file
+    case S_IFDIR: return .directory
+    default: return .other
+    }
+  }
+
+  /// The size of the file at `path`, in bytes.
+  public static func size(of path: String) throws(ModelError) -> Int {
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw .io(path: path, call: "stat", errno: errno) }
+    return Int(st.st_size)
+  }
+
+  /// The names in the directory at `path`, sorted, without `.` and `..`.
+  public static func contents(of path: String) throws(ModelError) -> [String] {
+    guard let dir = opendir(path) else { throw .io(path: path, call: "opendir", errno: errno) }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+      let name = withUnsafePointer(to: entry.pointee.d_name) {
+        $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+      }
+      if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted()
+  }
+
+  /// The whole contents of a small file (at most `limit` bytes).
+  public static func read(_ path: String, limit: Int = 64 << 20) throws(ModelError) -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw .io(path: path, call: "open", errno: errno) }
+    defer { close(fd) }
+    var result: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+      let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw .io(path: path, call: "read", errno: errno)
+      }
+      if n == 0 { break }
+      result.append(contentsOf: buffer[0..<n])
+      if result.count > limit {
+        throw .notAModel(path: path, reason: "the file is larger than \(limit) bytes")
+      }
+    }
+    return result
+  }
+
+  /// `path` joined to `name` with one slash.
+  public static func join(_ path: String, _ name: String) -> String {
+    if path.isEmpty { return name }
+    if path.hasSuffix("/") { return path + name }
+    return path + "/" + name
+  }
+
+  /// The canonical absolute form of `path`, resolving `..` and symbolic links, when it exists.
+  public static func realPath(_ path: String) -> String? {
+    guard let p = realpath(path, nil) else { return nil }
+    defer { free(p) }
+    return String(cString: p)
+  }
+
+  /// The folder that holds `path` (`.` for a bare name).
+  public static func directoryName(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    if slash == path.startIndex { return "/" }
+    return String(path[..<slash])
+  }
+}

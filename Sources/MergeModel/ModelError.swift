@@ -1,0 +1,34 @@
+/// Why a model folder or weights file cannot be used.
+public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
+  /// The path does not exist.
+  case notFound(path: String)
+  /// The path exists but holds no model (no config.json, or no weights).
+  case notAModel(path: String, reason: String)
+  /// config.json is not valid.
+  case badConfig(path: String, reason: String)
+  /// A file could not be read.
+  case io(path: String, call: String, errno: Int32)
+
+  public var description: String {
+    switch self {
+    case .notFound(let path): return "'\(path)' does not exist"
+    case .notAModel(let path, let reason): return "'\(path)' holds no model: \(reason)"
+    case .badConfig(let path, let reason): return "\(path): invalid config.json: \(reason)"
+    case .io(let path, let call, let errno):
+      return "\(path): \(call) failed: \(errnoDescription(errno))"
+    }
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// The system's text for an errno value.
+func errnoDescription(_ code: Int32) -> String {
+  String(cString: strerror(code))
+}

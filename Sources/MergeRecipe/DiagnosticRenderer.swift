@@ -1,0 +1,75 @@
+/// Renders diagnostics the way compilers do: `file:line:col: error: message`, the source
+/// line, a caret under the offending value, then the notes.
+public struct DiagnosticRenderer: Sendable {
+  private let sources: [String: [Substring]]
+
+  /// Creates a renderer that can quote lines from the given files (path → contents).
+  public init(sources: [String: String] = [:]) {
+    var lines: [String: [Substring]] = [:]
+    for (path, text) in sources {
+      lines[path] = text.split(separator: "\n", omittingEmptySubsequences: false).map {
+        $0.hasSuffix("\r") ? $0.dropLast() : $0
+      }
+    }
+    self.sources = lines
+  }
+
+  /// Renders one diagnostic, ending with a newline.
+  public func render(_ diagnostic: Diagnostic) -> String {
+    var out = ""
+    out += header(file: diagnostic.file, range: diagnostic.range)
+    out += "\(diagnostic.severity.rawValue): \(diagnostic.message.text)\n"
+    out += snippet(file: diagnostic.file, range: diagnostic.range)
+    for note in diagnostic.notes {
+      if let range = note.range {
+        out += header(file: diagnostic.file, range: range)
+        out += "note: \(note.message)\n"
+        out += snippet(file: diagnostic.file, range: range)
+      } else {
+        out += "  note: \(note.message)\n"
+      }
+    }
+    return out
+  }
+
+  /// Renders several diagnostics in order.
+  public func render(_ diagnostics: [Diagnostic]) -> String {
+    diagnostics.map(render).joined()
+  }
+
+  private func header(file: String?, range: SourceRange?) -> String {
+    switch (file, range) {
+    case (let file?, let range?): return "\(file):\(range.start.line):\(range.start.column): "
+    case (let file?, nil): return "\(file): "
+    case (nil, let range?): return "\(range.start.line):\(range.start.column): "
+    case (nil, nil): return ""
+    }
+  }
+
+  private func snippet(file: String?, range: SourceRange?) -> String {
+    guard let file, let range, let lines = sources[file], range.start.line >= 1,
+      range.start.line <= lines.count
+    else { return "" }
+    let line = lines[range.start.line - 1]
+    let text = line.replacingTabs()
+    let startColumn = max(1, range.start.column)
+    let width: Int
+    if range.end.line == range.start.line && range.end.column > startColumn {
+      width = range.end.column - startColumn
+    } else if range.end.line > range.start.line {
+      width = max(1, text.count - startColumn + 1)
+    } else {
+      width = 1
+    }
+    let caret =
+      String(repeating: " ", count: startColumn - 1) + "^"
+      + String(repeating: "~", count: max(0, width - 1))
+    return text + "\n" + caret + "\n"
+  }
+}
+
+extension Substring {
+  fileprivate func replacingTabs() -> String {
+    String(self.map { $0 == "\t" ? " " : $0 })
+  }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import MergeRecipe
+
+/// Paths inside the repository, found relative to this file.
+public enum Repository {
+  /// The repository's root folder.
+  public static let root: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+  }()
+
+  /// `Tests/Parity`: mergekit's recipes, tiny models and outputs.
+  public static var parity: String { root + "/Tests/Parity" }
+  /// `Examples`.
+  public static var examples: String { root + "/Examples" }
+  /// The tiny Llama models.
+  public static var tinyLlama: String { root + "/Examples/models/tiny-llama" }
+
+  /// The built `merge` executable (debug build), next to the test bundle.
+  public static var mergeExecutable: String {
+    let bundle = Bundle.main.bundleURL.deletingLastPathComponent()
+    let candidate = bundle.appendingPathComponent("merge").path
+    if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    return root + "/.build/debug/merge"
+  }
+}
+
+/// A fresh temporary folder, removed when the value is deinitialised.
+public final class TemporaryDirectory: Sendable {
+  /// The folder's path.
+  public let path: String
+
+  /// Creates an empty temporary folder.
+  public init() {
+    let base = FileManager.default.temporaryDirectory.path
+    let name = "merge-test-" + UUID().uuidString
+    path = base + "/" + name
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  }
+
+  deinit {
+    try? FileManager.default.removeItem(atPath: path)
+  }
+
+  /// Writes `text` to `name` inside the folder and returns its path.
+  @discardableResult
+  public func write(_ name: String, _ text: String) -> String {
+    let p = path + "/" + name
+    try? FileManager.default.createDirectory(
+      atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    FileManager.default.createFile(atPath: p, contents: Data(text.utf8))
+    return p
+  }
+
+  /// Writes bytes to `name` inside the folder and returns its path.
+  @discardableResult
+  public func write(_ name: String, bytes: [UInt8]) -> String {
+    let p = path + "/" + name
+    try? FileManager.default.createDirectory(
+      atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    FileManager.default.createFile(atPath: p, contents: Data(bytes))
+    return p
+  }
+
+  /// Makes `name` a symbolic link to `target`.
+  public func link(_ name: String, to target: String) {
+    try? FileManager.default.createSymbolicLink(
+      atPath: path + "/" + name, withDestinationPath: target)
+  }
+}
+
+/// Recipe text with numbered markers where diagnostics are expected.
+///
+/// Modelled on swift-format's `MarkedText`: the markers (`1️⃣`, `2️⃣`, …) are removed and
+/// their locations kept.
+public struct MarkedText: Sendable {
+  /// The text without markers.
+  public let text: String
+  /// Where each marker stood.
+  public let markers: [String: SourceLocation]
+
+  /// Strips the markers from `marked`.
+  public init(_ marked: String) {
+    let symbols: Set<Character> = ["1️⃣", "2️⃣", "3️⃣", "4️⃣", "5️⃣", "6️⃣", "7️⃣", "8️⃣", "9️⃣"]
+    var out = ""
+    var markers: [String: SourceLocation] = [:]
+    var line = 1
+    var column = 1
+    for ch in marked {
+      if symbols.contains(ch) {
+        markers[String(ch)] = SourceLocation(line: line, column: column)
+        continue
+      }
+      out.append(ch)
+      if ch == "\n" {
+        line += 1
+        column = 1
+      } else {
+        column += ch.unicodeScalars.count
+      }
+    }
+    self.text = out
+    self.markers = markers
+  }
+
+  /// The location of marker `m`.
+  public subscript(_ m: String) -> SourceLocation? { markers[m] }
+}
+
+extension FloatingPoint {
+  /// Whether `self` and `other` are equal within a tolerance.
+  ///
+  /// They may differ by `relativeTolerance` of the larger magnitude, or by `absoluteTolerance`
+  /// (modelled on swift-numerics). NaN is approximately equal to NaN.
+  public func isApproximatelyEqual(
+    to other: Self, relativeTolerance: Self = Self.ulpOfOne.squareRoot(),
+    absoluteTolerance: Self = 0
+  ) -> Bool {
+    if self.isNaN && other.isNaN { return true }
+    if self == other { return true }
+    let scale = Swift.max(self.magnitude, other.magnitude)
+    return (self - other).magnitude <= Swift.max(absoluteTolerance, relativeTolerance * scale)
+  }
+}
+
+/// Runs an executable and returns its status and output.
+public func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil)
+  throws -> (status: Int32, stdout: String, stderr: String)
+{
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: executable)
+  process.arguments = arguments
+  if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+  let out = Pipe()
+  let err = Pipe()
+  process.standardOutput = out
+  process.standardError = err
+  try process.run()
+  let outData = out.fileHandleForReading.readDataToEndOfFile()
+  let errData = err.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return (
+    process.terminationStatus, String(decoding: outData, as: UTF8.self),
+    String(decoding: errData, as: UTF8.self)
+  )
+}

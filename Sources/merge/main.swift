@@ -1,0 +1,3 @@
+import MergeCLI
+
+MergeCommand.main()

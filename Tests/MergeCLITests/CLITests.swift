@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import _TestSupport
+
+@testable import MergeCLI
+
+/// Runs `merge` in-process and returns its status and output.
+func merge(_ arguments: String...) -> (status: Int32, out: String, err: String) {
+  let capture = CapturingConsole()
+  let status = MergeCommand.run(arguments, console: capture.console)
+  return (status, capture.standardOutput, capture.standardError)
+}
+
+/// Compares `actual` with `Snapshots/<name>.txt`; `RECORD_SNAPSHOTS=1` rewrites the file.
+func assertSnapshot(
+  _ actual: String, named name: String, sourceLocation: SourceLocation = #_sourceLocation
+) throws {
+  let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+    "Snapshots")
+  let file = folder.appendingPathComponent(name + ".txt")
+  if ProcessInfo.processInfo.environment["RECORD_SNAPSHOTS"] != nil {
+    try actual.write(to: file, atomically: true, encoding: .utf8)
+  }
+  let expected = try String(contentsOf: file, encoding: .utf8)
+  #expect(
+    actual == expected, "snapshot \(name) differs; re-record with RECORD_SNAPSHOTS=1",
+    sourceLocation: sourceLocation)
+}
+
+@Suite struct CLITests {
+  @Test("merge --help reads like swift-argument-parser's")
+  func rootHelp() throws {
+    let result = merge("--help")
+    #expect(result.status == 0)
+    try assertSnapshot(result.out, named: "merge-help")
+    #expect(merge().out == result.out)
+  }
+
+  @Test("merge check --help")
+  func checkHelp() throws {
+    let result = merge("check", "--help")
+    #expect(result.status == 0)
+    try assertSnapshot(result.out, named: "merge-check-help")
+    #expect(merge("help", "check").out == result.out)
+  }
+
+  @Test("a good recipe prints one summary line and exits 0")
+  func checkSucceeds() {
+    let recipe = Repository.parity + "/recipes/ties.yml"
+    let result = merge("check", recipe)
+    #expect(result.status == 0)
+    #expect(result.err == "")
+    #expect(result.out == "\(recipe): ok — ties, 3 models, base ../models/tiny-llama/base\n")
+  }
+
+  @Test("a bad recipe prints located diagnostics and exits 1")
+  func checkFails() {
+    let dir = TemporaryDirectory()
+    let path = dir.write("r.yml", "merge_method: frobnicate\nmodels:\n  - model: nowhere\n")
+    let result = merge("check", path)
+    #expect(result.status == 1)
+    #expect(result.out == "")
+    #expect(result.err.contains("\(path):1:15: error: unknown merge method 'frobnicate'\n"))
+    #expect(result.err.contains("\(path):3:12: error: model folder 'nowhere' does not exist\n"))
+    #expect(result.err.hasSuffix("2 errors\n"))
+  }
+
+  @Test("a recipe that does not exist is exit 1 with the path")
+  func missingRecipe() {
+    let result = merge("check", "/nonexistent/recipe.yml")
+    #expect(result.status == 1)
+    #expect(
+      result.err.hasPrefix(
+        "/nonexistent/recipe.yml: error: cannot read the recipe: /nonexistent/recipe.yml: open failed: No such file or directory"
+      ))
+  }
+
+  struct UsageCase: Sendable, CustomTestStringConvertible {
+    var arguments: [String]
+    var error: String
+    var testDescription: String { arguments.joined(separator: " ") }
+  }
+
+  @Test(
+    "usage errors exit 64 with the usage line",
+    arguments: [
+      UsageCase(arguments: ["check"], error: "Error: Missing expected argument '<recipe>'"),
+      UsageCase(
+        arguments: ["check", "r.yml", "--alow-unknown"],
+        error: "Error: Unknown option '--alow-unknown'. Did you mean '--allow-unknown'?"),
+      UsageCase(arguments: ["check", "a", "b"], error: "Error: Unexpected argument 'b'"),
+      UsageCase(
+        arguments: ["chek"], error: "Error: Unknown subcommand 'chek'. Did you mean 'check'?"),
+      UsageCase(arguments: ["--frobnicate"], error: "Error: Unknown option '--frobnicate'"),
+    ])
+  func usageErrors(_ c: UsageCase) {
+    let capture = CapturingConsole()
+    let status = MergeCommand.run(c.arguments, console: capture.console)
+    #expect(status == 64)
+    #expect(capture.standardError.hasPrefix(c.error))
+    #expect(capture.standardError.contains("Usage: merge"))
+    #expect(capture.standardError.contains("--help' for more information."))
+  }
+
+  @Test("the built binary runs check end to end with the documented exit codes")
+  func binary() throws {
+    let exe = Repository.mergeExecutable
+    try #require(FileManager.default.isExecutableFile(atPath: exe), "build merge first: \(exe)")
+    let ok = try runProcess(exe, ["check", Repository.parity + "/recipes/slerp.yml"])
+    #expect(ok.status == 0)
+    #expect(ok.stdout.hasSuffix("ok — slerp, 1 model, base ../models/tiny-llama/ft0\n"))
+    let dir = TemporaryDirectory()
+    let bad = dir.write("bad.yml", "merge_method: ties\nmodels: [\n")
+    let failed = try runProcess(exe, ["check", bad])
+    #expect(failed.status == 1)
+    #expect(failed.stderr.contains("error: YAML syntax error"))
+    let usage = try runProcess(exe, ["check"])
+    #expect(usage.status == 64)
+    let version = try runProcess(exe, ["--version"])
+    #expect(version.status == 0)
+    #expect(version.stdout == MergeCommand.version + "\n")
+  }
+}

@@ -1,0 +1,74 @@
+import Testing
+
+@testable import MergeRecipe
+
+@Suite struct DiagnosticTests {
+  @Test("a diagnostic renders with its source line and a caret under the value")
+  func rendering() {
+    let text = "merge_method: slurp\nmodels: []\n"
+    let d = Diagnostic(
+      .error, Diagnostic.Message("unknown merge method 'slurp'"), file: "recipe.yaml",
+      at: SourceRange(
+        start: SourceLocation(line: 1, column: 15), end: SourceLocation(line: 1, column: 20)),
+      notes: [Diagnostic.Note("known methods: linear, ties")])
+    let rendered = DiagnosticRenderer(sources: ["recipe.yaml": text]).render(d)
+    #expect(
+      rendered == """
+        recipe.yaml:1:15: error: unknown merge method 'slurp'
+        merge_method: slurp
+                      ^~~~~
+          note: known methods: linear, ties
+
+        """)
+  }
+
+  @Test("a note with a location gets its own header and caret")
+  func locatedNote() {
+    let text = "a: 1\na: 2\n"
+    let d = Diagnostic(
+      .error, Diagnostic.Message("duplicate key 'a'"), file: "r.yml",
+      at: SourceRange(
+        start: SourceLocation(line: 2, column: 1), end: SourceLocation(line: 2, column: 2)),
+      notes: [
+        Diagnostic.Note(
+          "'a' first appears here",
+          at: SourceRange(
+            start: SourceLocation(line: 1, column: 1), end: SourceLocation(line: 1, column: 2)))
+      ])
+    let rendered = DiagnosticRenderer(sources: ["r.yml": text]).render(d)
+    #expect(
+      rendered == """
+        r.yml:2:1: error: duplicate key 'a'
+        a: 2
+        ^
+        r.yml:1:1: note: 'a' first appears here
+        a: 1
+        ^
+
+        """)
+  }
+
+  @Test("identical diagnostics are reported once, sorted by position")
+  func sortingAndDeduplication() {
+    var bag = DiagnosticBag(file: "f")
+    let late = SourceRange(at: SourceLocation(line: 5, column: 1))
+    let early = SourceRange(at: SourceLocation(line: 2, column: 3))
+    bag.error(Diagnostic.Message("b"), at: late)
+    bag.warning(Diagnostic.Message("a"), at: early)
+    bag.error(Diagnostic.Message("b"), at: late)
+    #expect(bag.sorted.map(\.message.text) == ["a", "b"])
+    #expect(bag.errorCount == 2)
+    #expect(bag.warningCount == 1)
+  }
+
+  @Test("suggestions find likely typos and nothing else")
+  func suggestions() {
+    let names = ["density", "weight", "gamma", "epsilon", "lambda"]
+    #expect(Suggestion.closest(to: "desnity", in: names) == "density")
+    #expect(Suggestion.closest(to: "wieght", in: names) == "weight")
+    #expect(Suggestion.closest(to: "Density", in: names) == "density")
+    #expect(Suggestion.closest(to: "dare-ties", in: ["dare_ties", "ties"]) == "dare_ties")
+    #expect(Suggestion.closest(to: "basemodel", in: ["base_model", "models"]) == "base_model")
+    #expect(Suggestion.closest(to: "temperature", in: names) == nil)
+  }
+}
