@@ -4,7 +4,8 @@ import PackageDescription
 let package = Package(
   name: "merge",
   products: [
-    .executable(name: "merge", targets: ["merge"])
+    .executable(name: "merge", targets: ["merge"]),
+    .executable(name: "merge-bench", targets: ["merge-bench"]),
   ],
   targets: [
     .systemLibrary(
@@ -17,11 +18,14 @@ let package = Package(
     .target(name: "MergeCompiler", dependencies: ["MergeRecipe", "MergeModel"]),
     .target(name: "MergeCLI", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe"]),
     .executableTarget(name: "merge", dependencies: ["MergeCLI"]),
+    .target(name: "MergeBench", dependencies: ["MergeModel"]),
+    .executableTarget(name: "merge-bench", dependencies: ["MergeBench"]),
     .target(name: "_TestSupport", dependencies: ["MergeRecipe"]),
+    .testTarget(name: "MergeModelTests", dependencies: ["MergeModel", "_TestSupport"]),
     .testTarget(name: "MergeRecipeTests", dependencies: ["MergeRecipe", "_TestSupport"]),
     .testTarget(
       name: "MergeCompilerTests", dependencies: ["MergeCompiler", "MergeRecipe", "_TestSupport"]),
     .testTarget(
-      name: "MergeCLITests", dependencies: ["MergeCLI", "_TestSupport"]),
+      name: "MergeCLITests", dependencies: ["MergeCLI", "_TestSupport"], exclude: ["Snapshots"]),
   ]
 )

@@ -10,6 +10,8 @@ public struct CheckReport: Sendable {
   public var diagnostics: [Diagnostic]
   /// The model folders the recipe names, by resolved path (only those that could be opened).
   public var folders: [String: ModelFolder]
+  /// The weights of those folders, headers validated, by resolved path.
+  public var weights: [String: ModelWeights] = [:]
 
   /// Whether any diagnostic is an error.
   public var hasErrors: Bool { diagnostics.contains { $0.isError } }
@@ -56,6 +58,7 @@ public enum RecipeChecker {
     bag.append(contentsOf: decodeDiagnostics)
     var resolver = ModelResolver(baseDirectory: FileSystem.directoryName(file))
     var folders: [String: ModelFolder] = [:]
+    var weights: [String: ModelWeights] = [:]
     if let recipe {
       var earlierStages: Set<String> = []
       var toldAboutAllowUnknown = decodeDiagnostics.contains {
@@ -70,10 +73,13 @@ public enum RecipeChecker {
         resolver = checker.resolver
         toldAboutAllowUnknown = checker.toldAboutAllowUnknown
         folders.merge(checker.folders) { a, _ in a }
+        weights.merge(checker.weights) { a, _ in a }
         if let name = stage.name?.value { earlierStages.insert(name) }
       }
     }
-    return CheckReport(recipe: recipe, diagnostics: bag.sorted, folders: folders)
+    var report = CheckReport(recipe: recipe, diagnostics: bag.sorted, folders: folders)
+    report.weights = weights
+    return report
   }
 }
 
@@ -93,6 +99,7 @@ private struct StageChecker {
   let earlierStages: Set<String>
   var toldAboutAllowUnknown: Bool
   var folders: [String: ModelFolder] = [:]
+  var weights: [String: ModelWeights] = [:]
   var spec: MethodSpec?
 
   init(
@@ -200,6 +207,15 @@ private struct StageChecker {
     }
     switch resolver.folder(for: model) {
     case .success(let folder):
+      if folders[folder.path] == nil && weights[folder.path] == nil {
+        // Validate the safetensors headers (never the data) once per folder.
+        do {
+          weights[folder.path] = try folder.openWeights()
+        } catch {
+          bag.error(.badWeights(error), at: model.model.path.range)
+          return
+        }
+      }
       folders[folder.path] = folder
       if let revision = model.model.revision {
         bag.warning(.revisionIgnored(revision.value), at: revision.range)
@@ -649,6 +665,9 @@ extension Diagnostic.Message {
     case .notFound: return Self("model folder '\(written)' does not exist")
     default: return Self(error.description)
     }
+  }
+  fileprivate static func badWeights(_ error: ModelError) -> Self {
+    Self("the model's weights cannot be used: \(error.description)")
   }
   fileprivate static func duplicateModel(_ model: String) -> Self {
     Self("'\(model)' is listed twice; mergekit uses only the first entry")

@@ -53,7 +53,7 @@ public enum FileSystem {
     var result: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 1 << 16)
     while true {
-      let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      let n = buffer.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress, $0.count) }
       if n < 0 {
         if errno == EINTR { continue }
         throw .io(path: path, call: "read", errno: errno)
@@ -87,4 +87,36 @@ public enum FileSystem {
     if slash == path.startIndex { return "/" }
     return String(path[..<slash])
   }
+}
+
+extension FileSystem {
+  /// Writes `bytes` to a new file at `path`, replacing any file there.
+  public static func write(_ path: String, bytes: [UInt8]) throws(ModelError) {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw .io(path: path, call: "open", errno: errno) }
+    defer { close(fd) }
+    try SafetensorsWriter.pwriteAll(fd, bytes, offset: 0, path: path)
+  }
+
+  /// Copies the file at `source` to `destination`.
+  public static func copy(_ source: String, to destination: String) throws(ModelError) {
+    try write(destination, bytes: try read(source, limit: 1 << 30))
+  }
+
+  /// Removes `path` and everything under it; errors are ignored (used for cleanup only).
+  public static func removeTree(_ path: String) {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    if st.st_mode & S_IFMT == S_IFDIR {
+      for name in (try? contents(of: path)) ?? [] { removeTree(join(path, name)) }
+      rmdir(path)
+    } else {
+      unlink(path)
+    }
+  }
+}
+
+/// `read(2)`, named apart from `FileSystem.read`.
+private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+  read(fd, buffer, count)
 }

@@ -99,8 +99,11 @@ public enum JSONValue: Sendable, Hashable {
   /// Parses JSON text.
   ///
   /// - Throws: `JSONParseError` with the byte offset of the first problem.
-  public static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
+  public static func parse(
+    _ bytes: some Collection<UInt8>, rejectingDuplicateKeys: Bool = false
+  ) throws(JSONParseError) -> JSONValue {
     var parser = JSONParser(Array(bytes))
+    parser.rejectDuplicates = rejectingDuplicateKeys
     return try parser.parseDocument()
   }
 
@@ -125,6 +128,7 @@ private struct JSONParser {
   let bytes: [UInt8]
   var i = 0
   var depth = 0
+  var rejectDuplicates = false
 
   init(_ bytes: [UInt8]) {
     self.bytes = bytes
@@ -322,6 +326,7 @@ private struct JSONParser {
       i += 1
       let v = try value()
       if let index = members.firstIndex(where: { $0.0 == key }) {
+        if rejectDuplicates { throw fail("duplicate key '\(key)'") }
         members[index].1 = v
       } else {
         members.append((key, v))

@@ -8,6 +8,12 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
   case badConfig(path: String, reason: String)
   /// A file could not be read.
   case io(path: String, call: String, errno: Int32)
+  /// A safetensors file is malformed; `tensor` names the offending entry, if one.
+  case badSafetensors(path: String, tensor: String?, reason: String)
+  /// A `model.safetensors.index.json` is malformed or names what is not there.
+  case badIndex(path: String, reason: String)
+  /// A tensor is not in the model.
+  case missingTensor(path: String, tensor: String)
 
   public var description: String {
     switch self {
@@ -16,6 +22,11 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
     case .badConfig(let path, let reason): return "\(path): invalid config.json: \(reason)"
     case .io(let path, let call, let errno):
       return "\(path): \(call) failed: \(errnoDescription(errno))"
+    case .badSafetensors(let path, let tensor?, let reason):
+      return "\(path): tensor '\(tensor)': \(reason)"
+    case .badSafetensors(let path, nil, let reason): return "\(path): \(reason)"
+    case .badIndex(let path, let reason): return "\(path): \(reason)"
+    case .missingTensor(let path, let tensor): return "\(path): no tensor '\(tensor)'"
     }
   }
 }

@@ -1,15 +1,16 @@
 /// A Hugging Face–style model folder: config.json, safetensors weights and side files.
 ///
-/// Opening a folder reads only `config.json` and lists the folder; no weights are read.
+/// Opening a folder reads `config.json` and, for a sharded model, the index; no weights.
+/// ``openWeights()`` then reads the safetensors headers, still no tensor data.
 public struct ModelFolder: Sendable, Hashable {
   /// The folder's path, as given.
   public var path: String
   /// Its parsed config.json.
   public var config: ModelConfig
-  /// The safetensors files that hold the weights, sorted, relative to the folder.
+  /// The safetensors files that hold the weights, relative to the folder, in order.
   public var weightFiles: [String]
-  /// Whether weights are described by `model.safetensors.index.json`.
-  public var hasIndex: Bool
+  /// For a sharded model, the shard of each tensor named by the index.
+  public var weightMap: [String: String]?
 
   /// Names of files copied from a donor model into the output: tokenizer and generation files.
   public static let sideFileNames: Set<String> = [
@@ -19,14 +20,20 @@ public struct ModelFolder: Sendable, Hashable {
     "preprocessor_config.json",
   ]
 
+  /// The single-file weights' name.
+  public static let singleFileName = "model.safetensors"
   /// The index file's name.
   public static let indexFileName = "model.safetensors.index.json"
 
   /// Opens the model folder at `path`.
   ///
+  /// As mergekit does, the weights are `model.safetensors.index.json` and the shards it names,
+  /// or `model.safetensors`.
+  ///
   /// - Throws: `ModelError.notFound` when nothing is there; `ModelError.notAModel` when the
   ///   folder lacks config.json or safetensors weights; `ModelError.badConfig` when config.json
-  ///   is not a JSON object.
+  ///   is not a JSON object; `ModelError.badIndex` for an index that is not a weight map or
+  ///   names a missing shard.
   public init(path: String) throws(ModelError) {
     switch FileSystem.kind(of: path) {
     case .missing: throw .notFound(path: path)
@@ -40,9 +47,27 @@ public struct ModelFolder: Sendable, Hashable {
     let configPath = FileSystem.join(path, "config.json")
     self.config = try ModelConfig(bytes: try FileSystem.read(configPath), path: configPath)
     self.path = path
-    self.hasIndex = names.contains(Self.indexFileName)
-    self.weightFiles = names.filter { $0.hasSuffix(".safetensors") }
-    if weightFiles.isEmpty {
+    if names.contains(Self.indexFileName) {
+      let indexPath = FileSystem.join(path, Self.indexFileName)
+      let map = try Self.readIndex(indexPath)
+      for shard in Set(map.values).sorted() where !names.contains(shard) {
+        throw .badIndex(
+          path: indexPath, reason: "it names shard '\(shard)', which is not in the folder")
+      }
+      self.weightMap = map
+      self.weightFiles = Set(map.values).sorted()
+    } else if names.contains(Self.singleFileName) {
+      self.weightMap = nil
+      self.weightFiles = [Self.singleFileName]
+    } else {
+      let others = names.filter { $0.hasSuffix(".safetensors") }
+      if !others.isEmpty {
+        throw .notAModel(
+          path: path,
+          reason:
+            "it has no model.safetensors or model.safetensors.index.json (found \(others.joined(separator: ", ")))"
+        )
+      }
       if names.contains(where: {
         $0.hasSuffix(".bin") || $0.hasSuffix(".pt") || $0.hasSuffix(".pth")
       }) {
@@ -54,8 +79,114 @@ public struct ModelFolder: Sendable, Hashable {
     }
   }
 
+  /// Reads a `model.safetensors.index.json`: its `weight_map`, tensor name → shard file.
+  public static func readIndex(_ indexPath: String) throws(ModelError) -> [String: String] {
+    let bytes = try FileSystem.read(indexPath)
+    let json: JSONValue
+    do {
+      json = try JSONValue.parse(bytes, rejectingDuplicateKeys: true)
+    } catch {
+      throw .badIndex(path: indexPath, reason: "not valid JSON (\(error.description))")
+    }
+    guard json.objectValue != nil else {
+      throw .badIndex(path: indexPath, reason: "not a JSON object")
+    }
+    guard let members = json["weight_map"]?.objectValue else {
+      throw .badIndex(
+        path: indexPath, reason: "it has no 'weight_map' object: this is not a weight index")
+    }
+    var map: [String: String] = [:]
+    for (name, value) in members {
+      guard let shard = value.stringValue else {
+        throw .badIndex(path: indexPath, reason: "the shard of tensor '\(name)' is not a file name")
+      }
+      guard !shard.contains("/"), shard != "..", shard != "." else {
+        throw .badIndex(
+          path: indexPath,
+          reason: "the shard '\(shard)' of tensor '\(name)' is not a file in the folder")
+      }
+      map[name] = shard
+    }
+    if map.isEmpty { throw .badIndex(path: indexPath, reason: "its weight_map is empty") }
+    return map
+  }
+
   /// The side files present in the folder (tokenizer, generation config, chat template).
   public func sideFiles() -> [String] {
     ((try? FileSystem.contents(of: path)) ?? []).filter { Self.sideFileNames.contains($0) }
   }
+
+  /// Opens every weights file and validates its header (no tensor data is read).
+  public func openWeights() throws(ModelError) -> ModelWeights {
+    var files: [SafetensorsFile] = []
+    for name in weightFiles {
+      files.append(try SafetensorsFile(path: FileSystem.join(path, name)))
+    }
+    return try ModelWeights(
+      files: files, weightMap: weightMap, indexPath: FileSystem.join(path, Self.indexFileName))
+  }
+}
+
+/// The tensors of a model, across its shards.
+public struct ModelWeights: Sendable {
+  /// The weights files.
+  public let files: [SafetensorsFile]
+  /// Every tensor in order: by file, then by position in the file's data section.
+  public let tensors: [TensorInfo]
+  private let location: [String: Int]
+
+  /// Indexes `files`; with a weight map, every tensor it names must be in its shard, and
+  /// only the tensors it names are part of the model.
+  public init(files: [SafetensorsFile], weightMap: [String: String]? = nil, indexPath: String = "")
+    throws(ModelError)
+  {
+    var location: [String: Int] = [:]
+    var tensors: [TensorInfo] = []
+    for (i, file) in files.enumerated() {
+      let shardName = file.path.split(separator: "/").last.map(String.init) ?? file.path
+      for t in file.header.tensors.sorted(by: { $0.dataRange.lowerBound < $1.dataRange.lowerBound })
+      {
+        if let map = weightMap, map[t.name] != shardName { continue }
+        if let j = location[t.name] {
+          throw .badSafetensors(
+            path: file.path, tensor: t.name, reason: "the tensor is also in \(files[j].path)")
+        }
+        location[t.name] = i
+        tensors.append(t)
+      }
+    }
+    if let map = weightMap {
+      for (name, shard) in map.sorted(by: { $0.key < $1.key }) where location[name] == nil {
+        throw .badIndex(
+          path: indexPath,
+          reason: "it places tensor '\(name)' in '\(shard)', which does not hold it")
+      }
+    }
+    self.files = files
+    self.tensors = tensors
+    self.location = location
+  }
+
+  /// The file that holds tensor `name`.
+  public func file(for name: String) -> SafetensorsFile? {
+    location[name].map { files[$0] }
+  }
+
+  /// The entry of tensor `name`.
+  public func info(_ name: String) -> TensorInfo? {
+    file(for: name)?.info(name)
+  }
+
+  /// A view of tensor `name`'s bytes.
+  public func tensor(_ name: String) throws(ModelError) -> TensorView {
+    guard let file = file(for: name) else {
+      throw .missingTensor(path: files.first?.path ?? "", tensor: name)
+    }
+    return try file.tensor(name)
+  }
+
+  /// The total bytes of the tensors' data.
+  public var byteCount: Int { tensors.reduce(0) { $0 + $1.byteCount } }
+  /// The total number of elements.
+  public var parameterCount: Int { tensors.reduce(0) { $0 + $1.count } }
 }

@@ -426,22 +426,46 @@ final class Workspace: Sendable {
     #expect(report.diagnostics[3].notes.contains { $0.message.contains("local folders only") })
   }
 
-  @Test("checking reads config.json only: weights that cannot be read do not matter")
-  func neverReadsTensorData() {
+  @Test("checking reads config.json and safetensors headers only, never tensor data")
+  func neverReadsTensorData() throws {
+    let report = Workspace().check(
+      """
+      merge_method: ties
+      base_model: models/base
+      models:
+        - model: models/ft0
+          parameters: {weight: 1, density: 0.5}
+        - model: models/ft1
+          parameters: {weight: 1, density: 0.5}
+      """)
+    #expect(report.diagnostics.isEmpty)
+    #expect(report.weights.count == 3)
+    for (path, weights) in report.weights {
+      #expect(weights.tensors.count == 39, "\(path)")
+      // Tensor data is read only through the mapping, which is made on first use.
+      #expect(weights.files.allSatisfy { !$0.isMapped }, "\(path)")
+    }
+  }
+
+  @Test("a model whose safetensors header is malformed is reported at check time")
+  func badHeader() {
     let workspace = Workspace()
     let config = try? String(
       contentsOfFile: Repository.tinyLlama + "/base/config.json", encoding: .utf8)
     workspace.directory.write("opaque/config.json", config ?? "")
-    // Not a safetensors file at all: any attempt to read tensor data would fail.
     workspace.directory.write("opaque/model.safetensors", bytes: [0xFF, 0xFF, 0xFF])
     let report = workspace.check(
       """
       merge_method: task_arithmetic
       base_model: models/base
       models:
-        - model: opaque
+        - model: 1️⃣opaque
           parameters: {weight: 1}
-      """)
-    #expect(report.diagnostics.isEmpty, "\(report.diagnostics.map(\.message.text))")
+      """.replacingOccurrences(of: "1️⃣", with: ""))
+    #expect(
+      report.diagnostics.map(\.message.text) == [
+        "the model's weights cannot be used: \(workspace.directory.path)/opaque/model.safetensors: the file is 3 bytes, shorter than the 8-byte header length that starts a safetensors file"
+      ])
+    #expect(report.diagnostics.first?.range?.start == SourceLocation(line: 4, column: 12))
   }
 }

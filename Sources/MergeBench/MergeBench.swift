@@ -1,0 +1,132 @@
+import Dispatch
+import Foundation
+import MergeModel
+import Synchronization
+
+/// Benchmarks run by `Scripts/bench` (never by the test suite).
+public enum MergeBench {
+  /// Runs the benchmark named on the command line.
+  public static func main() {
+    let args = Array(CommandLine.arguments.dropFirst())
+    guard let command = args.first else {
+      print("usage: merge-bench io [--size GB] [--dir DIR]")
+      exit(64)
+    }
+    switch command {
+    case "io": io(args: Array(args.dropFirst()))
+    default:
+      print("unknown benchmark '\(command)'")
+      exit(64)
+    }
+  }
+
+  static func option(_ args: [String], _ name: String) -> String? {
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+  }
+
+  static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+  static func shell(_ command: String) -> Double {
+    let start = now()
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    try? p.run()
+    p.waitUntilExit()
+    return now() - start
+  }
+
+  /// Read and write throughput of the safetensors reader and writer on a file of `--size` GB,
+  /// against `cat` and `dd` on the same machine, page cache warm for both.
+  static func io(args: [String]) {
+    let gigabytes = Double(option(args, "--size") ?? "1") ?? 1
+    let dir = option(args, "--dir") ?? NSTemporaryDirectory() + "merge-bench-io"
+    try? FileManager.default.removeItem(atPath: dir)
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let bytes = Int(gigabytes * 1e9)
+    // Llama-like bf16 tensors of 2816 × 1024 (5.8 MB each).
+    let elements = 2816 * 1024
+    let count = max(1, bytes / (elements * 2))
+    let specs = (0..<count).map {
+      TensorSpec(
+        name: "model.layers.\($0).mlp.up_proj.weight", dtype: .bfloat16, shape: [2816, 1024])
+    }
+    let total = Double(count * elements * 2)
+    print(
+      "io benchmark: \(count) bf16 tensors, \(String(format: "%.2f", total / 1e9)) GB, \(ProcessInfo.processInfo.activeProcessorCount) cores"
+    )
+
+    // Write: the streaming writer, two threads, each tensor from an f32 buffer rounded to bf16.
+    let destination = dir + "/model"
+    var start = now()
+    do {
+      let folder = try OutputFolder(destination: destination)
+      let writer = try SafetensorsWriter(
+        folder: folder, layout: ShardLayout(tensors: specs, shardSize: 0))
+      let failure = Mutex<(any Error)?>(nil)
+      DispatchQueue.concurrentPerform(iterations: 2) { worker in
+        var source = [Float](repeating: 0, count: elements)
+        for i in 0..<elements { source[i] = Float(i % 1000) * 0.001 - 0.5 }
+        var out = [UInt16](repeating: 0, count: elements)
+        for t in stride(from: worker, to: count, by: 2) {
+          for i in 0..<elements { out[i] = FloatConversion.bfloat16(from: source[i] + Float(t)) }
+          do {
+            try out.withUnsafeBytes {
+              try writer.write(tensor: specs[t].name, byteOffset: 0, bytes: $0)
+            }
+          } catch {
+            failure.withLock { $0 = error }
+          }
+        }
+      }
+      if let e = failure.withLock({ $0 }) { throw e }
+      try writer.finish()
+      try folder.commit()
+    } catch {
+      print("write failed: \(error)")
+      exit(1)
+    }
+    let writeTime = now() - start
+    let file = destination + "/model.safetensors"
+    let ddTime = shell(
+      "dd if=/dev/zero of=\(dir)/dd.bin bs=1M count=\(Int(total / 1_048_576)) 2>/dev/null")
+    print(
+      String(
+        format: "write: merge %.2f s (%.2f GB/s)   dd %.2f s (%.2f GB/s)   ratio %.2f×",
+        writeTime, total / writeTime / 1e9, ddTime, total / ddTime / 1e9, writeTime / ddTime))
+
+    // Read: warm the page cache, then time cat and the reader (decode to f32, two threads).
+    _ = shell("cat \(file) > /dev/null")
+    let catTime = shell("cat \(file) > /dev/null")
+    start = now()
+    var checksum: Double = 0
+    do {
+      let weights = try ModelWeights(files: [try SafetensorsFile(path: file)])
+      let sums = Mutex<Double>(0)
+      let names = weights.tensors.map(\.name)
+      DispatchQueue.concurrentPerform(iterations: 2) { worker in
+        var buffer = [Float](repeating: 0, count: elements)
+        var local: Double = 0
+        for t in stride(from: worker, to: names.count, by: 2) {
+          guard let view = try? weights.tensor(names[t]) else { continue }
+          buffer.withUnsafeMutableBufferPointer { view.decode(0..<view.count, into: $0) }
+          local += Double(buffer[elements / 2])
+        }
+        sums.withLock { $0 += local }
+      }
+      checksum = sums.withLock { $0 }
+    } catch {
+      print("read failed: \(error)")
+      exit(1)
+    }
+    let readTime = now() - start
+    print(
+      String(
+        format:
+          "read:  merge %.2f s (%.2f GB/s)   cat %.2f s (%.2f GB/s)   ratio %.2f×   (checksum %.1f)",
+        readTime, total / readTime / 1e9, catTime, total / catTime / 1e9, readTime / catTime,
+        checksum))
+  }
+}

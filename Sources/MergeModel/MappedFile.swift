@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A whole file mapped read-only into memory.
+///
+/// Immutable after `init`: the mapping is `PROT_READ`/`MAP_PRIVATE`, so any number of threads
+/// may read it; it is unmapped in `deinit`.
+public final class MappedFile: @unchecked Sendable {
+  /// The file's path.
+  public let path: String
+  /// The mapped bytes.
+  public let bytes: UnsafeRawBufferPointer
+
+  /// Maps the file at `path`.
+  ///
+  /// - Throws: `ModelError.io` naming the failing call and errno.
+  public init(path: String) throws(ModelError) {
+    self.path = path
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw .io(path: path, call: "open", errno: errno) }
+    defer { close(fd) }
+    var st = stat()
+    let statResult = fstat(fd, &st)
+    guard statResult == 0 else { throw .io(path: path, call: "fstat", errno: errno) }
+    let size = Int(st.st_size)
+    guard size > 0 else {
+      bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+      return
+    }
+    let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+    guard let p, p != MAP_FAILED else { throw .io(path: path, call: "mmap", errno: errno) }
+    bytes = UnsafeRawBufferPointer(start: p, count: size)
+  }
+
+  deinit {
+    if let base = bytes.baseAddress {
+      munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
+    }
+  }
+
+  /// Asks the kernel to read `range` ahead of use.
+  public func willNeed(_ range: Range<Int>) {
+    advise(range, MADV_WILLNEED)
+  }
+
+  /// Tells the kernel that `range` will not be needed again, so its pages can be dropped.
+  public func dontNeed(_ range: Range<Int>) {
+    advise(range, MADV_DONTNEED)
+  }
+
+  private func advise(_ range: Range<Int>, _ advice: Int32) {
+    guard let base = bytes.baseAddress, !range.isEmpty else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = max(0, range.lowerBound) / page * page
+    let end = min(bytes.count, range.upperBound)
+    guard end > start else { return }
+    _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, advice)
+  }
+}

@@ -1,0 +1,143 @@
+import Synchronization
+
+/// A safetensors file: its validated header, and its data mapped on first use.
+///
+/// Opening reads only the header. The data is memory-mapped the first time a tensor's bytes
+/// are asked for, so listing, checking and planning never read tensor data.
+public final class SafetensorsFile: Sendable {
+  /// The file's path.
+  public let path: String
+  /// The validated header.
+  public let header: SafetensorsHeader
+  private let tensorsByName: [String: Int]
+  private let mapping = Mutex<MappedFile?>(nil)
+
+  /// Opens the file at `path` and validates its header.
+  public init(path: String) throws(ModelError) {
+    self.path = path
+    self.header = try SafetensorsHeader(path: path)
+    var byName: [String: Int] = [:]
+    for (i, t) in header.tensors.enumerated() { byName[t.name] = i }
+    self.tensorsByName = byName
+  }
+
+  /// The entry for tensor `name`, if the file has it.
+  public func info(_ name: String) -> TensorInfo? {
+    tensorsByName[name].map { header.tensors[$0] }
+  }
+
+  /// Whether the data has been mapped (tensor data is read only through the mapping).
+  public var isMapped: Bool { mapping.withLock { $0 != nil } }
+
+  /// The file's mapping, created on first use.
+  public func mapped() throws(ModelError) -> MappedFile {
+    try mapping.withLock { (m: inout MappedFile?) throws(ModelError) -> MappedFile in
+      if let m { return m }
+      let file = try MappedFile(path: path)
+      guard file.bytes.count == header.fileSize else {
+        throw ModelError.badSafetensors(
+          path: path, tensor: nil, reason: "the file changed size while it was open")
+      }
+      m = file
+      return file
+    }
+  }
+
+  /// A view of tensor `name`'s bytes (maps the file if it is not mapped yet).
+  public func tensor(_ name: String) throws(ModelError) -> TensorView {
+    guard let info = info(name) else { throw .missingTensor(path: path, tensor: name) }
+    let file = try mapped()
+    let start = header.dataOffset + info.dataRange.lowerBound
+    let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[start..<start + info.byteCount])
+    return TensorView(info: info, bytes: bytes, file: file)
+  }
+}
+
+/// A tensor's bytes inside a mapped file, without a copy.
+///
+/// Keeps the mapping alive; read-only; safe to share across threads.
+public struct TensorView: @unchecked Sendable {
+  /// The tensor's name, dtype and shape.
+  public let info: TensorInfo
+  /// Its bytes.
+  public let bytes: UnsafeRawBufferPointer
+  /// The mapping that owns the bytes.
+  public let file: MappedFile
+
+  /// The number of elements.
+  public var count: Int { info.count }
+
+  /// Converts elements `range` to `Float` into `destination` (which holds `range.count`).
+  ///
+  /// Floating-point dtypes widen exactly (f64 rounds to nearest); integer dtypes convert by
+  /// value. Unaligned data is read with unaligned loads.
+  public func decode(_ range: Range<Int>, into destination: UnsafeMutableBufferPointer<Float>) {
+    precondition(
+      range.lowerBound >= 0 && range.upperBound <= count && destination.count >= range.count)
+    guard let src = bytes.baseAddress, let dst = destination.baseAddress else { return }
+    let n = range.count
+    let first = range.lowerBound
+    switch info.dtype {
+    case .float32:
+      for i in 0..<n { dst[i] = src.loadUnaligned(fromByteOffset: (first + i) * 4, as: Float.self) }
+    case .bfloat16:
+      for i in 0..<n {
+        dst[i] = FloatConversion.float(
+          fromBFloat16: src.loadUnaligned(fromByteOffset: (first + i) * 2, as: UInt16.self))
+      }
+    case .float16:
+      for i in 0..<n {
+        dst[i] = FloatConversion.float(
+          fromFloat16: src.loadUnaligned(fromByteOffset: (first + i) * 2, as: UInt16.self))
+      }
+    case .float64:
+      for i in 0..<n {
+        dst[i] = Float(src.loadUnaligned(fromByteOffset: (first + i) * 8, as: Double.self))
+      }
+    case .float8E4M3:
+      FloatConversion.float8E4M3Table.withUnsafeBufferPointer { table in
+        for i in 0..<n { dst[i] = table[Int(src.load(fromByteOffset: first + i, as: UInt8.self))] }
+      }
+    case .float8E5M2:
+      FloatConversion.float8E5M2Table.withUnsafeBufferPointer { table in
+        for i in 0..<n { dst[i] = table[Int(src.load(fromByteOffset: first + i, as: UInt8.self))] }
+      }
+    case .int64:
+      for i in 0..<n {
+        dst[i] = Float(src.loadUnaligned(fromByteOffset: (first + i) * 8, as: Int64.self))
+      }
+    case .int32:
+      for i in 0..<n {
+        dst[i] = Float(src.loadUnaligned(fromByteOffset: (first + i) * 4, as: Int32.self))
+      }
+    case .int16:
+      for i in 0..<n {
+        dst[i] = Float(src.loadUnaligned(fromByteOffset: (first + i) * 2, as: Int16.self))
+      }
+    case .int8:
+      for i in 0..<n { dst[i] = Float(src.load(fromByteOffset: first + i, as: Int8.self)) }
+    case .uint64:
+      for i in 0..<n {
+        dst[i] = Float(src.loadUnaligned(fromByteOffset: (first + i) * 8, as: UInt64.self))
+      }
+    case .uint32:
+      for i in 0..<n {
+        dst[i] = Float(src.loadUnaligned(fromByteOffset: (first + i) * 4, as: UInt32.self))
+      }
+    case .uint16:
+      for i in 0..<n {
+        dst[i] = Float(src.loadUnaligned(fromByteOffset: (first + i) * 2, as: UInt16.self))
+      }
+    case .uint8, .bool:
+      for i in 0..<n { dst[i] = Float(src.load(fromByteOffset: first + i, as: UInt8.self)) }
+    }
+  }
+
+  /// All elements as `Float` (for tests and small tensors).
+  public func floats() -> [Float] {
+    [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+      decode(0..<count, into: buffer)
+      initialized = count
+    }
+  }
+}

@@ -1,0 +1,341 @@
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A tensor to be written: its name, dtype and shape, known before any data is.
+public struct TensorSpec: Sendable, Hashable {
+  /// The tensor's name.
+  public var name: String
+  /// Its stored dtype.
+  public var dtype: DType
+  /// Its shape.
+  public var shape: [Int]
+
+  /// Creates a spec.
+  public init(name: String, dtype: DType, shape: [Int]) {
+    self.name = name
+    self.dtype = dtype
+    self.shape = shape
+  }
+
+  /// The number of elements.
+  public var count: Int { shape.reduce(1, *) }
+  /// The number of bytes.
+  public var byteCount: Int { count * dtype.byteSize }
+}
+
+/// Where every tensor goes: which shard file, at which byte offset.
+///
+/// Tensors are assigned to shards in the order given, starting a new shard when the next
+/// tensor would take the current one past the byte budget (a tensor larger than the budget
+/// gets a shard of its own), as transformers and mergekit split. Within a shard, data is laid
+/// out by decreasing element size, then in the order given, so every tensor is aligned for its
+/// dtype; the header is padded with spaces to a multiple of 8 bytes.
+public struct ShardLayout: Sendable, Hashable {
+  /// One output file.
+  public struct Shard: Sendable, Hashable {
+    /// The file's name (`model.safetensors` or `model-00001-of-00002.safetensors`).
+    public var fileName: String
+    /// The tensors in data order.
+    public var tensors: [TensorSpec]
+    /// The complete header, length prefix included.
+    public var header: [UInt8]
+    /// The byte offset of each tensor's data in the file, by name.
+    public var offsets: [String: Int]
+    /// The file's final size.
+    public var fileSize: Int
+  }
+
+  /// The shards in order.
+  public var shards: [Shard]
+  private var shardOfTensor: [String: Int]
+
+  /// The metadata every shard header carries (`format: pt`, which transformers requires).
+  public static let defaultMetadata: [(String, String)] = [("format", "pt")]
+
+  /// Lays out `tensors` in shards of at most `shardSize` bytes (0 means one shard).
+  public init(tensors: [TensorSpec], shardSize: Int, metadata: [(String, String)] = defaultMetadata)
+  {
+    var groups: [[TensorSpec]] = []
+    var current: [TensorSpec] = []
+    var size = 0
+    for t in tensors {
+      if !current.isEmpty && shardSize > 0 && size + t.byteCount > shardSize {
+        groups.append(current)
+        current = []
+        size = 0
+      }
+      current.append(t)
+      size += t.byteCount
+    }
+    if !current.isEmpty || groups.isEmpty { groups.append(current) }
+    var shards: [Shard] = []
+    var shardOfTensor: [String: Int] = [:]
+    for (i, group) in groups.enumerated() {
+      let name =
+        groups.count == 1
+        ? "model.safetensors"
+        : "model-\(Self.pad(i + 1))-of-\(Self.pad(groups.count)).safetensors"
+      let ordered = group.enumerated().sorted {
+        ($0.element.dtype.byteSize, -$0.offset) > ($1.element.dtype.byteSize, -$1.offset)
+      }.map(\.element)
+      var json = "{\"__metadata__\":{"
+      json += metadata.map { "\(JSONValue.quoted($0.0)):\(JSONValue.quoted($0.1))" }.joined(
+        separator: ",")
+      json += "}"
+      var offset = 0
+      var relative: [String: Int] = [:]
+      for t in ordered {
+        json += ",\(JSONValue.quoted(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":["
+        json += t.shape.map(String.init).joined(separator: ",")
+        json += "],\"data_offsets\":[\(offset),\(offset + t.byteCount)]}"
+        relative[t.name] = offset
+        offset += t.byteCount
+        shardOfTensor[t.name] = i
+      }
+      json += "}"
+      var headerBytes = Array(json.utf8)
+      while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
+      var header: [UInt8] = []
+      let length = UInt64(headerBytes.count)
+      for k in 0..<8 { header.append(UInt8(truncatingIfNeeded: length >> (8 * UInt64(k)))) }
+      header += headerBytes
+      let base = header.count
+      shards.append(
+        Shard(
+          fileName: name, tensors: ordered, header: header,
+          offsets: relative.mapValues { $0 + base }, fileSize: base + offset))
+    }
+    self.shards = shards
+    self.shardOfTensor = shardOfTensor
+  }
+
+  /// The shard that holds tensor `name`, and the byte offset of its data in that file.
+  public func location(of name: String) -> (shard: Int, offset: Int)? {
+    guard let s = shardOfTensor[name], let o = shards[s].offsets[name] else { return nil }
+    return (s, o)
+  }
+
+  /// The total size of the shard files.
+  public var totalFileSize: Int { shards.reduce(0) { $0 + $1.fileSize } }
+  /// The total size of the tensor data (`metadata.total_size` of the index).
+  public var totalDataSize: Int {
+    shards.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
+  }
+
+  /// The `model.safetensors.index.json` text for a multi-shard layout.
+  public func indexJSON() -> String {
+    var map: [(String, JSONValue)] = []
+    for (i, shard) in shards.enumerated() {
+      for t in shard.tensors { map.append((t.name, .string(shards[i].fileName))) }
+    }
+    map.sort { $0.0 < $1.0 }
+    let index = JSONValue.object([
+      ("metadata", .object([("total_size", .integer(totalDataSize))])),
+      ("weight_map", .object(map)),
+    ])
+    return index.formatted() + "\n"
+  }
+
+  private static func pad(_ n: Int) -> String {
+    let s = String(n)
+    return String(repeating: "0", count: max(0, 5 - s.count)) + s
+  }
+}
+
+/// An output folder built beside its destination and moved into place only when complete.
+///
+/// Files are written into a hidden temporary folder next to the destination
+/// (`.NAME.partial-PID-N`). ``commit()`` renames it into place; a destination that already
+/// exists is moved aside first and removed only after the rename succeeds. Until then — after
+/// an error, ``discard()``, or if the process is killed — the destination is as it was.
+/// Leftover temporary folders of dead processes are removed the next time.
+public final class OutputFolder: Sendable {
+  /// The final path.
+  public let destination: String
+  /// The temporary folder being filled.
+  public let temporaryPath: String
+  private let state = Mutex<State>(.open)
+
+  private enum State { case open, committed, discarded }
+
+  private static let counter = Atomic<Int>(0)
+
+  /// Creates the temporary folder for `destination`.
+  public init(destination: String) throws(ModelError) {
+    var dest = destination
+    while dest.count > 1 && dest.hasSuffix("/") { dest.removeLast() }
+    self.destination = dest
+    let parent = FileSystem.directoryName(dest)
+    let name = String(dest.split(separator: "/").last ?? Substring(dest))
+    guard FileSystem.kind(of: parent) == .directory else { throw .notFound(path: parent) }
+    Self.removeStale(parent: parent, name: name)
+    let n = Self.counter.add(1, ordering: .relaxed).newValue
+    temporaryPath = FileSystem.join(parent, ".\(name).partial-\(getpid())-\(n)")
+    guard mkdir(temporaryPath, 0o755) == 0 else {
+      throw .io(path: temporaryPath, call: "mkdir", errno: errno)
+    }
+  }
+
+  deinit {
+    let s = state.withLock { $0 }
+    if case .open = s { FileSystem.removeTree(temporaryPath) }
+  }
+
+  /// The path of `name` inside the temporary folder.
+  public func path(of name: String) -> String { FileSystem.join(temporaryPath, name) }
+
+  /// Writes a small file into the folder.
+  public func write(_ name: String, bytes: [UInt8]) throws(ModelError) {
+    try FileSystem.write(path(of: name), bytes: bytes)
+  }
+
+  /// Moves the folder into place.
+  public func commit() throws(ModelError) {
+    try state.withLock { (s: inout State) throws(ModelError) in
+      guard case .open = s else { return }
+      var aside: String?
+      if FileSystem.kind(of: destination) != .missing {
+        let old = temporaryPath + ".old"
+        guard rename(destination, old) == 0 else {
+          throw .io(path: destination, call: "rename", errno: errno)
+        }
+        aside = old
+      }
+      guard rename(temporaryPath, destination) == 0 else {
+        let e = errno
+        if let aside { _ = rename(aside, destination) }
+        throw .io(path: destination, call: "rename", errno: e)
+      }
+      if let aside { FileSystem.removeTree(aside) }
+      s = .committed
+    }
+  }
+
+  /// Removes the temporary folder; the destination is untouched.
+  public func discard() {
+    state.withLock { s in
+      if case .open = s {
+        FileSystem.removeTree(temporaryPath)
+        s = .discarded
+      }
+    }
+  }
+
+  private static func removeStale(parent: String, name: String) {
+    let prefix = ".\(name).partial-"
+    for entry in (try? FileSystem.contents(of: parent)) ?? [] where entry.hasPrefix(prefix) {
+      let rest = entry.dropFirst(prefix.count)
+      guard let pidText = rest.split(separator: "-").first, let pid = Int32(pidText) else {
+        continue
+      }
+      if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH {
+        FileSystem.removeTree(FileSystem.join(parent, entry))
+      }
+    }
+  }
+}
+
+/// Writes safetensors shards whose headers are known up front: each file gets its header and
+/// its full size at once, then tensor data is written to its offsets by any number of threads
+/// (`pwrite`), so no shard is ever buffered in memory.
+public final class SafetensorsWriter: Sendable {
+  /// The layout being written.
+  public let layout: ShardLayout
+  private let folder: OutputFolder
+  private let descriptors: Mutex<[Int32]>
+  private let fds: [Int32]
+
+  /// Creates the shard files in `folder` with their headers.
+  public init(folder: OutputFolder, layout: ShardLayout) throws(ModelError) {
+    self.folder = folder
+    self.layout = layout
+    var opened: [Int32] = []
+    for shard in layout.shards {
+      let p = folder.path(of: shard.fileName)
+      let fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+      guard fd >= 0 else {
+        let e = errno
+        for f in opened { close(f) }
+        throw .io(path: p, call: "open", errno: e)
+      }
+      opened.append(fd)
+      do {
+        try Self.pwriteAll(fd, shard.header, offset: 0, path: p)
+      } catch {
+        for f in opened { close(f) }
+        throw error
+      }
+      guard ftruncate(fd, off_t(shard.fileSize)) == 0 else {
+        let e = errno
+        for f in opened { close(f) }
+        throw .io(path: p, call: "ftruncate", errno: e)
+      }
+    }
+    self.fds = opened
+    self.descriptors = Mutex(opened)
+  }
+
+  deinit {
+    descriptors.withLock { fds in
+      for fd in fds { close(fd) }
+      fds = []
+    }
+  }
+
+  /// Writes `bytes` as part of tensor `name`'s data, starting `byteOffset` bytes into it.
+  public func write(tensor name: String, byteOffset: Int, bytes: UnsafeRawBufferPointer)
+    throws(ModelError)
+  {
+    guard let (shard, offset) = layout.location(of: name) else {
+      throw .missingTensor(path: folder.temporaryPath, tensor: name)
+    }
+    let path = folder.path(of: layout.shards[shard].fileName)
+    try Self.pwriteAll(fds[shard], bytes, offset: offset + byteOffset, path: path)
+  }
+
+  /// Closes the shard files and, for several shards, writes the index.
+  public func finish() throws(ModelError) {
+    let toClose = descriptors.withLock { fds -> [Int32] in
+      defer { fds = [] }
+      return fds
+    }
+    for (i, fd) in toClose.enumerated() {
+      if close(fd) != 0 {
+        throw .io(path: folder.path(of: layout.shards[i].fileName), call: "close", errno: errno)
+      }
+    }
+    if layout.shards.count > 1 {
+      try folder.write(ModelFolder.indexFileName, bytes: Array(layout.indexJSON().utf8))
+    }
+  }
+
+  static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], offset: Int, path: String) throws(ModelError)
+  {
+    let result = bytes.withUnsafeBytes { raw in
+      Result { () throws(ModelError) in try pwriteAll(fd, raw, offset: offset, path: path) }
+    }
+    try result.get()
+  }
+
+  static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, offset: Int, path: String)
+    throws(ModelError)
+  {
+    guard let base = bytes.baseAddress else { return }
+    var done = 0
+    while done < bytes.count {
+      let n = pwrite(fd, base + done, bytes.count - done, off_t(offset + done))
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw .io(path: path, call: "pwrite", errno: errno)
+      }
+      done += n
+    }
+  }
+}
