@@ -16,7 +16,9 @@ let package = Package(
     .target(name: "MergeRecipe", dependencies: ["CYAML"]),
     .target(name: "MergeModel", dependencies: ["MergeRecipe"]),
     .target(name: "MergeCompiler", dependencies: ["MergeRecipe", "MergeModel"]),
-    .target(name: "MergeCLI", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe"]),
+    .target(name: "MergeRuntime", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe"]),
+    .target(
+      name: "MergeCLI", dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe"]),
     .executableTarget(name: "merge", dependencies: ["MergeCLI"]),
     .target(name: "MergeBench", dependencies: ["MergeModel"]),
     .executableTarget(name: "merge-bench", dependencies: ["MergeBench"]),

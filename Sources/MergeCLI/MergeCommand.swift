@@ -26,7 +26,7 @@ public enum MergeCommand {
   static let abstract = "Compile and run mergekit merge recipes."
 
   static var subcommands: [any Subcommand.Type] {
-    [CheckCommand.self, InspectCommand.self, MethodsCommand.self, SchemaCommand.self]
+    [CheckCommand.self, RunCommand.self, GraphCommand.self, InspectCommand.self, MethodsCommand.self, SchemaCommand.self]
   }
 
   /// Runs the process's command line and exits with the command's status.

@@ -1,0 +1,85 @@
+import MergeModel
+import MergeRecipe
+
+/// A model the merge reads.
+public struct ResolvedModel: Sendable {
+  /// The reference as written in the recipe.
+  public var reference: ModelReference
+  /// The folder.
+  public var folder: ModelFolder
+  /// Its weights (headers validated).
+  public var weights: ModelWeights
+
+  /// The folder's path.
+  public var path: String { folder.path }
+}
+
+/// One input of an output tensor: which model, which of its tensors.
+public struct TensorInput: Sendable, Hashable {
+  /// Index into ``MergePlan/models``.
+  public var model: Int
+  /// The tensor's name in that model.
+  public var tensor: String
+  /// Its header entry.
+  public var info: TensorInfo
+}
+
+/// Everything needed to compute one output tensor: its inputs in merge order, the parameters
+/// evaluated for it, and where it came from in the recipe.
+public struct TensorPlan: Sendable {
+  /// The output tensor's name.
+  public var name: String
+  /// Its shape.
+  public var shape: [Int]
+  /// Where it sits.
+  public var role: TensorRole
+  /// The inputs, in the order mergekit merges them (recipe order, base last when added).
+  public var inputs: [TensorInput]
+  /// Which input is the base model, if the method uses one.
+  public var baseIndex: Int?
+  /// Shared parameters, evaluated for this tensor.
+  public var shared: [String: ParameterValue]
+  /// Per-input parameters, evaluated for this tensor (empty for inputs they do not apply to).
+  public var perInput: [[String: ParameterValue]]
+  /// The gradient position of the tensor's layer within its slice.
+  public var t: Double
+  /// The dtype inputs are rounded to before computing (the recipe's `dtype`), if any.
+  public var inputDType: DType?
+  /// The dtype stored.
+  public var outputDType: DType
+  /// Where in the recipe the tensor's slice (or model list) is.
+  public var origin: SourceRange?
+
+  /// The number of elements.
+  public var count: Int { shape.reduce(1, *) }
+}
+
+/// A resolved merge: the models, and a plan for every output tensor in output order.
+public struct MergePlan: Sendable {
+  /// The method.
+  public var method: MethodSpec
+  /// The models read, in recipe order.
+  public var models: [ResolvedModel]
+  /// The output tensors, in the order they are written.
+  public var tensors: [TensorPlan]
+  /// The number of layers of the output.
+  public var outputLayerCount: Int
+  /// For each output layer, the model and layer it was taken from (first source of its slice).
+  public var layerSources: [(model: Int, layer: Int)]
+  /// The model whose config.json and tokenizer the output takes.
+  public var donor: Int
+  /// The recipe's `dtype`, if any.
+  public var inputDType: DType?
+  /// The recipe's `out_dtype`, if any.
+  public var outDType: DType?
+
+  /// The dtype the output's config.json names (out_dtype, else dtype, else the stored dtype
+  /// of most tensors).
+  public var configDType: DType {
+    if let outDType { return outDType }
+    if let inputDType { return inputDType }
+    var counts: [DType: Int] = [:]
+    for t in tensors { counts[t.outputDType, default: 0] += t.count }
+    return counts.max { $0.value < $1.value }?.key ?? .float32
+  }
+}

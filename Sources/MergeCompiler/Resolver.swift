@@ -1,0 +1,294 @@
+import MergeModel
+import MergeRecipe
+
+/// Turns a checked stage into a ``MergePlan``: which input tensors feed each output tensor and
+/// every parameter evaluated for it, as mergekit 0.1.5 plans a merge.
+///
+/// - `models:` becomes one slice of every model over all its layers, with the base model
+///   appended when it is not listed.
+/// - Each slice contributes its layers in order; a layer at offset `i` of a slice of `n`
+///   layers has gradient position `t = i/(n−1)` (`t = 1` when `n = 1`).
+/// - Tensors before the layers (embeddings) come from the first slice's sources, tensors after
+///   them (final norm, lm_head) from the last slice's, with `t = 0`.
+/// - A model's own parameters win over its slice's, the slice's over the recipe's.
+/// - `lm_head.weight` missing from a tied-embedding model is read from its embedding matrix, as
+///   mergekit's `tied_names` do; missing from every input, it is not written.
+///
+/// Reads safetensors headers only.
+public struct Resolver {
+  private var bag: DiagnosticBag
+  private let stage: MergeConfiguration
+  private let spec: MethodSpec
+  private var models: [ResolvedModel] = []
+  private var modelIndex: [String: Int] = [:]
+
+  /// Resolves `stage` of a recipe that checked without errors.
+  ///
+  /// - Parameters:
+  ///   - report: the check report (its folders and weights are reused).
+  ///   - file: the recipe's path, for diagnostics.
+  public static func resolve(
+    stage: MergeConfiguration, report: CheckReport, file: String
+  ) -> (plan: MergePlan?, diagnostics: [Diagnostic]) {
+    guard let name = stage.mergeMethod?.value, let spec = MethodCatalog.method(name) else {
+      return (nil, [])
+    }
+    var resolver = Resolver(bag: DiagnosticBag(file: file), stage: stage, spec: spec)
+    let plan = resolver.run(report: report)
+    return (resolver.bag.hasErrors ? nil : plan, resolver.bag.diagnostics)
+  }
+
+  private init(bag: DiagnosticBag, stage: MergeConfiguration, spec: MethodSpec) {
+    self.bag = bag
+    self.stage = stage
+    self.spec = spec
+  }
+
+  /// A slice after normalization: sources with layer ranges and the scopes of parameters.
+  private struct Slice {
+    var sources: [(model: Int, start: Int, parameters: ParameterTable?, range: SourceRange)]
+    var parameters: ParameterTable?
+    var length: Int
+    var base: Int?
+    var range: SourceRange
+  }
+
+  private mutating func model(_ reference: ModelReference, report: CheckReport) -> Int? {
+    if let i = modelIndex[reference.identity] { return i }
+    let resolver = ModelResolver(baseDirectory: FileSystem.directoryName(bag.file ?? "."))
+    let path = resolver.path(of: reference)
+    guard let folder = report.folders[path], let weights = report.weights[path] else {
+      bag.error(.unavailableModel(reference.description), at: reference.range)
+      return nil
+    }
+    models.append(ResolvedModel(reference: reference, folder: folder, weights: weights))
+    modelIndex[reference.identity] = models.count - 1
+    return models.count - 1
+  }
+
+  private mutating func run(report: CheckReport) -> MergePlan? {
+    if let modules = stage.modules {
+      bag.error(.modulesUnsupported, at: modules.range)
+      return nil
+    }
+    let baseReference = stage.baseModel
+    var baseIndex: Int?
+    // Models in recipe order, the base first so that it is the config donor.
+    if let baseReference { baseIndex = model(baseReference, report: report) }
+    var slices: [Slice] = []
+    if let list = stage.models {
+      var sources: [(model: Int, start: Int, parameters: ParameterTable?, range: SourceRange)] = []
+      var seen = Set<Int>()
+      for entry in list.value {
+        guard let m = model(entry.model, report: report) else { continue }
+        guard seen.insert(m).inserted else { continue }
+        sources.append((m, 0, entry.parameters, entry.model.range))
+      }
+      if let b = baseIndex, !seen.contains(b) {
+        sources.append((b, 0, nil, baseReference?.range ?? list.range))
+      }
+      let lengths = sources.map { models[$0.model].folder.config.layerCount ?? TensorNaming.layerCount(of: models[$0.model].weights.tensors.map(\.name)) }
+      slices.append(Slice(sources: sources, parameters: nil, length: lengths.first ?? 0, base: spec.base == .ignored ? nil : baseIndex, range: list.range))
+    } else if let list = stage.slices {
+      for s in list.value {
+        var sources: [(model: Int, start: Int, parameters: ParameterTable?, range: SourceRange)] = []
+        var seen = Set<Int>()
+        for src in s.sources {
+          guard let m = model(src.model, report: report), seen.insert(m).inserted else { continue }
+          sources.append((m, src.layerRange?.start ?? 0, src.parameters, src.range))
+        }
+        var base = baseIndex
+        if let b = s.baseModel { base = model(b, report: report) }
+        slices.append(Slice(
+          sources: sources, parameters: s.parameters, length: s.sources.first?.layerRange?.count ?? 0,
+          base: spec.base == .ignored ? nil : base, range: s.sourcesRange))
+      }
+    }
+    guard !bag.hasErrors, let first = slices.first, let last = slices.last else { return nil }
+
+    var tensors: [TensorPlan] = []
+    var layerSources: [(model: Int, layer: Int)] = []
+    // Tensors before the layers.
+    for name in outsideNames(role: .pre, slice: first) {
+      if let plan = tensorPlan(name: name, inputNames: first.sources.map { _ in name }, role: .pre, slice: first, t: 0) {
+        tensors.append(plan)
+      }
+    }
+    var outputLayer = 0
+    for slice in slices {
+      for offset in 0..<slice.length {
+        let t = slice.length > 1 ? Double(offset) / Double(slice.length - 1) : 1
+        guard let lead = slice.sources.first else { continue }
+        let leadLayer = lead.start + offset
+        layerSources.append((lead.model, leadLayer))
+        let leadNames = models[lead.model].weights.tensors.map(\.name).filter {
+          TensorNaming.layerIndex(of: $0) == leadLayer
+        }
+        for leadName in leadNames {
+          let output = Self.renumber(leadName, to: outputLayer)
+          let inputNames = slice.sources.map { Self.renumber(leadName, to: $0.start + offset) }
+          if let plan = tensorPlan(name: output, inputNames: inputNames, role: .layer(outputLayer), slice: slice, t: t) {
+            tensors.append(plan)
+          }
+        }
+        outputLayer += 1
+      }
+    }
+    for name in outsideNames(role: .post, slice: last) {
+      if let plan = tensorPlan(name: name, inputNames: last.sources.map { _ in name }, role: .post, slice: last, t: 0) {
+        tensors.append(plan)
+      }
+    }
+    return MergePlan(
+      method: spec, models: models, tensors: tensors, outputLayerCount: outputLayer,
+      layerSources: layerSources, donor: 0, inputDType: stage.dtype.flatMap { DType(recipeName: $0.value) },
+      outDType: stage.outDtype.flatMap { DType(recipeName: $0.value) })
+  }
+
+  /// Non-layer tensors of a role, in the data order of the slice's first source, then any
+  /// that only later sources have.
+  private func outsideNames(role: TensorRole, slice: Slice) -> [String] {
+    var names: [String] = []
+    var seen = Set<String>()
+    for source in slice.sources {
+      for t in models[source.model].weights.tensors where TensorNaming.role(of: t.name) == role {
+        if seen.insert(t.name).inserted { names.append(t.name) }
+      }
+    }
+    return names
+  }
+
+  /// `name` with its layer index replaced by `layer`.
+  static func renumber(_ name: String, to layer: Int) -> String {
+    var parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+    for i in 1..<max(1, parts.count - 1) where !parts[i].isEmpty && parts[i].allSatisfy({ $0.isASCII && $0.isNumber }) {
+      parts[i] = String(layer)
+      break
+    }
+    return parts.joined(separator: ".")
+  }
+
+  private mutating func tensorPlan(
+    name: String, inputNames: [String], role: TensorRole, slice: Slice, t: Double
+  ) -> TensorPlan? {
+    var inputs: [TensorInput] = []
+    var baseInput: Int?
+    var missing: [(Int, String)] = []
+    for (source, inputName) in zip(slice.sources, inputNames) {
+      let weights = models[source.model].weights
+      var resolvedName = inputName
+      if weights.info(resolvedName) == nil, TensorNaming.isOutputHead(inputName),
+        let tied = Self.tiedEmbedding(in: weights)
+      {
+        resolvedName = tied
+      }
+      guard let info = weights.info(resolvedName) else {
+        missing.append((source.model, inputName))
+        continue
+      }
+      if source.model == slice.base { baseInput = inputs.count }
+      inputs.append(TensorInput(model: source.model, tensor: resolvedName, info: info))
+    }
+    if !missing.isEmpty {
+      // An output head that no input has is left out (tied embeddings).
+      if TensorNaming.isOutputHead(name) && inputs.isEmpty { return nil }
+      for (m, n) in missing {
+        bag.error(.missingTensor(n, model: models[m].reference.description), at: models[m].reference.range)
+      }
+      return nil
+    }
+    guard let first = inputs.first else { return nil }
+    for input in inputs.dropFirst() where input.info.shape != first.info.shape {
+      bag.error(
+        .shapeMismatch(name, models[first.model].reference.description, first.info.shape,
+          models[input.model].reference.description, input.info.shape),
+        at: slice.range)
+      return nil
+    }
+    // Parameters, most specific scope first.
+    var shared: [String: ParameterValue] = [:]
+    var perInput = [[String: ParameterValue]](repeating: [:], count: inputs.count)
+    for p in spec.parameters {
+      switch p.scope {
+      case .shared:
+        guard let v = ParameterEvaluator.resolve(p, scopes: [slice.parameters, stage.parameters], tensor: name, t: t) else {
+          bag.error(.unresolvedParameter(p.name, tensor: name), at: stage.mergeMethod?.range)
+          return nil
+        }
+        shared[p.name] = v
+      case .input, .nonBase:
+        for (i, input) in inputs.enumerated() {
+          if p.scope == .nonBase && i == baseInput { continue }
+          let source = slice.sources.first { $0.model == input.model }
+          let scopes = [source?.parameters, slice.parameters, stage.parameters]
+          guard let v = ParameterEvaluator.resolve(p, scopes: scopes, tensor: input.tensor, t: t) else {
+            bag.error(
+              .unresolvedInputParameter(p.name, tensor: input.tensor, model: models[input.model].reference.description),
+              at: source?.range ?? slice.range)
+            return nil
+          }
+          perInput[i][p.name] = v
+        }
+      }
+    }
+    let promoted = Self.promoted(inputs.map(\.info.dtype))
+    let inputDType = stage.dtype.flatMap { DType(recipeName: $0.value) }
+    let computed = inputDType ?? promoted
+    let output = stage.outDtype.flatMap { DType(recipeName: $0.value) } ?? computed
+    return TensorPlan(
+      name: name, shape: first.info.shape, role: role, inputs: inputs, baseIndex: baseInput,
+      shared: shared, perInput: perInput, t: t, inputDType: inputDType,
+      outputDType: first.info.dtype.isFloatingPoint ? output : first.info.dtype, origin: slice.range)
+  }
+
+  /// The embedding matrix an absent output head is tied to.
+  static func tiedEmbedding(in weights: ModelWeights) -> String? {
+    for name in ["model.embed_tokens.weight", "transformer.wte.weight", "model.embed_tokens.weight", "embed_tokens.weight", "gpt_neox.embed_in.weight", "model.language_model.embed_tokens.weight"] where weights.info(name) != nil {
+      return name
+    }
+    return nil
+  }
+
+  /// torch's type promotion over floating dtypes.
+  static func promoted(_ dtypes: [DType]) -> DType {
+    guard var result = dtypes.first else { return .float32 }
+    for d in dtypes.dropFirst() where d != result {
+      let rank: (DType) -> Int = {
+        switch $0 {
+        case .float64: return 4
+        case .float32: return 3
+        case .float16, .bfloat16: return 2
+        default: return 1
+        }
+      }
+      if rank(d) == 2 && rank(result) == 2 {
+        result = .float32
+      } else if rank(d) > rank(result) {
+        result = d
+      }
+    }
+    return result
+  }
+}
+
+extension Diagnostic.Message {
+  fileprivate static let modulesUnsupported = Self(
+    "'modules' (multi-module merges) can be checked but not run yet")
+  fileprivate static func unavailableModel(_ model: String) -> Self {
+    Self("model '\(model)' could not be opened")
+  }
+  fileprivate static func missingTensor(_ tensor: String, model: String) -> Self {
+    Self("model '\(model)' has no tensor '\(tensor)'")
+  }
+  fileprivate static func shapeMismatch(
+    _ tensor: String, _ a: String, _ sa: [Int], _ b: String, _ sb: [Int]
+  ) -> Self {
+    Self("tensor '\(tensor)' has shape \(sa) in '\(a)' but \(sb) in '\(b)'")
+  }
+  fileprivate static func unresolvedParameter(_ name: String, tensor: String) -> Self {
+    Self("no value of '\(name)' applies to tensor '\(tensor)' (no filter matches it and there is no default)")
+  }
+  fileprivate static func unresolvedInputParameter(_ name: String, tensor: String, model: String) -> Self {
+    Self("no value of '\(name)' applies to tensor '\(tensor)' of '\(model)' (no filter matches it)")
+  }
+}

@@ -1,0 +1,159 @@
+import Dispatch
+import MergeCompiler
+import MergeModel
+import MergeRecipe
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// How a merge runs.
+public struct RunOptions: Sendable {
+  /// Worker threads.
+  public var threads: Int
+  /// The seed of the random methods.
+  public var seed: UInt64
+  /// Most bytes per output shard (0: one shard).
+  public var shardSize: Int
+  /// Called after each tensor is written.
+  public var progress: (@Sendable (RunProgress) -> Void)?
+
+  /// Creates options.
+  public init(threads: Int, seed: UInt64 = 0, shardSize: Int = 5_000_000_000, progress: (@Sendable (RunProgress) -> Void)? = nil) {
+    self.threads = threads
+    self.seed = seed
+    self.shardSize = shardSize
+    self.progress = progress
+  }
+}
+
+/// How far a run has got.
+public struct RunProgress: Sendable {
+  /// Tensors written.
+  public var tensorsDone: Int
+  /// Tensors in all.
+  public var tensorCount: Int
+  /// Bytes of tensor data written.
+  public var bytesDone: Int
+  /// Bytes of tensor data in all.
+  public var totalBytes: Int
+  /// Seconds since the run started.
+  public var elapsed: Double
+}
+
+/// What a finished run wrote.
+public struct RunSummary: Sendable {
+  /// Tensors written.
+  public var tensorCount: Int
+  /// Output shard files.
+  public var shardCount: Int
+  /// Bytes of the shard files.
+  public var bytesWritten: Int
+  /// Seconds the run took.
+  public var seconds: Double
+}
+
+/// Why a run failed. The output folder is then left as it was.
+public enum RunError: Error, Sendable, CustomStringConvertible {
+  case model(ModelError)
+  case lowering(LoweringError)
+  case execution(ExecutionError)
+
+  public var description: String {
+    switch self {
+    case .model(let e): return e.description
+    case .lowering(let e): return e.description
+    case .execution(let e): return e.description
+    }
+  }
+}
+
+/// Runs a resolved merge: lowers each tensor, executes it, writes the output folder atomically.
+public enum MergeRunner {
+  /// Merges `plan` into `output`.
+  ///
+  /// - Parameters:
+  ///   - recipeText: the recipe, copied into the output as `mergekit_config.yml`.
+  public static func run(
+    plan: MergePlan, recipeText: String, output: String, options: RunOptions
+  ) throws(RunError) -> RunSummary {
+    let start = DispatchTime.now().uptimeNanoseconds
+    var graphs: [TensorGraph] = []
+    for t in plan.tensors {
+      do {
+        graphs.append(try Lowering.lower(t, method: plan.method, seed: options.seed))
+      } catch {
+        throw .lowering(error)
+      }
+    }
+    let specs = plan.tensors.map { TensorSpec(name: $0.name, dtype: $0.outputDType, shape: $0.shape) }
+    let metadata = ShardLayout.defaultMetadata
+    let layout = ShardLayout(tensors: specs, shardSize: options.shardSize, metadata: metadata)
+    let folder: OutputFolder
+    let writer: SafetensorsWriter
+    do {
+      folder = try OutputFolder(destination: output)
+      writer = try SafetensorsWriter(folder: folder, layout: layout)
+    } catch {
+      throw .model(error)
+    }
+    let pause = Int(getenvString("MERGE_TEST_PAUSE_AFTER_TENSORS") ?? "")
+    let totalBytes = specs.reduce(0) { $0 + $1.byteCount }
+    var bytesDone = 0
+    for (index, graph) in graphs.enumerated() {
+      do {
+        let executor = try TensorExecutor(graph: graph, models: plan.models, threads: options.threads)
+        let name = graph.plan.name
+        try executor.run { offset, bytes in
+          try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
+        }
+      } catch let e as ExecutionError {
+        folder.discard()
+        throw .execution(e)
+      } catch let e as ModelError {
+        folder.discard()
+        throw .model(e)
+      } catch {
+        folder.discard()
+        throw .execution(ExecutionError(tensor: graph.plan.name, reason: "\(error)"))
+      }
+      bytesDone += specs[index].byteCount
+      options.progress?(
+        RunProgress(
+          tensorsDone: index + 1, tensorCount: graphs.count, bytesDone: bytesDone, totalBytes: totalBytes,
+          elapsed: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+      if let pause, index + 1 == pause {
+        // A test hook: hold the run mid-write so that a test can interrupt it.
+        sleep(60)
+      }
+    }
+    do {
+      try writer.finish()
+      let donor = plan.models[plan.donor]
+      try folder.write("config.json", bytes: Array(OutputFiles.config(for: plan).formatted().utf8) + [0x0A])
+      for name in donor.folder.sideFiles() where name != "config.json" {
+        try FileSystem.copy(FileSystem.join(donor.path, name), to: folder.path(of: name))
+      }
+      try folder.write("mergekit_config.yml", bytes: Array(recipeText.utf8))
+      try folder.write(
+        "README.md", bytes: Array(OutputFiles.modelCard(plan: plan, recipeText: recipeText, output: output, seed: options.seed, layout: layout).utf8))
+      try folder.commit()
+    } catch {
+      folder.discard()
+      throw .model(error)
+    }
+    return RunSummary(
+      tensorCount: graphs.count, shardCount: layout.shards.count, bytesWritten: layout.totalFileSize,
+      seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+  }
+}
+
+func getenvString(_ name: String) -> String? {
+  guard let p = getenv(name) else { return nil }
+  return String(cString: p)
+}

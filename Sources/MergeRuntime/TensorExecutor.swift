@@ -1,0 +1,217 @@
+import Dispatch
+import MergeCompiler
+import MergeModel
+import Synchronization
+
+/// Why a tensor could not be computed or written.
+public struct ExecutionError: Error, Sendable, CustomStringConvertible {
+  /// The tensor.
+  public var tensor: String
+  /// What went wrong.
+  public var reason: String
+  public var description: String { "tensor '\(tensor)': \(reason)" }
+}
+
+/// Evaluates one ``TensorGraph`` over fixed-size blocks with a pool of worker threads.
+///
+/// The block partition depends only on the tensor's shape (64 Ki elements, or whole rows for
+/// row-wise operations), never on the thread count. Reductions keep one partial result per
+/// block and combine them in block order (floating point) or exactly (integer histograms), so
+/// the output bytes are the same for any number of threads. Elementwise chains are evaluated
+/// block by block in cache-sized buffers: no intermediate tensor is ever materialized.
+struct TensorExecutor {
+  static let blockElements = 1 << 16
+
+  let graph: TensorGraph
+  let views: [TensorView]
+  let threads: Int
+  let blockSize: Int
+  let blockCount: Int
+  let count: Int
+
+  init(graph: TensorGraph, models: [ResolvedModel], threads: Int) throws(ExecutionError) {
+    self.graph = graph
+    self.threads = max(1, threads)
+    var views: [TensorView] = []
+    for input in graph.plan.inputs {
+      do {
+        views.append(try models[input.model].weights.tensor(input.tensor))
+      } catch {
+        throw ExecutionError(tensor: graph.plan.name, reason: error.description)
+      }
+    }
+    self.views = views
+    count = graph.plan.count
+    var block = Self.blockElements
+    for node in graph.nodes {
+      if case .keepByRank(_, _, _, let columns) = node.op {
+        block = max(1, Self.blockElements / max(1, columns)) * max(1, columns)
+      }
+    }
+    blockSize = block
+    blockCount = max(1, (count + block - 1) / block)
+  }
+
+  // MARK: Running
+
+  /// Computes the tensor and hands each block's bytes to `write(byteOffset, bytes)`.
+  func run(write: @Sendable (Int, UnsafeRawBufferPointer) throws -> Void) throws {
+    let output = graph[graph.output]
+    if case .copyBytes = output.op {
+      try write(0, views[0].bytes)
+      return
+    }
+    guard case .store(let dtype) = output.op else {
+      throw ExecutionError(tensor: graph.plan.name, reason: "the graph does not end in a store")
+    }
+    var env = Environment(nodeCount: graph.nodes.count)
+    for (i, node) in graph.nodes.enumerated() where node.op.isReduction {
+      try reduce(NodeID(index: i), node, &env)
+    }
+    let frozen = env
+    try forEachBlock { evaluator, block in
+      let range = self.range(of: block)
+      let values = evaluator.evaluate(output.inputs[0], block: block, range: range, env: frozen)
+      let bytes = range.count * dtype.byteSize
+      let scratch = evaluator.scratchBytes(bytes)
+      Kernels.encode(values, range.count, dtype, into: scratch)
+      try write(range.lowerBound * dtype.byteSize, UnsafeRawBufferPointer(start: scratch, count: bytes))
+    }
+  }
+
+  func range(of block: Int) -> Range<Int> {
+    let start = block * blockSize
+    return start..<min(count, start + blockSize)
+  }
+
+  /// Runs `body` for every block on the worker pool; rethrows the first error.
+  func forEachBlock(_ body: @Sendable (BlockEvaluator, Int) throws -> Void) throws {
+    let next = Atomic<Int>(0)
+    let failure = Mutex<(any Error)?>(nil)
+    let workers = min(threads, blockCount)
+    let graph = self.graph
+    let views = self.views
+    let blockSize = self.blockSize
+    let blockCount = self.blockCount
+    DispatchQueue.concurrentPerform(iterations: workers) { _ in
+      let evaluator = BlockEvaluator(graph: graph, views: views, blockSize: blockSize)
+      while true {
+        if failure.withLock({ $0 != nil }) { return }
+        let block = next.add(1, ordering: .relaxed).oldValue
+        if block >= blockCount { return }
+        do {
+          try body(evaluator, block)
+        } catch {
+          failure.withLock { if $0 == nil { $0 = error } }
+          return
+        }
+      }
+    }
+    if let error = failure.withLock({ $0 }) { throw error }
+  }
+
+  // MARK: Reductions
+
+  func reduce(_ id: NodeID, _ node: Node, _ env: inout Environment) throws {
+    let input = node.inputs[0]
+    switch node.op {
+    case .l1Norm:
+      let partials = Mutex([Double](repeating: 0, count: blockCount))
+      let frozen = env
+      try forEachBlock { evaluator, block in
+        let r = self.range(of: block)
+        let values = evaluator.evaluate(input, block: block, range: r, env: frozen)
+        let s = Kernels.l1(values, r.count)
+        partials.withLock { $0[block] = s }
+      }
+      // Combined in block order, whatever the thread count.
+      env.scalars[id.index] = partials.withLock { $0.reduce(0, +) }
+    case .sortPrefix(let rank, let descending):
+      env.cuts[id.index] = try sortPrefix(input, rank: rank, descending: descending, env: env)
+    default:
+      break
+    }
+  }
+
+  /// The elements a torch sort of `|x|` puts before position `rank`.
+  ///
+  /// First a radix selection finds the magnitude at that position: a histogram of the high 16
+  /// bits of `|x|`, then of the low 16 bits within the chosen bucket (integer counts, which
+  /// merge exactly whatever the thread count). When the position falls between two different
+  /// magnitudes, that threshold is the answer. When it splits a run of equal magnitudes, which
+  /// of them come first depends on torch's unstable sort, so the magnitudes are gathered and
+  /// ``TorchSortEmulation`` decides, as torch would.
+  func sortPrefix(_ input: NodeID, rank: Int, descending: Bool, env: Environment) throws -> Cut {
+    if rank <= 0 { return Cut(kind: .nothing) }
+    if rank >= count { return Cut(kind: .everything) }
+    // Ascending position of the boundary: a descending prefix of `rank` is everything above
+    // ascending position count − rank.
+    let ascendingRank = descending ? count - rank : rank
+    let high = try histogram(input, env: env) { m in Int(m >> 16) }
+    var below = 0
+    var bucket = 0
+    while bucket < 65536 && below + high[bucket] <= ascendingRank {
+      below += high[bucket]
+      bucket += 1
+    }
+    if bucket == 65536 { return Cut(kind: descending ? .nothing : .everything) }
+    let chosen = UInt32(bucket)
+    let low = try histogram(input, env: env) { m in (m >> 16) == chosen ? Int(m & 0xFFFF) : -1 }
+    var lowBucket = 0
+    while lowBucket < 65536 && below + low[lowBucket] <= ascendingRank {
+      below += low[lowBucket]
+      lowBucket += 1
+    }
+    let threshold = chosen << 16 | UInt32(lowBucket)
+    let ties = low[lowBucket]
+    let tiesBelow = ascendingRank - below
+    if tiesBelow == 0 {
+      // Exactly the elements below the threshold are below the boundary.
+      return Cut(kind: .threshold(threshold, ties: !descending ? false : true, descending: descending))
+    }
+    if tiesBelow == ties {
+      return Cut(kind: .threshold(threshold, ties: !descending ? true : false, descending: descending))
+    }
+    // The boundary splits equal magnitudes: gather |x| and sort as torch does.
+    let values = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    defer { values.deallocate() }
+    let target = UnsafeMutableSendablePointer(values)
+    try forEachBlock { evaluator, block in
+      let r = self.range(of: block)
+      let x = evaluator.evaluate(input, block: block, range: r, env: env)
+      for i in 0..<r.count { target.pointer[r.lowerBound + i] = abs(x[i]) }
+    }
+    let sets = TorchSortEmulation.prefixSets(of: values, count: count, descending: descending, boundaries: [rank])
+    return Cut(kind: .set(sets[0]))
+  }
+
+  /// A 65536-bucket histogram of `bucket(|x| bits)` (negative buckets are skipped).
+  func histogram(_ input: NodeID, env: Environment, bucket: @escaping @Sendable (UInt32) -> Int) throws -> [Int] {
+    let total = Mutex([Int](repeating: 0, count: 65536))
+    try forEachBlock { evaluator, block in
+      let r = self.range(of: block)
+      let values = evaluator.evaluate(input, block: block, range: r, env: env)
+      let local = evaluator.histogram
+      local.update(repeating: 0)
+      for i in 0..<r.count {
+        let b = bucket(values[i].magnitude.bitPattern)
+        if b >= 0 { local[b] &+= 1 }
+      }
+      total.withLock { t in
+        for k in 0..<65536 where local[k] != 0 { t[k] += Int(local[k]) }
+      }
+    }
+    return total.withLock { $0 }
+  }
+}
+
+/// Per-tensor results of reductions, indexed by node.
+struct Environment: Sendable {
+  var scalars: [Double]
+  var cuts: [Cut?]
+
+  init(nodeCount: Int) {
+    scalars = [Double](repeating: 0, count: nodeCount)
+    cuts = [Cut?](repeating: nil, count: nodeCount)
+  }
+}
