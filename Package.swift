@@ -24,6 +24,9 @@ let package = Package(
     .executableTarget(name: "merge-bench", dependencies: ["MergeBench"]),
     .target(name: "_TestSupport", dependencies: ["MergeRecipe"]),
     .testTarget(name: "MergeModelTests", dependencies: ["MergeModel", "_TestSupport"]),
+    .testTarget(
+      name: "MergeRuntimeTests",
+      dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe", "_TestSupport"]),
     .testTarget(name: "MergeRecipeTests", dependencies: ["MergeRecipe", "_TestSupport"]),
     .testTarget(
       name: "MergeCompilerTests", dependencies: ["MergeCompiler", "MergeRecipe", "_TestSupport"]),

@@ -141,7 +141,7 @@ public enum MergeRunner {
       }
       try folder.write("mergekit_config.yml", bytes: Array(recipeText.utf8))
       try folder.write(
-        "README.md", bytes: Array(OutputFiles.modelCard(plan: plan, recipeText: recipeText, output: output, seed: options.seed, layout: layout).utf8))
+        "README.md", bytes: Array(OutputFiles.modelCard(plan: plan, recipeText: recipeText, seed: options.seed, layout: layout).utf8))
       try folder.commit()
     } catch {
       folder.discard()

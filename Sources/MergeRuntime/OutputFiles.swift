@@ -56,12 +56,11 @@ public enum OutputFiles {
 
   /// A Hugging Face model card: YAML front matter (`base_model`, `tags: [merge]`), the method,
   /// the models, the seed and the recipe.
-  public static func modelCard(plan: MergePlan, recipeText: String, output: String, seed: UInt64, layout: ShardLayout) -> String {
-    let name = output.split(separator: "/").last.map(String.init) ?? output
+  public static func modelCard(plan: MergePlan, recipeText: String, seed: UInt64, layout: ShardLayout) -> String {
     var card = "---\nbase_model:\n"
     for m in plan.models { card += "- \(yamlQuoted(m.reference.description))\n" }
     card += "library_name: transformers\ntags:\n- merge\n- mergekit\n---\n\n"
-    card += "# \(name)\n\n"
+    card += "# Merged model\n\n"
     card += "This model is a merge of pre-trained language models, made with `merge` from a mergekit recipe.\n\n"
     card += "## Merge details\n\n"
     card += "- Method: \(plan.method.prettyName) (`\(plan.method.name)`)\n"
