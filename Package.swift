@@ -18,7 +18,8 @@ let package = Package(
     .target(name: "MergeCompiler", dependencies: ["MergeRecipe", "MergeModel"]),
     .target(name: "MergeRuntime", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe"]),
     .target(
-      name: "MergeCLI", dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe"]),
+      name: "MergeCLI",
+      dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe"]),
     .executableTarget(name: "merge", dependencies: ["MergeCLI"]),
     .target(name: "MergeBench", dependencies: ["MergeModel"]),
     .executableTarget(name: "merge-bench", dependencies: ["MergeBench"]),

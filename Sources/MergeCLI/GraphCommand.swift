@@ -16,7 +16,8 @@ struct GraphCommand: Subcommand {
       .positional("recipe", help: "The recipe file (mergekit YAML)."),
       .option("tensor", value: "name", help: "Print only this output tensor."),
       .option("seed", value: "n", help: "Seed of the random methods (default: 0)."),
-      .flag("allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
+      .flag(
+        "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
     ])
 
   var recipe: String
@@ -40,7 +41,9 @@ struct GraphCommand: Subcommand {
       tensors = tensors.filter { $0.name == tensor }
       if tensors.isEmpty {
         var message = "error: the output has no tensor '\(tensor)'"
-        if let s = Suggestion.closest(to: tensor, in: plan.tensors.map(\.name)) { message += "; did you mean '\(s)'?" }
+        if let s = Suggestion.closest(to: tensor, in: plan.tensors.map(\.name)) {
+          message += "; did you mean '\(s)'?"
+        }
         console.err(message + "\n")
         return ExitCode.failure
       }

@@ -26,7 +26,10 @@ public enum MergeCommand {
   static let abstract = "Compile and run mergekit merge recipes."
 
   static var subcommands: [any Subcommand.Type] {
-    [CheckCommand.self, RunCommand.self, GraphCommand.self, InspectCommand.self, MethodsCommand.self, SchemaCommand.self]
+    [
+      CheckCommand.self, RunCommand.self, GraphCommand.self, InspectCommand.self,
+      MethodsCommand.self, SchemaCommand.self,
+    ]
   }
 
   /// Runs the process's command line and exits with the command's status.
@@ -92,8 +95,8 @@ public enum MergeCommand {
 
   static func help() -> String {
     var out = "OVERVIEW: \(abstract)\n\n"
-    out += "merge reads mergekit YAML recipes and checks them completely before any weights\n"
-    out += "are read.\n\n"
+    out += "merge reads mergekit YAML recipes, checks them completely before any weights are\n"
+    out += "read, compiles them to graphs of tensor operations and runs them on all cores.\n\n"
     out += "USAGE: merge <subcommand>\n\n"
     out += "OPTIONS:\n"
     out += HelpFormatter.row("--version", "Show the version.")

@@ -30,8 +30,11 @@ struct RunCommand: Subcommand {
       .positional("output", help: "The model folder to write."),
       .option("threads", value: "n", help: "Worker threads (default: all cores)."),
       .option("seed", value: "n", help: "Seed of the random methods (default: 0)."),
-      .option("shard-size", value: "bytes", help: "Most bytes per shard, e.g. 5GB or 500MB (default: 5GB)."),
-      .flag("allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
+      .option(
+        "shard-size", value: "bytes",
+        help: "Most bytes per shard, e.g. 5GB or 500MB (default: 5GB)."),
+      .flag(
+        "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
       .flag("quiet", short: "q", help: "Print no progress."),
     ])
 
@@ -46,7 +49,9 @@ struct RunCommand: Subcommand {
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = arguments.positional("recipe") ?? ""
     output = arguments.positional("output") ?? ""
-    threads = try arguments.integer("threads", in: 1...4096) ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    threads =
+      try arguments.integer("threads", in: 1...4096)
+      ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     if let text = arguments.option("seed") {
       guard let s = UInt64(text) else {
         throw UsageError(message: "The value '\(text)' is invalid for '--seed <n>'", helpLine: nil)
@@ -57,7 +62,8 @@ struct RunCommand: Subcommand {
     }
     if let text = arguments.option("shard-size") {
       guard let bytes = parseByteCount(text), bytes > 0 else {
-        throw UsageError(message: "The value '\(text)' is invalid for '--shard-size <bytes>'", helpLine: nil)
+        throw UsageError(
+          message: "The value '\(text)' is invalid for '--shard-size <bytes>'", helpLine: nil)
       }
       shardSize = bytes
     } else {
@@ -111,7 +117,8 @@ struct RunCommand: Subcommand {
     for m in plan.models {
       guard let input = FileSystem.realPath(m.path) else { continue }
       if target == input || target.hasPrefix(input + "/") || input.hasPrefix(target + "/") {
-        return "refusing to write '\(output)': it is or holds the input model folder '\(m.path)'"
+        return
+          "refusing to write '\(output)': it is or holds the input model folder '\(m.reference.description)'"
       }
     }
     switch FileSystem.kind(of: target) {
@@ -120,7 +127,8 @@ struct RunCommand: Subcommand {
     case .directory:
       let names = (try? FileSystem.contents(of: target)) ?? []
       if names.isEmpty || names.contains("mergekit_config.yml") { return nil }
-      return "'\(output)' exists and is not a merge output (it has no mergekit_config.yml); remove it or choose another folder"
+      return
+        "'\(output)' exists and is not a merge output (it has no mergekit_config.yml); remove it or choose another folder"
     }
   }
 }
@@ -149,9 +157,13 @@ func compile(_ recipe: String, allowUnknown: Bool, console: Console) -> (MergePl
     ("tokenizer_source", stage.tokenizerSource != nil), ("tokenizer", stage.tokenizer != nil),
     ("chat_template", stage.chatTemplate != nil),
   ] where present {
-    console.err("\(recipe): warning: '\(key)' is not applied yet: the tokenizer is copied from '\(plan.models[plan.donor].reference.description)'\n")
+    console.err(
+      "\(recipe): warning: '\(key)' is not applied yet: the tokenizer is copied from '\(plan.models[plan.donor].reference.description)'\n"
+    )
   }
-  let text = (try? FileSystem.read(recipe, limit: 16 << 20)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+  let text =
+    (try? FileSystem.read(recipe, limit: 16 << 20)).map { String(decoding: $0, as: UTF8.self) }
+    ?? ""
   return (plan, text)
 }
 
@@ -161,7 +173,10 @@ func parseByteCount(_ text: String) -> Int? {
   if s.hasSuffix("B") && s.count > 1 && !s.dropLast().allSatisfy(\.isNumber) == false {
     // Plain digits followed by B ("100B") is bytes.
   }
-  let units: [(String, Int)] = [("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("G", 1_000_000_000), ("M", 1_000_000), ("K", 1000), ("B", 1)]
+  let units: [(String, Int)] = [
+    ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("G", 1_000_000_000), ("M", 1_000_000),
+    ("K", 1000), ("B", 1),
+  ]
   for (suffix, factor) in units where s.hasSuffix(suffix) {
     s.removeLast(suffix.count)
     guard let value = Double(s), value >= 0 else { return nil }
@@ -191,6 +206,7 @@ func format2(_ x: Double) -> String {
 func progressLine(_ p: RunProgress) -> String {
   let rate = p.elapsed > 0 ? Double(p.bytesDone) / p.elapsed : 0
   let left = rate > 0 ? Double(p.totalBytes - p.bytesDone) / rate : 0
-  return "[\(p.tensorsDone)/\(p.tensorCount)] \(formatBytes(p.bytesDone)) of \(formatBytes(p.totalBytes)), "
+  return
+    "[\(p.tensorsDone)/\(p.tensorCount)] \(formatBytes(p.bytesDone)) of \(formatBytes(p.totalBytes)), "
     + "\(formatBytes(Int(rate)))/s, \(Int(left.rounded())) s left \u{1B}[K"
 }

@@ -11,15 +11,16 @@ public struct NodeID: Sendable, Hashable, Comparable, CustomStringConvertible {
   public var description: String { "%\(index)" }
 }
 
-
 /// How the fusion lattice classifies an operation (TVM's `OpPatternKind`).
 public enum FusionKind: Int, Sendable, Comparable {
   case elementwise = 0, broadcast, injective, reduction, opaque
   public static func < (a: FusionKind, b: FusionKind) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// A tensor operation. Elementwise operations work on f32 values; reductions produce
-/// per-tensor results (a rank cut, a norm) that later elementwise operations read.
+/// A tensor operation.
+///
+/// Elementwise operations work on f32 values; reductions produce per-tensor results (a sort
+/// prefix, a norm) that later elementwise operations read.
 public enum Op: Sendable, Hashable {
   // MARK: Leaves
   /// Input `input` of the tensor plan, decoded to f32 and, with a recipe `dtype`, rounded to it.
@@ -133,10 +134,13 @@ public struct TensorGraph: Sendable {
     var out = "tensor \(plan.name) \(plan.shape) → \(plan.outputDType.rawValue)\n"
     for (i, node) in nodes.enumerated() {
       var line = "  %\(i) = \(node.op.name)"
-      if !node.inputs.isEmpty { line += " " + node.inputs.map(\.description).joined(separator: ", ") }
+      if !node.inputs.isEmpty {
+        line += " " + node.inputs.map(\.description).joined(separator: ", ")
+      }
       if case .load(let input) = node.op {
         let ti = plan.inputs[input]
-        line += "    ; \(models[ti.model].reference.description):\(ti.tensor) \(ti.info.dtype.rawValue)"
+        line +=
+          "    ; \(models[ti.model].reference.description):\(ti.tensor) \(ti.info.dtype.rawValue)"
         if plan.baseIndex == input { line += " (base)" }
       }
       out += line + "\n"

@@ -16,7 +16,9 @@ public struct LoweringError: Error, Sendable, CustomStringConvertible {
 /// Lowers each method to a ``TensorGraph`` with mergekit 0.1.5's numerics.
 public enum Lowering {
   /// The graph that computes `plan`'s tensor; `seed` keys the random methods' generator.
-  public static func lower(_ plan: TensorPlan, method: MethodSpec, seed: UInt64) throws(LoweringError) -> TensorGraph {
+  public static func lower(_ plan: TensorPlan, method: MethodSpec, seed: UInt64)
+    throws(LoweringError) -> TensorGraph
+  {
     var b = GraphBuilder()
     let loads = plan.inputs.indices.map { b.node(.load(input: $0)) }
     if !(plan.inputs.first?.info.dtype.isFloatingPoint ?? true) {
@@ -32,7 +34,9 @@ public enum Lowering {
     case _ where method.isTaskArithmeticFamily:
       value = try taskArithmetic(plan, method: method.name, loads, &b, seed: seed)
     default:
-      throw LoweringError(tensor: plan.name, reason: "merge method '\(method.name)' cannot be run yet", origin: plan.origin)
+      throw LoweringError(
+        tensor: plan.name, reason: "merge method '\(method.name)' cannot be run yet",
+        origin: plan.origin)
     }
     let out = b.node(.store(plan.outputDType), value)
     return b.graph(output: out, plan: plan)
@@ -50,11 +54,14 @@ public enum Lowering {
   // MARK: linear
 
   /// `Σ wᵢ·xᵢ`, divided by `Σ wᵢ` when `normalize` (the default); f32 throughout.
-  static func linear(_ plan: TensorPlan, _ loads: [NodeID], _ b: inout GraphBuilder) throws(LoweringError) -> NodeID {
+  static func linear(_ plan: TensorPlan, _ loads: [NodeID], _ b: inout GraphBuilder)
+    throws(LoweringError) -> NodeID
+  {
     var weights: [Float] = []
     for i in loads.indices {
       guard let w = number(plan, i, "weight") else {
-        throw LoweringError(tensor: plan.name, reason: "no weight for input \(i)", origin: plan.origin)
+        throw LoweringError(
+          tensor: plan.name, reason: "no weight for input \(i)", origin: plan.origin)
       }
       weights.append(Float(w))
     }
@@ -67,7 +74,8 @@ public enum Lowering {
 
   // MARK: passthrough
 
-  static func passthrough(_ plan: TensorPlan, _ loads: [NodeID], _ b: inout GraphBuilder) -> NodeID {
+  static func passthrough(_ plan: TensorPlan, _ loads: [NodeID], _ b: inout GraphBuilder) -> NodeID
+  {
     if case .number(let s)? = plan.perInput[0]["scale"] {
       return b.node(.scale(Float(s)), loads[0])
     }
@@ -84,7 +92,8 @@ public enum Lowering {
     _ plan: TensorPlan, method: String, _ loads: [NodeID], _ b: inout GraphBuilder, seed: UInt64
   ) throws(LoweringError) -> NodeID {
     guard let baseIndex = plan.baseIndex else {
-      throw LoweringError(tensor: plan.name, reason: "\(method) needs the base model's tensor", origin: plan.origin)
+      throw LoweringError(
+        tensor: plan.name, reason: "\(method) needs the base model's tensor", origin: plan.origin)
     }
     let base = loads[baseIndex]
     let others = loads.indices.filter { $0 != baseIndex }
@@ -106,7 +115,8 @@ public enum Lowering {
     var weights: [Float] = []
     for i in others {
       guard let w = number(plan, i, "weight") else {
-        throw LoweringError(tensor: plan.name, reason: "no weight for input \(i)", origin: plan.origin)
+        throw LoweringError(
+          tensor: plan.name, reason: "no weight for input \(i)", origin: plan.origin)
       }
       let density = number(plan, i, "density") ?? 1
       let tau = b.node(.taskVector, loads[i], base)
@@ -120,7 +130,8 @@ public enum Lowering {
           let cut = b.node(.sortPrefix(rank: k, descending: true), tau)
           delta = b.node(.keepTop, tau, cut)
         case .random:
-          delta = b.node(.keepRandom(density: Float(density), stream: stream(seed, plan.name, i)), tau)
+          delta = b.node(
+            .keepRandom(density: Float(density), stream: stream(seed, plan.name, i)), tau)
         case .outliers:
           let gamma = number(plan, i, "gamma") ?? 0.01
           let target = Int(density * Double(n))
@@ -138,12 +149,15 @@ public enum Lowering {
             guard density - epsilon > 0 && density + epsilon < 1 else {
               throw LoweringError(
                 tensor: plan.name,
-                reason: "DELLA needs density ± epsilon inside (0, 1), found density \(density) and epsilon \(epsilon)",
+                reason:
+                  "DELLA needs density ± epsilon inside (0, 1), found density \(density) and epsilon \(epsilon)",
                 origin: plan.origin)
             }
             let columns = plan.shape.count >= 2 ? plan.shape.dropFirst().reduce(1, *) : max(1, n)
             delta = b.node(
-              .keepByRank(density: Float(density), epsilon: Float(epsilon), stream: stream(seed, plan.name, i), columns: columns),
+              .keepByRank(
+                density: Float(density), epsilon: Float(epsilon),
+                stream: stream(seed, plan.name, i), columns: columns),
               tau)
           }
         }

@@ -87,11 +87,18 @@ public struct Resolver {
       if let b = baseIndex, !seen.contains(b) {
         sources.append((b, 0, nil, baseReference?.range ?? list.range))
       }
-      let lengths = sources.map { models[$0.model].folder.config.layerCount ?? TensorNaming.layerCount(of: models[$0.model].weights.tensors.map(\.name)) }
-      slices.append(Slice(sources: sources, parameters: nil, length: lengths.first ?? 0, base: spec.base == .ignored ? nil : baseIndex, range: list.range))
+      let lengths = sources.map {
+        models[$0.model].folder.config.layerCount
+          ?? TensorNaming.layerCount(of: models[$0.model].weights.tensors.map(\.name))
+      }
+      slices.append(
+        Slice(
+          sources: sources, parameters: nil, length: lengths.first ?? 0,
+          base: spec.base == .ignored ? nil : baseIndex, range: list.range))
     } else if let list = stage.slices {
       for s in list.value {
-        var sources: [(model: Int, start: Int, parameters: ParameterTable?, range: SourceRange)] = []
+        var sources: [(model: Int, start: Int, parameters: ParameterTable?, range: SourceRange)] =
+          []
         var seen = Set<Int>()
         for src in s.sources {
           guard let m = model(src.model, report: report), seen.insert(m).inserted else { continue }
@@ -99,9 +106,11 @@ public struct Resolver {
         }
         var base = baseIndex
         if let b = s.baseModel { base = model(b, report: report) }
-        slices.append(Slice(
-          sources: sources, parameters: s.parameters, length: s.sources.first?.layerRange?.count ?? 0,
-          base: spec.base == .ignored ? nil : base, range: s.sourcesRange))
+        slices.append(
+          Slice(
+            sources: sources, parameters: s.parameters,
+            length: s.sources.first?.layerRange?.count ?? 0,
+            base: spec.base == .ignored ? nil : base, range: s.sourcesRange))
       }
     }
     guard !bag.hasErrors, let first = slices.first, let last = slices.last else { return nil }
@@ -110,7 +119,9 @@ public struct Resolver {
     var layerSources: [(model: Int, layer: Int)] = []
     // Tensors before the layers.
     for name in outsideNames(role: .pre, slice: first) {
-      if let plan = tensorPlan(name: name, inputNames: first.sources.map { _ in name }, role: .pre, slice: first, t: 0) {
+      if let plan = tensorPlan(
+        name: name, inputNames: first.sources.map { _ in name }, role: .pre, slice: first, t: 0)
+      {
         tensors.append(plan)
       }
     }
@@ -127,7 +138,9 @@ public struct Resolver {
         for leadName in leadNames {
           let output = Self.renumber(leadName, to: outputLayer)
           let inputNames = slice.sources.map { Self.renumber(leadName, to: $0.start + offset) }
-          if let plan = tensorPlan(name: output, inputNames: inputNames, role: .layer(outputLayer), slice: slice, t: t) {
+          if let plan = tensorPlan(
+            name: output, inputNames: inputNames, role: .layer(outputLayer), slice: slice, t: t)
+          {
             tensors.append(plan)
           }
         }
@@ -135,13 +148,16 @@ public struct Resolver {
       }
     }
     for name in outsideNames(role: .post, slice: last) {
-      if let plan = tensorPlan(name: name, inputNames: last.sources.map { _ in name }, role: .post, slice: last, t: 0) {
+      if let plan = tensorPlan(
+        name: name, inputNames: last.sources.map { _ in name }, role: .post, slice: last, t: 0)
+      {
         tensors.append(plan)
       }
     }
     return MergePlan(
       method: spec, models: models, tensors: tensors, outputLayerCount: outputLayer,
-      layerSources: layerSources, donor: 0, inputDType: stage.dtype.flatMap { DType(recipeName: $0.value) },
+      layerSources: layerSources, donor: 0,
+      inputDType: stage.dtype.flatMap { DType(recipeName: $0.value) },
       outDType: stage.outDtype.flatMap { DType(recipeName: $0.value) })
   }
 
@@ -161,7 +177,8 @@ public struct Resolver {
   /// `name` with its layer index replaced by `layer`.
   static func renumber(_ name: String, to layer: Int) -> String {
     var parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-    for i in 1..<max(1, parts.count - 1) where !parts[i].isEmpty && parts[i].allSatisfy({ $0.isASCII && $0.isNumber }) {
+    for i in 1..<max(1, parts.count - 1)
+    where !parts[i].isEmpty && parts[i].allSatisfy({ $0.isASCII && $0.isNumber }) {
       parts[i] = String(layer)
       break
     }
@@ -193,14 +210,16 @@ public struct Resolver {
       // An output head that no input has is left out (tied embeddings).
       if TensorNaming.isOutputHead(name) && inputs.isEmpty { return nil }
       for (m, n) in missing {
-        bag.error(.missingTensor(n, model: models[m].reference.description), at: models[m].reference.range)
+        bag.error(
+          .missingTensor(n, model: models[m].reference.description), at: models[m].reference.range)
       }
       return nil
     }
     guard let first = inputs.first else { return nil }
     for input in inputs.dropFirst() where input.info.shape != first.info.shape {
       bag.error(
-        .shapeMismatch(name, models[first.model].reference.description, first.info.shape,
+        .shapeMismatch(
+          name, models[first.model].reference.description, first.info.shape,
           models[input.model].reference.description, input.info.shape),
         at: slice.range)
       return nil
@@ -211,7 +230,10 @@ public struct Resolver {
     for p in spec.parameters {
       switch p.scope {
       case .shared:
-        guard let v = ParameterEvaluator.resolve(p, scopes: [slice.parameters, stage.parameters], tensor: name, t: t) else {
+        guard
+          let v = ParameterEvaluator.resolve(
+            p, scopes: [slice.parameters, stage.parameters], tensor: name, t: t)
+        else {
           bag.error(.unresolvedParameter(p.name, tensor: name), at: stage.mergeMethod?.range)
           return nil
         }
@@ -221,9 +243,11 @@ public struct Resolver {
           if p.scope == .nonBase && i == baseInput { continue }
           let source = slice.sources.first { $0.model == input.model }
           let scopes = [source?.parameters, slice.parameters, stage.parameters]
-          guard let v = ParameterEvaluator.resolve(p, scopes: scopes, tensor: input.tensor, t: t) else {
+          guard let v = ParameterEvaluator.resolve(p, scopes: scopes, tensor: input.tensor, t: t)
+          else {
             bag.error(
-              .unresolvedInputParameter(p.name, tensor: input.tensor, model: models[input.model].reference.description),
+              .unresolvedInputParameter(
+                p.name, tensor: input.tensor, model: models[input.model].reference.description),
               at: source?.range ?? slice.range)
             return nil
           }
@@ -238,12 +262,16 @@ public struct Resolver {
     return TensorPlan(
       name: name, shape: first.info.shape, role: role, inputs: inputs, baseIndex: baseInput,
       shared: shared, perInput: perInput, t: t, inputDType: inputDType,
-      outputDType: first.info.dtype.isFloatingPoint ? output : first.info.dtype, origin: slice.range)
+      outputDType: first.info.dtype.isFloatingPoint ? output : first.info.dtype, origin: slice.range
+    )
   }
 
   /// The embedding matrix an absent output head is tied to.
   static func tiedEmbedding(in weights: ModelWeights) -> String? {
-    for name in ["model.embed_tokens.weight", "transformer.wte.weight", "model.embed_tokens.weight", "embed_tokens.weight", "gpt_neox.embed_in.weight", "model.language_model.embed_tokens.weight"] where weights.info(name) != nil {
+    for name in [
+      "model.embed_tokens.weight", "transformer.wte.weight", "model.embed_tokens.weight",
+      "embed_tokens.weight", "gpt_neox.embed_in.weight", "model.language_model.embed_tokens.weight",
+    ] where weights.info(name) != nil {
       return name
     }
     return nil
@@ -286,9 +314,13 @@ extension Diagnostic.Message {
     Self("tensor '\(tensor)' has shape \(sa) in '\(a)' but \(sb) in '\(b)'")
   }
   fileprivate static func unresolvedParameter(_ name: String, tensor: String) -> Self {
-    Self("no value of '\(name)' applies to tensor '\(tensor)' (no filter matches it and there is no default)")
+    Self(
+      "no value of '\(name)' applies to tensor '\(tensor)' (no filter matches it and there is no default)"
+    )
   }
-  fileprivate static func unresolvedInputParameter(_ name: String, tensor: String, model: String) -> Self {
+  fileprivate static func unresolvedInputParameter(_ name: String, tensor: String, model: String)
+    -> Self
+  {
     Self("no value of '\(name)' applies to tensor '\(tensor)' of '\(model)' (no filter matches it)")
   }
 }

@@ -51,7 +51,9 @@ final class BlockEvaluator {
   }
 
   /// The values of node `id` over `range` (block `block`), computed once per block.
-  func evaluate(_ id: NodeID, block: Int, range: Range<Int>, env: Environment) -> UnsafeMutablePointer<Float> {
+  func evaluate(_ id: NodeID, block: Int, range: Range<Int>, env: Environment)
+    -> UnsafeMutablePointer<Float>
+  {
     let out = buffer(id)
     if stamps[id.index] == block { return out }
     let node = graph[id]
@@ -99,7 +101,9 @@ final class BlockEvaluator {
       }
     case .keepByRank(let density, let epsilon, let stream, let columns):
       let x = evaluate(node.inputs[0], block: block, range: range, env: env)
-      keepByRank(x, out, n: n, first: range.lowerBound, density: density, epsilon: epsilon, stream: stream, columns: columns)
+      keepByRank(
+        x, out, n: n, first: range.lowerBound, density: density, epsilon: epsilon, stream: stream,
+        columns: columns)
     case .rescaleL1:
       let x = evaluate(node.inputs[0], block: block, range: range, env: env)
       let before = Float(env.scalars[node.inputs[1].index])

@@ -1,8 +1,10 @@
 import MergeCompiler
 import MergeModel
 
-/// Elementwise kernels over f32 buffers. Each loop runs over raw pointers (checked in debug
-/// builds, free in release) with no classes, existentials or closures inside.
+/// Elementwise kernels over f32 buffers.
+///
+/// Each loop runs over raw pointers (checked in debug builds, free in release) with no
+/// classes, existentials or closures inside.
 enum Kernels {
   /// The uniform value in [0, 1) of element `index` of random stream `stream` (24 bits).
   @inline(__always)
@@ -15,27 +17,41 @@ enum Kernels {
   static func roundTrip(_ p: UnsafeMutablePointer<Float>, _ n: Int, to dtype: DType) {
     switch dtype {
     case .bfloat16:
-      for i in 0..<n { p[i] = FloatConversion.float(fromBFloat16: FloatConversion.bfloat16(from: p[i])) }
+      for i in 0..<n {
+        p[i] = FloatConversion.float(fromBFloat16: FloatConversion.bfloat16(from: p[i]))
+      }
     case .float16:
-      for i in 0..<n { p[i] = FloatConversion.float(fromFloat16: FloatConversion.float16(from: p[i])) }
+      for i in 0..<n {
+        p[i] = FloatConversion.float(fromFloat16: FloatConversion.float16(from: p[i]))
+      }
     default:
       break
     }
   }
 
-  static func subtract(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+  static func subtract(
+    _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+    _ n: Int
+  ) {
     for i in 0..<n { out[i] = a[i] - b[i] }
   }
 
-  static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+  static func add(
+    _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+    _ n: Int
+  ) {
     for i in 0..<n { out[i] = a[i] + b[i] }
   }
 
-  static func scale(_ a: UnsafePointer<Float>, _ c: Float, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+  static func scale(
+    _ a: UnsafePointer<Float>, _ c: Float, _ out: UnsafeMutablePointer<Float>, _ n: Int
+  ) {
     for i in 0..<n { out[i] = a[i] * c }
   }
 
-  static func divide(_ a: UnsafePointer<Float>, _ c: Float, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+  static func divide(
+    _ a: UnsafePointer<Float>, _ c: Float, _ out: UnsafeMutablePointer<Float>, _ n: Int
+  ) {
     for i in 0..<n { out[i] = a[i] / c }
   }
 
@@ -56,7 +72,9 @@ enum Kernels {
   }
 
   /// Writes `n` f32 values as `dtype` bytes (rounding to nearest even once).
-  static func encode(_ a: UnsafePointer<Float>, _ n: Int, _ dtype: DType, into out: UnsafeMutableRawPointer) {
+  static func encode(
+    _ a: UnsafePointer<Float>, _ n: Int, _ dtype: DType, into out: UnsafeMutableRawPointer
+  ) {
     switch dtype {
     case .bfloat16:
       let o = out.assumingMemoryBound(to: UInt16.self)

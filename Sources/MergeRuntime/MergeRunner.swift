@@ -24,7 +24,10 @@ public struct RunOptions: Sendable {
   public var progress: (@Sendable (RunProgress) -> Void)?
 
   /// Creates options.
-  public init(threads: Int, seed: UInt64 = 0, shardSize: Int = 5_000_000_000, progress: (@Sendable (RunProgress) -> Void)? = nil) {
+  public init(
+    threads: Int, seed: UInt64 = 0, shardSize: Int = 5_000_000_000,
+    progress: (@Sendable (RunProgress) -> Void)? = nil
+  ) {
     self.threads = threads
     self.seed = seed
     self.shardSize = shardSize
@@ -58,7 +61,9 @@ public struct RunSummary: Sendable {
   public var seconds: Double
 }
 
-/// Why a run failed. The output folder is then left as it was.
+/// Why a run failed.
+///
+/// The output folder is then left as it was.
 public enum RunError: Error, Sendable, CustomStringConvertible {
   case model(ModelError)
   case lowering(LoweringError)
@@ -91,7 +96,9 @@ public enum MergeRunner {
         throw .lowering(error)
       }
     }
-    let specs = plan.tensors.map { TensorSpec(name: $0.name, dtype: $0.outputDType, shape: $0.shape) }
+    let specs = plan.tensors.map {
+      TensorSpec(name: $0.name, dtype: $0.outputDType, shape: $0.shape)
+    }
     let metadata = ShardLayout.defaultMetadata
     let layout = ShardLayout(tensors: specs, shardSize: options.shardSize, metadata: metadata)
     let folder: OutputFolder
@@ -107,7 +114,8 @@ public enum MergeRunner {
     var bytesDone = 0
     for (index, graph) in graphs.enumerated() {
       do {
-        let executor = try TensorExecutor(graph: graph, models: plan.models, threads: options.threads)
+        let executor = try TensorExecutor(
+          graph: graph, models: plan.models, threads: options.threads)
         let name = graph.plan.name
         try executor.run { offset, bytes in
           try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
@@ -125,7 +133,8 @@ public enum MergeRunner {
       bytesDone += specs[index].byteCount
       options.progress?(
         RunProgress(
-          tensorsDone: index + 1, tensorCount: graphs.count, bytesDone: bytesDone, totalBytes: totalBytes,
+          tensorsDone: index + 1, tensorCount: graphs.count, bytesDone: bytesDone,
+          totalBytes: totalBytes,
           elapsed: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
       if let pause, index + 1 == pause {
         // A test hook: hold the run mid-write so that a test can interrupt it.
@@ -135,20 +144,26 @@ public enum MergeRunner {
     do {
       try writer.finish()
       let donor = plan.models[plan.donor]
-      try folder.write("config.json", bytes: Array(OutputFiles.config(for: plan).formatted().utf8) + [0x0A])
+      try folder.write(
+        "config.json", bytes: Array(OutputFiles.config(for: plan).formatted().utf8) + [0x0A])
       for name in donor.folder.sideFiles() where name != "config.json" {
         try FileSystem.copy(FileSystem.join(donor.path, name), to: folder.path(of: name))
       }
       try folder.write("mergekit_config.yml", bytes: Array(recipeText.utf8))
       try folder.write(
-        "README.md", bytes: Array(OutputFiles.modelCard(plan: plan, recipeText: recipeText, seed: options.seed, layout: layout).utf8))
+        "README.md",
+        bytes: Array(
+          OutputFiles.modelCard(
+            plan: plan, recipeText: recipeText, seed: options.seed, layout: layout
+          ).utf8))
       try folder.commit()
     } catch {
       folder.discard()
       throw .model(error)
     }
     return RunSummary(
-      tensorCount: graphs.count, shardCount: layout.shards.count, bytesWritten: layout.totalFileSize,
+      tensorCount: graphs.count, shardCount: layout.shards.count,
+      bytesWritten: layout.totalFileSize,
       seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
   }
 }

@@ -56,12 +56,15 @@ public enum OutputFiles {
 
   /// A Hugging Face model card: YAML front matter (`base_model`, `tags: [merge]`), the method,
   /// the models, the seed and the recipe.
-  public static func modelCard(plan: MergePlan, recipeText: String, seed: UInt64, layout: ShardLayout) -> String {
+  public static func modelCard(
+    plan: MergePlan, recipeText: String, seed: UInt64, layout: ShardLayout
+  ) -> String {
     var card = "---\nbase_model:\n"
     for m in plan.models { card += "- \(yamlQuoted(m.reference.description))\n" }
     card += "library_name: transformers\ntags:\n- merge\n- mergekit\n---\n\n"
     card += "# Merged model\n\n"
-    card += "This model is a merge of pre-trained language models, made with `merge` from a mergekit recipe.\n\n"
+    card +=
+      "This model is a merge of pre-trained language models, made with `merge` from a mergekit recipe.\n\n"
     card += "## Merge details\n\n"
     card += "- Method: \(plan.method.prettyName) (`\(plan.method.name)`)\n"
     if let base = plan.tensors.first?.baseIndex.map({ plan.tensors[0].inputs[$0].model }) {
@@ -71,19 +74,22 @@ public enum OutputFiles {
     for m in plan.models { card += "  - `\(m.reference.description)`\n" }
     card += "- Seed: \(seed)\n"
     card += "- Output: \(plan.tensors.count) tensors, \(plan.outputLayerCount) layers, "
-    card += "\(layout.shards.count) shard\(layout.shards.count == 1 ? "" : "s"), \(plan.configDType.torchName)\n\n"
+    card +=
+      "\(layout.shards.count) shard\(layout.shards.count == 1 ? "" : "s"), \(plan.configDType.torchName)\n\n"
     card += "## Recipe\n\n```yaml\n\(recipeText)\(recipeText.hasSuffix("\n") ? "" : "\n")```\n"
     return card
   }
 
   static func yamlQuoted(_ s: String) -> String {
-    let plain = s.allSatisfy { $0.isLetter || $0.isNumber || "-_./@+".contains($0) } && !s.hasPrefix("-")
+    let plain =
+      s.allSatisfy { $0.isLetter || $0.isNumber || "-_./@+".contains($0) } && !s.hasPrefix("-")
     return plain ? s : "'" + s.replacingOccurrences(of: "'", with: "''") + "'"
   }
 }
 
 extension String {
   fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
-    split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
+    split(separator: Character(target), omittingEmptySubsequences: false).joined(
+      separator: replacement)
   }
 }

@@ -75,7 +75,8 @@ struct TensorExecutor {
       let bytes = range.count * dtype.byteSize
       let scratch = evaluator.scratchBytes(bytes)
       Kernels.encode(values, range.count, dtype, into: scratch)
-      try write(range.lowerBound * dtype.byteSize, UnsafeRawBufferPointer(start: scratch, count: bytes))
+      try write(
+        range.lowerBound * dtype.byteSize, UnsafeRawBufferPointer(start: scratch, count: bytes))
     }
   }
 
@@ -167,10 +168,12 @@ struct TensorExecutor {
     let tiesBelow = ascendingRank - below
     if tiesBelow == 0 {
       // Exactly the elements below the threshold are below the boundary.
-      return Cut(kind: .threshold(threshold, ties: !descending ? false : true, descending: descending))
+      return Cut(
+        kind: .threshold(threshold, ties: !descending ? false : true, descending: descending))
     }
     if tiesBelow == ties {
-      return Cut(kind: .threshold(threshold, ties: !descending ? true : false, descending: descending))
+      return Cut(
+        kind: .threshold(threshold, ties: !descending ? true : false, descending: descending))
     }
     // The boundary splits equal magnitudes: gather |x| and sort as torch does.
     let values = UnsafeMutablePointer<Float>.allocate(capacity: count)
@@ -181,12 +184,15 @@ struct TensorExecutor {
       let x = evaluator.evaluate(input, block: block, range: r, env: env)
       for i in 0..<r.count { target.pointer[r.lowerBound + i] = abs(x[i]) }
     }
-    let sets = TorchSortEmulation.prefixSets(of: values, count: count, descending: descending, boundaries: [rank])
+    let sets = TorchSortEmulation.prefixSets(
+      of: values, count: count, descending: descending, boundaries: [rank])
     return Cut(kind: .set(sets[0]))
   }
 
   /// A 65536-bucket histogram of `bucket(|x| bits)` (negative buckets are skipped).
-  func histogram(_ input: NodeID, env: Environment, bucket: @escaping @Sendable (UInt32) -> Int) throws -> [Int] {
+  func histogram(_ input: NodeID, env: Environment, bucket: @escaping @Sendable (UInt32) -> Int)
+    throws -> [Int]
+  {
     let total = Mutex([Int](repeating: 0, count: 65536))
     try forEachBlock { evaluator, block in
       let r = self.range(of: block)

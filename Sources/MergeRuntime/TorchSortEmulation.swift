@@ -22,11 +22,15 @@ struct TorchSortEmulation {
 
   /// Emulates the sort of `values` (whose element `i` starts at position `i`) and returns, for
   /// each boundary `b`, a bitset over original indices of the elements at sorted positions `< b`.
-  static func prefixSets(of values: UnsafeMutablePointer<Float>, count: Int, descending: Bool, boundaries: [Int]) -> [Bitset] {
+  static func prefixSets(
+    of values: UnsafeMutablePointer<Float>, count: Int, descending: Bool, boundaries: [Int]
+  ) -> [Bitset] {
     let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, count))
     defer { indices.deallocate() }
     for i in 0..<count { indices[i] = Int32(truncatingIfNeeded: i) }
-    let sorter = TorchSortEmulation(values: values, indices: indices, count: count, descending: descending, boundaries: boundaries)
+    let sorter = TorchSortEmulation(
+      values: values, indices: indices, count: count, descending: descending, boundaries: boundaries
+    )
     sorter.sort()
     return boundaries.map { b in
       var set = Bitset(count: count)
@@ -35,7 +39,10 @@ struct TorchSortEmulation {
     }
   }
 
-  private init(values: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int32>, count: Int, descending: Bool, boundaries: [Int]) {
+  private init(
+    values: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int32>, count: Int,
+    descending: Bool, boundaries: [Int]
+  ) {
     self.values = values
     self.indices = indices
     self.count = count
@@ -177,7 +184,8 @@ struct TorchSortEmulation {
     }
   }
 
-  private func adjustHeap(_ base: Int, _ holeIn: Int, _ length: Int, _ value: Float, _ index: Int32) {
+  private func adjustHeap(_ base: Int, _ holeIn: Int, _ length: Int, _ value: Float, _ index: Int32)
+  {
     var hole = holeIn
     let top = hole
     var second = hole

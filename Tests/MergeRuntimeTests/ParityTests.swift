@@ -13,7 +13,8 @@ import _TestSupport
     "breadcrumbs", "breadcrumbs_ties", "passthrough_slices",
   ]
 
-  @Test("merge run matches mergekit's output within the parity tolerances", arguments: deterministic)
+  @Test(
+    "merge run matches mergekit's output within the parity tolerances", arguments: deterministic)
   func parity(_ name: String) throws {
     let dir = TemporaryDirectory()
     let output = dir.path + "/out"
@@ -36,7 +37,8 @@ import _TestSupport
     }
     // config.json is mergekit's, key for key.
     let ourConfig = try JSONValue.parse(try FileSystem.read(output + "/config.json"))
-    let expectedConfig = try JSONValue.parse(try FileSystem.read(Repository.parity + "/expected/\(name)/config.json"))
+    let expectedConfig = try JSONValue.parse(
+      try FileSystem.read(Repository.parity + "/expected/\(name)/config.json"))
     let ourKeys = Dictionary(uniqueKeysWithValues: ourConfig.objectValue ?? [])
     for (key, value) in expectedConfig.objectValue ?? [] {
       #expect(ourKeys[key] == value, "\(name) config.json '\(key)'")
@@ -57,7 +59,9 @@ import _TestSupport
       for (a, b) in zip(o.values, e.values) { worst = max(worst, abs(a - b)) }
       worstRelative = max(worstRelative, worst / largest)
     }
-    print("ties_dtype_bf16 vs mergekit's bf16 arithmetic: worst difference \(worstRelative * 100)% of a tensor's largest value")
+    print(
+      "ties_dtype_bf16 vs mergekit's bf16 arithmetic: worst difference \(worstRelative * 100)% of a tensor's largest value"
+    )
     #expect(worstRelative < 0.06)
   }
 }

@@ -19,7 +19,8 @@ func loadTensors(_ folder: String) throws -> [String: LoadedTensor] {
   let weights = try ModelFolder(path: folder).openWeights()
   var out: [String: LoadedTensor] = [:]
   for t in weights.tensors {
-    out[t.name] = LoadedTensor(dtype: t.dtype, shape: t.shape, values: try weights.tensor(t.name).floats())
+    out[t.name] = LoadedTensor(
+      dtype: t.dtype, shape: t.shape, values: try weights.tensor(t.name).floats())
   }
   return out
 }
@@ -30,15 +31,21 @@ struct MergeFailure: Error, CustomStringConvertible {
 
 /// Checks, resolves and runs a recipe file into `output`.
 @discardableResult
-func runRecipe(_ path: String, output: String, threads: Int = 2, seed: UInt64 = 0, shardSize: Int = 0) throws -> MergePlan {
+func runRecipe(
+  _ path: String, output: String, threads: Int = 2, seed: UInt64 = 0, shardSize: Int = 0
+) throws -> MergePlan {
   let report = RecipeChecker.check(path: path)
   guard !report.hasErrors, let recipe = report.recipe, let stage = recipe.stages.first else {
     throw MergeFailure(description: "check failed: \(report.diagnostics.map(\.message.text))")
   }
   let (plan, diagnostics) = Resolver.resolve(stage: stage, report: report, file: path)
-  guard let plan else { throw MergeFailure(description: "resolve failed: \(diagnostics.map(\.message.text))") }
+  guard let plan else {
+    throw MergeFailure(description: "resolve failed: \(diagnostics.map(\.message.text))")
+  }
   let text = try String(contentsOfFile: path, encoding: .utf8)
-  _ = try MergeRunner.run(plan: plan, recipeText: text, output: output, options: RunOptions(threads: threads, seed: seed, shardSize: shardSize))
+  _ = try MergeRunner.run(
+    plan: plan, recipeText: text, output: output,
+    options: RunOptions(threads: threads, seed: seed, shardSize: shardSize))
   return plan
 }
 

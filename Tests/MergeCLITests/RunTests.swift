@@ -1,0 +1,163 @@
+import Foundation
+import MergeModel
+import Testing
+import _TestSupport
+
+@testable import MergeCLI
+
+@Suite struct RunTests {
+  @Test("merge run writes a complete model folder and prints one summary line")
+  func run() throws {
+    let dir = TemporaryDirectory()
+    let out = dir.path + "/merged"
+    let result = merge("run", Repository.parity + "/recipes/ties_bf16.yml", out, "--threads", "2")
+    #expect(result.status == 0, "\(result.err)")
+    #expect(result.out.hasPrefix("\(out): 39 tensors, 1 shard, 629.84 KB in "))
+    let names = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
+    #expect(
+      names == [
+        "README.md", "config.json", "generation_config.json", "mergekit_config.yml",
+        "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+      ])
+    let card = try String(contentsOfFile: out + "/README.md", encoding: .utf8)
+    #expect(
+      card.hasPrefix(
+        "---\nbase_model:\n- ../models/tiny-llama/base\n- ../models/tiny-llama/ft0\n- ../models/tiny-llama/ft1\nlibrary_name: transformers\ntags:\n- merge\n"
+      ))
+    #expect(card.contains("- Method: TIES (`ties`)\n"))
+    #expect(card.contains("- Seed: 0\n"))
+    #expect(card.contains("```yaml\n# output rounded to bfloat16\nmerge_method: ties\n"))
+    let recipe = try String(
+      contentsOfFile: Repository.parity + "/recipes/ties_bf16.yml", encoding: .utf8)
+    #expect(try String(contentsOfFile: out + "/mergekit_config.yml", encoding: .utf8) == recipe)
+    let tokenizer = try Data(contentsOf: URL(fileURLWithPath: out + "/tokenizer.json"))
+    #expect(
+      tokenizer
+        == (try Data(
+          contentsOf: URL(fileURLWithPath: Repository.tinyLlama + "/base/tokenizer.json"))))
+    // Running again over a previous output replaces it.
+    #expect(merge("run", Repository.parity + "/recipes/ties_bf16.yml", out).status == 0)
+  }
+
+  @Test(
+    "merge run refuses to write into an input model's folder or over a folder that is not a merge output"
+  )
+  func refusals() throws {
+    let dir = TemporaryDirectory()
+    dir.link("models", to: Repository.tinyLlama)
+    let recipe = dir.write(
+      "r.yml", "merge_method: linear\nmodels:\n  - model: models/ft0\n    parameters: {weight: 1}\n"
+    )
+    let inside = merge("run", recipe, dir.path + "/models/ft0")
+    #expect(inside.status == 1)
+    #expect(
+      inside.err.contains(
+        "refusing to write '\(dir.path)/models/ft0': it is or holds the input model folder 'models/ft0'"
+      ))
+    let within = merge("run", recipe, dir.path + "/models/ft0/sub")
+    #expect(within.status == 1)
+    dir.write("precious/notes.txt", "keep me")
+    let other = merge("run", recipe, dir.path + "/precious")
+    #expect(other.status == 1)
+    #expect(other.err.contains("exists and is not a merge output"))
+    #expect(
+      try String(contentsOfFile: dir.path + "/precious/notes.txt", encoding: .utf8) == "keep me")
+    let bad = merge("run", recipe, "/nonexistent/x/out")
+    #expect(bad.status == 1)
+  }
+
+  @Test(
+    "a recipe with errors is reported exactly as merge check reports it, and nothing is written")
+  func checkFirst() {
+    let dir = TemporaryDirectory()
+    let recipe = dir.write("r.yml", "merge_method: ties\nmodels:\n  - model: nowhere\n")
+    let result = merge("run", recipe, dir.path + "/out")
+    #expect(result.status == 1)
+    #expect(result.err == merge("check", recipe).err)
+    #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+  }
+
+  @Test("killing a run mid-write leaves no output folder, and an old one untouched")
+  func interrupted() throws {
+    let exe = Repository.mergeExecutable
+    try #require(FileManager.default.isExecutableFile(atPath: exe))
+    let dir = TemporaryDirectory()
+    for existing in [false, true] {
+      let out = dir.path + "/out"
+      if existing {
+        dir.write("out/mergekit_config.yml", "old")
+      }
+      let process = Process()
+      process.executableURL = URL(fileURLWithPath: exe)
+      process.arguments = ["run", Repository.parity + "/recipes/ties.yml", out, "--quiet"]
+      process.environment = ["MERGE_TEST_PAUSE_AFTER_TENSORS": "5"]
+      process.standardOutput = FileHandle.nullDevice
+      process.standardError = FileHandle.nullDevice
+      try process.run()
+      // Wait until the run is inside its temporary folder, mid-write.
+      var partial: String?
+      for _ in 0..<500 {
+        partial = try FileManager.default.contentsOfDirectory(atPath: dir.path).first {
+          $0.hasPrefix(".out.partial-")
+        }
+        if let partial,
+          FileManager.default.fileExists(atPath: dir.path + "/" + partial + "/model.safetensors")
+        {
+          break
+        }
+        usleep(10_000)
+      }
+      #expect(partial != nil)
+      kill(process.processIdentifier, SIGKILL)
+      process.waitUntilExit()
+      if existing {
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out) == ["mergekit_config.yml"])
+        #expect(try String(contentsOfFile: out + "/mergekit_config.yml", encoding: .utf8) == "old")
+      } else {
+        #expect(!FileManager.default.fileExists(atPath: out))
+      }
+      // The next run clears the dead run's leftovers and succeeds.
+      #expect(merge("run", Repository.parity + "/recipes/ties.yml", out).status == 0)
+      #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["out"])
+      try FileManager.default.removeItem(atPath: out)
+    }
+  }
+
+  @Test("merge graph prints the graph of a tensor")
+  func graph() {
+    let result = merge(
+      "graph", Repository.parity + "/recipes/ties.yml", "--tensor", "model.norm.weight")
+    #expect(result.status == 0, "\(result.err)")
+    #expect(
+      result.out == """
+        tensor model.norm.weight [64] → F32
+          %0 = load #0    ; ../models/tiny-llama/ft0:model.norm.weight BF16
+          %1 = load #1    ; ../models/tiny-llama/ft1:model.norm.weight BF16
+          %2 = load #2    ; ../models/tiny-llama/ft2:model.norm.weight BF16
+          %3 = load #3    ; ../models/tiny-llama/base:model.norm.weight BF16 (base)
+          %4 = task_vector %0, %3
+          %5 = sort_prefix rank=32 descending %4
+          %6 = keep_top %4, %5
+          %7 = scale 1.0 %6
+          %8 = task_vector %1, %3
+          %9 = sort_prefix rank=44 descending %8
+          %10 = keep_top %8, %9
+          %11 = scale 0.2 %10
+          %12 = task_vector %2, %3
+          %13 = sort_prefix rank=19 descending %12
+          %14 = keep_top %12, %13
+          %15 = scale 0.5 %14
+          %16 = sign_consensus weights=[1.0, 0.2, 0.5] normalize=true %7, %11, %15
+          %17 = add %3, %16
+          %18 = store F32 %17
+
+        """)
+    let missing = merge(
+      "graph", Repository.parity + "/recipes/ties.yml", "--tensor", "model.norm.weigh")
+    #expect(missing.status == 1)
+    #expect(
+      missing.err
+        == "error: the output has no tensor 'model.norm.weigh'; did you mean 'model.norm.weight'?\n"
+    )
+  }
+}
