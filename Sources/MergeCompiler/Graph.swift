@@ -60,6 +60,9 @@ public enum Op: Sendable, Hashable {
   case store(DType)
   /// Copy the input's bytes unchanged (non-float buffers).
   case copyBytes
+  /// A method whose computation needs whole tensors (norms, dot products, rows, quantiles,
+  /// iterations) evaluated as one kernel over its inputs (the base first when there is one).
+  case wholeTensor(WholeTensorMethod)
 
   // MARK: Reductions
   /// The elements that torch's sort of `|x|` (descending or ascending) puts before position
@@ -73,7 +76,7 @@ public enum Op: Sendable, Hashable {
     switch self {
     case .sortPrefix, .l1Norm: return .reduction
     case .keepByRank: return .injective
-    case .copyBytes: return .opaque
+    case .copyBytes, .wholeTensor: return .opaque
     default: return .elementwise
     }
   }
@@ -100,6 +103,7 @@ public enum Op: Sendable, Hashable {
     case .sum: return "sum"
     case .store(let d): return "store \(d.rawValue)"
     case .copyBytes: return "copy_bytes"
+    case .wholeTensor(let m): return m.description
     case .sortPrefix(let r, let d): return "sort_prefix rank=\(r) \(d ? "descending" : "ascending")"
     case .l1Norm: return "l1_norm"
     }
@@ -182,5 +186,46 @@ public struct GraphBuilder {
   /// The finished graph with `output` as its result.
   public func graph(output: NodeID, plan: TensorPlan) -> TensorGraph {
     TensorGraph(nodes: nodes, output: output, plan: plan)
+  }
+}
+
+/// The methods evaluated as whole-tensor kernels, with their parameters for one tensor.
+public enum WholeTensorMethod: Sendable, Hashable, CustomStringConvertible {
+  /// Inputs: base, other.
+  case slerp(t: Float)
+  /// Inputs: [base,] first, second.
+  case nuslerp(t: Float, rowWise: Bool, flatten: Bool, hasBase: Bool)
+  /// Inputs: [base,] models.
+  case multislerp(weights: [Float], normalizeWeights: Bool, eps: Float, hasBase: Bool)
+  /// Inputs: models (all weighted equally).
+  case karcher(maxIterations: Int, tolerance: Double)
+  /// Inputs: base, models.
+  case modelStock(filterWise: Bool)
+  /// Inputs: base, other.
+  case nearswap(t: Float)
+  /// Inputs: base, models.
+  case sce(selectTopK: Double)
+  /// Inputs: base, other.
+  case arceeFusion
+  /// Inputs: base, models.
+  case ram(epsilon: Float)
+  /// Inputs: base, models.
+  case ramPlus(r: Float, alpha: Float, epsilon: Float)
+
+  public var description: String {
+    switch self {
+    case .slerp(let t): return "slerp t=\(t)"
+    case .nuslerp(let t, let r, let f, let b):
+      return "nuslerp t=\(t) row_wise=\(r) flatten=\(f) base=\(b)"
+    case .multislerp(let w, let n, let e, let b):
+      return "multislerp weights=\(w) normalize_weights=\(n) eps=\(e) base=\(b)"
+    case .karcher(let m, let t): return "karcher max_iter=\(m) tol=\(t)"
+    case .modelStock(let f): return "model_stock filter_wise=\(f)"
+    case .nearswap(let t): return "nearswap t=\(t)"
+    case .sce(let k): return "sce select_topk=\(k)"
+    case .arceeFusion: return "arcee_fusion"
+    case .ram(let e): return "ram epsilon=\(e)"
+    case .ramPlus(let r, let a, let e): return "ramplus_tl r=\(r) alpha=\(a) epsilon=\(e)"
+    }
   }
 }

@@ -33,6 +33,8 @@ public enum Lowering {
       value = passthrough(plan, loads, &b)
     case _ where method.isTaskArithmeticFamily:
       value = try taskArithmetic(plan, method: method.name, loads, &b, seed: seed)
+    case _ where wholeTensorMethods.contains(method.name):
+      value = try wholeTensor(plan, method: method.name, loads, &b)
     default:
       throw LoweringError(
         tensor: plan.name, reason: "merge method '\(method.name)' cannot be run yet",
@@ -40,6 +42,92 @@ public enum Lowering {
     }
     let out = b.node(.store(plan.outputDType), value)
     return b.graph(output: out, plan: plan)
+  }
+
+  /// Methods evaluated by whole-tensor kernels.
+  public static let wholeTensorMethods: Set<String> = [
+    "slerp", "nuslerp", "multislerp", "karcher", "model_stock", "nearswap", "sce", "arcee_fusion",
+    "ram", "ramplus_tl",
+  ]
+
+  /// Whether `merge run` can run `method`.
+  public static func canRun(_ method: String) -> Bool {
+    ["linear", "passthrough"].contains(method)
+      || MethodCatalog.taskArithmeticFamily.contains(method)
+      || wholeTensorMethods.contains(method)
+  }
+
+  /// The whole-tensor kernel node of a geometric or statistical method: inputs ordered base
+  /// first (when the method has one), then the other models in recipe order.
+  static func wholeTensor(
+    _ plan: TensorPlan, method: String, _ loads: [NodeID], _ b: inout GraphBuilder
+  ) throws(LoweringError) -> NodeID {
+    let baseIndex = plan.baseIndex
+    let others = loads.indices.filter { $0 != baseIndex }
+    var ordered = others.map { loads[$0] }
+    if let baseIndex { ordered.insert(loads[baseIndex], at: 0) }
+    func shared(_ name: String) -> Double? { plan.shared[name]?.number }
+    func requireBase() throws(LoweringError) {
+      if baseIndex == nil {
+        throw LoweringError(
+          tensor: plan.name, reason: "\(method) needs the base model's tensor", origin: plan.origin)
+      }
+    }
+    // A tensor only one input has is copied from it (mergekit's optional-tensor policies).
+    if loads.count == 1 { return loads[0] }
+    let kernel: WholeTensorMethod
+    switch method {
+    case "slerp":
+      try requireBase()
+      guard others.count == 1 else {
+        throw LoweringError(
+          tensor: plan.name, reason: "slerp needs the base and one other model", origin: plan.origin
+        )
+      }
+      kernel = .slerp(t: Float(shared("t") ?? 0.5))
+    case "nuslerp":
+      guard others.count == 2 else {
+        throw LoweringError(
+          tensor: plan.name, reason: "nuslerp needs two models besides the base",
+          origin: plan.origin)
+      }
+      let w0 = number(plan, others[0], "weight") ?? 0
+      let w1 = number(plan, others[1], "weight") ?? 0
+      let total = w0 + w1
+      let t = abs(total) < 1e-6 ? 0.5 : w1 / total
+      kernel = .nuslerp(
+        t: Float(t), rowWise: plan.shared["nuslerp_row_wise"]?.bool ?? false,
+        flatten: plan.shared["nuslerp_flatten"]?.bool ?? true, hasBase: baseIndex != nil)
+    case "multislerp":
+      kernel = .multislerp(
+        weights: others.map { Float(number(plan, $0, "weight") ?? 1) },
+        normalizeWeights: plan.shared["normalize_weights"]?.bool ?? true,
+        eps: Float(shared("eps") ?? 1e-8), hasBase: baseIndex != nil)
+    case "karcher":
+      kernel = .karcher(
+        maxIterations: Int(shared("max_iter") ?? 10), tolerance: shared("tol") ?? 1e-5)
+    case "model_stock":
+      try requireBase()
+      kernel = .modelStock(filterWise: plan.shared["filter_wise"]?.bool ?? false)
+    case "nearswap":
+      try requireBase()
+      kernel = .nearswap(t: Float(shared("t") ?? 0))
+    case "sce":
+      try requireBase()
+      kernel = .sce(selectTopK: shared("select_topk") ?? 1)
+    case "arcee_fusion":
+      try requireBase()
+      kernel = .arceeFusion
+    case "ram":
+      try requireBase()
+      kernel = .ram(epsilon: Float(shared("epsilon") ?? 1e-5))
+    default:
+      try requireBase()
+      kernel = .ramPlus(
+        r: Float(shared("r") ?? 0.1), alpha: Float(shared("alpha") ?? 0.2),
+        epsilon: Float(shared("epsilon") ?? 1e-5))
+    }
+    return b.node(.wholeTensor(kernel), ordered)
   }
 
   /// The f32 sum of `values` in order, as torch sums a small f32 tensor.

@@ -148,7 +148,7 @@ final class BlockEvaluator {
       for x in xs.dropFirst() {
         for i in 0..<n { out[i] += x[i] }
       }
-    case .store, .copyBytes, .sortPrefix, .l1Norm:
+    case .store, .copyBytes, .sortPrefix, .l1Norm, .wholeTensor:
       // Not elementwise values: the executor handles these.
       out.update(repeating: 0, count: n)
     }

@@ -64,6 +64,10 @@ struct TensorExecutor {
     guard case .store(let dtype) = output.op else {
       throw ExecutionError(tensor: graph.plan.name, reason: "the graph does not end in a store")
     }
+    if case .wholeTensor(let method) = graph[output.inputs[0]].op {
+      try runWholeTensor(method, inputs: graph[output.inputs[0]].inputs, dtype: dtype, write: write)
+      return
+    }
     var env = Environment(nodeCount: graph.nodes.count)
     for (i, node) in graph.nodes.enumerated() where node.op.isReduction {
       try reduce(NodeID(index: i), node, &env)
@@ -78,6 +82,40 @@ struct TensorExecutor {
       try write(
         range.lowerBound * dtype.byteSize, UnsafeRawBufferPointer(start: scratch, count: bytes))
     }
+  }
+
+  /// Decodes the kernel's inputs whole, runs it on this thread, and writes the result.
+  func runWholeTensor(
+    _ method: WholeTensorMethod, inputs: [NodeID], dtype: DType,
+    write: @Sendable (Int, UnsafeRawBufferPointer) throws -> Void
+  ) throws {
+    var arrays: [[Float]] = []
+    for id in inputs {
+      guard case .load(let input) = graph[id].op else {
+        throw ExecutionError(
+          tensor: graph.plan.name, reason: "a whole-tensor kernel reads loads only")
+      }
+      var values = [Float](repeating: 0, count: count)
+      values.withUnsafeMutableBufferPointer { buffer in
+        views[input].decode(0..<count, into: buffer)
+        if let d = graph.plan.inputDType, d != views[input].info.dtype,
+          let base = buffer.baseAddress
+        {
+          Kernels.roundTrip(base, count, to: d)
+        }
+      }
+      arrays.append(values)
+    }
+    let result = WholeTensorKernels.run(method, inputs: arrays, shape: graph.plan.shape)
+    var bytes = [UInt8](repeating: 0, count: count * dtype.byteSize)
+    result.withUnsafeBufferPointer { r in
+      bytes.withUnsafeMutableBytes { out in
+        if let src = r.baseAddress, let dst = out.baseAddress {
+          Kernels.encode(src, count, dtype, into: dst)
+        }
+      }
+    }
+    try bytes.withUnsafeBytes { try write(0, $0) }
   }
 
   func range(of block: Int) -> Range<Int> {

@@ -100,6 +100,8 @@ import _TestSupport
     "output files are bit-identical across runs and thread counts",
     arguments: [
       "ties", "breadcrumbs_ties", "dare_ties", "della", "linear_gradient", "passthrough_slices",
+      "slerp", "nuslerp", "multislerp", "karcher", "model_stock", "nearswap", "sce", "arcee_fusion",
+      "ram", "ramplus_tl",
     ])
   func identical(_ name: String) throws {
     let recipe = Repository.parity + "/recipes/\(name).yml"
