@@ -348,9 +348,11 @@ enum WholeTensorKernels {
 
   // MARK: arcee_fusion
 
-  /// mergekit's Arcee Fusion: importance `|Δ|·KL(softmax(other) ‖ softmax(base))` per row
-  /// (the last dimension); keep the change where importance ≥ median + 1.5·IQR. Quantiles are
-  /// exact (mergekit samples a million entries of larger tensors at random).
+  /// mergekit's Arcee Fusion, with the KL divergence in f64.
+  ///
+  /// Importance is `|Δ|·KL(softmax(other) ‖ softmax(base))` per row (the last dimension); the
+  /// change is kept where importance ≥ median + 1.5·IQR. Quantiles are exact (mergekit samples
+  /// a million entries of larger tensors at random).
   static func arceeFusion(base: [Float], other: [Float], shape: [Int]) -> [Float] {
     let n = base.count
     let layout = vectors(shape: shape, alongFirst: false)
@@ -393,8 +395,10 @@ enum WholeTensorKernels {
 
   // MARK: ram / ramplus_tl
 
-  /// mergekit's RAM: entries changed (|τ| > ε) by one model are kept whole, entries changed by
-  /// several are averaged over them. RAM+ (tensor-local) scales each model's unique updates by
+  /// mergekit's RAM and RAM+ (tensor-local).
+  ///
+  /// Entries changed (|τ| > ε) by one model are kept whole, entries changed by several are
+  /// averaged over them. RAM+ scales each model's unique updates by
   /// `1 + r·clamp(shared/unique, 0, α)`.
   static func ram(_ inputs: [[Float]], epsilon: Float, plus: (r: Float, alpha: Float)?) -> [Float] {
     let base = inputs[0]
