@@ -79,20 +79,14 @@ final class BlockEvaluator {
     case .keepTop:
       let x = evaluate(node.inputs[0], block: block, range: range, env: env)
       let cut = env.cuts[node.inputs[1].index] ?? Cut(kind: .everything)
-      let first = range.lowerBound
-      for i in 0..<n {
-        out[i] = cut.contains(first + i, magnitude: x[i].magnitude.bitPattern) ? x[i] : 0
-      }
+      cut.select(x, out, n, first: range.lowerBound, keepInside: true)
     case .keepBand:
       let x = evaluate(node.inputs[0], block: block, range: range, env: env)
       let low = env.cuts[node.inputs[1].index] ?? Cut(kind: .nothing)
       let high = env.cuts[node.inputs[2].index] ?? Cut(kind: .everything)
-      let first = range.lowerBound
-      for i in 0..<n {
-        let m = x[i].magnitude.bitPattern
-        let keep = !low.contains(first + i, magnitude: m) && high.contains(first + i, magnitude: m)
-        out[i] = keep ? x[i] : 0
-      }
+      // Inside the high prefix, then outside the low one.
+      high.select(x, out, n, first: range.lowerBound, keepInside: true)
+      low.select(out, out, n, first: range.lowerBound, keepInside: false)
     case .keepRandom(let density, let stream):
       let x = evaluate(node.inputs[0], block: block, range: range, env: env)
       let first = range.lowerBound
@@ -114,26 +108,12 @@ final class BlockEvaluator {
         Kernels.scale(x, before / after, out, n)
       }
     case .signConsensus(let weights, let normalize):
-      let deltas = node.inputs.map { evaluate($0, block: block, range: range, env: env) }
-      for i in 0..<n {
-        var total: Float = 0
-        for d in deltas { total += d[i] }
-        let elected: Float = total >= 0 ? 1 : -1
-        var mixed: Float = 0
-        var divisor: Float = 0
-        for (k, d) in deltas.enumerated() {
-          let v = d[i]
-          let sign: Float = v > 0 ? 1 : (v < 0 ? -1 : 0)
-          if sign == elected {
-            mixed += v
-            divisor += weights[k]
-          }
+      let deltas = ContiguousArray(node.inputs.map { UnsafePointer(evaluate($0, block: block, range: range, env: env)) })
+      let w = ContiguousArray(weights)
+      deltas.withUnsafeBufferPointer { d in
+        w.withUnsafeBufferPointer { w in
+          Kernels.signConsensus(d, w, out, n, normalize: normalize)
         }
-        if normalize {
-          if divisor == 0 { divisor = 1 }
-          mixed /= divisor
-        }
-        out[i] = mixed
       }
     case .weightedSum(let weights):
       let xs = node.inputs.map { evaluate($0, block: block, range: range, env: env) }

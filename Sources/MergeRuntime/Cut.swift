@@ -15,6 +15,35 @@ struct Cut: Sendable {
 
   var kind: Kind
 
+  /// Writes `x[i]` where element `first + i` is in the prefix (or outside it, when
+  /// `keepInside` is false) and 0 elsewhere; `x` and `out` may be the same buffer.
+  ///
+  /// The kind is decided once per block, outside the loop.
+  func select(
+    _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, first: Int, keepInside: Bool
+  ) {
+    switch kind {
+    case .nothing:
+      if keepInside { out.update(repeating: 0, count: n) } else if UnsafePointer(out) != x { out.update(from: x, count: n) }
+    case .everything:
+      if !keepInside { out.update(repeating: 0, count: n) } else if UnsafePointer(out) != x { out.update(from: x, count: n) }
+    case .threshold(let t, let ties, let descending):
+      for i in 0..<n {
+        let m = x[i].magnitude.bitPattern
+        let inside = m == t ? ties : (descending ? m > t : m < t)
+        out[i] = inside == keepInside ? x[i] : 0
+      }
+    case .set(let bits):
+      bits.words.withUnsafeBufferPointer { words in
+        for i in 0..<n {
+          let index = first + i
+          let inside = words[index >> 6] & (1 << UInt64(index & 63)) != 0
+          out[i] = inside == keepInside ? x[i] : 0
+        }
+      }
+    }
+  }
+
   /// Whether element `index`, of magnitude bits `m`, is in the prefix.
   @inline(__always)
   func contains(_ index: Int, magnitude m: UInt32) -> Bool {

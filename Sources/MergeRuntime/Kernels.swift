@@ -55,6 +55,32 @@ enum Kernels {
     for i in 0..<n { out[i] = a[i] / c }
   }
 
+  /// TIES' sign election and disjoint mean over weighted task vectors (see `Op.signConsensus`).
+  static func signConsensus(
+    _ deltas: UnsafeBufferPointer<UnsafePointer<Float>>, _ weights: UnsafeBufferPointer<Float>,
+    _ out: UnsafeMutablePointer<Float>, _ n: Int, normalize: Bool
+  ) {
+    let m = deltas.count
+    // Branch-free: the signs of task vectors are unpredictable, so selects beat branches.
+    for i in 0..<n {
+      var total: Float = 0
+      for k in 0..<m { total += deltas[k][i] }
+      let positive = total >= 0
+      var mixed: Float = 0
+      var divisor: Float = 0
+      for k in 0..<m {
+        let v = deltas[k][i]
+        let agrees = positive ? v > 0 : v < 0
+        mixed += agrees ? v : 0
+        divisor += agrees ? weights[k] : 0
+      }
+      if normalize {
+        mixed /= divisor == 0 ? 1 : divisor
+      }
+      out[i] = mixed
+    }
+  }
+
   /// `Σ |x|` in f64: f32 partial sums over runs of 64, combined in f64.
   static func l1(_ a: UnsafePointer<Float>, _ n: Int) -> Double {
     var total: Double = 0

@@ -113,6 +113,8 @@ public enum MergeRunner {
     let totalBytes = specs.reduce(0) { $0 + $1.byteCount }
     var bytesDone = 0
     for (index, graph) in graphs.enumerated() {
+      // Read the next tensor's inputs ahead while this one computes.
+      if index + 1 < graphs.count { advise(graphs[index + 1].plan, plan.models, willNeed: true) }
       do {
         let executor = try TensorExecutor(
           graph: graph, models: plan.models, threads: options.threads)
@@ -120,6 +122,8 @@ public enum MergeRunner {
         try executor.run { offset, bytes in
           try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
         }
+        // Release the mapped input pages: resident memory stays at the working set.
+        advise(graph.plan, plan.models, willNeed: false)
       } catch let e as ExecutionError {
         folder.discard()
         throw .execution(e)
@@ -165,6 +169,18 @@ public enum MergeRunner {
       tensorCount: graphs.count, shardCount: layout.shards.count,
       bytesWritten: layout.totalFileSize,
       seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+  }
+}
+
+/// Asks the kernel to read a tensor's input ranges ahead, or to drop them from this process.
+func advise(_ tensor: TensorPlan, _ models: [ResolvedModel], willNeed: Bool) {
+  for input in tensor.inputs {
+    guard let view = try? models[input.model].weights.tensor(input.tensor),
+      let start = view.bytes.baseAddress, let base = view.file.bytes.baseAddress
+    else { continue }
+    let offset = start - base
+    let range = offset..<(offset + view.bytes.count)
+    if willNeed { view.file.willNeed(range) } else { view.file.dontNeed(range) }
   }
 }
 

@@ -183,48 +183,54 @@ struct TensorExecutor {
   func sortPrefix(_ input: NodeID, rank: Int, descending: Bool, env: Environment) throws -> Cut {
     if rank <= 0 { return Cut(kind: .nothing) }
     if rank >= count { return Cut(kind: .everything) }
-    // Ascending position of the boundary: a descending prefix of `rank` is everything above
-    // ascending position count − rank.
-    let ascendingRank = descending ? count - rank : rank
-    let high = try histogram(input, env: env) { m in Int(m >> 16) }
-    var below = 0
-    var bucket = 0
-    while bucket < 65536 && below + high[bucket] <= ascendingRank {
-      below += high[bucket]
-      bucket += 1
-    }
-    if bucket == 65536 { return Cut(kind: descending ? .nothing : .everything) }
-    let chosen = UInt32(bucket)
-    let low = try histogram(input, env: env) { m in (m >> 16) == chosen ? Int(m & 0xFFFF) : -1 }
-    var lowBucket = 0
-    while lowBucket < 65536 && below + low[lowBucket] <= ascendingRank {
-      below += low[lowBucket]
-      lowBucket += 1
-    }
-    let threshold = chosen << 16 | UInt32(lowBucket)
-    let ties = low[lowBucket]
-    let tiesBelow = ascendingRank - below
-    if tiesBelow == 0 {
-      // Exactly the elements below the threshold are below the boundary.
-      return Cut(
-        kind: .threshold(threshold, ties: !descending ? false : true, descending: descending))
-    }
-    if tiesBelow == ties {
-      return Cut(
-        kind: .threshold(threshold, ties: !descending ? true : false, descending: descending))
-    }
-    // The boundary splits equal magnitudes: gather |x| and sort as torch does.
+    // Gather |x| once; each block writes only its own elements.
     let values = UnsafeMutablePointer<Float>.allocate(capacity: count)
     defer { values.deallocate() }
     let target = UnsafeMutableSendablePointer(values)
     try forEachBlock { evaluator, block in
       let r = self.range(of: block)
       let x = evaluator.evaluate(input, block: block, range: r, env: env)
-      for i in 0..<r.count { target.pointer[r.lowerBound + i] = abs(x[i]) }
+      let out = target.pointer + r.lowerBound
+      for i in 0..<r.count { out[i] = x[i].magnitude }
     }
+    // Ascending position of the boundary: a descending prefix of `rank` is everything above
+    // ascending position count − rank.
+    let ascendingRank = descending ? count - rank : rank
+    let selection = Self.radixSelect(values, count: count, rank: ascendingRank)
+    if selection.tiesBelow == 0 {
+      // Exactly the elements below the threshold are below the boundary.
+      return Cut(kind: .threshold(selection.threshold, ties: descending, descending: descending))
+    }
+    // The boundary splits equal magnitudes: sort as torch does to decide which come first.
     let sets = TorchSortEmulation.prefixSets(
       of: values, count: count, descending: descending, boundaries: [rank])
     return Cut(kind: .set(sets[0]))
+  }
+
+  /// The magnitude bits at ascending position `rank` of `values` (non-negative floats, whose
+  /// bit patterns order as their values), and how many elements equal to it lie below that
+  /// position: a histogram of the high 16 bits, then of the low 16 bits within the bucket.
+  static func radixSelect(_ values: UnsafePointer<Float>, count: Int, rank: Int) -> (threshold: UInt32, tiesBelow: Int) {
+    let raw = UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self)
+    let histogram = UnsafeMutablePointer<Int>.allocate(capacity: 65536)
+    defer { histogram.deallocate() }
+    histogram.initialize(repeating: 0, count: 65536)
+    for i in 0..<count { histogram[Int(raw[i] >> 16)] += 1 }
+    var below = 0
+    var bucket = 0
+    while below + histogram[bucket] <= rank {
+      below += histogram[bucket]
+      bucket += 1
+    }
+    histogram.update(repeating: 0, count: 65536)
+    let high = UInt32(bucket)
+    for i in 0..<count where raw[i] >> 16 == high { histogram[Int(raw[i] & 0xFFFF)] += 1 }
+    var low = 0
+    while below + histogram[low] <= rank {
+      below += histogram[low]
+      low += 1
+    }
+    return (high << 16 | UInt32(low), rank - below)
   }
 
   /// A 65536-bucket histogram of `bucket(|x| bits)` (negative buckets are skipped).

@@ -52,10 +52,12 @@ struct TorchSortEmulation {
 
   // MARK: Comparator (torch's KeyValueCompDesc / KeyValueCompAsc on the values)
 
+  /// torch's comparators on magnitudes. For non-negative floats the bit patterns order as the
+  /// values, and NaN's lie above +∞: so `KeyValueCompDesc` (NaN first, then larger) is `>` on
+  /// the bits and `KeyValueCompAsc` (smaller first, NaN last) is `<`.
   @inline(__always)
   private func less(_ x: Float, _ y: Float) -> Bool {
-    if descending { return (x.isNaN && !y.isNaN) || x > y }
-    return (!x.isNaN && y.isNaN) || x < y
+    descending ? x.bitPattern > y.bitPattern : x.bitPattern < y.bitPattern
   }
 
   @inline(__always)
