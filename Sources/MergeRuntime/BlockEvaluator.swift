@@ -89,10 +89,7 @@ final class BlockEvaluator {
       low.select(out, out, n, first: range.lowerBound, keepInside: false)
     case .keepRandom(let density, let stream):
       let x = evaluate(node.inputs[0], block: block, range: range, env: env)
-      let first = range.lowerBound
-      for i in 0..<n {
-        out[i] = Kernels.uniform(stream, first + i) < density ? x[i] : 0
-      }
+      Kernels.keepRandom(x, out, n, first: range.lowerBound, density: density, stream: stream)
     case .keepByRank(let density, let epsilon, let stream, let columns):
       let x = evaluate(node.inputs[0], block: block, range: range, env: env)
       keepByRank(
@@ -157,7 +154,7 @@ final class BlockEvaluator {
         let norm: Float = width > 1 ? min(1, max(0, Float(r) / Float(width - 1))) : 0.5
         let p = low + norm * 2 * epsilon
         let index = start + c
-        out[index] = Kernels.uniform(stream, first + index) < p ? x[index] : 0
+        out[index] = x[index] * (Kernels.uniform(stream, first + index) < p ? 1 : 0)
       }
       row += 1
     }

@@ -15,30 +15,31 @@ struct Cut: Sendable {
 
   var kind: Kind
 
-  /// Writes `x[i]` where element `first + i` is in the prefix (or outside it, when
-  /// `keepInside` is false) and 0 elsewhere; `x` and `out` may be the same buffer.
+  /// Multiplies `x[i]` by 1 where element `first + i` is in the prefix (or outside it, when
+  /// `keepInside` is false) and by 0 elsewhere, as mergekit multiplies by its mask;
+  /// `x` and `out` may be the same buffer.
   ///
   /// The kind is decided once per block, outside the loop.
   func select(
     _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, first: Int, keepInside: Bool
   ) {
     switch kind {
-    case .nothing:
-      if keepInside { out.update(repeating: 0, count: n) } else if UnsafePointer(out) != x { out.update(from: x, count: n) }
-    case .everything:
-      if !keepInside { out.update(repeating: 0, count: n) } else if UnsafePointer(out) != x { out.update(from: x, count: n) }
+    case .nothing, .everything:
+      let factor: Float
+      if case .nothing = kind { factor = keepInside ? 0 : 1 } else { factor = keepInside ? 1 : 0 }
+      for i in 0..<n { out[i] = x[i] * factor }
     case .threshold(let t, let ties, let descending):
       for i in 0..<n {
         let m = x[i].magnitude.bitPattern
         let inside = m == t ? ties : (descending ? m > t : m < t)
-        out[i] = inside == keepInside ? x[i] : 0
+        out[i] = x[i] * (inside == keepInside ? 1 : 0)
       }
     case .set(let bits):
       bits.words.withUnsafeBufferPointer { words in
         for i in 0..<n {
           let index = first + i
           let inside = words[index >> 6] & (1 << UInt64(index & 63)) != 0
-          out[i] = inside == keepInside ? x[i] : 0
+          out[i] = x[i] * (inside == keepInside ? 1 : 0)
         }
       }
     }

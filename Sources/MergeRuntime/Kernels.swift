@@ -13,6 +13,24 @@ enum Kernels {
     return Float(z >> 40) * (1.0 / 16_777_216.0)
   }
 
+  /// DARE's drop: keeps `x[i]` when `uniform(stream, first + i) < density`.
+  ///
+  /// The comparison is done on the 24-bit integer behind the uniform value: `k·2⁻²⁴ < d`
+  /// exactly when `k < ⌈d·2²⁴⌉`, which spares an int-to-float conversion per element.
+  static func keepRandom(
+    _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, first: Int,
+    density: Float, stream: UInt64
+  ) {
+    let limit = UInt64((Double(density) * 16_777_216).rounded(.up))
+    var z0 = stream &+ UInt64(truncatingIfNeeded: first) &* 0x9E37_79B9_7F4A_7C15
+    for i in 0..<n {
+      let k = Lowering.mix(z0) >> 40
+      z0 = z0 &+ 0x9E37_79B9_7F4A_7C15
+      // A multiply by the 0/1 mask, as torch applies it (and without a branch to mispredict).
+      out[i] = x[i] * (k < limit ? 1 : 0)
+    }
+  }
+
   /// Rounds every value to `dtype` and back (a recipe's `dtype` below f32).
   static func roundTrip(_ p: UnsafeMutablePointer<Float>, _ n: Int, to dtype: DType) {
     switch dtype {
