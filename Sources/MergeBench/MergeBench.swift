@@ -9,7 +9,8 @@ public enum MergeBench {
   public static func main() {
     let args = Array(CommandLine.arguments.dropFirst())
     guard let command = args.first else {
-      print("usage: merge-bench io [--size GB] [--dir DIR] | generate DIR [--layers N] [--hidden N]")
+      print(
+        "usage: merge-bench io [--size GB] [--dir DIR] | generate DIR [--layers N] [--hidden N]")
       exit(64)
     }
     switch command {
@@ -38,10 +39,12 @@ public enum MergeBench {
     return now() - start
   }
 
-  /// Writes Llama-shaped bf16 models for benchmarks: `base`, `ft0`, `ft1`, `ft2` under DIR
-  /// (default shape: hidden 1024, 16 layers, intermediate 2816, 16 heads, 8 KV heads, vocab
-  /// 32000, about 243M parameters, two shards each). The fine-tunes are the base plus noise on
-  /// about 60% of the entries. Deterministic: the same arguments give the same bytes.
+  /// Writes Llama-shaped bf16 models for benchmarks.
+  ///
+  /// The models are `base`, `ft0`, `ft1` and `ft2` under DIR (default shape: hidden 1024,
+  /// 16 layers, intermediate 2816, 16 heads, 8 KV heads, vocab 32000: 254M parameters, two
+  /// shards each). The fine-tunes are the base plus noise on about 60% of the entries.
+  /// Deterministic: the same arguments give the same bytes.
   static func generate(args: [String]) {
     guard let dir = args.first, !dir.hasPrefix("--") else {
       print("usage: merge-bench generate DIR [--layers N] [--hidden N]")
@@ -54,19 +57,26 @@ public enum MergeBench {
     let kvHeads = 8
     let headDim = hidden / heads
     let vocab = 32000
-    var specs: [TensorSpec] = [TensorSpec(name: "model.embed_tokens.weight", dtype: .bfloat16, shape: [vocab, hidden])]
+    var specs: [TensorSpec] = [
+      TensorSpec(name: "model.embed_tokens.weight", dtype: .bfloat16, shape: [vocab, hidden])
+    ]
     for l in 0..<layers {
       let p = "model.layers.\(l)."
       specs += [
         TensorSpec(name: p + "input_layernorm.weight", dtype: .bfloat16, shape: [hidden]),
         TensorSpec(name: p + "self_attn.q_proj.weight", dtype: .bfloat16, shape: [hidden, hidden]),
-        TensorSpec(name: p + "self_attn.k_proj.weight", dtype: .bfloat16, shape: [kvHeads * headDim, hidden]),
-        TensorSpec(name: p + "self_attn.v_proj.weight", dtype: .bfloat16, shape: [kvHeads * headDim, hidden]),
+        TensorSpec(
+          name: p + "self_attn.k_proj.weight", dtype: .bfloat16, shape: [kvHeads * headDim, hidden]),
+        TensorSpec(
+          name: p + "self_attn.v_proj.weight", dtype: .bfloat16, shape: [kvHeads * headDim, hidden]),
         TensorSpec(name: p + "self_attn.o_proj.weight", dtype: .bfloat16, shape: [hidden, hidden]),
         TensorSpec(name: p + "post_attention_layernorm.weight", dtype: .bfloat16, shape: [hidden]),
-        TensorSpec(name: p + "mlp.gate_proj.weight", dtype: .bfloat16, shape: [intermediate, hidden]),
-        TensorSpec(name: p + "mlp.up_proj.weight", dtype: .bfloat16, shape: [intermediate, hidden]),
-        TensorSpec(name: p + "mlp.down_proj.weight", dtype: .bfloat16, shape: [hidden, intermediate]),
+        TensorSpec(
+          name: p + "mlp.gate_proj.weight", dtype: .bfloat16, shape: [intermediate, hidden]),
+        TensorSpec(
+          name: p + "mlp.up_proj.weight", dtype: .bfloat16, shape: [intermediate, hidden]),
+        TensorSpec(
+          name: p + "mlp.down_proj.weight", dtype: .bfloat16, shape: [hidden, intermediate]),
       ]
     }
     specs += [
@@ -96,7 +106,8 @@ public enum MergeBench {
     for (m, name) in ["base", "ft0", "ft1", "ft2"].enumerated() {
       do {
         let folder = try OutputFolder(destination: dir + "/" + name)
-        let writer = try SafetensorsWriter(folder: folder, layout: ShardLayout(tensors: tensors, shardSize: total / 2 + 70_000_000))
+        let writer = try SafetensorsWriter(
+          folder: folder, layout: ShardLayout(tensors: tensors, shardSize: total / 2 + 70_000_000))
         let failure = Mutex<(any Error)?>(nil)
         DispatchQueue.concurrentPerform(iterations: tensors.count) { t in
           let spec = tensors[t]
@@ -117,7 +128,9 @@ public enum MergeBench {
             out[i] = FloatConversion.bfloat16(from: x)
           }
           do {
-            try out.withUnsafeBytes { try writer.write(tensor: spec.name, byteOffset: 0, bytes: $0) }
+            try out.withUnsafeBytes {
+              try writer.write(tensor: spec.name, byteOffset: 0, bytes: $0)
+            }
           } catch {
             failure.withLock { $0 = error }
           }
@@ -132,7 +145,10 @@ public enum MergeBench {
       }
     }
     let parameters = specs.reduce(0) { $0 + $1.count }
-    print(String(format: "generated 4 models of %d parameters (%.0f MB each) in %.1f s", parameters, Double(total) / 1e6, now() - start))
+    print(
+      String(
+        format: "generated 4 models of %d parameters (%.0f MB each) in %.1f s", parameters,
+        Double(total) / 1e6, now() - start))
   }
 
   /// Read and write throughput of the safetensors reader and writer on a file of `--size` GB,

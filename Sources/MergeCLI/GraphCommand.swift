@@ -2,6 +2,30 @@ import MergeCompiler
 import MergeModel
 import MergeRecipe
 
+/// How many times each input's bytes are read to compute a graph: once per pass over the
+/// tensor that evaluates a chain reaching the load (each reduction, then the final pass).
+func reads(_ graph: TensorGraph) -> String {
+  func reaches(_ id: NodeID, _ target: Int) -> Bool {
+    if id.index == target { return true }
+    let node = graph[id]
+    if node.op.isReduction && node.inputs.isEmpty { return false }
+    return node.inputs.contains { input in
+      // A reduction's value is computed once, beforehand: it does not re-read in this pass.
+      graph[input].op.isReduction ? false : reaches(input, target)
+    }
+  }
+  var parts: [String] = []
+  for (i, node) in graph.nodes.enumerated() {
+    guard case .load(let input) = node.op else { continue }
+    var passes = reaches(graph.output, i) ? 1 : 0
+    for r in graph.nodes.indices where graph.nodes[r].op.isReduction {
+      if graph.nodes[r].inputs.contains(where: { reaches($0, i) }) { passes += 1 }
+    }
+    parts.append("#\(input) read \(passes)×")
+  }
+  return "input reads: " + parts.joined(separator: ", ")
+}
+
 /// `merge graph RECIPE`: prints the compiled graph of each output tensor.
 struct GraphCommand: Subcommand {
   static let configuration = CommandConfiguration(
@@ -17,6 +41,9 @@ struct GraphCommand: Subcommand {
       .option("tensor", value: "name", help: "Print only this output tensor."),
       .option("seed", value: "n", help: "Seed of the random methods (default: 0)."),
       .flag(
+        "passes",
+        help: "Print the graph after each optimizing pass, with node counts and input reads."),
+      .flag(
         "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
     ])
 
@@ -24,12 +51,14 @@ struct GraphCommand: Subcommand {
   var tensor: String?
   var seed: UInt64
   var allowUnknown: Bool
+  var passes: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = arguments.positional("recipe") ?? ""
     tensor = arguments.option("tensor")
     seed = arguments.option("seed").flatMap { UInt64($0) } ?? 0
     allowUnknown = arguments.flag("allow-unknown")
+    passes = arguments.flag("passes")
   }
 
   func run(console: Console) -> Int32 {
@@ -51,9 +80,25 @@ struct GraphCommand: Subcommand {
     var out = ""
     for t in tensors {
       do {
-        out += try Lowering.lower(t, method: plan.method, seed: seed).text(models: plan.models)
-      } catch {
+        var graph = try Lowering.lower(t, method: plan.method, seed: seed)
+        if passes {
+          out +=
+            "== lowered: \(graph.nodes.count) nodes; \(reads(graph))\n"
+            + graph.text(models: plan.models)
+          try PassPipeline.standard().run(&graph) { name, g, changed in
+            out +=
+              "== after \(name)\(changed ? "" : " (no change)"): \(g.nodes.count) nodes; \(reads(g))\n"
+            if changed { out += g.text(models: plan.models) }
+          }
+        } else {
+          try PassPipeline.standard().run(&graph)
+          out += graph.text(models: plan.models)
+        }
+      } catch let error as LoweringError {
         console.err("error: \(error.description)\n")
+        return ExitCode.failure
+      } catch {
+        console.err("error: \(error)\n")
         return ExitCode.failure
       }
     }

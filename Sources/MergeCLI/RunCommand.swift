@@ -35,6 +35,8 @@ struct RunCommand: Subcommand {
         help: "Most bytes per shard, e.g. 5GB or 500MB (default: 5GB)."),
       .flag(
         "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
+      .flag(
+        "no-fuse", help: "Do not fuse elementwise chains (for comparison; the bytes are the same)."),
       .flag("quiet", short: "q", help: "Print no progress."),
     ])
 
@@ -45,6 +47,7 @@ struct RunCommand: Subcommand {
   var shardSize: Int
   var allowUnknown: Bool
   var quiet: Bool
+  var fuse: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = arguments.positional("recipe") ?? ""
@@ -71,6 +74,7 @@ struct RunCommand: Subcommand {
     }
     allowUnknown = arguments.flag("allow-unknown")
     quiet = arguments.flag("quiet")
+    fuse = !arguments.flag("no-fuse")
   }
 
   func run(console: Console) -> Int32 {
@@ -88,9 +92,11 @@ struct RunCommand: Subcommand {
       progress = { @Sendable p in console.err("\r" + progressLine(p)) }
     }
     do {
+      var options = RunOptions(
+        threads: threads, seed: seed, shardSize: shardSize, progress: progress)
+      options.fuse = fuse
       let summary = try MergeRunner.run(
-        plan: plan, recipeText: text, output: output,
-        options: RunOptions(threads: threads, seed: seed, shardSize: shardSize, progress: progress))
+        plan: plan, recipeText: text, output: output, options: options)
       if showProgress { console.err("\r\u{1B}[K") }
       console.out(
         "\(output): \(summary.tensorCount) tensors, \(summary.shardCount) shard\(summary.shardCount == 1 ? "" : "s"), "

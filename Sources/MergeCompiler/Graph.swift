@@ -58,8 +58,12 @@ public enum Op: Sendable, Hashable {
   case sum
   /// Round to `dtype` and write: the output tensor.
   case store(DType)
-  /// Copy the input's bytes unchanged (non-float buffers).
+  /// Copy the input's bytes unchanged (non-float buffers, same-dtype passthrough).
   case copyBytes
+  /// Fused task arithmetic over inputs `[base, x₁…xₙ]`: `base + λ·((Σ (xᵢ − base)·wᵢ) / d)`,
+  /// every f32 operation in the order of the unfused graph; `divisor` and `lambda` are
+  /// absent when they are not applied.
+  case fusedTaskSum(weights: [Float], divisor: Float?, lambda: Float?)
   /// A method whose computation needs whole tensors (norms, dot products, rows, quantiles,
   /// iterations) evaluated as one kernel over its inputs (the base first when there is one).
   case wholeTensor(WholeTensorMethod)
@@ -104,6 +108,9 @@ public enum Op: Sendable, Hashable {
     case .store(let d): return "store \(d.rawValue)"
     case .copyBytes: return "copy_bytes"
     case .wholeTensor(let m): return m.description
+    case .fusedTaskSum(let w, let d, let l):
+      return "fused_task_sum weights=\(w)" + (d.map { " divisor=\($0)" } ?? "")
+        + (l.map { " lambda=\($0)" } ?? "")
     case .sortPrefix(let r, let d): return "sort_prefix rank=\(r) \(d ? "descending" : "ascending")"
     case .l1Norm: return "l1_norm"
     }

@@ -11,6 +11,13 @@ public struct LoweringError: Error, Sendable, CustomStringConvertible {
   public var origin: SourceRange?
 
   public var description: String { "tensor '\(tensor)': \(reason)" }
+
+  /// Creates an error.
+  public init(tensor: String, reason: String, origin: SourceRange?) {
+    self.tensor = tensor
+    self.reason = reason
+    self.origin = origin
+  }
 }
 
 /// Lowers each method to a ``TensorGraph`` with mergekit 0.1.5's numerics.

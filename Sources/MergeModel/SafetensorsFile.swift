@@ -89,7 +89,8 @@ public struct TensorView: @unchecked Sendable {
         for i in 0..<n { out[i] = UInt32(p[i]) << 16 }
       } else {
         for i in 0..<n {
-          dst[i] = FloatConversion.float(fromBFloat16: src.loadUnaligned(fromByteOffset: (first + i) * 2, as: UInt16.self))
+          dst[i] = FloatConversion.float(
+            fromBFloat16: src.loadUnaligned(fromByteOffset: (first + i) * 2, as: UInt16.self))
         }
       }
     case .float16:

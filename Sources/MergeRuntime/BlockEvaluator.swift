@@ -105,11 +105,24 @@ final class BlockEvaluator {
         Kernels.scale(x, before / after, out, n)
       }
     case .signConsensus(let weights, let normalize):
-      let deltas = ContiguousArray(node.inputs.map { UnsafePointer(evaluate($0, block: block, range: range, env: env)) })
+      let deltas = ContiguousArray(
+        node.inputs.map { UnsafePointer(evaluate($0, block: block, range: range, env: env)) })
       let w = ContiguousArray(weights)
       deltas.withUnsafeBufferPointer { d in
         w.withUnsafeBufferPointer { w in
           Kernels.signConsensus(d, w, out, n, normalize: normalize)
+        }
+      }
+    case .fusedTaskSum(let weights, let divisor, let lambda):
+      let base = UnsafePointer(evaluate(node.inputs[0], block: block, range: range, env: env))
+      let xs = ContiguousArray(
+        node.inputs.dropFirst().map {
+          UnsafePointer(evaluate($0, block: block, range: range, env: env))
+        })
+      let w = ContiguousArray(weights)
+      xs.withUnsafeBufferPointer { xs in
+        w.withUnsafeBufferPointer { w in
+          Kernels.fusedTaskSum(base, xs, w, out, n, divisor: divisor, lambda: lambda)
         }
       }
     case .weightedSum(let weights):

@@ -21,7 +21,8 @@ struct Cut: Sendable {
   ///
   /// The kind is decided once per block, outside the loop.
   func select(
-    _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, first: Int, keepInside: Bool
+    _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, first: Int,
+    keepInside: Bool
   ) {
     switch kind {
     case .nothing, .everything:

@@ -73,6 +73,28 @@ enum Kernels {
     for i in 0..<n { out[i] = a[i] / c }
   }
 
+  /// Fused task arithmetic: `base + λ·((Σ (xᵢ − base)·wᵢ) / d)` in one pass, each f32
+  /// operation in the unfused graph's order (bit-identical to it).
+  static func fusedTaskSum(
+    _ base: UnsafePointer<Float>, _ xs: UnsafeBufferPointer<UnsafePointer<Float>>,
+    _ w: UnsafeBufferPointer<Float>,
+    _ out: UnsafeMutablePointer<Float>, _ n: Int, divisor: Float?, lambda: Float?
+  ) {
+    let m = xs.count
+    let d = divisor ?? 1
+    let l = lambda ?? 1
+    let divide = divisor != nil
+    let scale = lambda != nil
+    for i in 0..<n {
+      let b = base[i]
+      var s = (xs[0][i] - b) * w[0]
+      for k in 1..<max(1, m) { s += (xs[k][i] - b) * w[k] }
+      if divide { s = s / d }
+      if scale { s = s * l }
+      out[i] = b + s
+    }
+  }
+
   /// TIES' sign election and disjoint mean over weighted task vectors (see `Op.signConsensus`).
   static func signConsensus(
     _ deltas: UnsafeBufferPointer<UnsafePointer<Float>>, _ weights: UnsafeBufferPointer<Float>,

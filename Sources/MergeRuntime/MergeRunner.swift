@@ -22,6 +22,10 @@ public struct RunOptions: Sendable {
   public var shardSize: Int
   /// Called after each tensor is written.
   public var progress: (@Sendable (RunProgress) -> Void)?
+  /// Whether to fuse elementwise chains (`--no-fuse` turns it off; the bytes are the same).
+  public var fuse: Bool = true
+  /// Whether to run the optimizing passes at all (tests compare both pipelines).
+  public var optimize: Bool = true
 
   /// Creates options.
   public init(
@@ -89,12 +93,23 @@ public enum MergeRunner {
   ) throws(RunError) -> RunSummary {
     let start = DispatchTime.now().uptimeNanoseconds
     var graphs: [TensorGraph] = []
+    let pipeline = PassPipeline.standard(fuse: options.fuse)
     for t in plan.tensors {
+      var graph: TensorGraph
       do {
-        graphs.append(try Lowering.lower(t, method: plan.method, seed: options.seed))
+        graph = try Lowering.lower(t, method: plan.method, seed: options.seed)
       } catch {
         throw .lowering(error)
       }
+      if options.optimize {
+        do {
+          try pipeline.run(&graph)
+        } catch {
+          throw .lowering(
+            LoweringError(tensor: t.name, reason: error.description, origin: t.origin))
+        }
+      }
+      graphs.append(graph)
     }
     let specs = plan.tensors.map {
       TensorSpec(name: $0.name, dtype: $0.outputDType, shape: $0.shape)

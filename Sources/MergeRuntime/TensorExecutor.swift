@@ -210,7 +210,9 @@ struct TensorExecutor {
   /// The magnitude bits at ascending position `rank` of `values` (non-negative floats, whose
   /// bit patterns order as their values), and how many elements equal to it lie below that
   /// position: a histogram of the high 16 bits, then of the low 16 bits within the bucket.
-  static func radixSelect(_ values: UnsafePointer<Float>, count: Int, rank: Int) -> (threshold: UInt32, tiesBelow: Int) {
+  static func radixSelect(_ values: UnsafePointer<Float>, count: Int, rank: Int) -> (
+    threshold: UInt32, tiesBelow: Int
+  ) {
     let raw = UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self)
     let histogram = UnsafeMutablePointer<Int>.allocate(capacity: 65536)
     defer { histogram.deallocate() }

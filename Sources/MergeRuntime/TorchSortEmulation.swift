@@ -52,9 +52,11 @@ struct TorchSortEmulation {
 
   // MARK: Comparator (torch's KeyValueCompDesc / KeyValueCompAsc on the values)
 
-  /// torch's comparators on magnitudes. For non-negative floats the bit patterns order as the
-  /// values, and NaN's lie above +∞: so `KeyValueCompDesc` (NaN first, then larger) is `>` on
-  /// the bits and `KeyValueCompAsc` (smaller first, NaN last) is `<`.
+  /// torch's comparators on magnitudes.
+  ///
+  /// For non-negative floats the bit patterns order as the values, and NaN's lie above +∞: so
+  /// `KeyValueCompDesc` (NaN first, then larger) is `>` on the bits and `KeyValueCompAsc`
+  /// (smaller first, NaN last) is `<`.
   @inline(__always)
   private func less(_ x: Float, _ y: Float) -> Bool {
     descending ? x.bitPattern > y.bitPattern : x.bitPattern < y.bitPattern

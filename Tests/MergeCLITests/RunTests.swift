@@ -131,25 +131,24 @@ import _TestSupport
     #expect(
       result.out == """
         tensor model.norm.weight [64] → F32
-          %0 = load #0    ; ../models/tiny-llama/ft0:model.norm.weight BF16
-          %1 = load #1    ; ../models/tiny-llama/ft1:model.norm.weight BF16
-          %2 = load #2    ; ../models/tiny-llama/ft2:model.norm.weight BF16
-          %3 = load #3    ; ../models/tiny-llama/base:model.norm.weight BF16 (base)
-          %4 = task_vector %0, %3
-          %5 = sort_prefix rank=32 descending %4
-          %6 = keep_top %4, %5
-          %7 = scale 1.0 %6
-          %8 = task_vector %1, %3
-          %9 = sort_prefix rank=44 descending %8
-          %10 = keep_top %8, %9
-          %11 = scale 0.2 %10
-          %12 = task_vector %2, %3
-          %13 = sort_prefix rank=19 descending %12
-          %14 = keep_top %12, %13
-          %15 = scale 0.5 %14
-          %16 = sign_consensus weights=[1.0, 0.2, 0.5] normalize=true %7, %11, %15
-          %17 = add %3, %16
-          %18 = store F32 %17
+          %0 = load #3    ; ../models/tiny-llama/base:model.norm.weight BF16 (base)
+          %1 = load #0    ; ../models/tiny-llama/ft0:model.norm.weight BF16
+          %2 = task_vector %1, %0
+          %3 = sort_prefix rank=32 descending %2
+          %4 = keep_top %2, %3
+          %5 = load #1    ; ../models/tiny-llama/ft1:model.norm.weight BF16
+          %6 = task_vector %5, %0
+          %7 = sort_prefix rank=44 descending %6
+          %8 = keep_top %6, %7
+          %9 = scale 0.2 %8
+          %10 = load #2    ; ../models/tiny-llama/ft2:model.norm.weight BF16
+          %11 = task_vector %10, %0
+          %12 = sort_prefix rank=19 descending %11
+          %13 = keep_top %11, %12
+          %14 = scale 0.5 %13
+          %15 = sign_consensus weights=[1.0, 0.2, 0.5] normalize=true %4, %9, %14
+          %16 = add %0, %15
+          %17 = store F32 %16
 
         """)
     let missing = merge(

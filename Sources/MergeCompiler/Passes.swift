@@ -1,0 +1,277 @@
+import MergeModel
+
+/// Why a pass or the verifier rejected a graph.
+public struct PassError: Error, Sendable, CustomStringConvertible {
+  /// The pass (or "verifier").
+  public var pass: String
+  /// The tensor.
+  public var tensor: String
+  /// What is wrong.
+  public var reason: String
+  public var description: String { "\(pass) on tensor '\(tensor)': \(reason)" }
+}
+
+/// A rewrite of a tensor graph.
+///
+/// Every pass states what it rewrites and which invariants it keeps. All keep the output's
+/// bytes for finite inputs (tested: optimized and unoptimized pipelines write identical files).
+public protocol GraphPass: Sendable {
+  /// The pass's name in traces (`merge graph --passes`).
+  var name: String { get }
+  /// Rewrites `graph`; returns whether anything changed.
+  func run(_ graph: inout TensorGraph) throws(PassError) -> Bool
+}
+
+/// Checks the structural invariants every pass must keep: operands come before their users,
+/// each operation has the operands it needs, the output is a store (or a byte copy) and
+/// nothing else is.
+public enum GraphVerifier {
+  /// Throws when `graph` breaks an invariant.
+  public static func verify(_ graph: TensorGraph, after pass: String) throws(PassError) {
+    func fail(_ reason: String) -> PassError {
+      PassError(pass: "verifier after \(pass)", tensor: graph.plan.name, reason: reason)
+    }
+    guard graph.output.index < graph.nodes.count else {
+      throw fail("the output node does not exist")
+    }
+    for (i, node) in graph.nodes.enumerated() {
+      for input in node.inputs where input.index >= i {
+        throw fail("%\(i) uses %\(input.index), which does not come before it")
+      }
+      let arity: ClosedRange<Int>
+      switch node.op {
+      case .load: arity = 0...0
+      case .taskVector, .add, .keepTop: arity = 2...2
+      case .keepBand, .rescaleL1: arity = 3...3
+      case .scale, .divide, .keepRandom, .keepByRank, .store, .copyBytes, .sortPrefix, .l1Norm:
+        arity = 1...1
+      case .signConsensus(let w, _), .weightedSum(let w): arity = w.count...w.count
+      case .sum: arity = 1...Int.max
+      case .wholeTensor: arity = 1...Int.max
+      case .fusedTaskSum(let w, _, _): arity = (w.count + 1)...(w.count + 1)
+      }
+      guard arity.contains(node.inputs.count) else {
+        throw fail("%\(i) (\(node.op.name)) has \(node.inputs.count) operands")
+      }
+      if case .store = node.op, NodeID(index: i) != graph.output {
+        throw fail("%\(i) stores but is not the output")
+      }
+    }
+    switch graph[graph.output].op {
+    case .store, .copyBytes: break
+    default: throw fail("the output is not a store")
+    }
+  }
+}
+
+/// Runs passes in order, verifying the graph after each.
+public struct PassPipeline: Sendable {
+  /// The passes.
+  public var passes: [any GraphPass]
+
+  /// The standard pipeline; `fuse: false` leaves out fusion (`merge run --no-fuse`).
+  public static func standard(fuse: Bool = true) -> PassPipeline {
+    var passes: [any GraphPass] = [
+      FoldIdentities(), DeadInputElimination(), DeadCodeElimination(), ByteCopy(),
+    ]
+    if fuse { passes.append(FuseTaskSum()) }
+    passes.append(DeadCodeElimination())
+    return PassPipeline(passes: passes)
+  }
+
+  /// Applies every pass to `graph`, calling `trace` with each pass's name and result.
+  public func run(_ graph: inout TensorGraph, trace: ((String, TensorGraph, Bool) -> Void)? = nil)
+    throws(PassError)
+  {
+    try GraphVerifier.verify(graph, after: "lowering")
+    for pass in passes {
+      let changed = try pass.run(&graph)
+      try GraphVerifier.verify(graph, after: pass.name)
+      trace?(pass.name, graph, changed)
+    }
+  }
+}
+
+// MARK: - Rebuilding
+
+/// Rebuilds a graph from its output, mapping each node through `rewrite` (which sees the
+/// already-rebuilt operands), re-hash-consing as it goes and dropping what the output no
+/// longer reaches.
+func rebuild(
+  _ graph: TensorGraph,
+  rewrite: (_ id: NodeID, _ node: Node, _ builder: inout GraphBuilder, _ mapped: [NodeID]) ->
+    NodeID?
+) -> TensorGraph {
+  var builder = GraphBuilder()
+  var map: [Int: NodeID] = [:]
+  func visit(_ id: NodeID) -> NodeID {
+    if let m = map[id.index] { return m }
+    let node = graph[id]
+    let inputs = node.inputs.map(visit)
+    let result = rewrite(id, node, &builder, inputs) ?? builder.node(node.op, inputs)
+    map[id.index] = result
+    return result
+  }
+  let output = visit(graph.output)
+  return builder.graph(output: output, plan: graph.plan)
+}
+
+// MARK: - Passes
+
+/// Constant folding of parameters: `scale 1` and `divide 1` are their operand (x·1 and x/1
+/// are x exactly, NaN and signed zeros included).
+public struct FoldIdentities: GraphPass {
+  public let name = "fold-identities"
+  public init() {}
+  public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
+    var changed = false
+    graph = rebuild(graph) { _, node, _, mapped in
+      switch node.op {
+      case .scale(let c) where c == 1, .divide(let c) where c == 1:
+        changed = true
+        return mapped[0]
+      default: return nil
+      }
+    }
+    return changed
+  }
+}
+
+/// Dead-input elimination: removes operands that are zero everywhere.
+///
+/// A task vector scaled by weight 0, or sparsified with density 0, leaves the sign consensus,
+/// sum or weighted sum that reads it, so its model is never read for this tensor. Exact for
+/// finite inputs: the operand adds 0 and never agrees with an elected sign. mergekit
+/// multiplies by the zero weight, so an infinite entry there would give NaN.
+public struct DeadInputElimination: GraphPass {
+  public let name = "dead-input-elimination"
+  public init() {}
+
+  static func isZero(_ id: NodeID, in graph: TensorGraph) -> Bool {
+    let node = graph[id]
+    switch node.op {
+    case .scale(let c): return c == 0 || isZero(node.inputs[0], in: graph)
+    case .keepTop:
+      if case .sortPrefix(let rank, _) = graph[node.inputs[1]].op, rank == 0 { return true }
+      return isZero(node.inputs[0], in: graph)
+    case .keepRandom(let density, _): return density <= 0 || isZero(node.inputs[0], in: graph)
+    case .rescaleL1, .divide: return isZero(node.inputs[0], in: graph)
+    default: return false
+    }
+  }
+
+  public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
+    var changed = false
+    let original = graph
+    graph = rebuild(graph) { _, node, builder, mapped in
+      switch node.op {
+      case .signConsensus(let weights, let normalize):
+        let keep = node.inputs.indices.filter { !Self.isZero(node.inputs[$0], in: original) }
+        guard keep.count < node.inputs.count, !keep.isEmpty else { return nil }
+        changed = true
+        return builder.node(
+          .signConsensus(weights: keep.map { weights[$0] }, normalize: normalize),
+          keep.map { mapped[$0] })
+      case .weightedSum(let weights):
+        let keep = node.inputs.indices.filter { weights[$0] != 0 }
+        guard keep.count < node.inputs.count, !keep.isEmpty else { return nil }
+        changed = true
+        return builder.node(
+          .weightedSum(weights: keep.map { weights[$0] }), keep.map { mapped[$0] })
+      case .sum:
+        let keep = node.inputs.indices.filter { !Self.isZero(node.inputs[$0], in: original) }
+        guard keep.count < node.inputs.count, !keep.isEmpty else { return nil }
+        changed = true
+        return keep.count == 1 ? mapped[keep[0]] : builder.node(.sum, keep.map { mapped[$0] })
+      default: return nil
+      }
+    }
+    return changed
+  }
+}
+
+/// Dead-code elimination and common-subexpression elimination: rebuilding from the output
+/// drops unreachable nodes and hash-conses equal ones.
+public struct DeadCodeElimination: GraphPass {
+  public let name = "dead-code-elimination"
+  public init() {}
+  public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
+    let before = graph.nodes.count
+    graph = rebuild(graph) { _, _, _, _ in nil }
+    return graph.nodes.count != before
+  }
+}
+
+/// Byte copy: storing a loaded tensor in its own dtype, with no rounding in between, copies its
+/// bytes instead of decoding and encoding them (passthrough, single-input tensors).
+public struct ByteCopy: GraphPass {
+  public let name = "byte-copy"
+  public init() {}
+  public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
+    let out = graph[graph.output]
+    guard case .store(let dtype) = out.op, case .load(let input) = graph[out.inputs[0]].op else {
+      return false
+    }
+    let stored = graph.plan.inputs[input].info.dtype
+    guard stored == dtype, graph.plan.inputDType == nil || graph.plan.inputDType == stored else {
+      return false
+    }
+    graph = rebuild(graph) { id, _, builder, mapped in
+      id == graph.output ? builder.node(.copyBytes, mapped[0]) : nil
+    }
+    return true
+  }
+}
+
+/// Fusion of task arithmetic's elementwise chain into one kernel: `base + λ·(Σ wᵢ·(xᵢ − base))/d`
+/// becomes `fused_task_sum`, which reads each input once per block and keeps every f32
+/// operation in the unfused order (so the result is bit-identical).
+public struct FuseTaskSum: GraphPass {
+  public let name = "fuse-task-sum"
+  public init() {}
+  public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
+    let g = graph
+    let out = g[g.output]
+    guard case .store = out.op else { return false }
+    let top = g[out.inputs[0]]
+    guard case .add = top.op, case .load = g[top.inputs[0]].op else { return false }
+    let base = top.inputs[0]
+    var value = top.inputs[1]
+    var lambda: Float?
+    var divisor: Float?
+    if case .scale(let c) = g[value].op {
+      lambda = c
+      value = g[value].inputs[0]
+    }
+    if case .divide(let d) = g[value].op {
+      divisor = d
+      value = g[value].inputs[0]
+    }
+    let terms: [NodeID]
+    if case .sum = g[value].op { terms = g[value].inputs } else { terms = [value] }
+    var weights: [Float] = []
+    var loads: [NodeID] = []
+    for term in terms {
+      // A weight of 1 was folded away: x·1 is x, so multiplying by 1 again is exact.
+      var w: Float = 1
+      var vector = term
+      if case .scale(let c) = g[term].op {
+        w = c
+        vector = g[term].inputs[0]
+      }
+      let tv = g[vector]
+      guard case .taskVector = tv.op, tv.inputs[1] == base, case .load = g[tv.inputs[0]].op else {
+        return false
+      }
+      weights.append(w)
+      loads.append(tv.inputs[0])
+    }
+    var builder = GraphBuilder()
+    let inputs = ([base] + loads).map { builder.node(g[$0].op, []) }
+    let fused = builder.node(
+      .fusedTaskSum(weights: weights, divisor: divisor, lambda: lambda), inputs)
+    let store = builder.node(out.op, fused)
+    graph = builder.graph(output: store, plan: g.plan)
+    return true
+  }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import MergeModel
+import MergeRecipe
+import Testing
+import _TestSupport
+
+@testable import MergeCompiler
+@testable import MergeRuntime
+
+/// Plans a recipe's tensors without running them.
+func plan(_ recipe: String) throws -> MergePlan {
+  let report = RecipeChecker.check(path: recipe)
+  let stage = try #require(report.recipe?.stages.first)
+  return try #require(Resolver.resolve(stage: stage, report: report, file: recipe).plan)
+}
+
+@Suite struct PassTests {
+  func graph(_ recipe: String, _ tensor: String = "model.norm.weight") throws -> TensorGraph {
+    let p = try plan(recipe)
+    let t = try #require(p.tensors.first { $0.name == tensor })
+    return try Lowering.lower(t, method: p.method, seed: 0)
+  }
+
+  @Test("fold-identities removes scale 1 and divide 1 and nothing else")
+  func foldIdentities() throws {
+    var g = try graph(Repository.parity + "/recipes/task_arithmetic.yml")
+    let before = g.nodes.filter { if case .scale = $0.op { return true } else { return false } }
+      .count
+    #expect(try FoldIdentities().run(&g))
+    let after = g.nodes.filter { if case .scale = $0.op { return true } else { return false } }
+      .count
+    #expect(before - after == 1)  // ft0's weight 1.0
+    #expect(try FoldIdentities().run(&g) == false)
+  }
+
+  @Test("dead-input-elimination drops a model whose weight is 0, so it is never read")
+  func deadInputs() throws {
+    let workspace = RecipeWorkspace()
+    let recipe = workspace.recipe(
+      """
+      merge_method: ties
+      base_model: models/base
+      models:
+        - {model: models/ft0, parameters: {weight: 1.0, density: 0.5}}
+        - {model: models/ft1, parameters: {weight: [0.0, 1.0], density: 0.5}}
+      """)
+    var g = try graph(recipe)  // model.norm.weight: t = 0, so ft1's weight is 0
+    let loadsBefore = g.nodes.filter { if case .load = $0.op { return true } else { return false } }
+      .count
+    #expect(try DeadInputElimination().run(&g))
+    _ = try DeadCodeElimination().run(&g)
+    let loads = g.nodes.compactMap { n -> Int? in
+      if case .load(let i) = n.op { return i } else { return nil }
+    }
+    #expect(loadsBefore == 3)
+    #expect(loads.count == 2)
+    #expect(!loads.contains(1))  // ft1 is input 1
+  }
+
+  @Test("byte-copy replaces decode/encode of a same-dtype passthrough")
+  func byteCopy() throws {
+    let workspace = RecipeWorkspace()
+    let recipe = workspace.recipe("merge_method: passthrough\nmodels:\n  - model: models/ft0\n")
+    var g = try graph(recipe)
+    #expect(try ByteCopy().run(&g))
+    if case .copyBytes = g[g.output].op {} else { Issue.record("the output is not a byte copy") }
+    // With a rounding dtype there is nothing to copy.
+    var rounded = try graph(Repository.parity + "/recipes/passthrough_slices.yml")
+    #expect(try ByteCopy().run(&rounded) == false)
+  }
+
+  @Test("fuse-task-sum turns task arithmetic into one kernel over the loads")
+  func fusion() throws {
+    var g = try graph(Repository.parity + "/recipes/task_arithmetic.yml")
+    try PassPipeline.standard().run(&g)
+    #expect(g.nodes.count == 6)
+    let fused = g[g[g.output].inputs[0]]
+    guard case .fusedTaskSum(let w, let d, let l) = fused.op else {
+      Issue.record("not fused: \(fused.op.name)")
+      return
+    }
+    #expect(w == [1, -0.5, 0.2])
+    #expect(d == nil)
+    #expect(l == 0.8)
+    var unfused = try graph(Repository.parity + "/recipes/task_arithmetic.yml")
+    try PassPipeline.standard(fuse: false).run(&unfused)
+    #expect(unfused.nodes.count == 13)
+  }
+
+  @Test("the verifier rejects a graph that uses a node before defining it")
+  func verifier() throws {
+    var g = try graph(Repository.parity + "/recipes/ties.yml")
+    g.nodes[0] = Node(op: .taskVector, inputs: [NodeID(index: 5), NodeID(index: 6)])
+    #expect(throws: PassError.self) { try GraphVerifier.verify(g, after: "test") }
+  }
+
+  @Test(
+    "optimized and unoptimized pipelines write identical files",
+    arguments: [
+      "linear_gradient", "task_arithmetic", "ties", "ties_bf16", "dare_ties", "della",
+      "breadcrumbs",
+      "passthrough_slices", "slerp", "sce",
+    ])
+  func equivalence(_ name: String) throws {
+    let recipe = Repository.parity + "/recipes/\(name).yml"
+    let p = try plan(recipe)
+    let text = try String(contentsOfFile: recipe, encoding: .utf8)
+    let dir = TemporaryDirectory()
+    var options = RunOptions(threads: 2)
+    options.optimize = false
+    _ = try MergeRunner.run(
+      plan: p, recipeText: text, output: dir.path + "/plain", options: options)
+    options.optimize = true
+    options.fuse = false
+    _ = try MergeRunner.run(
+      plan: p, recipeText: text, output: dir.path + "/nofuse", options: options)
+    options.fuse = true
+    _ = try MergeRunner.run(
+      plan: p, recipeText: text, output: dir.path + "/optimized", options: options)
+    let plain = try folderBytes(dir.path + "/plain")
+    #expect(plain == (try folderBytes(dir.path + "/optimized")))
+    #expect(plain == (try folderBytes(dir.path + "/nofuse")))
+  }
+}
