@@ -145,3 +145,22 @@ public func runProcess(_ executable: String, _ arguments: [String], currentDirec
     String(decoding: errData, as: UTF8.self)
   )
 }
+
+/// SplitMix64: a small, seedable generator, so that a failing random input can be reproduced.
+public struct SplitMix64: RandomNumberGenerator {
+  /// The generator's state.
+  public var state: UInt64
+
+  /// A generator starting from `state`.
+  public init(state: UInt64) {
+    self.state = state
+  }
+
+  public mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
