@@ -5,7 +5,6 @@ import _TestSupport
 
 @testable import MergeCompiler
 
-
 @Suite struct FuzzTests {
   /// Seconds each fuzz test runs; `FUZZ_SECONDS` raises it for longer local runs.
   static let seconds = Double(ProcessInfo.processInfo.environment["FUZZ_SECONDS"] ?? "") ?? 2

@@ -113,4 +113,3 @@ func referenceRound(_ x: Double, mantissaBits: Int, minExponent: Int, maxExponen
     #expect(e5m2[0x01] == 1.5258789e-05)
   }
 }
-

@@ -299,4 +299,3 @@ func referenceStdSort(_ a: inout [(Float, Int)], _ less: (Float, Float) -> Bool)
     #expect(abs(ratio - 1) < 1e-4)
   }
 }
-

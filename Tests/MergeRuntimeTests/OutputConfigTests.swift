@@ -58,3 +58,59 @@ import _TestSupport
     #expect(out.count == 3 + 7 * 9)
   }
 }
+
+@Suite struct TransformersConfigTests {
+  @Test("transformers loads a frankenmerge's config, per-layer lists included (when Python has it)")
+  func transformersLoads() throws {
+    let env = "/usr/bin/env"
+    guard let probe = try? runProcess(env, ["python3", "-c", "import transformers"]),
+      probe.status == 0
+    else {
+      print("python transformers not available: skipping the config load")
+      return
+    }
+    let dir = TemporaryDirectory()
+    for (name, source) in [("a", "ft0"), ("b", "ft1")] {
+      try FileManager.default.createDirectory(
+        atPath: dir.path + "/" + name, withIntermediateDirectories: true)
+      dir.link(
+        name + "/model.safetensors", to: Repository.tinyLlama + "/\(source)/model.safetensors")
+      var config = try JSONValue.parse(
+        try FileSystem.read(Repository.tinyLlama + "/\(source)/config.json"))
+      // A Qwen2 config, whose layer_types transformers checks against num_hidden_layers.
+      config.set("architectures", .array([.string("Qwen2ForCausalLM")]))
+      config.set("model_type", .string("qwen2"))
+      config.set("use_sliding_window", .bool(true))
+      config.set("sliding_window", .integer(128))
+      config.set("max_window_layers", .integer(2))
+      config.set(
+        "layer_types",
+        .array(
+          ["full_attention", "full_attention", "sliding_attention", "sliding_attention"].map {
+            .string($0)
+          }))
+      dir.write(name + "/config.json", config.formatted())
+    }
+    let recipe = dir.write(
+      "r.yml",
+      """
+      merge_method: passthrough
+      slices:
+        - sources: [{model: a, layer_range: [0, 3]}]
+        - sources: [{model: b, layer_range: [1, 4]}]
+      """)
+    try runRecipe(recipe, output: dir.path + "/out")
+    let script = """
+      import sys
+      from transformers import AutoConfig
+      c = AutoConfig.from_pretrained(sys.argv[1])
+      print(type(c).__name__, c.num_hidden_layers, ",".join(c.layer_types))
+      """
+    let result = try runProcess(env, ["python3", "-c", script, dir.path + "/out"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(
+      result.stdout.hasSuffix(
+        "Qwen2Config 6 full_attention,full_attention,sliding_attention,full_attention,sliding_attention,sliding_attention\n"
+      ))
+  }
+}
