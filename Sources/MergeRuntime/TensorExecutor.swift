@@ -69,8 +69,37 @@ struct TensorExecutor {
       return
     }
     var env = Environment(nodeCount: graph.nodes.count)
-    for (i, node) in graph.nodes.enumerated() where node.op.isReduction {
-      try reduce(NodeID(index: i), node, &env)
+    // Reductions that do not depend on one another run at the same time (the sort prefixes of
+    // several task vectors, say), so their single-threaded parts overlap.
+    for level in reductionLevels() {
+      // A sort prefix holds up to 8 bytes per element while it works; run several at once only
+      // while that stays under 256 MB, so peak memory does not grow with the model count.
+      let concurrentBytes = count * 8 * level.count
+      if level.count == 1 || concurrentBytes > 256 << 20 {
+        for id in level { try reduce(id, graph[id], &env) }
+        continue
+      }
+      if level.count == 1 {
+        try reduce(level[0], graph[level[0]], &env)
+        continue
+      }
+      let results = Mutex<[(Int, Environment)]>([])
+      let failure = Mutex<(any Error)?>(nil)
+      let snapshot = env
+      DispatchQueue.concurrentPerform(iterations: level.count) { k in
+        var local = snapshot
+        do {
+          try self.reduce(level[k], self.graph[level[k]], &local)
+          results.withLock { $0.append((level[k].index, local)) }
+        } catch {
+          failure.withLock { if $0 == nil { $0 = error } }
+        }
+      }
+      if let error = failure.withLock({ $0 }) { throw error }
+      for (index, local) in results.withLock({ $0 }) {
+        env.scalars[index] = local.scalars[index]
+        env.cuts[index] = local.cuts[index]
+      }
     }
     let frozen = env
     try forEachBlock { evaluator, block in
@@ -150,6 +179,22 @@ struct TensorExecutor {
   }
 
   // MARK: Reductions
+
+  /// The reductions grouped by depth: each needs only reductions of earlier groups.
+  func reductionLevels() -> [[NodeID]] {
+    var depth = [Int](repeating: 0, count: graph.nodes.count)
+    var levels: [[NodeID]] = []
+    for (i, node) in graph.nodes.enumerated() {
+      var d = node.inputs.map { depth[$0.index] }.max() ?? 0
+      if node.op.isReduction {
+        d += 1
+        while levels.count < d { levels.append([]) }
+        levels[d - 1].append(NodeID(index: i))
+      }
+      depth[i] = d
+    }
+    return levels
+  }
 
   func reduce(_ id: NodeID, _ node: Node, _ env: inout Environment) throws {
     let input = node.inputs[0]
