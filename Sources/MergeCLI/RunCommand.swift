@@ -37,6 +37,10 @@ struct RunCommand: Subcommand {
         "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
       .flag(
         "no-fuse", help: "Do not fuse elementwise chains (for comparison; the bytes are the same)."),
+      .option(
+        "cache", value: "dir",
+        help: "Where to keep reduction results across runs (default: ~/.cache/merge)."),
+      .flag("no-cache", help: "Recompute every reduction, and keep nothing."),
       .flag("quiet", short: "q", help: "Print no progress."),
     ])
 
@@ -48,6 +52,8 @@ struct RunCommand: Subcommand {
   var allowUnknown: Bool
   var quiet: Bool
   var fuse: Bool
+  var cacheDirectory: String?
+  var useCache: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = arguments.positional("recipe") ?? ""
@@ -75,6 +81,11 @@ struct RunCommand: Subcommand {
     allowUnknown = arguments.flag("allow-unknown")
     quiet = arguments.flag("quiet")
     fuse = !arguments.flag("no-fuse")
+    useCache = !arguments.flag("no-cache")
+    cacheDirectory = arguments.option("cache")
+    if !useCache && cacheDirectory != nil {
+      throw UsageError(message: "'--cache' and '--no-cache' cannot be used together", helpLine: nil)
+    }
   }
 
   func run(console: Console) -> Int32 {
@@ -95,12 +106,20 @@ struct RunCommand: Subcommand {
       var options = RunOptions(
         threads: threads, seed: seed, shardSize: shardSize, progress: progress)
       options.fuse = fuse
+      if useCache {
+        options.cache = ReductionCache(directory: cacheDirectory ?? ReductionCache.defaultDirectory)
+      }
       let summary = try MergeRunner.run(
         plan: plan, recipeText: text, output: output, options: options)
       if showProgress { console.err("\r\u{1B}[K") }
       console.out(
         "\(output): \(summary.tensorCount) tensors, \(summary.shardCount) shard\(summary.shardCount == 1 ? "" : "s"), "
-          + "\(formatBytes(summary.bytesWritten)) in \(String(format2(summary.seconds))) s\n")
+          + "\(formatBytes(summary.bytesWritten)) in \(String(format2(summary.seconds))) s"
+          + (options.cache.map { c in
+            let s = c.statistics
+            return s.hits + s.misses > 0
+              ? " (cached reductions: \(s.hits) of \(s.hits + s.misses))" : ""
+          } ?? "") + "\n")
       return ExitCode.success
     } catch {
       if showProgress { console.err("\n") }

@@ -26,6 +26,8 @@ public struct RunOptions: Sendable {
   public var fuse: Bool = true
   /// Whether to run the optimizing passes at all (tests compare both pipelines).
   public var optimize: Bool = true
+  /// Where reduction results are kept across runs (nil: recompute everything).
+  public var cache: ReductionCache?
 
   /// Creates options.
   public init(
@@ -132,7 +134,7 @@ public enum MergeRunner {
       if index + 1 < graphs.count { advise(graphs[index + 1].plan, plan.models, willNeed: true) }
       do {
         let executor = try TensorExecutor(
-          graph: graph, models: plan.models, threads: options.threads)
+          graph: graph, models: plan.models, threads: options.threads, cache: options.cache)
         let name = graph.plan.name
         try executor.run { offset, bytes in
           try writer.write(tensor: name, byteOffset: offset, bytes: bytes)

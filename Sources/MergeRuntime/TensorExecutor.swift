@@ -24,13 +24,17 @@ struct TensorExecutor {
 
   let graph: TensorGraph
   let views: [TensorView]
+  let cache: ReductionCache?
   let threads: Int
   let blockSize: Int
   let blockCount: Int
   let count: Int
 
-  init(graph: TensorGraph, models: [ResolvedModel], threads: Int) throws(ExecutionError) {
+  init(graph: TensorGraph, models: [ResolvedModel], threads: Int, cache: ReductionCache? = nil)
+    throws(ExecutionError)
+  {
     self.graph = graph
+    self.cache = cache
     self.threads = max(1, threads)
     var views: [TensorView] = []
     for input in graph.plan.inputs {
@@ -197,6 +201,25 @@ struct TensorExecutor {
   }
 
   func reduce(_ id: NodeID, _ node: Node, _ env: inout Environment) throws {
+    let key = cache.map { _ in cacheKey(id) }
+    if let cache, let key, let hit = cache.lookup(key) {
+      switch hit {
+      case .cut(let c): env.cuts[id.index] = c
+      case .scalar(let v): env.scalars[id.index] = v
+      }
+      return
+    }
+    try compute(id, node, &env)
+    if let cache, let key {
+      if let c = env.cuts[id.index] {
+        cache.store(key, .cut(c))
+      } else {
+        cache.store(key, .scalar(env.scalars[id.index]))
+      }
+    }
+  }
+
+  func compute(_ id: NodeID, _ node: Node, _ env: inout Environment) throws {
     let input = node.inputs[0]
     switch node.op {
     case .l1Norm:

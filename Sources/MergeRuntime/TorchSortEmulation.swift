@@ -232,6 +232,10 @@ struct Bitset: Sendable {
     words = [UInt64](repeating: 0, count: (count + 63) / 64)
   }
 
+  init(words: [UInt64]) {
+    self.words = words
+  }
+
   mutating func insert(_ i: Int) {
     words[i >> 6] |= 1 << UInt64(i & 63)
   }
