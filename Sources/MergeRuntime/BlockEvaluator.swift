@@ -10,8 +10,6 @@ final class BlockEvaluator {
   let blockSize: Int
   private var buffers: [UnsafeMutablePointer<Float>?]
   private var stamps: [Int]
-  /// A 65536-bucket histogram for magnitude cuts.
-  let histogram: UnsafeMutableBufferPointer<UInt32>
   private var scratch: UnsafeMutableRawPointer
   private var scratchSize: Int
   private var keys: [UInt64] = []
@@ -22,14 +20,12 @@ final class BlockEvaluator {
     self.blockSize = blockSize
     buffers = [UnsafeMutablePointer<Float>?](repeating: nil, count: graph.nodes.count)
     stamps = [Int](repeating: -1, count: graph.nodes.count)
-    histogram = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: 65536)
     scratchSize = blockSize * 8
     scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchSize, alignment: 16)
   }
 
   deinit {
     for b in buffers { b?.deallocate() }
-    histogram.deallocate()
     scratch.deallocate()
   }
 

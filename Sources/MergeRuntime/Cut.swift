@@ -45,19 +45,6 @@ struct Cut: Sendable {
       }
     }
   }
-
-  /// Whether element `index`, of magnitude bits `m`, is in the prefix.
-  @inline(__always)
-  func contains(_ index: Int, magnitude m: UInt32) -> Bool {
-    switch kind {
-    case .nothing: return false
-    case .everything: return true
-    case .threshold(let t, let ties, let descending):
-      if m == t { return ties }
-      return descending ? m > t : m < t
-    case .set(let bits): return bits.contains(index)
-    }
-  }
 }
 
 /// A pointer that workers write through at disjoint indices.

@@ -302,27 +302,6 @@ struct TensorExecutor {
     }
     return (high << 16 | UInt32(low), rank - below)
   }
-
-  /// A 65536-bucket histogram of `bucket(|x| bits)` (negative buckets are skipped).
-  func histogram(_ input: NodeID, env: Environment, bucket: @escaping @Sendable (UInt32) -> Int)
-    throws -> [Int]
-  {
-    let total = Mutex([Int](repeating: 0, count: 65536))
-    try forEachBlock { evaluator, block in
-      let r = self.range(of: block)
-      let values = evaluator.evaluate(input, block: block, range: r, env: env)
-      let local = evaluator.histogram
-      local.update(repeating: 0)
-      for i in 0..<r.count {
-        let b = bucket(values[i].magnitude.bitPattern)
-        if b >= 0 { local[b] &+= 1 }
-      }
-      total.withLock { t in
-        for k in 0..<65536 where local[k] != 0 { t[k] += Int(local[k]) }
-      }
-    }
-    return total.withLock { $0 }
-  }
 }
 
 /// Per-tensor results of reductions, indexed by node.
