@@ -14,7 +14,9 @@ struct TorchSortEmulation {
   /// Threshold of libstdc++'s introsort (`_S_threshold`).
   static let threshold = 16
 
-  private let values: UnsafeMutablePointer<Float>
+  /// Sort keys: the magnitudes' bit patterns, complemented for a descending sort, so that
+  /// torch's comparator is `<` on them either way.
+  private let values: UnsafeMutablePointer<UInt32>
   private let indices: UnsafeMutablePointer<Int32>
   private let count: Int
   private let descending: Bool
@@ -28,8 +30,12 @@ struct TorchSortEmulation {
     let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, count))
     defer { indices.deallocate() }
     for i in 0..<count { indices[i] = Int32(truncatingIfNeeded: i) }
+    let keys = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
+    if descending {
+      for i in 0..<count { keys[i] = ~keys[i] }
+    }
     let sorter = TorchSortEmulation(
-      values: values, indices: indices, count: count, descending: descending, boundaries: boundaries
+      values: keys, indices: indices, count: count, descending: descending, boundaries: boundaries
     )
     sorter.sort()
     return boundaries.map { b in
@@ -40,7 +46,7 @@ struct TorchSortEmulation {
   }
 
   private init(
-    values: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int32>, count: Int,
+    values: UnsafeMutablePointer<UInt32>, indices: UnsafeMutablePointer<Int32>, count: Int,
     descending: Bool, boundaries: [Int]
   ) {
     self.values = values
@@ -55,12 +61,10 @@ struct TorchSortEmulation {
   /// torch's comparators on magnitudes.
   ///
   /// For non-negative floats the bit patterns order as the values, and NaN's lie above +∞: so
-  /// `KeyValueCompDesc` (NaN first, then larger) is `>` on the bits and `KeyValueCompAsc`
-  /// (smaller first, NaN last) is `<`.
+  /// `KeyValueCompAsc` (smaller first, NaN last) is `<` on the bits, and `KeyValueCompDesc`
+  /// (NaN first, then larger) is `<` on the complemented bits.
   @inline(__always)
-  private func less(_ x: Float, _ y: Float) -> Bool {
-    descending ? x.bitPattern > y.bitPattern : x.bitPattern < y.bitPattern
-  }
+  private func less(_ x: UInt32, _ y: UInt32) -> Bool { x < y }
 
   @inline(__always)
   private func less(at i: Int, _ j: Int) -> Bool { less(values[i], values[j]) }
@@ -136,13 +140,14 @@ struct TorchSortEmulation {
   private func unguardedPartition(_ firstIn: Int, _ lastIn: Int, pivot: Int) -> Int {
     var first = firstIn
     var last = lastIn
+    let p = values[pivot]
     while true {
-      while less(at: first, pivot) { first += 1 }
-      last -= 1
-      while less(at: pivot, last) { last -= 1 }
+      while values[first] < p { first &+= 1 }
+      last &-= 1
+      while p < values[last] { last &-= 1 }
       if !(first < last) { return first }
       swapAt(first, last)
-      first += 1
+      first &+= 1
     }
   }
 
@@ -188,7 +193,7 @@ struct TorchSortEmulation {
     }
   }
 
-  private func adjustHeap(_ base: Int, _ holeIn: Int, _ length: Int, _ value: Float, _ index: Int32)
+  private func adjustHeap(_ base: Int, _ holeIn: Int, _ length: Int, _ value: UInt32, _ index: Int32)
   {
     var hole = holeIn
     let top = hole
