@@ -64,6 +64,10 @@ public enum Op: Sendable, Hashable {
   /// every f32 operation in the order of the unfused graph; `divisor` and `lambda` are
   /// absent when they are not applied.
   case fusedTaskSum(weights: [Float], divisor: Float?, lambda: Float?)
+  /// Fused TIES over inputs `[base, x₁…xₙ, prefix₁…prefixₙ]`: each `(xᵢ − base)` masked by its
+  /// sort prefix and scaled by `scales[i]` (when present), then the sign consensus, `λ` and the
+  /// base, every f32 operation in the unfused order.
+  case fusedConsensus(weights: [Float], scales: [Float?], normalize: Bool, lambda: Float?)
   /// A method whose computation needs whole tensors (norms, dot products, rows, quantiles,
   /// iterations) evaluated as one kernel over its inputs (the base first when there is one).
   case wholeTensor(WholeTensorMethod)
@@ -108,6 +112,10 @@ public enum Op: Sendable, Hashable {
     case .store(let d): return "store \(d.rawValue)"
     case .copyBytes: return "copy_bytes"
     case .wholeTensor(let m): return m.description
+    case .fusedConsensus(let w, let c, let n, let l):
+      let scales = c.map { $0.map { "\($0)" } ?? "-" }.joined(separator: ", ")
+      return "fused_consensus weights=\(w) scales=[\(scales)] normalize=\(n)"
+        + (l.map { " lambda=\($0)" } ?? "")
     case .fusedTaskSum(let w, let d, let l):
       return "fused_task_sum weights=\(w)" + (d.map { " divisor=\($0)" } ?? "")
         + (l.map { " lambda=\($0)" } ?? "")

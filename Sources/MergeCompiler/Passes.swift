@@ -49,6 +49,7 @@ public enum GraphVerifier {
       case .sum: arity = 1...Int.max
       case .wholeTensor: arity = 1...Int.max
       case .fusedTaskSum(let w, _, _): arity = (w.count + 1)...(w.count + 1)
+      case .fusedConsensus(let w, _, _, _): arity = (2 * w.count + 1)...(2 * w.count + 1)
       }
       guard arity.contains(node.inputs.count) else {
         throw fail("%\(i) (\(node.op.name)) has \(node.inputs.count) operands")
@@ -74,7 +75,10 @@ public struct PassPipeline: Sendable {
     var passes: [any GraphPass] = [
       FoldIdentities(), DeadInputElimination(), DeadCodeElimination(), ByteCopy(),
     ]
-    if fuse { passes.append(FuseTaskSum()) }
+    if fuse {
+      passes.append(FuseTaskSum())
+      passes.append(FuseConsensus())
+    }
     passes.append(DeadCodeElimination())
     return PassPipeline(passes: passes)
   }
@@ -270,6 +274,68 @@ public struct FuseTaskSum: GraphPass {
     let inputs = ([base] + loads).map { builder.node(g[$0].op, []) }
     let fused = builder.node(
       .fusedTaskSum(weights: weights, divisor: divisor, lambda: lambda), inputs)
+    let store = builder.node(out.op, fused)
+    graph = builder.graph(output: store, plan: g.plan)
+    return true
+  }
+}
+
+/// Fusion of TIES' final pass into one kernel.
+///
+/// For each model, the task vector masked by its sort prefix and scaled by its weight, then
+/// the sign consensus, λ and the base become `fused_consensus`, which computes them per block
+/// without the intermediate buffers; the sort prefixes stay reductions over their task vectors.
+/// Every f32 operation keeps the unfused order, so the result is bit-identical.
+public struct FuseConsensus: GraphPass {
+  public let name = "fuse-consensus"
+  public init() {}
+  public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
+    let g = graph
+    let out = g[g.output]
+    guard case .store = out.op else { return false }
+    let top = g[out.inputs[0]]
+    guard case .add = top.op, case .load = g[top.inputs[0]].op else { return false }
+    let base = top.inputs[0]
+    var value = top.inputs[1]
+    var lambda: Float?
+    if case .scale(let c) = g[value].op {
+      lambda = c
+      value = g[value].inputs[0]
+    }
+    guard case .signConsensus(let weights, let normalize) = g[value].op else { return false }
+    var scales: [Float?] = []
+    var loads: [NodeID] = []
+    var prefixes: [NodeID] = []
+    for term in g[value].inputs {
+      var scale: Float?
+      var masked = term
+      if case .scale(let c) = g[term].op {
+        scale = c
+        masked = g[term].inputs[0]
+      }
+      let keep = g[masked]
+      guard case .keepTop = keep.op, case .sortPrefix = g[keep.inputs[1]].op else { return false }
+      let tv = g[keep.inputs[0]]
+      guard case .taskVector = tv.op, tv.inputs[1] == base, case .load = g[tv.inputs[0]].op,
+        g[keep.inputs[1]].inputs[0] == keep.inputs[0]
+      else { return false }
+      scales.append(scale)
+      loads.append(tv.inputs[0])
+      prefixes.append(keep.inputs[1])
+    }
+    var builder = GraphBuilder()
+    let baseNode = builder.node(g[base].op, [])
+    var loadNodes: [NodeID] = []
+    var prefixNodes: [NodeID] = []
+    for (load, prefix) in zip(loads, prefixes) {
+      let x = builder.node(g[load].op, [])
+      let tau = builder.node(.taskVector, x, baseNode)
+      loadNodes.append(x)
+      prefixNodes.append(builder.node(g[prefix].op, tau))
+    }
+    let fused = builder.node(
+      .fusedConsensus(weights: weights, scales: scales, normalize: normalize, lambda: lambda),
+      [baseNode] + loadNodes + prefixNodes)
     let store = builder.node(out.op, fused)
     graph = builder.graph(output: store, plan: g.plan)
     return true

@@ -26,7 +26,18 @@ final class BlockEvaluator {
 
   deinit {
     for b in buffers { b?.deallocate() }
+    for b in termBuffers { b.deallocate() }
     scratch.deallocate()
+  }
+
+  private var termBuffers: [UnsafeMutablePointer<Float>] = []
+
+  /// Scratch buffer `k` for a fused kernel's per-model terms.
+  func scratchTerm(_ k: Int) -> UnsafeMutablePointer<Float> {
+    while termBuffers.count <= k {
+      termBuffers.append(UnsafeMutablePointer<Float>.allocate(capacity: blockSize))
+    }
+    return termBuffers[k]
   }
 
   /// A byte buffer of at least `size` bytes, valid until the next call.
@@ -121,6 +132,26 @@ final class BlockEvaluator {
           Kernels.fusedTaskSum(base, xs, w, out, n, divisor: divisor, lambda: lambda)
         }
       }
+    case .fusedConsensus(let weights, let scales, let normalize, let lambda):
+      let m = weights.count
+      let base = evaluate(node.inputs[0], block: block, range: range, env: env)
+      var terms = ContiguousArray<UnsafePointer<Float>>()
+      for k in 0..<m {
+        let x = evaluate(node.inputs[1 + k], block: block, range: range, env: env)
+        let cut = env.cuts[node.inputs[1 + m + k].index] ?? Cut(kind: .everything)
+        let term = scratchTerm(k)
+        // (x − base), masked, scaled: the unfused order.
+        for i in 0..<n { term[i] = x[i] - base[i] }
+        cut.select(term, term, n, first: range.lowerBound, keepInside: true)
+        if let c = scales[k] { Kernels.scale(term, c, term, n) }
+        terms.append(UnsafePointer(term))
+      }
+      let w = ContiguousArray(weights)
+      terms.withUnsafeBufferPointer { d in
+        w.withUnsafeBufferPointer { w in Kernels.signConsensus(d, w, out, n, normalize: normalize) }
+      }
+      if let lambda { Kernels.scale(out, lambda, out, n) }
+      Kernels.add(base, out, out, n)
     case .weightedSum(let weights):
       let xs = node.inputs.map { evaluate($0, block: block, range: range, env: env) }
       out.update(repeating: 0, count: n)

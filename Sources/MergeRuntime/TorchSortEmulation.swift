@@ -193,8 +193,9 @@ struct TorchSortEmulation {
     }
   }
 
-  private func adjustHeap(_ base: Int, _ holeIn: Int, _ length: Int, _ value: UInt32, _ index: Int32)
-  {
+  private func adjustHeap(
+    _ base: Int, _ holeIn: Int, _ length: Int, _ value: UInt32, _ index: Int32
+  ) {
     var hole = holeIn
     let top = hole
     var second = hole

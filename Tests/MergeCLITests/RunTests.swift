@@ -133,22 +133,16 @@ import _TestSupport
         tensor model.norm.weight [64] → F32
           %0 = load #3    ; ../models/tiny-llama/base:model.norm.weight BF16 (base)
           %1 = load #0    ; ../models/tiny-llama/ft0:model.norm.weight BF16
-          %2 = task_vector %1, %0
-          %3 = sort_prefix rank=32 descending %2
-          %4 = keep_top %2, %3
-          %5 = load #1    ; ../models/tiny-llama/ft1:model.norm.weight BF16
-          %6 = task_vector %5, %0
+          %2 = load #1    ; ../models/tiny-llama/ft1:model.norm.weight BF16
+          %3 = load #2    ; ../models/tiny-llama/ft2:model.norm.weight BF16
+          %4 = task_vector %1, %0
+          %5 = sort_prefix rank=32 descending %4
+          %6 = task_vector %2, %0
           %7 = sort_prefix rank=44 descending %6
-          %8 = keep_top %6, %7
-          %9 = scale 0.2 %8
-          %10 = load #2    ; ../models/tiny-llama/ft2:model.norm.weight BF16
-          %11 = task_vector %10, %0
-          %12 = sort_prefix rank=19 descending %11
-          %13 = keep_top %11, %12
-          %14 = scale 0.5 %13
-          %15 = sign_consensus weights=[1.0, 0.2, 0.5] normalize=true %4, %9, %14
-          %16 = add %0, %15
-          %17 = store F32 %16
+          %8 = task_vector %3, %0
+          %9 = sort_prefix rank=19 descending %8
+          %10 = fused_consensus weights=[1.0, 0.2, 0.5] scales=[-, 0.2, 0.5] normalize=true %0, %1, %2, %3, %5, %7, %9
+          %11 = store F32 %10
 
         """)
     let missing = merge(

@@ -87,6 +87,23 @@ func plan(_ recipe: String) throws -> MergePlan {
     #expect(unfused.nodes.count == 13)
   }
 
+  @Test("fuse-consensus turns TIES' final pass into one kernel, keeping the sort prefixes")
+  func consensusFusion() throws {
+    var g = try graph(Repository.parity + "/recipes/ties.yml")
+    try PassPipeline.standard().run(&g)
+    let fused = g[g[g.output].inputs[0]]
+    guard case .fusedConsensus(let w, let scales, let normalize, let lambda) = fused.op else {
+      Issue.record("not fused: \(fused.op.name)")
+      return
+    }
+    #expect(w == [1, 0.2, 0.5])
+    #expect(scales == [nil, 0.2, 0.5])
+    #expect(normalize)
+    #expect(lambda == nil)
+    #expect(fused.inputs.count == 7)
+    #expect(g.nodes.filter { $0.op.isReduction }.count == 3)
+  }
+
   @Test("the verifier rejects a graph that uses a node before defining it")
   func verifier() throws {
     var g = try graph(Repository.parity + "/recipes/ties.yml")
