@@ -265,7 +265,9 @@ struct TensorExecutor {
     // ascending position count − rank.
     let ascendingRank = descending ? count - rank : rank
     let selection = Self.radixSelect(values, count: count, rank: ascendingRank)
-    if selection.tiesBelow == 0 {
+    // Ties at magnitude zero are zeros whichever are kept (0·1 and 0·0 are the same zero), so
+    // their order cannot change the result.
+    if selection.tiesBelow == 0 || selection.threshold == 0 {
       // Exactly the elements below the threshold are below the boundary.
       return Cut(kind: .threshold(selection.threshold, ties: descending, descending: descending))
     }
