@@ -32,7 +32,7 @@ struct RunCommand: Subcommand {
       .option("seed", value: "n", help: "Seed of the random methods (default: 0)."),
       .option(
         "shard-size", value: "bytes",
-        help: "Most bytes per shard, e.g. 5GB or 500MB (default: 5GB)."),
+        help: "Most bytes per shard, e.g. 5B or 500M (default: 5B, five billion)."),
       .flag(
         "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
       .flag(
@@ -192,20 +192,17 @@ func compile(_ recipe: String, allowUnknown: Bool, console: Console) -> (MergePl
   return (plan, text)
 }
 
-/// `5GB`, `500MB`, `2G`, `1000000` → bytes (decimal units, as mergekit's `parse_kmb`).
+/// A byte count: digits, optionally with a decimal unit — `K`, `M`, `B` (thousand, million,
+/// billion, as mergekit's `--out-shard-size 5B`) or `KB`, `MB`, `GB`.
 func parseByteCount(_ text: String) -> Int? {
   var s = text.uppercased()
-  if s.hasSuffix("B") && s.count > 1 && !s.dropLast().allSatisfy(\.isNumber) == false {
-    // Plain digits followed by B ("100B") is bytes.
-  }
-  let units: [(String, Int)] = [
-    ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("G", 1_000_000_000), ("M", 1_000_000),
-    ("K", 1000), ("B", 1),
+  let units: [(String, Double)] = [
+    ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("K", 1e3), ("M", 1e6), ("G", 1e9), ("B", 1e9),
   ]
   for (suffix, factor) in units where s.hasSuffix(suffix) {
     s.removeLast(suffix.count)
-    guard let value = Double(s), value >= 0 else { return nil }
-    return Int(value * Double(factor))
+    guard let value = Double(s), value >= 0, value * factor < 9e18 else { return nil }
+    return Int(value * factor)
   }
   return Int(s)
 }

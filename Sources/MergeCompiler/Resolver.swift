@@ -269,8 +269,8 @@ public struct Resolver {
   /// The embedding matrix an absent output head is tied to.
   static func tiedEmbedding(in weights: ModelWeights) -> String? {
     for name in [
-      "model.embed_tokens.weight", "transformer.wte.weight", "model.embed_tokens.weight",
-      "embed_tokens.weight", "gpt_neox.embed_in.weight", "model.language_model.embed_tokens.weight",
+      "model.embed_tokens.weight", "transformer.wte.weight", "embed_tokens.weight",
+      "gpt_neox.embed_in.weight", "model.language_model.embed_tokens.weight",
     ] where weights.info(name) != nil {
       return name
     }

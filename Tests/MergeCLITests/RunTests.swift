@@ -123,6 +123,17 @@ import _TestSupport
     }
   }
 
+  @Test("shard sizes are read as mergekit reads them")
+  func byteCounts() {
+    #expect(parseByteCount("5B") == 5_000_000_000)
+    #expect(parseByteCount("500M") == 500_000_000)
+    #expect(parseByteCount("2GB") == 2_000_000_000)
+    #expect(parseByteCount("1.5k") == 1500)
+    #expect(parseByteCount("1000000") == 1_000_000)
+    #expect(parseByteCount("lots") == nil)
+    #expect(parseByteCount("-1M") == nil)
+  }
+
   @Test("merge graph prints the graph of a tensor")
   func graph() {
     let result = merge(
