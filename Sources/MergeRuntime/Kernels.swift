@@ -81,18 +81,23 @@ enum Kernels {
     _ out: UnsafeMutablePointer<Float>, _ n: Int, divisor: Float?, lambda: Float?
   ) {
     let m = xs.count
-    let d = divisor ?? 1
-    let l = lambda ?? 1
-    let divide = divisor != nil
-    let scale = lambda != nil
-    for i in 0..<n {
-      let b = base[i]
-      var s = (xs[0][i] - b) * w[0]
-      for k in 1..<max(1, m) { s += (xs[k][i] - b) * w[k] }
-      if divide { s = s / d }
-      if scale { s = s * l }
-      out[i] = b + s
+    // Model by model over the whole block, so each loop vectorizes; every element still sees
+    // the same operations in the same order as the unfused graph.
+    let x0 = xs[0]
+    let w0 = w[0]
+    for i in 0..<n { out[i] = (x0[i] - base[i]) * w0 }
+    for k in 1..<max(1, m) {
+      let x = xs[k]
+      let wk = w[k]
+      for i in 0..<n { out[i] += (x[i] - base[i]) * wk }
     }
+    if let d = divisor {
+      for i in 0..<n { out[i] = out[i] / d }
+    }
+    if let l = lambda {
+      for i in 0..<n { out[i] = out[i] * l }
+    }
+    for i in 0..<n { out[i] = base[i] + out[i] }
   }
 
   /// TIES' sign election and disjoint mean over weighted task vectors (see `Op.signConsensus`).
