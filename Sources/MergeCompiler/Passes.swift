@@ -227,6 +227,24 @@ public struct ByteCopy: GraphPass {
   }
 }
 
+/// Matches the tail every task-vector method lowers to, `store(base + [λ·] delta)` with the base
+/// a load: the store node, the base, the delta before λ, and λ when it is applied.
+func matchBasePlusDelta(_ g: TensorGraph) -> (
+  out: Node, base: NodeID, delta: NodeID, lambda: Float?
+)? {
+  let out = g[g.output]
+  guard case .store = out.op else { return nil }
+  let top = g[out.inputs[0]]
+  guard case .add = top.op, case .load = g[top.inputs[0]].op else { return nil }
+  var delta = top.inputs[1]
+  var lambda: Float?
+  if case .scale(let c) = g[delta].op {
+    lambda = c
+    delta = g[delta].inputs[0]
+  }
+  return (out, top.inputs[0], delta, lambda)
+}
+
 /// Fusion of task arithmetic's elementwise chain into one kernel: `base + λ·(Σ wᵢ·(xᵢ − base))/d`
 /// becomes `fused_task_sum`, which reads each input once per block and keeps every f32
 /// operation in the unfused order (so the result is bit-identical).
@@ -235,18 +253,9 @@ public struct FuseTaskSum: GraphPass {
   public init() {}
   public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
     let g = graph
-    let out = g[g.output]
-    guard case .store = out.op else { return false }
-    let top = g[out.inputs[0]]
-    guard case .add = top.op, case .load = g[top.inputs[0]].op else { return false }
-    let base = top.inputs[0]
-    var value = top.inputs[1]
-    var lambda: Float?
+    guard let (out, base, scaled, lambda) = matchBasePlusDelta(g) else { return false }
+    var value = scaled
     var divisor: Float?
-    if case .scale(let c) = g[value].op {
-      lambda = c
-      value = g[value].inputs[0]
-    }
     if case .divide(let d) = g[value].op {
       divisor = d
       value = g[value].inputs[0]
@@ -291,17 +300,7 @@ public struct FuseConsensus: GraphPass {
   public init() {}
   public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
     let g = graph
-    let out = g[g.output]
-    guard case .store = out.op else { return false }
-    let top = g[out.inputs[0]]
-    guard case .add = top.op, case .load = g[top.inputs[0]].op else { return false }
-    let base = top.inputs[0]
-    var value = top.inputs[1]
-    var lambda: Float?
-    if case .scale(let c) = g[value].op {
-      lambda = c
-      value = g[value].inputs[0]
-    }
+    guard let (out, base, value, lambda) = matchBasePlusDelta(g) else { return false }
     guard case .signConsensus(let weights, let normalize) = g[value].op else { return false }
     var scales: [Float?] = []
     var loads: [NodeID] = []
