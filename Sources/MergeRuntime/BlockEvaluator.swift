@@ -117,7 +117,9 @@ final class BlockEvaluator {
       let w = ContiguousArray(weights)
       deltas.withUnsafeBufferPointer { d in
         w.withUnsafeBufferPointer { w in
-          Kernels.signConsensus(d, w, out, n, normalize: normalize)
+          Kernels.signConsensus(
+            d, w, out, n, normalize: normalize, total: scratchTerm(d.count),
+            divisor: scratchTerm(d.count + 1))
         }
       }
     case .fusedTaskSum(let weights, let divisor, let lambda):
@@ -148,7 +150,10 @@ final class BlockEvaluator {
       }
       let w = ContiguousArray(weights)
       terms.withUnsafeBufferPointer { d in
-        w.withUnsafeBufferPointer { w in Kernels.signConsensus(d, w, out, n, normalize: normalize) }
+        w.withUnsafeBufferPointer { w in
+          Kernels.signConsensus(
+            d, w, out, n, normalize: normalize, total: scratchTerm(m), divisor: scratchTerm(m + 1))
+        }
       }
       if let lambda { Kernels.scale(out, lambda, out, n) }
       Kernels.add(base, out, out, n)

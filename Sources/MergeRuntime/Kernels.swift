@@ -101,28 +101,38 @@ enum Kernels {
   }
 
   /// TIES' sign election and disjoint mean over weighted task vectors (see `Op.signConsensus`).
+  ///
+  /// Model by model over the block, so that each loop vectorizes, with `total` and `divisor`
+  /// as block-sized scratch; every element sees the same f32 operations in the same order as
+  /// an element-by-element loop would. Selects instead of branches: the signs of task vectors
+  /// are unpredictable.
   static func signConsensus(
     _ deltas: UnsafeBufferPointer<UnsafePointer<Float>>, _ weights: UnsafeBufferPointer<Float>,
-    _ out: UnsafeMutablePointer<Float>, _ n: Int, normalize: Bool
+    _ out: UnsafeMutablePointer<Float>, _ n: Int, normalize: Bool,
+    total: UnsafeMutablePointer<Float>, divisor: UnsafeMutablePointer<Float>
   ) {
     let m = deltas.count
-    // Branch-free: the signs of task vectors are unpredictable, so selects beat branches.
+    for i in 0..<n { total[i] = 0 }
+    for k in 0..<m {
+      let d = deltas[k]
+      for i in 0..<n { total[i] += d[i] }
+    }
     for i in 0..<n {
-      var total: Float = 0
-      for k in 0..<m { total += deltas[k][i] }
-      let positive = total >= 0
-      var mixed: Float = 0
-      var divisor: Float = 0
-      for k in 0..<m {
-        let v = deltas[k][i]
-        let agrees = positive ? v > 0 : v < 0
-        mixed += agrees ? v : 0
-        divisor += agrees ? weights[k] : 0
+      out[i] = 0
+      divisor[i] = 0
+    }
+    for k in 0..<m {
+      let d = deltas[k]
+      let w = weights[k]
+      for i in 0..<n {
+        let v = d[i]
+        let agrees = total[i] >= 0 ? v > 0 : v < 0
+        out[i] += agrees ? v : 0
+        divisor[i] += agrees ? w : 0
       }
-      if normalize {
-        mixed /= divisor == 0 ? 1 : divisor
-      }
-      out[i] = mixed
+    }
+    if normalize {
+      for i in 0..<n { out[i] /= divisor[i] == 0 ? 1 : divisor[i] }
     }
   }
 

@@ -40,7 +40,7 @@ struct TorchSortEmulation {
     sorter.sort()
     return boundaries.map { b in
       var set = Bitset(count: count)
-      for p in 0..<min(max(0, b), count) { set.insert(Int(indices[p])) }
+      set.insert(indices, count: min(max(0, b), count))
       return set
     }
   }
@@ -244,6 +244,16 @@ struct Bitset: Sendable {
 
   mutating func insert(_ i: Int) {
     words[i >> 6] |= 1 << UInt64(i & 63)
+  }
+
+  /// Inserts the first `count` of `indices`.
+  mutating func insert(_ indices: UnsafePointer<Int32>, count: Int) {
+    words.withUnsafeMutableBufferPointer { w in
+      for p in 0..<count {
+        let i = Int(indices[p])
+        w[i >> 6] |= 1 << UInt64(i & 63)
+      }
+    }
   }
 
   @inline(__always)
