@@ -76,34 +76,7 @@ struct TensorExecutor {
     // Reductions that do not depend on one another run at the same time (the sort prefixes of
     // several task vectors, say), so their single-threaded parts overlap.
     for level in reductionLevels() {
-      // A sort prefix holds up to 8 bytes per element while it works; run several at once only
-      // while that stays under 256 MB, so peak memory does not grow with the model count.
-      let concurrentBytes = count * 8 * level.count
-      if level.count == 1 || concurrentBytes > 256 << 20 {
-        for id in level { try reduce(id, graph[id], &env) }
-        continue
-      }
-      if level.count == 1 {
-        try reduce(level[0], graph[level[0]], &env)
-        continue
-      }
-      let results = Mutex<[(Int, Environment)]>([])
-      let failure = Mutex<(any Error)?>(nil)
-      let snapshot = env
-      DispatchQueue.concurrentPerform(iterations: level.count) { k in
-        var local = snapshot
-        do {
-          try self.reduce(level[k], self.graph[level[k]], &local)
-          results.withLock { $0.append((level[k].index, local)) }
-        } catch {
-          failure.withLock { if $0 == nil { $0 = error } }
-        }
-      }
-      if let error = failure.withLock({ $0 }) { throw error }
-      for (index, local) in results.withLock({ $0 }) {
-        env.scalars[index] = local.scalars[index]
-        env.cuts[index] = local.cuts[index]
-      }
+      try reduceLevel(level, &env)
     }
     let frozen = env
     try forEachBlock { evaluator, block in
@@ -200,67 +173,112 @@ struct TensorExecutor {
     return levels
   }
 
-  func reduce(_ id: NodeID, _ node: Node, _ env: inout Environment) throws {
-    let key = cache.map { _ in cacheKey(id) }
-    if let cache, let key, let hit = cache.lookup(key) {
-      switch hit {
-      case .cut(let c): env.cuts[id.index] = c
-      case .scalar(let v): env.scalars[id.index] = v
-      }
-      return
-    }
-    try compute(id, node, &env)
-    if let cache, let key {
-      if let c = env.cuts[id.index] {
-        cache.store(key, .cut(c))
-      } else {
-        cache.store(key, .scalar(env.scalars[id.index]))
-      }
-    }
-  }
-
-  func compute(_ id: NodeID, _ node: Node, _ env: inout Environment) throws {
-    let input = node.inputs[0]
-    switch node.op {
-    case .l1Norm:
-      let partials = Mutex([Double](repeating: 0, count: blockCount))
-      let frozen = env
-      try forEachBlock { evaluator, block in
-        let r = self.range(of: block)
-        let values = evaluator.evaluate(input, block: block, range: r, env: frozen)
-        let s = Kernels.l1(values, r.count)
-        partials.withLock { $0[block] = s }
-      }
-      // Combined in block order, whatever the thread count.
-      env.scalars[id.index] = partials.withLock { $0.reduce(0, +) }
-    case .sortPrefix(let rank, let descending):
-      env.cuts[id.index] = try sortPrefix(input, rank: rank, descending: descending, env: env)
-    default:
-      break
-    }
-  }
-
-  /// The elements a torch sort of `|x|` puts before position `rank`.
+  /// Computes the reductions of one level (none needs another of the same level).
   ///
-  /// First a radix selection finds the magnitude at that position: a histogram of the high 16
-  /// bits of `|x|`, then of the low 16 bits within the chosen bucket (integer counts, which
-  /// merge exactly whatever the thread count). When the position falls between two different
-  /// magnitudes, that threshold is the answer. When it splits a run of equal magnitudes, which
-  /// of them come first depends on torch's unstable sort, so the magnitudes are gathered and
-  /// ``TorchSortEmulation`` decides, as torch would.
-  func sortPrefix(_ input: NodeID, rank: Int, descending: Bool, env: Environment) throws -> Cut {
-    if rank <= 0 { return Cut(kind: .nothing) }
-    if rank >= count { return Cut(kind: .everything) }
-    // Gather |x| once; each block writes only its own elements.
-    let values = UnsafeMutablePointer<Float>.allocate(capacity: count)
-    defer { values.deallocate() }
-    let target = UnsafeMutableSendablePointer(values)
+  /// Cached results are taken from the cache. The L1 norms share one pass over the blocks, and
+  /// so do the gathers of the sort prefixes (the inputs they share, such as the base model, are
+  /// decoded once per block); the prefixes then finish at the same time. Sort prefixes hold up
+  /// to 8 bytes per element while they work, so they share a pass only while that stays under
+  /// 256 MB, and run one after another otherwise.
+  func reduceLevel(_ level: [NodeID], _ env: inout Environment) throws {
+    var keys: [Int: String] = [:]
+    var pending: [NodeID] = []
+    for id in level {
+      guard let cache else {
+        pending.append(id)
+        continue
+      }
+      let key = cacheKey(id)
+      keys[id.index] = key
+      switch cache.lookup(key) {
+      case .cut(let c)?: env.cuts[id.index] = c
+      case .scalar(let v)?: env.scalars[id.index] = v
+      case nil: pending.append(id)
+      }
+    }
+    let norms = pending.filter {
+      if case .l1Norm = graph[$0].op { return true } else { return false }
+    }
+    let prefixes = pending.filter {
+      if case .sortPrefix = graph[$0].op { return true } else { return false }
+    }
+    if !norms.isEmpty {
+      let values = try l1Norms(norms, env: env)
+      for (id, v) in zip(norms, values) { env.scalars[id.index] = v }
+    }
+    if prefixes.count > 1 && count * 8 * prefixes.count <= 256 << 20 {
+      for (id, cut) in zip(prefixes, try sortPrefixes(prefixes, env: env)) {
+        env.cuts[id.index] = cut
+      }
+    } else {
+      for id in prefixes {
+        env.cuts[id.index] = try sortPrefixes([id], env: env)[0]
+      }
+    }
+    if let cache {
+      for id in pending {
+        guard let key = keys[id.index] else { continue }
+        if let c = env.cuts[id.index] {
+          cache.store(key, .cut(c))
+        } else {
+          cache.store(key, .scalar(env.scalars[id.index]))
+        }
+      }
+    }
+  }
+
+  /// `Σ |x|` of each node's input, in one pass: f64 partials per block, combined in block order
+  /// whatever the thread count.
+  func l1Norms(_ ids: [NodeID], env: Environment) throws -> [Double] {
+    let inputs = ids.map { graph[$0].inputs[0] }
+    let partials = Mutex(
+      [[Double]](repeating: [Double](repeating: 0, count: blockCount), count: ids.count))
     try forEachBlock { evaluator, block in
       let r = self.range(of: block)
-      let x = evaluator.evaluate(input, block: block, range: r, env: env)
-      let out = target.pointer + r.lowerBound
-      for i in 0..<r.count { out[i] = x[i].magnitude }
+      var sums: [Double] = []
+      for input in inputs {
+        let values = evaluator.evaluate(input, block: block, range: r, env: env)
+        sums.append(Kernels.l1(values, r.count))
+      }
+      partials.withLock { p in for k in sums.indices { p[k][block] = sums[k] } }
     }
+    return partials.withLock { $0.map { $0.reduce(0, +) } }
+  }
+
+  /// The sort prefixes `ids`: one pass gathers each input's `|x|` (each block writes only its
+  /// own elements), then each prefix is selected, at the same time when there are several.
+  func sortPrefixes(_ ids: [NodeID], env: Environment) throws -> [Cut] {
+    let buffers = ids.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: max(1, count)) }
+    defer { for b in buffers { b.deallocate() } }
+    let targets = buffers.map { UnsafeMutableSendablePointer($0) }
+    let inputs = ids.map { graph[$0].inputs[0] }
+    try forEachBlock { evaluator, block in
+      let r = self.range(of: block)
+      for (k, input) in inputs.enumerated() {
+        let x = evaluator.evaluate(input, block: block, range: r, env: env)
+        let out = targets[k].pointer + r.lowerBound
+        for i in 0..<r.count { out[i] = x[i].magnitude }
+      }
+    }
+    let results = Mutex([Cut?](repeating: nil, count: ids.count))
+    DispatchQueue.concurrentPerform(iterations: ids.count) { k in
+      guard case .sortPrefix(let rank, let descending) = self.graph[ids[k]].op else { return }
+      let cut = self.prefix(of: targets[k].pointer, rank: rank, descending: descending)
+      results.withLock { $0[k] = cut }
+    }
+    return results.withLock { $0.map { $0 ?? Cut(kind: .everything) } }
+  }
+
+  /// The elements a torch sort of the magnitudes in `values` puts before position `rank`.
+  ///
+  /// A radix selection finds the magnitude at that position: a histogram of the high 16 bits,
+  /// then of the low 16 bits within the chosen bucket. When the position falls between two
+  /// different magnitudes, that threshold is the answer. When it splits a run of equal
+  /// magnitudes, which of them come first depends on torch's unstable sort, so
+  /// ``TorchSortEmulation`` decides, as torch would. `values` is used as scratch.
+  func prefix(of values: UnsafeMutablePointer<Float>, rank: Int, descending: Bool) -> Cut {
+    if rank <= 0 { return Cut(kind: .nothing) }
+    if rank >= count { return Cut(kind: .everything) }
     // Ascending position of the boundary: a descending prefix of `rank` is everything above
     // ascending position count − rank.
     let ascendingRank = descending ? count - rank : rank
@@ -271,7 +289,6 @@ struct TensorExecutor {
       // Exactly the elements below the threshold are below the boundary.
       return Cut(kind: .threshold(selection.threshold, ties: descending, descending: descending))
     }
-    // The boundary splits equal magnitudes: sort as torch does to decide which come first.
     let sets = TorchSortEmulation.prefixSets(
       of: values, count: count, descending: descending, boundaries: [rank])
     return Cut(kind: .set(sets[0]))
