@@ -129,9 +129,13 @@ public enum MergeRunner {
     let pause = Int(getenvString("MERGE_TEST_PAUSE_AFTER_TENSORS") ?? "")
     let totalBytes = specs.reduce(0) { $0 + $1.byteCount }
     var bytesDone = 0
-    for (index, graph) in graphs.enumerated() {
+    let order = processingOrder(graphs, plan.models)
+    for (step, index) in order.enumerated() {
+      let graph = graphs[index]
       // Read the next tensor's inputs ahead while this one computes.
-      if index + 1 < graphs.count { advise(graphs[index + 1].plan, plan.models, willNeed: true) }
+      if step + 1 < order.count {
+        advise(graphs[order[step + 1]].plan, plan.models, willNeed: true)
+      }
       do {
         let executor = try TensorExecutor(
           graph: graph, models: plan.models, threads: options.threads, cache: options.cache)
@@ -154,10 +158,10 @@ public enum MergeRunner {
       bytesDone += specs[index].byteCount
       options.progress?(
         RunProgress(
-          tensorsDone: index + 1, tensorCount: graphs.count, bytesDone: bytesDone,
+          tensorsDone: step + 1, tensorCount: graphs.count, bytesDone: bytesDone,
           totalBytes: totalBytes,
           elapsed: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
-      if let pause, index + 1 == pause {
+      if let pause, step + 1 == pause {
         // A test hook: hold the run mid-write so that a test can interrupt it.
         sleep(60)
       }
@@ -186,6 +190,23 @@ public enum MergeRunner {
       tensorCount: graphs.count, shardCount: layout.shards.count,
       bytesWritten: layout.totalFileSize,
       seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+  }
+}
+
+/// The order tensors are computed in: by where their first input's bytes lie (the shard, then
+/// the offset), so that each input file is read front to back, layer group after layer group.
+/// The output's layout does not depend on it: every tensor is written at its own offset.
+func processingOrder(_ graphs: [TensorGraph], _ models: [ResolvedModel]) -> [Int] {
+  func key(_ g: TensorGraph) -> (Int, Int, Int) {
+    guard let input = g.plan.inputs.first,
+      let file = models[input.model].weights.file(for: input.tensor),
+      let fileIndex = models[input.model].weights.files.firstIndex(where: { $0 === file })
+    else { return (Int.max, Int.max, Int.max) }
+    return (input.model, fileIndex, input.info.dataRange.lowerBound)
+  }
+  let keys = graphs.map(key)
+  return graphs.indices.sorted {
+    (keys[$0].0, keys[$0].1, keys[$0].2, $0) < (keys[$1].0, keys[$1].1, keys[$1].2, $1)
   }
 }
 
