@@ -193,9 +193,11 @@ public enum MergeRunner {
   }
 }
 
-/// The order tensors are computed in: by where their first input's bytes lie (the shard, then
-/// the offset), so that each input file is read front to back, layer group after layer group.
-/// The output's layout does not depend on it: every tensor is written at its own offset.
+/// The order tensors are computed in.
+///
+/// By where their first input's bytes lie (the shard, then the offset), so that each input file
+/// is read front to back, layer group after layer group. The output's layout does not depend on
+/// it: every tensor is written at its own offset.
 func processingOrder(_ graphs: [TensorGraph], _ models: [ResolvedModel]) -> [Int] {
   func key(_ g: TensorGraph) -> (Int, Int, Int) {
     guard let input = g.plan.inputs.first,
