@@ -10,7 +10,10 @@ import _TestSupport
   func run() throws {
     let dir = TemporaryDirectory()
     let out = dir.path + "/merged"
-    let result = merge("run", Repository.parity + "/recipes/ties_bf16.yml", out, "--threads", "2")
+    let cache = TemporaryDirectory()
+    let result = merge(
+      "run", Repository.parity + "/recipes/ties_bf16.yml", out, "--threads", "2", "--cache",
+      cache.path)
     #expect(result.status == 0, "\(result.err)")
     #expect(result.out.hasPrefix("\(out): 39 tensors, 1 shard, 629.84 KB in "))
     let names = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
@@ -35,8 +38,12 @@ import _TestSupport
       tokenizer
         == (try Data(
           contentsOf: URL(fileURLWithPath: Repository.tinyLlama + "/base/tokenizer.json"))))
-    // Running again over a previous output replaces it.
-    #expect(merge("run", Repository.parity + "/recipes/ties_bf16.yml", out).status == 0)
+    // Running again over a previous output replaces it; the selections come from the cache.
+    let again = merge(
+      "run", Repository.parity + "/recipes/ties_bf16.yml", out, "--cache", cache.path)
+    #expect(again.status == 0)
+    #expect(again.out.hasSuffix("(cached reductions: 78 of 78)\n"))
+    #expect(result.out.hasSuffix("(cached reductions: 0 of 78)\n"))
   }
 
   @Test(
@@ -48,21 +55,21 @@ import _TestSupport
     let recipe = dir.write(
       "r.yml", "merge_method: linear\nmodels:\n  - model: models/ft0\n    parameters: {weight: 1}\n"
     )
-    let inside = merge("run", recipe, dir.path + "/models/ft0")
+    let inside = merge("run", recipe, dir.path + "/models/ft0", "--no-cache")
     #expect(inside.status == 1)
     #expect(
       inside.err.contains(
         "refusing to write '\(dir.path)/models/ft0': it is or holds the input model folder 'models/ft0'"
       ))
-    let within = merge("run", recipe, dir.path + "/models/ft0/sub")
+    let within = merge("run", recipe, dir.path + "/models/ft0/sub", "--no-cache")
     #expect(within.status == 1)
     dir.write("precious/notes.txt", "keep me")
-    let other = merge("run", recipe, dir.path + "/precious")
+    let other = merge("run", recipe, dir.path + "/precious", "--no-cache")
     #expect(other.status == 1)
     #expect(other.err.contains("exists and is not a merge output"))
     #expect(
       try String(contentsOfFile: dir.path + "/precious/notes.txt", encoding: .utf8) == "keep me")
-    let bad = merge("run", recipe, "/nonexistent/x/out")
+    let bad = merge("run", recipe, "/nonexistent/x/out", "--no-cache")
     #expect(bad.status == 1)
   }
 
@@ -71,7 +78,7 @@ import _TestSupport
   func checkFirst() {
     let dir = TemporaryDirectory()
     let recipe = dir.write("r.yml", "merge_method: ties\nmodels:\n  - model: nowhere\n")
-    let result = merge("run", recipe, dir.path + "/out")
+    let result = merge("run", recipe, dir.path + "/out", "--no-cache")
     #expect(result.status == 1)
     #expect(result.err == merge("check", recipe).err)
     #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
@@ -89,7 +96,9 @@ import _TestSupport
       }
       let process = Process()
       process.executableURL = URL(fileURLWithPath: exe)
-      process.arguments = ["run", Repository.parity + "/recipes/ties.yml", out, "--quiet"]
+      process.arguments = [
+        "run", Repository.parity + "/recipes/ties.yml", out, "--quiet", "--no-cache",
+      ]
       process.environment = ["MERGE_TEST_PAUSE_AFTER_TENSORS": "5"]
       process.standardOutput = FileHandle.nullDevice
       process.standardError = FileHandle.nullDevice
@@ -117,7 +126,7 @@ import _TestSupport
         #expect(!FileManager.default.fileExists(atPath: out))
       }
       // The next run clears the dead run's leftovers and succeeds.
-      #expect(merge("run", Repository.parity + "/recipes/ties.yml", out).status == 0)
+      #expect(merge("run", Repository.parity + "/recipes/ties.yml", out, "--no-cache").status == 0)
       #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["out"])
       try FileManager.default.removeItem(atPath: out)
     }
