@@ -167,12 +167,6 @@ public struct TensorGraph: Sendable {
     return out
   }
 
-  /// How many nodes use each node.
-  public var useCounts: [Int] {
-    var counts = [Int](repeating: 0, count: nodes.count)
-    for n in nodes { for i in n.inputs { counts[i.index] += 1 } }
-    return counts
-  }
 }
 
 /// Builds a ``TensorGraph`` with structural hashing (tinygrad's UOp cache).

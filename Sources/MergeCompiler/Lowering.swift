@@ -57,13 +57,6 @@ public enum Lowering {
     "ram", "ramplus_tl",
   ]
 
-  /// Whether `merge run` can run `method`.
-  public static func canRun(_ method: String) -> Bool {
-    ["linear", "passthrough"].contains(method)
-      || MethodCatalog.taskArithmeticFamily.contains(method)
-      || wholeTensorMethods.contains(method)
-  }
-
   /// The whole-tensor kernel node of a geometric or statistical method: inputs ordered base
   /// first (when the method has one), then the other models in recipe order.
   static func wholeTensor(

@@ -76,12 +76,4 @@ public enum DType: String, Sendable, Hashable, CaseIterable {
     default: return false
     }
   }
-
-  /// Whether merge can store results in this dtype.
-  public var isStorable: Bool {
-    switch self {
-    case .float64, .float32, .float16, .bfloat16: return true
-    default: return false
-    }
-  }
 }

@@ -49,12 +49,6 @@ public enum JSONValue: Sendable, Hashable {
     return nil
   }
 
-  /// The value as a double, when it is a number.
-  public var doubleValue: Double? {
-    guard case .number(let s) = self else { return nil }
-    return Double(s)
-  }
-
   /// The value as a string, when it is one.
   public var stringValue: String? {
     if case .string(let s) = self { return s }

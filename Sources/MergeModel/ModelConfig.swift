@@ -30,9 +30,6 @@ public struct ModelConfig: Sendable, Hashable {
   /// The first entry of `architectures` (`LlamaForCausalLM`).
   public var architecture: String? { json["architectures"]?.arrayValue?.first?.stringValue }
 
-  /// The `model_type` (`llama`).
-  public var modelType: String? { json["model_type"]?.stringValue }
-
   /// Where the layer count lives: the key, and `text_config` when it is nested there.
   public var layerCountPath: (nested: String?, key: String)? {
     for key in Self.layerCountKeys where json[key]?.intValue != nil { return (nil, key) }
@@ -50,7 +47,4 @@ public struct ModelConfig: Sendable, Hashable {
     if let nested { return json[nested]?[key]?.intValue }
     return json[key]?.intValue
   }
-
-  /// Whether the input and output embeddings are tied (`tie_word_embeddings`).
-  public var tiesWordEmbeddings: Bool { json["tie_word_embeddings"]?.boolValue ?? false }
 }

@@ -242,10 +242,6 @@ struct Bitset: Sendable {
     self.words = words
   }
 
-  mutating func insert(_ i: Int) {
-    words[i >> 6] |= 1 << UInt64(i & 63)
-  }
-
   /// Inserts the first `count` of `indices`.
   mutating func insert(_ indices: UnsafePointer<Int32>, count: Int) {
     words.withUnsafeMutableBufferPointer { w in
@@ -254,10 +250,5 @@ struct Bitset: Sendable {
         w[i >> 6] |= 1 << UInt64(i & 63)
       }
     }
-  }
-
-  @inline(__always)
-  func contains(_ i: Int) -> Bool {
-    words[i >> 6] & (1 << UInt64(i & 63)) != 0
   }
 }

@@ -108,22 +108,6 @@ public struct MarkedText: Sendable {
   public subscript(_ m: String) -> SourceLocation? { markers[m] }
 }
 
-extension FloatingPoint {
-  /// Whether `self` and `other` are equal within a tolerance.
-  ///
-  /// They may differ by `relativeTolerance` of the larger magnitude, or by `absoluteTolerance`
-  /// (modelled on swift-numerics). NaN is approximately equal to NaN.
-  public func isApproximatelyEqual(
-    to other: Self, relativeTolerance: Self = Self.ulpOfOne.squareRoot(),
-    absoluteTolerance: Self = 0
-  ) -> Bool {
-    if self.isNaN && other.isNaN { return true }
-    if self == other { return true }
-    let scale = Swift.max(self.magnitude, other.magnitude)
-    return (self - other).magnitude <= Swift.max(absoluteTolerance, relativeTolerance * scale)
-  }
-}
-
 /// Runs an executable and returns its status and output.
 public func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil)
   throws -> (status: Int32, stdout: String, stderr: String)
