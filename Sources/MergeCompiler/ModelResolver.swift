@@ -29,7 +29,7 @@ public struct ModelResolver: Sendable {
   /// `path` resolved against the recipe's folder (absolute paths unchanged).
   public func path(of path: String) -> String {
     if path.hasPrefix("/") { return path }
-    if path.hasPrefix("~/"), let home = getenvString("HOME") {
+    if path.hasPrefix("~/"), let home = FileSystem.environment("HOME") {
       return FileSystem.join(home, String(path.dropFirst(2)))
     }
     if baseDirectory == "." { return path }
@@ -49,17 +49,4 @@ public struct ModelResolver: Sendable {
     cache[p] = result
     return result
   }
-}
-
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Musl)
-  import Musl
-#elseif canImport(Darwin)
-  import Darwin
-#endif
-
-func getenvString(_ name: String) -> String? {
-  guard let p = getenv(name) else { return nil }
-  return String(cString: p)
 }

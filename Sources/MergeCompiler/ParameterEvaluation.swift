@@ -116,14 +116,15 @@ public enum ParameterEvaluator {
       default: return .bool(false)
       }
     case (.string(let s), _):
-      return Double(s.trimmingCharacters(in: " ")).map { .number($0) }
+      return Double(s.trimmingSpaces).map { .number($0) }
     case (.null, _): return nil
     }
   }
 }
 
 extension String {
-  func trimmingCharacters(in set: Character) -> String {
-    String(self.drop(while: { $0 == set }).reversed().drop(while: { $0 == set }).reversed())
+  /// The string without leading and trailing spaces.
+  var trimmingSpaces: String {
+    String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
   }
 }

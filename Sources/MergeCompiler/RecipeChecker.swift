@@ -539,14 +539,11 @@ private struct StageChecker {
     )
   }
 
+  /// A scalar as a number, read as the evaluator reads it (quoted numbers included).
   func numericValue(_ s: ParameterScalar) -> Double? {
-    switch s.value {
-    case .int(let i): return Double(i)
-    case .float(let d): return d
-    case .string(let text): return Double(text.trimmingSpaces)
-    default: return nil
-    }
+    ParameterEvaluator.convert(s.value, type: .float)?.number
   }
+
 
   mutating func checkValues(_ setting: ParameterSetting, parameter p: ParameterSpec) {
     if case .gradient(let values, let range) = setting, values.isEmpty {
@@ -570,7 +567,7 @@ private struct StageChecker {
       case .int(let i): number = Double(i)
       case .float(let d): number = d
       case .string(let text):
-        guard let d = Double(text.trimmingSpaces) else {
+        guard case .number(let d)? = ParameterEvaluator.convert(s.value, type: .float) else {
           bag.error(.expectedNumber(p.name, found: "a string '\(text)'"), at: s.range)
           return
         }
@@ -613,11 +610,6 @@ private struct StageChecker {
   }
 }
 
-extension String {
-  fileprivate var trimmingSpaces: String {
-    String(self.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
-  }
-}
 
 // MARK: - Messages
 

@@ -81,6 +81,12 @@ public enum FileSystem {
     return String(cString: p)
   }
 
+  /// The value of environment variable `name`, if it is set.
+  public static func environment(_ name: String) -> String? {
+    guard let p = getenv(name) else { return nil }
+    return String(cString: p)
+  }
+
   /// The folder that holds `path` (`.` for a bare name).
   public static func directoryName(_ path: String) -> String {
     guard let slash = path.lastIndex(of: "/") else { return "." }

@@ -126,7 +126,7 @@ public enum MergeRunner {
     } catch {
       throw .model(error)
     }
-    let pause = Int(getenvString("MERGE_TEST_PAUSE_AFTER_TENSORS") ?? "")
+    let pause = Int(FileSystem.environment("MERGE_TEST_PAUSE_AFTER_TENSORS") ?? "")
     let totalBytes = specs.reduce(0) { $0 + $1.byteCount }
     var bytesDone = 0
     let order = processingOrder(graphs, plan.models)
@@ -222,9 +222,4 @@ func advise(_ tensor: TensorPlan, _ models: [ResolvedModel], willNeed: Bool) {
     let range = offset..<(offset + view.bytes.count)
     if willNeed { view.file.willNeed(range) } else { view.file.dontNeed(range) }
   }
-}
-
-func getenvString(_ name: String) -> String? {
-  guard let p = getenv(name) else { return nil }
-  return String(cString: p)
 }

@@ -33,9 +33,9 @@ public final class ReductionCache: Sendable {
 
   /// The default folder: `$MERGE_CACHE_DIR`, else `$XDG_CACHE_HOME/merge`, else `~/.cache/merge`.
   public static var defaultDirectory: String? {
-    if let d = getenvString("MERGE_CACHE_DIR") { return d }
-    if let d = getenvString("XDG_CACHE_HOME") { return d + "/merge" }
-    if let home = getenvString("HOME") {
+    if let d = FileSystem.environment("MERGE_CACHE_DIR") { return d }
+    if let d = FileSystem.environment("XDG_CACHE_HOME") { return d + "/merge" }
+    if let home = FileSystem.environment("HOME") {
       _ = mkdir(home + "/.cache", 0o755)
       return home + "/.cache/merge"
     }
