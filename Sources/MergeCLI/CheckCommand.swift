@@ -46,12 +46,9 @@ struct CheckCommand: Subcommand {
   }
 }
 
-/// Renders a report's diagnostics with source lines from the recipe.
+/// Renders a report's diagnostics with source lines from the recipe text that was checked.
 func render(_ report: CheckReport, recipePath: String) -> String {
-  var sources: [String: String] = [:]
-  if let bytes = try? FileSystem.read(recipePath, limit: 16 << 20) {
-    sources[recipePath] = String(decoding: bytes, as: UTF8.self)
-  }
+  let sources = report.text.map { [recipePath: $0] } ?? [:]
   return DiagnosticRenderer(sources: sources).render(report.diagnostics)
 }
 

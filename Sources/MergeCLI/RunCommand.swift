@@ -186,9 +186,8 @@ func compile(_ recipe: String, allowUnknown: Bool, console: Console) -> (MergePl
       "\(recipe): warning: '\(key)' is not applied yet: the tokenizer is copied from '\(plan.models[plan.donor].reference.description)'\n"
     )
   }
-  let text =
-    (try? FileSystem.read(recipe, limit: 16 << 20)).map { String(decoding: $0, as: UTF8.self) }
-    ?? ""
+  // The recipe is recorded as it was checked, not read again.
+  let text = report.text ?? ""
   return (plan, text)
 }
 

@@ -6,6 +6,8 @@ import MergeRecipe
 public struct CheckReport: Sendable {
   /// The recipe, when its YAML could be read.
   public var recipe: Recipe?
+  /// The recipe's text as checked (what diagnostics quote and a run records), when readable.
+  public var text: String?
   /// Every error and warning, in file order.
   public var diagnostics: [Diagnostic]
   /// The model folders the recipe names, by resolved path (only those that could be opened).
@@ -78,6 +80,7 @@ public enum RecipeChecker {
       }
     }
     var report = CheckReport(recipe: recipe, diagnostics: bag.sorted, folders: folders)
+    report.text = text
     report.weights = weights
     return report
   }
