@@ -547,7 +547,6 @@ private struct StageChecker {
     ParameterEvaluator.convert(s.value, type: .float)?.number
   }
 
-
   mutating func checkValues(_ setting: ParameterSetting, parameter p: ParameterSpec) {
     if case .gradient(let values, let range) = setting, values.isEmpty {
       bag.warning(.emptyGradient(p.name), at: range)
@@ -612,7 +611,6 @@ private struct StageChecker {
     }
   }
 }
-
 
 // MARK: - Messages
 

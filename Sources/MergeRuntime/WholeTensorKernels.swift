@@ -40,20 +40,36 @@ enum WholeTensorKernels {
 
   static func subtract(_ a: [Float], _ b: [Float]) -> [Float] { zip(a, b).map { $0 - $1 } }
 
-  /// Vectors of a tensor along its last dimension (or its first, when `alongFirst`): the
-  /// element indices of each.
-  typealias Layout = (count: Int, length: Int, index: (Int, Int) -> Int)
+  /// Vectors of a tensor: `count` of them, `length` elements each, element `j` of vector `v`
+  /// at `v·vectorStride + j·elementStride` (strides, not a closure, so the loops stay plain).
+  struct Layout {
+    var count: Int
+    var length: Int
+    var vectorStride: Int
+    var elementStride: Int
 
+    /// The whole tensor as one vector.
+    static func flat(_ n: Int) -> Layout {
+      Layout(count: 1, length: n, vectorStride: 0, elementStride: 1)
+    }
+
+    @inline(__always)
+    func index(_ v: Int, _ j: Int) -> Int { v &* vectorStride &+ j &* elementStride }
+  }
+
+  /// The vectors along a tensor's last dimension (its rows), or along its first (its columns,
+  /// when `alongFirst`); a 1-D tensor is one vector.
   static func vectors(shape: [Int], alongFirst: Bool) -> Layout {
     let total = shape.reduce(1, *)
-    guard shape.count >= 2 else { return (1, total, { _, j in j }) }
+    guard shape.count >= 2 else { return .flat(total) }
     if alongFirst {
       let rows = shape[0]
       let columns = total / max(1, rows)
-      return (columns, rows, { v, j in j * columns + v })
+      return Layout(count: columns, length: rows, vectorStride: 1, elementStride: columns)
     }
     let length = shape[shape.count - 1]
-    return (total / max(1, length), length, { v, j in v * length + j })
+    return Layout(
+      count: total / max(1, length), length: length, vectorStride: length, elementStride: 1)
   }
 
   // MARK: slerp
@@ -93,7 +109,7 @@ enum WholeTensorKernels {
     }
     let layout: Layout =
       flatten
-      ? (1, v0.count, { (_: Int, j: Int) in j }) : vectors(shape: shape, alongFirst: rowWise)
+      ? .flat(v0.count) : vectors(shape: shape, alongFirst: rowWise)
     var result = [Float](repeating: 0, count: v0.count)
     for v in 0..<layout.count {
       var n0 = 0.0
@@ -240,7 +256,7 @@ enum WholeTensorKernels {
     let n = w0.count
     let offsets = ws.map { subtract($0, w0) }
     let layout: Layout =
-      filterWise ? vectors(shape: shape, alongFirst: false) : (1, n, { (_: Int, j: Int) in j })
+      filterWise ? vectors(shape: shape, alongFirst: false) : .flat(n)
     let count = Float(ws.count)
     var result = [Float](repeating: 0, count: n)
     for v in 0..<layout.count {
