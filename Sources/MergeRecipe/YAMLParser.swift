@@ -149,8 +149,17 @@ final class EventParser {
     }
     let message: String
     if p.error == YAML_READER_ERROR {
-      message = "the file is not valid UTF-8 text (\(problem))"
-      return YAMLError(message, at: nil, notes: notes)
+      // The reader reports a byte offset, not a mark: count lines and characters up to it.
+      message = "the text cannot be read as YAML: \(problem)"
+      var location = SourceLocation(line: 1, column: 1)
+      for byte in input.prefix(min(Int(p.problem_offset), input.count)) {
+        if byte == 0x0A {
+          location = SourceLocation(line: location.line + 1, column: 1)
+        } else if byte & 0xC0 != 0x80 {
+          location.column += 1
+        }
+      }
+      return YAMLError(message, at: SourceRange(at: location), notes: notes)
     }
     message = "YAML syntax error: \(problem)"
     return YAMLError(message, at: SourceRange(at: mark), notes: notes)

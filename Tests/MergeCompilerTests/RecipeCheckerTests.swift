@@ -354,6 +354,16 @@ final class Workspace: Sendable {
       ])
   }
 
+  @Test("a recipe that is not UTF-8 is reported, not repaired")
+  func invalidUTF8() {
+    let dir = TemporaryDirectory()
+    let path = dir.write(
+      "r.yml", bytes: Array("merge_method: ties\nname: ".utf8) + [0xFF, 0xFE, 0x0A])
+    let report = RecipeChecker.check(path: path)
+    #expect(report.diagnostics.map(\.message.text) == ["the recipe is not valid UTF-8 text"])
+    #expect(report.recipe == nil)
+  }
+
   @Test("a base model that is not among a slice's sources is an error")
   func sliceBase() {
     let report = Workspace().check(

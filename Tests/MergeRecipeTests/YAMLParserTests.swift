@@ -150,11 +150,15 @@ import _TestSupport
     #expect(d.isNaN)
   }
 
-  @Test("invalid UTF-8 is an error, not a crash")
-  func invalidUTF8() {
-    let text = String(decoding: [0x61, 0x3A, 0x20, 0xFF, 0xFE, 0x0A] as [UInt8], as: UTF8.self)
-    // String(decoding:) repairs the bytes, so this parses; the check here is that libyaml's
-    // reader is never handed bytes it rejects without a located message.
-    #expect((try? YAMLParser.parse(text)) != nil)
+  @Test("a control character is a reader error naming the problem, not a crash")
+  func controlCharacter() {
+    #expect {
+      _ = try YAMLParser.parse("merge_method: ties\u{1}\n")
+    } throws: { error in
+      guard let e = error as? YAMLError else { return false }
+      return e.message == "the text cannot be read as YAML: control characters are not allowed"
+        && e.range?.start == SourceLocation(line: 1, column: 19)
+    }
   }
+
 }

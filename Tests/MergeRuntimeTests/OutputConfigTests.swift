@@ -6,27 +6,34 @@ import _TestSupport
 
 @testable import MergeRuntime
 
+/// A tiny Llama under `name` in `dir`: its weights linked, its config.json edited by `edit`.
+func tinyLlama(
+  _ source: String, as name: String, in dir: TemporaryDirectory, edit: (inout JSONValue) -> Void
+) throws {
+  try FileManager.default.createDirectory(
+    atPath: dir.path + "/" + name, withIntermediateDirectories: true)
+  dir.link(name + "/model.safetensors", to: Repository.tinyLlama + "/\(source)/model.safetensors")
+  var config = try JSONValue.parse(
+    try FileSystem.read(Repository.tinyLlama + "/\(source)/config.json"))
+  edit(&config)
+  dir.write(name + "/config.json", config.formatted())
+}
+
 @Suite struct OutputConfigTests {
   /// A copy of a tiny Llama whose config has per-layer lists.
   func model(_ source: String, in dir: TemporaryDirectory, name: String, layerTypes: [String])
     throws
   {
-    dir.link(name + "/model.safetensors", to: Repository.tinyLlama + "/\(source)/model.safetensors")
-    var config = try JSONValue.parse(
-      try FileSystem.read(Repository.tinyLlama + "/\(source)/config.json"))
-    config.set("layer_types", .array(layerTypes.map { .string($0) }))
-    config.set(
-      "rope_scaling_per_layer", .array([.integer(0), .integer(1), .integer(2), .integer(3)]))
-    dir.write(name + "/config.json", config.formatted())
+    try tinyLlama(source, as: name, in: dir) { config in
+      config.set("layer_types", .array(layerTypes.map { .string($0) }))
+      config.set(
+        "rope_scaling_per_layer", .array([.integer(0), .integer(1), .integer(2), .integer(3)]))
+    }
   }
 
   @Test("a frankenmerge's config.json has its layer count and consistent per-layer lists")
   func frankenmerge() throws {
     let dir = TemporaryDirectory()
-    try FileManager.default.createDirectory(
-      atPath: dir.path + "/a", withIntermediateDirectories: true)
-    try FileManager.default.createDirectory(
-      atPath: dir.path + "/b", withIntermediateDirectories: true)
     try model("ft0", in: dir, name: "a", layerTypes: ["a0", "a1", "a2", "a3"])
     try model("ft1", in: dir, name: "b", layerTypes: ["b0", "b1", "b2", "b3"])
     let recipe = dir.write(
@@ -71,25 +78,20 @@ import _TestSupport
     }
     let dir = TemporaryDirectory()
     for (name, source) in [("a", "ft0"), ("b", "ft1")] {
-      try FileManager.default.createDirectory(
-        atPath: dir.path + "/" + name, withIntermediateDirectories: true)
-      dir.link(
-        name + "/model.safetensors", to: Repository.tinyLlama + "/\(source)/model.safetensors")
-      var config = try JSONValue.parse(
-        try FileSystem.read(Repository.tinyLlama + "/\(source)/config.json"))
-      // A Qwen2 config, whose layer_types transformers checks against num_hidden_layers.
-      config.set("architectures", .array([.string("Qwen2ForCausalLM")]))
-      config.set("model_type", .string("qwen2"))
-      config.set("use_sliding_window", .bool(true))
-      config.set("sliding_window", .integer(128))
-      config.set("max_window_layers", .integer(2))
-      config.set(
-        "layer_types",
-        .array(
-          ["full_attention", "full_attention", "sliding_attention", "sliding_attention"].map {
-            .string($0)
-          }))
-      dir.write(name + "/config.json", config.formatted())
+      try tinyLlama(source, as: name, in: dir) { config in
+        // A Qwen2 config, whose layer_types transformers checks against num_hidden_layers.
+        config.set("architectures", .array([.string("Qwen2ForCausalLM")]))
+        config.set("model_type", .string("qwen2"))
+        config.set("use_sliding_window", .bool(true))
+        config.set("sliding_window", .integer(128))
+        config.set("max_window_layers", .integer(2))
+        config.set(
+          "layer_types",
+          .array(
+            ["full_attention", "full_attention", "sliding_attention", "sliding_attention"].map {
+              .string($0)
+            }))
+      }
     }
     let recipe = dir.write(
       "r.yml",
