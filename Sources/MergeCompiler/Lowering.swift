@@ -73,8 +73,6 @@ public enum Lowering {
           tensor: plan.name, reason: "\(method) needs the base model's tensor", origin: plan.origin)
       }
     }
-    // A tensor only one input has is copied from it (mergekit's optional-tensor policies).
-    if loads.count == 1 { return loads[0] }
     let kernel: WholeTensorMethod
     switch method {
     case "slerp":

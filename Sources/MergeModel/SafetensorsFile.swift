@@ -79,7 +79,8 @@ public struct TensorView: @unchecked Sendable {
     let first = range.lowerBound
     switch info.dtype {
     case .float32:
-      for i in 0..<n { dst[i] = src.loadUnaligned(fromByteOffset: (first + i) * 4, as: Float.self) }
+      // A copy of the bytes (unaligned data included).
+      UnsafeMutableRawPointer(dst).copyMemory(from: src + first * 4, byteCount: n * 4)
     case .bfloat16:
       let start = src + first * 2
       if Int(bitPattern: start) % 2 == 0 {

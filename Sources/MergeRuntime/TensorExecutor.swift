@@ -101,14 +101,14 @@ struct TensorExecutor {
         throw ExecutionError(
           tensor: graph.plan.name, reason: "a whole-tensor kernel reads loads only")
       }
-      var values = [Float](repeating: 0, count: count)
-      values.withUnsafeMutableBufferPointer { buffer in
+      let values = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
         views[input].decode(0..<count, into: buffer)
         if let d = graph.plan.inputDType, d != views[input].info.dtype,
           let base = buffer.baseAddress
         {
           Kernels.roundTrip(base, count, to: d)
         }
+        initialized = count
       }
       arrays.append(values)
     }
