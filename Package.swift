@@ -21,7 +21,7 @@ let package = Package(
       name: "MergeCLI",
       dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe"]),
     .executableTarget(name: "merge", dependencies: ["MergeCLI"]),
-    .target(name: "MergeBench", dependencies: ["MergeModel"]),
+    .target(name: "MergeBench", dependencies: ["MergeModel", "MergeRuntime"]),
     .executableTarget(name: "merge-bench", dependencies: ["MergeBench"]),
     .target(name: "_TestSupport", dependencies: ["MergeRecipe"]),
     .testTarget(name: "MergeModelTests", dependencies: ["MergeModel", "_TestSupport"]),

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import MergeModel
+import MergeRuntime
 import Synchronization
 
 /// Benchmarks run by `Scripts/bench` (never by the test suite).
@@ -52,103 +53,17 @@ public enum MergeBench {
     }
     let layers = Int(option(args, "--layers") ?? "16") ?? 16
     let hidden = Int(option(args, "--hidden") ?? "1024") ?? 1024
-    let intermediate = hidden * 11 / 4
-    let heads = 16
-    let kvHeads = 8
-    let headDim = hidden / heads
-    let vocab = 32000
-    var specs: [TensorSpec] = [
-      TensorSpec(name: "model.embed_tokens.weight", dtype: .bfloat16, shape: [vocab, hidden])
-    ]
-    for l in 0..<layers {
-      let p = "model.layers.\(l)."
-      specs += [
-        TensorSpec(name: p + "input_layernorm.weight", dtype: .bfloat16, shape: [hidden]),
-        TensorSpec(name: p + "self_attn.q_proj.weight", dtype: .bfloat16, shape: [hidden, hidden]),
-        TensorSpec(
-          name: p + "self_attn.k_proj.weight", dtype: .bfloat16, shape: [kvHeads * headDim, hidden]),
-        TensorSpec(
-          name: p + "self_attn.v_proj.weight", dtype: .bfloat16, shape: [kvHeads * headDim, hidden]),
-        TensorSpec(name: p + "self_attn.o_proj.weight", dtype: .bfloat16, shape: [hidden, hidden]),
-        TensorSpec(name: p + "post_attention_layernorm.weight", dtype: .bfloat16, shape: [hidden]),
-        TensorSpec(
-          name: p + "mlp.gate_proj.weight", dtype: .bfloat16, shape: [intermediate, hidden]),
-        TensorSpec(
-          name: p + "mlp.up_proj.weight", dtype: .bfloat16, shape: [intermediate, hidden]),
-        TensorSpec(
-          name: p + "mlp.down_proj.weight", dtype: .bfloat16, shape: [hidden, intermediate]),
-      ]
-    }
-    specs += [
-      TensorSpec(name: "model.norm.weight", dtype: .bfloat16, shape: [hidden]),
-      TensorSpec(name: "lm_head.weight", dtype: .bfloat16, shape: [vocab, hidden]),
-    ]
-    let tensors = specs
-    let total = specs.reduce(0) { $0 + $1.byteCount }
-    let config = """
-      {
-        "architectures": ["LlamaForCausalLM"],
-        "hidden_size": \(hidden),
-        "intermediate_size": \(intermediate),
-        "model_type": "llama",
-        "num_attention_heads": \(heads),
-        "num_hidden_layers": \(layers),
-        "num_key_value_heads": \(kvHeads),
-        "rms_norm_eps": 1e-06,
-        "tie_word_embeddings": false,
-        "torch_dtype": "bfloat16",
-        "vocab_size": \(vocab)
-      }
-
-      """
-    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let start = now()
-    for (m, name) in ["base", "ft0", "ft1", "ft2"].enumerated() {
-      do {
-        let folder = try OutputFolder(destination: dir + "/" + name)
-        let writer = try SafetensorsWriter(
-          folder: folder, layout: ShardLayout(tensors: tensors, shardSize: total / 2 + 70_000_000))
-        let failure = Mutex<(any Error)?>(nil)
-        DispatchQueue.concurrentPerform(iterations: tensors.count) { t in
-          let spec = tensors[t]
-          var out = [UInt16](repeating: 0, count: spec.count)
-          var baseState = UInt64(t) &* 0x9E37_79B9_7F4A_7C15 &+ 12345
-          var noiseState = UInt64(t) &* 0xD1B5_4A32_D192_ED03 &+ UInt64(m) &* 0xABCD_EF01
-          let isNorm = spec.shape.count == 1
-          let noiseScale: Float = 0.001 * Float(m)
-          for i in 0..<spec.count {
-            baseState = baseState &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            let u = Float(baseState >> 40) / Float(1 << 24) - 0.5
-            var x: Float = isNorm ? 1 + u * 0.1 : u * 0.04
-            if m > 0 {
-              noiseState = noiseState &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-              let r = noiseState >> 40
-              if r % 10 < 6 { x += (Float(r >> 4) / Float(1 << 20) - 0.5) * noiseScale * 4 }
-            }
-            out[i] = FloatConversion.bfloat16(from: x)
-          }
-          do {
-            try out.withUnsafeBytes {
-              try writer.write(tensor: spec.name, byteOffset: 0, bytes: $0)
-            }
-          } catch {
-            failure.withLock { $0 = error }
-          }
-        }
-        if let e = failure.withLock({ $0 }) { throw e }
-        try writer.finish()
-        try folder.write("config.json", bytes: Array(config.utf8))
-        try folder.commit()
-      } catch {
-        print("generate failed: \(error)")
-        exit(1)
-      }
+    do {
+      let parameters = try SyntheticModels.write(to: dir, layers: layers, hidden: hidden)
+      print(
+        String(
+          format: "generated 4 models of %d parameters (%.0f MB each) in %.1f s", parameters,
+          Double(parameters * 2) / 1e6, now() - start))
+    } catch {
+      print("generate failed: \(error)")
+      exit(1)
     }
-    let parameters = specs.reduce(0) { $0 + $1.count }
-    print(
-      String(
-        format: "generated 4 models of %d parameters (%.0f MB each) in %.1f s", parameters,
-        Double(total) / 1e6, now() - start))
   }
 
   /// Read and write throughput of the safetensors reader and writer on a file of `--size` GB,

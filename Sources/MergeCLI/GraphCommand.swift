@@ -2,28 +2,10 @@ import MergeCompiler
 import MergeModel
 import MergeRecipe
 
-/// How many times each input's bytes are read to compute a graph: once per pass over the
-/// tensor that evaluates a chain reaching the load (each reduction, then the final pass).
+/// How many times each input's bytes are read to compute a graph.
 func reads(_ graph: TensorGraph) -> String {
-  func reaches(_ id: NodeID, _ target: Int) -> Bool {
-    if id.index == target { return true }
-    let node = graph[id]
-    if node.op.isReduction && node.inputs.isEmpty { return false }
-    return node.inputs.contains { input in
-      // A reduction's value is computed once, beforehand: it does not re-read in this pass.
-      graph[input].op.isReduction ? false : reaches(input, target)
-    }
-  }
-  var parts: [String] = []
-  for (i, node) in graph.nodes.enumerated() {
-    guard case .load(let input) = node.op else { continue }
-    var passes = reaches(graph.output, i) ? 1 : 0
-    for r in graph.nodes.indices where graph.nodes[r].op.isReduction {
-      if graph.nodes[r].inputs.contains(where: { reaches($0, i) }) { passes += 1 }
-    }
-    parts.append("#\(input) read \(passes)×")
-  }
-  return "input reads: " + parts.joined(separator: ", ")
+  "input reads: "
+    + graph.passesReading().map { "#\($0.input) read \($0.passes)×" }.joined(separator: ", ")
 }
 
 /// `merge graph RECIPE`: prints the compiled graph of each output tensor.
@@ -56,7 +38,7 @@ struct GraphCommand: Subcommand {
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = arguments.positional("recipe") ?? ""
     tensor = arguments.option("tensor")
-    seed = arguments.option("seed").flatMap { UInt64($0) } ?? 0
+    seed = try seedOption(arguments)
     allowUnknown = arguments.flag("allow-unknown")
     passes = arguments.flag("passes")
   }

@@ -27,7 +27,7 @@ public enum MergeCommand {
 
   static var subcommands: [any Subcommand.Type] {
     [
-      CheckCommand.self, RunCommand.self, GraphCommand.self, InspectCommand.self,
+      CheckCommand.self, PlanCommand.self, RunCommand.self, GraphCommand.self, InspectCommand.self,
       MethodsCommand.self, SchemaCommand.self,
     ]
   }

@@ -33,6 +33,11 @@ struct RunCommand: Subcommand {
       .option(
         "shard-size", value: "bytes",
         help: "Most bytes per shard, e.g. 5B or 500M (default: 5B, five billion)."),
+      .option(
+        "max-memory", value: "bytes",
+        help:
+          "Stay under this much resident memory, e.g. 300M or 2GiB (a slower schedule if needed; refused up front if none fits)."
+      ),
       .flag(
         "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
       .flag(
@@ -49,6 +54,7 @@ struct RunCommand: Subcommand {
   var threads: Int
   var seed: UInt64
   var shardSize: Int
+  var maxMemory: Int?
   var allowUnknown: Bool
   var quiet: Bool
   var fuse: Bool
@@ -61,23 +67,9 @@ struct RunCommand: Subcommand {
     threads =
       try arguments.integer("threads", in: 1...4096)
       ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    if let text = arguments.option("seed") {
-      guard let s = UInt64(text) else {
-        throw UsageError(message: "The value '\(text)' is invalid for '--seed <n>'", helpLine: nil)
-      }
-      seed = s
-    } else {
-      seed = 0
-    }
-    if let text = arguments.option("shard-size") {
-      guard let bytes = parseByteCount(text), bytes > 0 else {
-        throw UsageError(
-          message: "The value '\(text)' is invalid for '--shard-size <bytes>'", helpLine: nil)
-      }
-      shardSize = bytes
-    } else {
-      shardSize = 5_000_000_000
-    }
+    seed = try seedOption(arguments)
+    shardSize = try byteCountOption(arguments, "shard-size") ?? 5_000_000_000
+    maxMemory = try byteCountOption(arguments, "max-memory")
     allowUnknown = arguments.flag("allow-unknown")
     quiet = arguments.flag("quiet")
     fuse = !arguments.flag("no-fuse")
@@ -102,13 +94,34 @@ struct RunCommand: Subcommand {
     if showProgress {
       progress = { @Sendable p in console.err("\r" + progressLine(p)) }
     }
-    do {
-      var options = RunOptions(
-        threads: threads, seed: seed, shardSize: shardSize, progress: progress)
-      options.fuse = fuse
-      if useCache {
-        options.cache = ReductionCache(directory: cacheDirectory ?? ReductionCache.defaultDirectory)
+    var options = RunOptions(threads: threads, seed: seed, shardSize: shardSize, progress: progress)
+    options.fuse = fuse
+    if useCache {
+      options.cache = ReductionCache(directory: cacheDirectory ?? ReductionCache.defaultDirectory)
+    }
+    if let maxMemory {
+      // The plan decides the schedule, or refuses before anything is written.
+      let graphs: [TensorGraph]
+      do {
+        graphs = try MergeRunner.compile(plan, options: options)
+      } catch {
+        console.err("error: \(error.description)\n")
+        return ExitCode.failure
       }
+      let (cost, fits) = chooseSchedule(
+        plan: plan, graphs: graphs, recipeText: text, options: options,
+        constants: CostConstants.load(from: options.cache?.directory), startupSeconds: 0,
+        maxMemory: maxMemory)
+      guard fits else {
+        console.err(
+          "error: the merge needs about \(formatBytes(cost.peakMemoryBytes)) of memory (at tensor '\(cost.peakTensor)') "
+            + "even with the smallest schedule; --max-memory is \(formatBytes(maxMemory)) ('merge plan' shows the details)\n"
+        )
+        return ExitCode.failure
+      }
+      options.schedule = cost.schedule
+    }
+    do {
       let summary = try MergeRunner.run(
         plan: plan, recipeText: text, output: output, options: options)
       if showProgress { console.err("\r\u{1B}[K") }
@@ -192,11 +205,13 @@ func compile(_ recipe: String, allowUnknown: Bool, console: Console) -> (MergePl
 }
 
 /// A byte count: digits, optionally with a decimal unit — `K`, `M`, `B` (thousand, million,
-/// billion, as mergekit's `--out-shard-size 5B`) or `KB`, `MB`, `GB`.
+/// billion, as mergekit's `--out-shard-size 5B`), `KB`, `MB`, `GB`, or binary `KiB`, `MiB`,
+/// `GiB`.
 func parseByteCount(_ text: String) -> Int? {
   var s = text.uppercased()
   let units: [(String, Double)] = [
-    ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("K", 1e3), ("M", 1e6), ("G", 1e9), ("B", 1e9),
+    ("KIB", 1024), ("MIB", 1_048_576), ("GIB", 1_073_741_824), ("KB", 1e3), ("MB", 1e6),
+    ("GB", 1e9), ("K", 1e3), ("M", 1e6), ("G", 1e9), ("B", 1e9),
   ]
   for (suffix, factor) in units where s.hasSuffix(suffix) {
     s.removeLast(suffix.count)

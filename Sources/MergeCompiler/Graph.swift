@@ -148,6 +148,33 @@ public struct TensorGraph: Sendable {
   /// The node at `id`.
   public subscript(id: NodeID) -> Node { nodes[id.index] }
 
+  /// How many times each load's bytes are read, by node index of the load.
+  ///
+  /// Once per pass over the tensor that evaluates a chain reaching it (each reduction, then
+  /// the final pass).
+  /// Reductions in `skipping` (already known, from a cache) make no pass.
+  public func passesReading(skipping: Set<Int> = []) -> [(node: Int, input: Int, passes: Int)] {
+    func reaches(_ id: NodeID, _ target: Int) -> Bool {
+      if id.index == target { return true }
+      let node = self[id]
+      if node.op.isReduction && node.inputs.isEmpty { return false }
+      return node.inputs.contains { input in
+        // A reduction's value is computed once, beforehand: it does not re-read in this pass.
+        self[input].op.isReduction ? false : reaches(input, target)
+      }
+    }
+    var result: [(node: Int, input: Int, passes: Int)] = []
+    for (i, node) in nodes.enumerated() {
+      guard case .load(let input) = node.op else { continue }
+      var passes = reaches(output, i) ? 1 : 0
+      for r in nodes.indices where nodes[r].op.isReduction && !skipping.contains(r) {
+        if nodes[r].inputs.contains(where: { reaches($0, i) }) { passes += 1 }
+      }
+      result.append((i, input, passes))
+    }
+    return result
+  }
+
   /// The graph as text, one node per line: `%3 = task_vector %1, %0`.
   public func text(models: [ResolvedModel]) -> String {
     var out = "tensor \(plan.name) \(plan.shape) → \(plan.outputDType.rawValue)\n"

@@ -57,6 +57,33 @@ public final class MappedFile: @unchecked Sendable {
     advise(range, MADV_DONTNEED)
   }
 
+  /// Bytes of `range` of the file at `path` that are in the page cache.
+  ///
+  /// Asks `mincore` about a mapping it never touches, so no data is read; answers all of them
+  /// when that cannot be told.
+  public static func cachedBytes(path: String, range: Range<Int>) -> Int {
+    guard !range.isEmpty else { return 0 }
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return range.count }
+    defer { close(fd) }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = range.lowerBound / page * page
+    let length = range.upperBound - start
+    guard let p = mmap(nil, length, PROT_READ, MAP_SHARED, fd, off_t(start)), p != MAP_FAILED
+    else { return range.count }
+    defer { munmap(p, length) }
+    let pages = (length + page - 1) / page
+    var vector = [UInt8](repeating: 0, count: pages)
+    guard mincore(p, length, &vector) == 0 else { return range.count }
+    var resident = 0
+    for (i, v) in vector.enumerated() where v & 1 != 0 {
+      let lo = max(range.lowerBound, start + i * page)
+      let hi = min(range.upperBound, start + (i + 1) * page)
+      resident += max(0, hi - lo)
+    }
+    return resident
+  }
+
   @discardableResult
   private func advise(_ range: Range<Int>, _ advice: Int32) -> Bool {
     guard let base = bytes.baseAddress, !range.isEmpty else { return true }

@@ -28,6 +28,8 @@ public struct RunOptions: Sendable {
   public var optimize: Bool = true
   /// Where reduction results are kept across runs (nil: recompute everything).
   public var cache: ReductionCache?
+  /// How memory is traded for speed (`merge run --max-memory` picks the smaller one).
+  public var schedule = Schedule()
 
   /// Creates options.
   public init(
@@ -94,6 +96,140 @@ public enum MergeRunner {
     plan: MergePlan, recipeText: String, output: String, options: RunOptions
   ) throws(RunError) -> RunSummary {
     let start = DispatchTime.now().uptimeNanoseconds
+    let graphs = try compile(plan, options: options)
+    let layout = Self.layout(plan, options: options)
+    let specs = layout.shards.flatMap(\.tensors)
+    let specByName = Dictionary(specs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    let folder: OutputFolder
+    let writer: SafetensorsWriter
+    do {
+      folder = try OutputFolder(destination: output)
+      writer = try SafetensorsWriter(folder: folder, layout: layout)
+    } catch {
+      throw .model(error)
+    }
+    let pause = Int(FileSystem.environment("MERGE_TEST_PAUSE_AFTER_TENSORS") ?? "")
+    let totalBytes = specs.reduce(0) { $0 + $1.byteCount }
+    var bytesDone = 0
+    let order = processingOrder(graphs, plan.models)
+    for (step, index) in order.enumerated() {
+      let graph = graphs[index]
+      // Read the next tensor's inputs ahead while this one computes.
+      if options.schedule.prefetch && step + 1 < order.count {
+        advise(graphs[order[step + 1]].plan, plan.models, willNeed: true)
+      }
+      do {
+        let executor = try TensorExecutor(
+          graph: graph, models: plan.models, threads: options.threads, cache: options.cache,
+          schedule: options.schedule)
+        let name = graph.plan.name
+        try executor.run { offset, bytes in
+          try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
+        }
+        // Release the mapped input pages: resident memory stays at the working set.
+        advise(graph.plan, plan.models, willNeed: false)
+      } catch let e as ExecutionError {
+        folder.discard()
+        throw .execution(e)
+      } catch let e as ModelError {
+        folder.discard()
+        throw .model(e)
+      } catch {
+        folder.discard()
+        throw .execution(ExecutionError(tensor: graph.plan.name, reason: "\(error)"))
+      }
+      bytesDone += specByName[graph.plan.name]?.byteCount ?? 0
+      options.progress?(
+        RunProgress(
+          tensorsDone: step + 1, tensorCount: graphs.count, bytesDone: bytesDone,
+          totalBytes: totalBytes,
+          elapsed: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+      if let pause, step + 1 == pause {
+        // A test hook: hold the run mid-write so that a test can interrupt it.
+        sleep(60)
+      }
+    }
+    do {
+      try writer.finish()
+      for (name, content) in Self.sideFiles(
+        plan, recipeText: recipeText, seed: options.seed, layout: layout)
+      {
+        switch content {
+        case .bytes(let bytes): try folder.write(name, bytes: bytes)
+        case .copy(let source): try FileSystem.copy(source, to: folder.path(of: name))
+        }
+      }
+      try folder.commit()
+    } catch {
+      folder.discard()
+      throw .model(error)
+    }
+    return RunSummary(
+      tensorCount: graphs.count, shardCount: layout.shards.count,
+      bytesWritten: layout.totalFileSize,
+      seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+  }
+}
+
+extension MergeRunner {
+  /// The output's shards.
+  public static func layout(_ plan: MergePlan, options: RunOptions) -> ShardLayout {
+    let specs = plan.tensors.map {
+      TensorSpec(name: $0.name, dtype: $0.outputDType, shape: $0.shape)
+    }
+    return ShardLayout(
+      tensors: specs, shardSize: options.shardSize, metadata: ShardLayout.defaultMetadata)
+  }
+
+  /// A file of the output folder besides the shards.
+  public enum SideFile: Sendable {
+    case bytes([UInt8])
+    case copy(from: String)
+  }
+
+  /// The output's files besides the shards and their index: config.json, the donor's
+  /// tokenizer and side files, the recipe, the model card.
+  public static func sideFiles(
+    _ plan: MergePlan, recipeText: String, seed: UInt64, layout: ShardLayout
+  ) -> [(String, SideFile)] {
+    let donor = plan.models[plan.donor]
+    var files: [(String, SideFile)] = [
+      ("config.json", .bytes(Array(OutputFiles.config(for: plan).formatted().utf8) + [0x0A]))
+    ]
+    for name in donor.folder.sideFiles() where name != "config.json" {
+      files.append((name, .copy(from: FileSystem.join(donor.path, name))))
+    }
+    files.append(("mergekit_config.yml", .bytes(Array(recipeText.utf8))))
+    files.append(
+      (
+        "README.md",
+        .bytes(
+          Array(
+            OutputFiles.modelCard(plan: plan, recipeText: recipeText, seed: seed, layout: layout)
+              .utf8))
+      ))
+    return files
+  }
+
+  /// Bytes of the output's files besides the shards (the index included).
+  public static func sideFileBytes(
+    _ plan: MergePlan, recipeText: String, seed: UInt64, layout: ShardLayout
+  ) -> Int {
+    var total = layout.shards.count > 1 ? layout.indexJSON().utf8.count : 0
+    for (_, content) in sideFiles(plan, recipeText: recipeText, seed: seed, layout: layout) {
+      switch content {
+      case .bytes(let b): total += b.count
+      case .copy(let source): total += (try? FileSystem.size(of: source)) ?? 0
+      }
+    }
+    return total
+  }
+
+  /// Lowers every output tensor and runs the optimizing passes (unless `options.optimize` is
+  /// off): the graphs `run` executes and `MergeCost` prices.
+  public static func compile(_ plan: MergePlan, options: RunOptions) throws(RunError)
+    -> [TensorGraph]
+  {
     var graphs: [TensorGraph] = []
     let pipeline = PassPipeline.standard(fuse: options.fuse)
     for t in plan.tensors {
@@ -113,83 +249,7 @@ public enum MergeRunner {
       }
       graphs.append(graph)
     }
-    let specs = plan.tensors.map {
-      TensorSpec(name: $0.name, dtype: $0.outputDType, shape: $0.shape)
-    }
-    let metadata = ShardLayout.defaultMetadata
-    let layout = ShardLayout(tensors: specs, shardSize: options.shardSize, metadata: metadata)
-    let folder: OutputFolder
-    let writer: SafetensorsWriter
-    do {
-      folder = try OutputFolder(destination: output)
-      writer = try SafetensorsWriter(folder: folder, layout: layout)
-    } catch {
-      throw .model(error)
-    }
-    let pause = Int(FileSystem.environment("MERGE_TEST_PAUSE_AFTER_TENSORS") ?? "")
-    let totalBytes = specs.reduce(0) { $0 + $1.byteCount }
-    var bytesDone = 0
-    let order = processingOrder(graphs, plan.models)
-    for (step, index) in order.enumerated() {
-      let graph = graphs[index]
-      // Read the next tensor's inputs ahead while this one computes.
-      if step + 1 < order.count {
-        advise(graphs[order[step + 1]].plan, plan.models, willNeed: true)
-      }
-      do {
-        let executor = try TensorExecutor(
-          graph: graph, models: plan.models, threads: options.threads, cache: options.cache)
-        let name = graph.plan.name
-        try executor.run { offset, bytes in
-          try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
-        }
-        // Release the mapped input pages: resident memory stays at the working set.
-        advise(graph.plan, plan.models, willNeed: false)
-      } catch let e as ExecutionError {
-        folder.discard()
-        throw .execution(e)
-      } catch let e as ModelError {
-        folder.discard()
-        throw .model(e)
-      } catch {
-        folder.discard()
-        throw .execution(ExecutionError(tensor: graph.plan.name, reason: "\(error)"))
-      }
-      bytesDone += specs[index].byteCount
-      options.progress?(
-        RunProgress(
-          tensorsDone: step + 1, tensorCount: graphs.count, bytesDone: bytesDone,
-          totalBytes: totalBytes,
-          elapsed: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
-      if let pause, step + 1 == pause {
-        // A test hook: hold the run mid-write so that a test can interrupt it.
-        sleep(60)
-      }
-    }
-    do {
-      try writer.finish()
-      let donor = plan.models[plan.donor]
-      try folder.write(
-        "config.json", bytes: Array(OutputFiles.config(for: plan).formatted().utf8) + [0x0A])
-      for name in donor.folder.sideFiles() where name != "config.json" {
-        try FileSystem.copy(FileSystem.join(donor.path, name), to: folder.path(of: name))
-      }
-      try folder.write("mergekit_config.yml", bytes: Array(recipeText.utf8))
-      try folder.write(
-        "README.md",
-        bytes: Array(
-          OutputFiles.modelCard(
-            plan: plan, recipeText: recipeText, seed: options.seed, layout: layout
-          ).utf8))
-      try folder.commit()
-    } catch {
-      folder.discard()
-      throw .model(error)
-    }
-    return RunSummary(
-      tensorCount: graphs.count, shardCount: layout.shards.count,
-      bytesWritten: layout.totalFileSize,
-      seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    return graphs
   }
 }
 

@@ -146,22 +146,34 @@ enum CachedReduction: Sendable {
   }
 }
 
-extension TensorExecutor {
-  /// The cache key of reduction `id`: a 128-bit hash of a canonical description of it and of
-  /// everything it reads.
-  func cacheKey(_ id: NodeID) -> String {
+extension ReductionCache {
+  /// Whether an entry for `key` is on disk or in memory (without reading it).
+  func contains(_ key: String) -> Bool {
+    if memory.withLock({ $0[key] != nil }) { return true }
+    guard let directory else { return false }
+    var st = stat()
+    return stat(directory + "/" + key, &st) == 0
+  }
+
+  /// The cache key of reduction `id` of `graph`.
+  ///
+  /// A 128-bit hash of a canonical description of it and of everything it reads. Needs only the inputs' headers and file status, so a plan
+  /// can look entries up without reading tensor data.
+  static func key(_ id: NodeID, graph: TensorGraph, models: [ResolvedModel]) -> String {
     var memo: [Int: String] = [:]
     func describe(_ id: NodeID) -> String {
       if let d = memo[id.index] { return d }
       let node = graph[id]
       var d = node.op.name
-      if case .load(let input) = node.op {
-        let view = views[input]
-        let offset = view.bytes.baseAddress.map { $0 - (view.file.bytes.baseAddress ?? $0) } ?? 0
+      if case .load(let i) = node.op {
+        let input = graph.plan.inputs[i]
+        let file = models[input.model].weights.file(for: input.tensor)
+        let path = file?.path ?? ""
+        let offset = (file?.header.dataOffset ?? 0) + input.info.dataRange.lowerBound
         var st = stat()
-        _ = stat(view.file.path, &st)
+        _ = stat(path, &st)
         d +=
-          "[\(view.file.path)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(offset)|\(view.info.dtype.rawValue)|\(view.info.shape)|\(graph.plan.inputDType?.rawValue ?? "-")]"
+          "[\(path)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(offset)|\(input.info.dtype.rawValue)|\(input.info.shape)|\(graph.plan.inputDType?.rawValue ?? "-")]"
       }
       d += "(" + node.inputs.map(describe).joined(separator: ",") + ")"
       memo[id.index] = d

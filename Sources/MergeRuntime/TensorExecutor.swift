@@ -23,19 +23,24 @@ struct TensorExecutor {
   static let blockElements = 1 << 16
 
   let graph: TensorGraph
+  let models: [ResolvedModel]
   let views: [TensorView]
   let cache: ReductionCache?
   let threads: Int
   let blockSize: Int
   let blockCount: Int
   let count: Int
+  let schedule: Schedule
 
-  init(graph: TensorGraph, models: [ResolvedModel], threads: Int, cache: ReductionCache? = nil)
-    throws(ExecutionError)
-  {
+  init(
+    graph: TensorGraph, models: [ResolvedModel], threads: Int, cache: ReductionCache? = nil,
+    schedule: Schedule = Schedule()
+  ) throws(ExecutionError) {
     self.graph = graph
+    self.models = models
     self.cache = cache
     self.threads = max(1, threads)
+    self.schedule = schedule
     var views: [TensorView] = []
     for input in graph.plan.inputs {
       do {
@@ -46,14 +51,19 @@ struct TensorExecutor {
     }
     self.views = views
     count = graph.plan.count
-    var block = Self.blockElements
+    blockSize = Self.blockSize(of: graph)
+    blockCount = max(1, (count + blockSize - 1) / blockSize)
+  }
+
+  /// Elements per block: 64 Ki, or whole rows for row-wise operations.
+  static func blockSize(of graph: TensorGraph) -> Int {
+    var block = blockElements
     for node in graph.nodes {
       if case .keepByRank(_, _, _, let columns) = node.op {
-        block = max(1, Self.blockElements / max(1, columns)) * max(1, columns)
+        block = max(1, blockElements / max(1, columns)) * max(1, columns)
       }
     }
-    blockSize = block
-    blockCount = max(1, (count + block - 1) / block)
+    return block
   }
 
   // MARK: Running
@@ -75,7 +85,7 @@ struct TensorExecutor {
     var env = Environment(nodeCount: graph.nodes.count)
     // Reductions that do not depend on one another run at the same time (the sort prefixes of
     // several task vectors, say), so their single-threaded parts overlap.
-    for level in reductionLevels() {
+    for level in Self.reductionLevels(graph) {
       try reduceLevel(level, &env)
     }
     let frozen = env
@@ -110,6 +120,7 @@ struct TensorExecutor {
         }
         initialized = count
       }
+      if schedule.releaseWindow != nil { release(input, upTo: count) }
       arrays.append(values)
     }
     let result = WholeTensorKernels.run(method, inputs: arrays, shape: graph.plan.shape)
@@ -130,20 +141,40 @@ struct TensorExecutor {
   }
 
   /// Runs `body` for every block on the worker pool; rethrows the first error.
+  ///
+  /// With a release window (a memory budget), the blocks go in windows of that many: when a
+  /// window is done, the input pages behind it are dropped from the process, so only about a
+  /// window of each input is resident at a time (a later pass maps them again from the page
+  /// cache).
   func forEachBlock(_ body: @Sendable (BlockEvaluator, Int) throws -> Void) throws {
-    let next = Atomic<Int>(0)
-    let failure = Mutex<(any Error)?>(nil)
+    let window = schedule.releaseWindow.map { max(1, $0) } ?? blockCount
     let workers = min(threads, blockCount)
-    let graph = self.graph
-    let views = self.views
-    let blockSize = self.blockSize
-    let blockCount = self.blockCount
-    DispatchQueue.concurrentPerform(iterations: workers) { _ in
-      let evaluator = BlockEvaluator(graph: graph, views: views, blockSize: blockSize)
+    let evaluators = EvaluatorPool(
+      (0..<workers).map { _ in BlockEvaluator(graph: graph, views: views, blockSize: blockSize) })
+    var start = 0
+    while start < blockCount {
+      let end = min(blockCount, start + window)
+      try forEachBlock(in: start..<end, evaluators: evaluators, body)
+      if schedule.releaseWindow != nil {
+        for input in views.indices { release(input, upTo: min(count, end * blockSize)) }
+      }
+      start = end
+    }
+  }
+
+  private func forEachBlock(
+    in blocks: Range<Int>, evaluators: EvaluatorPool,
+    _ body: @Sendable (BlockEvaluator, Int) throws -> Void
+  ) throws {
+    let next = Atomic<Int>(blocks.lowerBound)
+    let failure = Mutex<(any Error)?>(nil)
+    let workers = min(evaluators.items.count, blocks.count)
+    DispatchQueue.concurrentPerform(iterations: workers) { w in
+      let evaluator = evaluators.items[w]
       while true {
         if failure.withLock({ $0 != nil }) { return }
         let block = next.add(1, ordering: .relaxed).oldValue
-        if block >= blockCount { return }
+        if block >= blocks.upperBound { return }
         do {
           try body(evaluator, block)
         } catch {
@@ -155,10 +186,19 @@ struct TensorExecutor {
     if let error = failure.withLock({ $0 }) { throw error }
   }
 
+  /// Drops the pages of input `input` that hold its first `elements` elements from the process.
+  func release(_ input: Int, upTo elements: Int) {
+    let view = views[input]
+    guard let start = view.bytes.baseAddress, let base = view.file.bytes.baseAddress else { return }
+    let offset = start - base
+    let bytes = min(view.bytes.count, elements * view.info.dtype.byteSize)
+    view.file.dontNeed(offset..<(offset + bytes))
+  }
+
   // MARK: Reductions
 
   /// The reductions grouped by depth: each needs only reductions of earlier groups.
-  func reductionLevels() -> [[NodeID]] {
+  static func reductionLevels(_ graph: TensorGraph) -> [[NodeID]] {
     var depth = [Int](repeating: 0, count: graph.nodes.count)
     var levels: [[NodeID]] = []
     for (i, node) in graph.nodes.enumerated() {
@@ -179,7 +219,7 @@ struct TensorExecutor {
   /// so do the gathers of the sort prefixes (the inputs they share, such as the base model, are
   /// decoded once per block); the prefixes then finish at the same time. Sort prefixes hold up
   /// to 8 bytes per element while they work, so they share a pass only while that stays under
-  /// 256 MB, and run one after another otherwise.
+  /// the schedule's limit (256 MB by default), and run one after another otherwise.
   func reduceLevel(_ level: [NodeID], _ env: inout Environment) throws {
     var keys: [Int: String] = [:]
     var pending: [NodeID] = []
@@ -188,7 +228,7 @@ struct TensorExecutor {
         pending.append(id)
         continue
       }
-      let key = cacheKey(id)
+      let key = ReductionCache.key(id, graph: graph, models: models)
       keys[id.index] = key
       switch cache.lookup(key) {
       case .cut(let c)?: env.cuts[id.index] = c
@@ -206,7 +246,7 @@ struct TensorExecutor {
       let values = try l1Norms(norms, env: env)
       for (id, v) in zip(norms, values) { env.scalars[id.index] = v }
     }
-    if prefixes.count > 1 && count * 8 * prefixes.count <= 256 << 20 {
+    if prefixes.count > 1 && count * 8 * prefixes.count <= schedule.concurrentSelectionBytes {
       for (id, cut) in zip(prefixes, try sortPrefixes(prefixes, env: env)) {
         env.cuts[id.index] = cut
       }
@@ -321,6 +361,36 @@ struct TensorExecutor {
     }
     return (high << 16 | UInt32(low), rank - below)
   }
+}
+
+/// Worker evaluators, one per worker slot: worker `w` of a pass uses only `items[w]`.
+final class EvaluatorPool: @unchecked Sendable {
+  let items: [BlockEvaluator]
+  init(_ items: [BlockEvaluator]) { self.items = items }
+}
+
+/// How the executor trades memory for speed.
+public struct Schedule: Sendable, Equatable {
+  /// Whether the next tensor's inputs are mapped ahead while this one computes.
+  public var prefetch = true
+  /// Blocks per window when input pages are released as the passes go (nil: released when the
+  /// tensor is done).
+  public var releaseWindow: Int?
+  /// Most bytes the selections of one tensor may hold at once to run side by side.
+  public var concurrentSelectionBytes = 256 << 20
+
+  /// The default: fastest.
+  public init() {}
+
+  /// The smallest schedule: nothing read ahead, input pages released every 64 blocks (4 Mi
+  /// elements), one selection at a time.
+  public static let small: Schedule = {
+    var s = Schedule()
+    s.prefetch = false
+    s.releaseWindow = 64
+    s.concurrentSelectionBytes = 0
+    return s
+  }()
 }
 
 /// Per-tensor results of reductions, indexed by node.

@@ -1,0 +1,377 @@
+import Dispatch
+import MergeCompiler
+import MergeModel
+import MergeRecipe
+import MergeRuntime
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// `merge plan RECIPE`: what a merge will cost, without reading any tensor data.
+struct PlanCommand: Subcommand {
+  static let configuration = CommandConfiguration(
+    commandName: "plan",
+    abstract: "Predict the memory, time and bytes of a merge without running it.",
+    discussion: """
+      Compiles the recipe exactly as 'merge run' would (reading config.json files and
+      safetensors headers only) and prices the schedule: bytes read and written, peak
+      resident memory, estimated time, the tensors with the largest working sets, and which
+      reductions the cache already holds. Time comes from throughput constants: measured on
+      this machine by 'merge plan --calibrate' (kept in the cache folder), or documented
+      defaults, which the plan then says it used. With --max-memory, the plan shows the
+      schedule 'merge run --max-memory' would choose, and fails when none fits.
+      """,
+    arguments: [
+      .positional("recipe", help: "The recipe file (mergekit YAML).", optional: true),
+      .flag("json", help: "Print JSON."),
+      .option("format", value: "format", help: "text (default), json or markdown."),
+      .option("threads", value: "n", help: "Worker threads (default: all cores)."),
+      .option(
+        "max-memory", value: "bytes",
+        help: "A memory budget, e.g. 300M or 2GiB: exit 1 if no schedule fits it."),
+      .option("seed", value: "n", help: "Seed of the random methods (default: 0)."),
+      .option(
+        "shard-size", value: "bytes",
+        help: "Most bytes per shard, e.g. 5B or 500M (default: 5B, five billion)."),
+      .flag(
+        "calibrate",
+        help: "Measure this machine's throughput first (a few seconds) and keep it."),
+      .option(
+        "cache", value: "dir",
+        help: "The cache folder to look in and keep calibration in (default: ~/.cache/merge)."),
+      .flag("no-cache", help: "Assume nothing cached; use the default constants."),
+      .flag(
+        "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
+    ])
+
+  enum Format { case text, json, markdown }
+
+  var recipe: String?
+  var format: Format
+  var threads: Int
+  var maxMemory: Int?
+  var seed: UInt64
+  var shardSize: Int
+  var calibrate: Bool
+  var cacheDirectory: String?
+  var useCache: Bool
+  var allowUnknown: Bool
+
+  init(_ arguments: ParsedArguments) throws(UsageError) {
+    recipe = arguments.positional("recipe")
+    let formatText = arguments.option("format")
+    if arguments.flag("json"), let formatText, formatText != "json" {
+      throw UsageError(message: "'--json' and '--format \(formatText)' disagree", helpLine: nil)
+    }
+    switch arguments.flag("json") ? "json" : (formatText ?? "text") {
+    case "text": format = .text
+    case "json": format = .json
+    case "markdown", "md": format = .markdown
+    case let other:
+      throw UsageError(
+        message:
+          "The value '\(other)' is invalid for '--format <format>'; use text, json or markdown",
+        helpLine: nil)
+    }
+    threads =
+      try arguments.integer("threads", in: 1...4096)
+      ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    maxMemory = try byteCountOption(arguments, "max-memory")
+    seed = try seedOption(arguments)
+    shardSize = try byteCountOption(arguments, "shard-size") ?? 5_000_000_000
+    calibrate = arguments.flag("calibrate")
+    useCache = !arguments.flag("no-cache")
+    cacheDirectory = arguments.option("cache")
+    allowUnknown = arguments.flag("allow-unknown")
+    if !useCache && cacheDirectory != nil {
+      throw UsageError(message: "'--cache' and '--no-cache' cannot be used together", helpLine: nil)
+    }
+    if !useCache && calibrate {
+      throw UsageError(
+        message: "'--calibrate' keeps its figures in the cache folder; drop '--no-cache'",
+        helpLine: nil)
+    }
+    if recipe == nil && !calibrate {
+      throw UsageError(message: "Missing expected argument '<recipe>'", helpLine: nil)
+    }
+  }
+
+  func run(console: Console) -> Int32 {
+    let start = DispatchTime.now().uptimeNanoseconds
+    let directory = useCache ? (cacheDirectory ?? ReductionCache.defaultDirectory) : nil
+    if calibrate {
+      guard let directory else {
+        console.err("error: no cache folder to keep the calibration in; pass --cache DIR\n")
+        return ExitCode.failure
+      }
+      console.err("calibrating on \(threads) thread\(threads == 1 ? "" : "s")…\n")
+      do {
+        let constants = try Calibration.run(
+          threads: threads, scratch: FileSystem.join(directory, "calibration-\(getpid())"))
+        try constants.save(to: directory)
+        console.err(
+          "calibrated: \(describe(constants)); kept in \(FileSystem.join(directory, "calibration.json"))\n"
+        )
+      } catch let error as Calibration.Failure {
+        console.err("error: calibration failed: \(error.description)\n")
+        return ExitCode.failure
+      } catch {
+        console.err("error: cannot keep the calibration: \(error)\n")
+        return ExitCode.failure
+      }
+      guard recipe != nil else { return ExitCode.success }
+    }
+    guard let recipe,
+      let (plan, text) = compile(recipe, allowUnknown: allowUnknown, console: console)
+    else { return ExitCode.failure }
+    var options = RunOptions(threads: threads, seed: seed, shardSize: shardSize)
+    options.cache = directory.map { ReductionCache(directory: $0) }
+    let constants = CostConstants.load(from: directory)
+    let graphs: [TensorGraph]
+    do {
+      graphs = try MergeRunner.compile(plan, options: options)
+    } catch {
+      console.err("error: \(error.description)\n")
+      return ExitCode.failure
+    }
+    let startup = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    let budget = chooseSchedule(
+      plan: plan, graphs: graphs, recipeText: text, options: options, constants: constants,
+      startupSeconds: startup, maxMemory: maxMemory)
+    let cost = budget.cost
+    switch format {
+    case .json: console.out(json(plan, cost, fits: budget.fits).formatted() + "\n")
+    case .markdown: console.out(markdown(recipe, plan, cost, fits: budget.fits))
+    case .text: console.out(self.text(recipe, plan, cost, fits: budget.fits))
+    }
+    if !budget.fits, let maxMemory {
+      console.err(
+        "error: the merge needs \(formatBytes(cost.peakMemoryBytes)) (at tensor '\(cost.peakTensor)') "
+          + "even with the smallest schedule; --max-memory is \(formatBytes(maxMemory))\n")
+      return ExitCode.failure
+    }
+    return ExitCode.success
+  }
+
+  // MARK: Output
+
+  func describe(_ c: CostConstants) -> String {
+    "pass \(format2(c.passNanoseconds)) ns/element, selection \(format2(c.selectNanoseconds)) ns/element, "
+      + "whole-tensor \(format2(c.wholeNanoseconds)) ns/element, map \(formatBytes(Int(c.mapBytesPerSecond)))/s, "
+      + "disk \(formatBytes(Int(c.diskBytesPerSecond)))/s, write \(formatBytes(Int(c.writeBytesPerSecond)))/s"
+  }
+
+  struct Source {
+    var name: String
+    var files: Int
+    var bytes: Int
+    var cached: Int
+  }
+
+  func sources(_ plan: MergePlan) -> [Source] {
+    plan.models.map { m in
+      var cached = 0
+      for file in m.weights.files {
+        let size = file.header.fileSize - file.header.dataOffset
+        cached += MappedFile.cachedBytes(
+          path: file.path, range: file.header.dataOffset..<(file.header.dataOffset + size))
+      }
+      return Source(
+        name: m.reference.description, files: m.weights.files.count, bytes: m.weights.byteCount,
+        cached: cached)
+    }
+  }
+
+  func largest(_ cost: MergeCost) -> [TensorCost] {
+    Array(
+      cost.tensors.enumerated().sorted {
+        ($0.element.workingSetBytes, -$0.offset) > ($1.element.workingSetBytes, -$1.offset)
+      }.prefix(5).map(\.element))
+  }
+
+  func scheduleName(_ s: Schedule) -> String {
+    s == Schedule() ? "default" : "small (no read-ahead, pages released every 64 blocks)"
+  }
+
+  func reductionsLine(_ cost: MergeCost) -> String {
+    let total = cost.tensors.reduce(0) { $0 + $1.reductions }
+    let cached = cost.tensors.reduce(0) { $0 + $1.cachedReductions }
+    return total == 0 ? "no reductions" : "\(cached) of \(total) reductions cached"
+  }
+
+  func timeNote(_ cost: MergeCost) -> String {
+    cost.constants.calibrated
+      ? "calibrated" : "default constants; run 'merge plan --calibrate' to measure this machine"
+  }
+
+  func text(_ recipe: String, _ plan: MergePlan, _ cost: MergeCost, fits: Bool) -> String {
+    var out = "\(recipe): \(plan.method.name), \(plan.models.count) models, "
+    out += "\(plan.tensors.count) tensors → \(cost.shards) shard\(cost.shards == 1 ? "" : "s")\n"
+    out += "sources:\n"
+    let srcs = sources(plan)
+    let width = srcs.map(\.name.count).max() ?? 0
+    for s in srcs {
+      out += "  " + s.name + String(repeating: " ", count: width - s.name.count + 2)
+      out += "\(formatBytes(s.bytes)) in \(s.files) file\(s.files == 1 ? "" : "s"), "
+      out += "\(percent(s.cached, s.bytes)) in the page cache\n"
+    }
+    out += "read:     \(formatBytes(cost.inputBytes)) of tensor data"
+    out += " (\(formatBytes(cost.bytesRead)) over all passes; "
+    out += "\(formatBytes(cost.uncachedInputBytes)) from disk)\n"
+    out += "write:    \(formatBytes(cost.bytesWritten))\n"
+    out += "memory:   peak \(formatBytes(cost.peakMemoryBytes)) at \(cost.peakTensor)"
+    out += " (process \(formatBytes(cost.baselineBytes)) + working set); "
+    out += "schedule \(scheduleName(cost.schedule))\n"
+    if let maxMemory {
+      out += "budget:   \(formatBytes(maxMemory)): \(fits ? "fits" : "does not fit")\n"
+    }
+    out += "time:     \(format2(cost.estimatedSeconds)) s on \(cost.threads) thread"
+    out += "\(cost.threads == 1 ? "" : "s") (\(timeNote(cost)))\n"
+    out += "cache:    \(reductionsLine(cost))\n"
+    out += "largest working sets:\n"
+    let top = largest(cost)
+    let nameWidth = top.map(\.name.count).max() ?? 0
+    for t in top {
+      out += "  " + t.name + String(repeating: " ", count: nameWidth - t.name.count + 2)
+      out += "\(formatBytes(t.workingSetBytes)), \(grouped(t.elements)) elements, "
+      out += "\(format2(t.seconds)) s\n"
+    }
+    return out
+  }
+
+  func markdown(_ recipe: String, _ plan: MergePlan, _ cost: MergeCost, fits: Bool) -> String {
+    var out = "### `merge plan` — `\(recipe)`\n\n"
+    out += "**\(plan.method.name)** of \(plan.models.count) models → \(plan.tensors.count) tensors "
+    out += "in \(cost.shards) shard\(cost.shards == 1 ? "" : "s")\n\n"
+    out += "| | |\n|---|---|\n"
+    out += "| Peak memory | \(formatBytes(cost.peakMemoryBytes)) (at `\(cost.peakTensor)`) |\n"
+    if let maxMemory {
+      out += "| Budget | \(formatBytes(maxMemory)): \(fits ? "fits" : "**does not fit**") |\n"
+    }
+    out += "| Estimated time | \(format2(cost.estimatedSeconds)) s on \(cost.threads) threads "
+    out += "(\(cost.constants.calibrated ? "calibrated" : "default constants")) |\n"
+    out +=
+      "| Read | \(formatBytes(cost.inputBytes)) (\(formatBytes(cost.uncachedInputBytes)) from disk) |\n"
+    out += "| Written | \(formatBytes(cost.bytesWritten)) |\n"
+    out += "| Schedule | \(scheduleName(cost.schedule)) |\n"
+    out += "| Cache | \(reductionsLine(cost)) |\n\n"
+    out += "| Source | Size | Files | In page cache |\n|---|---:|---:|---:|\n"
+    for s in sources(plan) {
+      out +=
+        "| `\(s.name)` | \(formatBytes(s.bytes)) | \(s.files) | \(percent(s.cached, s.bytes)) |\n"
+    }
+    out += "\n| Largest working sets | Memory | Elements | Time |\n|---|---:|---:|---:|\n"
+    for t in largest(cost) {
+      out += "| `\(t.name)` | \(formatBytes(t.workingSetBytes)) | \(grouped(t.elements)) | "
+      out += "\(format2(t.seconds)) s |\n"
+    }
+    return out
+  }
+
+  func json(_ plan: MergePlan, _ cost: MergeCost, fits: Bool) -> JSONValue {
+    func number(_ x: Double) -> JSONValue { .number(String((x * 1000).rounded() / 1000)) }
+    var fields: [(String, JSONValue)] = [
+      ("method", .string(plan.method.name)),
+      ("peak_memory_bytes", .integer(cost.peakMemoryBytes)),
+      ("peak_tensor", .string(cost.peakTensor)),
+      ("baseline_memory_bytes", .integer(cost.baselineBytes)),
+      ("estimated_seconds", number(cost.estimatedSeconds)),
+      ("bytes_read", .integer(cost.inputBytes)),
+      ("bytes_read_all_passes", .integer(cost.bytesRead)),
+      ("bytes_read_from_disk", .integer(cost.uncachedInputBytes)),
+      ("bytes_written", .integer(cost.bytesWritten)),
+      ("tensors", .integer(plan.tensors.count)),
+      ("shards", .integer(cost.shards)),
+      ("threads", .integer(cost.threads)),
+      ("calibrated", .bool(cost.constants.calibrated)),
+      ("schedule", .string(cost.schedule == Schedule() ? "default" : "small")),
+      (
+        "reductions",
+        .object([
+          ("total", .integer(cost.tensors.reduce(0) { $0 + $1.reductions })),
+          ("cached", .integer(cost.tensors.reduce(0) { $0 + $1.cachedReductions })),
+        ])
+      ),
+    ]
+    if let maxMemory {
+      fields.append(("max_memory_bytes", .integer(maxMemory)))
+      fields.append(("fits", .bool(fits)))
+    }
+    fields.append(
+      (
+        "sources",
+        .array(
+          sources(plan).map {
+            .object([
+              ("model", .string($0.name)), ("bytes", .integer($0.bytes)),
+              ("files", .integer($0.files)), ("bytes_in_page_cache", .integer($0.cached)),
+            ])
+          })
+      ))
+    fields.append(
+      (
+        "largest_tensors",
+        .array(
+          largest(cost).map {
+            .object([
+              ("name", .string($0.name)), ("elements", .integer($0.elements)),
+              ("working_set_bytes", .integer($0.workingSetBytes)),
+              ("estimated_seconds", number($0.seconds)),
+            ])
+          })
+      ))
+    return .object(fields)
+  }
+
+  func percent(_ part: Int, _ whole: Int) -> String {
+    whole == 0 ? "100%" : "\(Int((Double(part) / Double(whole) * 100).rounded()))%"
+  }
+}
+
+/// The fastest schedule whose predicted peak fits `maxMemory` (the default when there is no
+/// budget), with its cost; `fits` is false when not even the smallest does.
+func chooseSchedule(
+  plan: MergePlan, graphs: [TensorGraph], recipeText: String, options: RunOptions,
+  constants: CostConstants, startupSeconds: Double, maxMemory: Int?
+) -> (cost: MergeCost, fits: Bool) {
+  var options = options
+  let layout = MergeRunner.layout(plan, options: options)
+  let side = MergeRunner.sideFileBytes(
+    plan, recipeText: recipeText, seed: options.seed, layout: layout)
+  let baseline = ProcessMemory.residentBytes()
+  var cost = MergeCost.estimate(
+    plan: plan, graphs: graphs, layout: layout, outputFiles: side, options: options,
+    constants: constants, baselineBytes: baseline, startupSeconds: startupSeconds,
+    residency: { MappedFile.cachedBytes(path: $0, range: $1) })
+  guard let maxMemory, cost.peakMemoryBytes > maxMemory else { return (cost, true) }
+  options.schedule = .small
+  cost = MergeCost.estimate(
+    plan: plan, graphs: graphs, layout: layout, outputFiles: side, options: options,
+    constants: constants, baselineBytes: baseline, startupSeconds: startupSeconds,
+    residency: { MappedFile.cachedBytes(path: $0, range: $1) })
+  return (cost, cost.peakMemoryBytes <= maxMemory)
+}
+
+/// `--name BYTES`, if given.
+func byteCountOption(_ arguments: ParsedArguments, _ name: String) throws(UsageError) -> Int? {
+  guard let text = arguments.option(name) else { return nil }
+  guard let bytes = parseByteCount(text), bytes > 0 else {
+    throw UsageError(
+      message: "The value '\(text)' is invalid for '--\(name) <bytes>'", helpLine: nil)
+  }
+  return bytes
+}
+
+/// `--seed N` (default 0).
+func seedOption(_ arguments: ParsedArguments) throws(UsageError) -> UInt64 {
+  guard let text = arguments.option("seed") else { return 0 }
+  guard let s = UInt64(text) else {
+    throw UsageError(message: "The value '\(text)' is invalid for '--seed <n>'", helpLine: nil)
+  }
+  return s
+}

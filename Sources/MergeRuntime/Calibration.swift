@@ -1,0 +1,179 @@
+import Dispatch
+import MergeCompiler
+import MergeModel
+import MergeRecipe
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Measures ``CostConstants`` on this machine.
+///
+/// Writes four small synthetic models (39M parameters each, 2 layers of the benchmark's shape), times mapping, reading from disk and
+/// writing, then runs a task_arithmetic, a ties and a nearswap merge of them and solves the
+/// cost model for the per-element constants of each kind of work. Takes a few seconds.
+public enum Calibration {
+  /// Why calibration failed.
+  public struct Failure: Error, Sendable, CustomStringConvertible {
+    public var description: String
+  }
+
+  /// Measures the constants with `threads` workers, using `scratch` (created, then removed).
+  public static func run(threads: Int, scratch: String) throws(Failure) -> CostConstants {
+    FileSystem.removeTree(scratch)
+    guard mkdir(scratch, 0o755) == 0 else {
+      throw Failure(description: "cannot create '\(scratch)' (errno \(errno))")
+    }
+    defer { FileSystem.removeTree(scratch) }
+    do {
+      try SyntheticModels.write(to: scratch, layers: 2, hidden: 1024, vocab: 8000)
+    } catch {
+      throw Failure(description: "cannot write the calibration models: \(error.description)")
+    }
+    var constants = CostConstants.defaults
+    constants.calibrated = true
+    let files = SyntheticModels.names.map { FileSystem.join(scratch, "\($0)/model.safetensors") }
+    constants.diskBytesPerSecond = diskThroughput(files[3]) ?? constants.diskBytesPerSecond
+    constants.mapBytesPerSecond = mapThroughput(files) ?? constants.mapBytesPerSecond
+    constants.writeBytesPerSecond =
+      writeThroughput(FileSystem.join(scratch, "write-test")) ?? constants.writeBytesPerSecond
+
+    let recipes: [(String, String)] = [
+      ("task_arithmetic", "{weight: 0.3}"), ("ties", "{weight: 0.3, density: 0.5}"),
+      ("nearswap", ""),
+    ]
+    for (method, parameters) in recipes {
+      var text = "merge_method: \(method)\nbase_model: base\nmodels:\n"
+      let models = method == "nearswap" ? ["base", "ft0"] : ["ft0", "ft1", "ft2"]
+      for m in models {
+        text += "  - model: \(m)\n"
+        if !parameters.isEmpty { text += "    parameters: \(parameters)\n" }
+      }
+      if method == "nearswap" { text += "parameters:\n  t: 0.001\n" }
+      text += "dtype: bfloat16\n"
+      let path = FileSystem.join(scratch, "\(method).yml")
+      do {
+        try FileSystem.write(path, bytes: Array(text.utf8))
+      } catch {
+        throw Failure(description: error.description)
+      }
+      let report = RecipeChecker.check(path: path, options: RecipeOptions())
+      guard !report.hasErrors, let stage = report.recipe?.stages.first,
+        case (let plan?, _) = Resolver.resolve(stage: stage, report: report, file: path)
+      else { throw Failure(description: "the calibration recipe '\(method)' does not check") }
+      var options = RunOptions(threads: threads)
+      options.schedule = Schedule()
+      let out = FileSystem.join(scratch, "out-\(method)")
+      // Twice: the first run warms the code and the page cache, the second is measured.
+      var seconds = 0.0
+      for _ in 0..<2 {
+        FileSystem.removeTree(out)
+        let start = DispatchTime.now().uptimeNanoseconds
+        do {
+          _ = try MergeRunner.run(plan: plan, recipeText: text, output: out, options: options)
+        } catch {
+          throw Failure(description: "the calibration merge '\(method)' failed: \(error)")
+        }
+        seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      }
+      let graphs: [TensorGraph]
+      do {
+        graphs = try MergeRunner.compile(plan, options: options)
+      } catch {
+        throw Failure(description: error.description)
+      }
+      // The model's seconds are linear in the per-element constants: solve for the one this
+      // merge measures, the others known.
+      func predicted(_ c: CostConstants) -> Double {
+        MergeCost.estimate(
+          plan: plan, graphs: graphs, layout: MergeRunner.layout(plan, options: options),
+          outputFiles: 0, options: options, constants: c, baselineBytes: 0, startupSeconds: 0
+        ).estimatedSeconds
+      }
+      var zero = constants
+      switch method {
+      case "task_arithmetic": zero.passNanoseconds = 0
+      case "ties": zero.selectNanoseconds = 0
+      default: zero.wholeNanoseconds = 0
+      }
+      var unit = zero
+      switch method {
+      case "task_arithmetic": unit.passNanoseconds = 1
+      case "ties": unit.selectNanoseconds = 1
+      default: unit.wholeNanoseconds = 1
+      }
+      let known = predicted(zero)
+      let perUnit = predicted(unit) - known
+      guard perUnit > 0 else { continue }
+      let value = max(0.01, (seconds - known) / perUnit)
+      switch method {
+      case "task_arithmetic": constants.passNanoseconds = value
+      case "ties": constants.selectNanoseconds = value
+      default: constants.wholeNanoseconds = value
+      }
+    }
+    return constants
+  }
+
+  static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+  /// Reads `path` after asking the kernel to drop it from the page cache.
+  static func diskThroughput(_ path: String) -> Double? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    fsync(fd)
+    _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED))
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    defer { buffer.deallocate() }
+    let start = now()
+    var total = 0
+    while true {
+      let n = read(fd, buffer, 1 << 20)
+      if n <= 0 { break }
+      total += n
+    }
+    let seconds = now() - start
+    return total > 0 && seconds > 0 ? Double(total) / seconds : nil
+  }
+
+  /// Maps files that are in the page cache into the process (`MADV_POPULATE_READ`).
+  static func mapThroughput(_ paths: [String]) -> Double? {
+    var total = 0
+    var seconds = 0.0
+    for path in paths {
+      guard let file = try? MappedFile(path: path) else { return nil }
+      // Into the page cache first, then measure mapping only.
+      file.willNeed(0..<file.bytes.count)
+      file.dontNeed(0..<file.bytes.count)
+      let start = now()
+      file.willNeed(0..<file.bytes.count)
+      seconds += now() - start
+      total += file.bytes.count
+    }
+    return seconds > 0 ? Double(total) / seconds : nil
+  }
+
+  /// Writes 128 MB with `pwrite` in 4 MB pieces, as the shard writer does.
+  static func writeThroughput(_ path: String) -> Double? {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return nil }
+    defer {
+      close(fd)
+      unlink(path)
+    }
+    let piece = 4 << 20
+    let buffer = [UInt8](repeating: 0x5A, count: piece)
+    let start = now()
+    for i in 0..<32 {
+      let n = buffer.withUnsafeBytes { pwrite(fd, $0.baseAddress, piece, off_t(i * piece)) }
+      if n != piece { return nil }
+    }
+    let seconds = now() - start
+    return seconds > 0 ? Double(32 * piece) / seconds : nil
+  }
+}

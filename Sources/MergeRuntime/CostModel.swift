@@ -1,0 +1,365 @@
+import MergeCompiler
+import MergeModel
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// The machine's throughput constants that turn a schedule into seconds.
+///
+/// `merge plan --calibrate` measures them (``Calibration``) and keeps them in the cache folder
+/// as `calibration.json`; without that, ``defaults`` (measured on a 2-core x86-64 machine,
+/// 2026) are used and the plan says so.
+public struct CostConstants: Sendable, Equatable {
+  /// Nanoseconds to take one input element through one blockwise pass on one thread (decode,
+  /// the fused arithmetic, encode).
+  public var passNanoseconds: Double
+  /// Nanoseconds per element of one selection (torch-order sort prefix), on one thread.
+  public var selectNanoseconds: Double
+  /// Nanoseconds per input element of a whole-tensor kernel of unit weight, on one thread.
+  public var wholeNanoseconds: Double
+  /// Bytes per second of mapping input pages that are in the page cache.
+  public var mapBytesPerSecond: Double
+  /// Bytes per second of reading input pages that are not.
+  public var diskBytesPerSecond: Double
+  /// Bytes per second of writing the output.
+  public var writeBytesPerSecond: Double
+  /// Resident bytes a run holds beyond the plan's own (worker threads, the writer).
+  public var overheadBytes: Int
+  /// Whether these were measured on this machine.
+  public var calibrated: Bool
+
+  /// Creates constants.
+  public init(
+    passNanoseconds: Double, selectNanoseconds: Double, wholeNanoseconds: Double,
+    mapBytesPerSecond: Double, diskBytesPerSecond: Double, writeBytesPerSecond: Double,
+    overheadBytes: Int, calibrated: Bool
+  ) {
+    self.passNanoseconds = passNanoseconds
+    self.selectNanoseconds = selectNanoseconds
+    self.wholeNanoseconds = wholeNanoseconds
+    self.mapBytesPerSecond = mapBytesPerSecond
+    self.diskBytesPerSecond = diskBytesPerSecond
+    self.writeBytesPerSecond = writeBytesPerSecond
+    self.overheadBytes = overheadBytes
+    self.calibrated = calibrated
+  }
+
+  /// Documented defaults (see README, "merge plan").
+  public static let defaults = CostConstants(
+    passNanoseconds: 0.6, selectNanoseconds: 9, wholeNanoseconds: 8,
+    mapBytesPerSecond: 8e9, diskBytesPerSecond: 5e8, writeBytesPerSecond: 1.5e9,
+    overheadBytes: 4 << 20, calibrated: false)
+
+  static let fileName = "calibration.json"
+
+  /// The constants stored in `directory` by `merge plan --calibrate`, or the defaults.
+  public static func load(from directory: String?) -> CostConstants {
+    guard let directory,
+      let bytes = try? FileSystem.read(FileSystem.join(directory, fileName), limit: 1 << 20),
+      let text = String(validating: bytes, as: UTF8.self),
+      let json = try? JSONValue.parse(text)
+    else { return defaults }
+    func number(_ key: String) -> Double? {
+      guard case .number(let s)? = json[key], let v = Double(s), v.isFinite, v > 0 else {
+        return nil
+      }
+      return v
+    }
+    guard let pass = number("pass_ns_per_element"),
+      let select = number("select_ns_per_element"),
+      let whole = number("whole_tensor_ns_per_element"),
+      let map = number("map_bytes_per_second"),
+      let disk = number("disk_bytes_per_second"),
+      let write = number("write_bytes_per_second"),
+      let overhead = number("overhead_bytes")
+    else { return defaults }
+    return CostConstants(
+      passNanoseconds: pass, selectNanoseconds: select, wholeNanoseconds: whole,
+      mapBytesPerSecond: map, diskBytesPerSecond: disk, writeBytesPerSecond: write,
+      overheadBytes: Int(overhead), calibrated: true)
+  }
+
+  /// Stores the constants in `directory` (written to a temporary name, then renamed).
+  public func save(to directory: String) throws(ModelError) {
+    _ = mkdir(directory, 0o755)
+    let json = JSONValue.object([
+      ("pass_ns_per_element", .number(String(passNanoseconds))),
+      ("select_ns_per_element", .number(String(selectNanoseconds))),
+      ("whole_tensor_ns_per_element", .number(String(wholeNanoseconds))),
+      ("map_bytes_per_second", .number(String(mapBytesPerSecond))),
+      ("disk_bytes_per_second", .number(String(diskBytesPerSecond))),
+      ("write_bytes_per_second", .number(String(writeBytesPerSecond))),
+      ("overhead_bytes", .integer(overheadBytes)),
+    ])
+    let path = FileSystem.join(directory, Self.fileName)
+    let temporary = path + ".\(getpid())"
+    try FileSystem.write(temporary, bytes: Array((json.formatted() + "\n").utf8))
+    guard rename(temporary, path) == 0 else {
+      unlink(temporary)
+      throw .io(path: path, call: "rename", errno: errno)
+    }
+  }
+}
+
+/// What one output tensor costs.
+public struct TensorCost: Sendable {
+  /// The tensor.
+  public var name: String
+  /// Its elements.
+  public var elements: Int
+  /// Bytes of its distinct inputs.
+  public var inputBytes: Int
+  /// Bytes read from the mappings over all passes.
+  public var bytesRead: Int
+  /// Bytes of its stored data.
+  public var outputBytes: Int
+  /// Resident bytes while it computes: its buffers and mapped input pages, and the next
+  /// tensor's inputs when they are mapped ahead.
+  public var workingSetBytes: Int
+  /// Estimated seconds.
+  public var seconds: Double
+  /// Its reductions, and how many of them the cache holds.
+  public var reductions: Int
+  public var cachedReductions: Int
+}
+
+/// The price of a merge: bytes, memory and time, from the compiled graphs and the schedule the
+/// executor follows, without reading any tensor data.
+public struct MergeCost: Sendable {
+  /// Per tensor, in the order the run computes them.
+  public var tensors: [TensorCost]
+  /// Worker threads.
+  public var threads: Int
+  /// The schedule priced.
+  public var schedule: Schedule
+  /// The constants used.
+  public var constants: CostConstants
+  /// Resident bytes before the first tensor (the process with the compiled plan).
+  public var baselineBytes: Int
+  /// Predicted peak resident bytes.
+  public var peakMemoryBytes: Int
+  /// The tensor at which the peak is reached.
+  public var peakTensor: String
+  /// Bytes of distinct input tensor data.
+  public var inputBytes: Int
+  /// Of those, bytes not in the page cache now (read from disk).
+  public var uncachedInputBytes: Int
+  /// Bytes read from the mappings over all passes.
+  public var bytesRead: Int
+  /// Bytes of every file the output folder will hold.
+  public var bytesWritten: Int
+  /// Output shard files.
+  public var shards: Int
+  /// Estimated wall seconds, startup included.
+  public var estimatedSeconds: Double
+
+  /// The cost of running `graphs` (compiled from `plan` with `options`).
+  ///
+  /// - Parameters:
+  ///   - outputFiles: bytes of the output's files besides the shards (config, tokenizer, card).
+  ///   - baselineBytes: resident bytes of the process holding the compiled plan.
+  ///   - startupSeconds: what it took to get here (checking and compiling).
+  ///   - residency: bytes of `path`'s `range` in the page cache (nil: assume all of it).
+  public static func estimate(
+    plan: MergePlan, graphs: [TensorGraph], layout: ShardLayout, outputFiles: Int,
+    options: RunOptions, constants: CostConstants, baselineBytes: Int, startupSeconds: Double,
+    residency: ((String, Range<Int>) -> Int)? = nil
+  ) -> MergeCost {
+    let threads = max(1, options.threads)
+    let schedule = options.schedule
+    let order = processingOrder(graphs, plan.models)
+    var tensors: [TensorCost] = []
+    var uncached = 0
+    var inputs = 0
+    var seconds = startupSeconds
+    var peak = 0
+    var peakTensor = ""
+    let mapped = graphs.map { mappedBytes($0) }
+    for (step, index) in order.enumerated() {
+      let graph = graphs[index]
+      var cost = price(graph, plan: plan, options: options, constants: constants)
+      let next = step + 1 < order.count && schedule.prefetch ? mapped[order[step + 1]] : 0
+      cost.workingSetBytes += next
+      // Inputs not in the page cache come from disk.
+      var cold = 0
+      if let residency {
+        for input in Set(graph.plan.inputs.map { InputKey($0) }) {
+          guard let file = plan.models[input.model].weights.file(for: input.tensor),
+            let info = file.info(input.tensor)
+          else { continue }
+          let start = file.header.dataOffset + info.dataRange.lowerBound
+          cold += info.byteCount - residency(file.path, start..<(start + info.byteCount))
+        }
+      }
+      uncached += cold
+      inputs += cost.inputBytes
+      cost.seconds += Double(cold) / constants.diskBytesPerSecond
+      seconds += cost.seconds
+      if cost.workingSetBytes > peak {
+        peak = cost.workingSetBytes
+        peakTensor = cost.name
+      }
+      tensors.append(cost)
+    }
+    seconds += Double(outputFiles) / constants.writeBytesPerSecond
+    return MergeCost(
+      tensors: tensors, threads: threads, schedule: schedule, constants: constants,
+      baselineBytes: baselineBytes,
+      peakMemoryBytes: baselineBytes + constants.overheadBytes + peak, peakTensor: peakTensor,
+      inputBytes: inputs, uncachedInputBytes: uncached,
+      bytesRead: tensors.reduce(0) { $0 + $1.bytesRead },
+      bytesWritten: layout.totalFileSize + outputFiles, shards: layout.shards.count,
+      estimatedSeconds: seconds)
+  }
+
+  private struct InputKey: Hashable {
+    var model: Int
+    var tensor: String
+    init(_ input: TensorInput) {
+      model = input.model
+      tensor = input.tensor
+    }
+  }
+
+  static let page = 4096
+
+  /// Bytes of a tensor's distinct inputs, in whole pages.
+  static func mappedBytes(_ graph: TensorGraph) -> Int {
+    var seen = Set<InputKey>()
+    var total = 0
+    for input in graph.plan.inputs where seen.insert(InputKey(input)).inserted {
+      total += (input.info.byteCount + page - 1) / page * page + page
+    }
+    return total
+  }
+
+  /// Relative cost per input element of each whole-tensor kernel, slerp being 1: how many
+  /// passes over its inputs it makes, by its code.
+  static func weight(_ method: WholeTensorMethod) -> Double {
+    switch method {
+    case .slerp, .nearswap: return 1
+    case .nuslerp, .multislerp, .ram: return 2
+    case .modelStock, .arceeFusion, .ramPlus: return 3
+    case .sce: return 6
+    case .karcher(let iterations, _): return 2 * Double(max(1, min(iterations, 20)))
+    }
+  }
+
+  /// Bytes a whole-tensor kernel allocates beyond its decoded inputs and result, per element.
+  static func temporaries(_ method: WholeTensorMethod, inputs: Int) -> Int {
+    switch method {
+    case .slerp, .nearswap: return 0
+    case .nuslerp, .arceeFusion: return 8
+    case .multislerp, .karcher, .modelStock, .ram, .ramPlus: return 4 * inputs + 8
+    case .sce: return 4 * inputs + 16
+    }
+  }
+
+  /// One tensor's cost without the next tensor's prefetch or disk reads.
+  static func price(
+    _ graph: TensorGraph, plan: MergePlan, options: RunOptions, constants: CostConstants
+  ) -> TensorCost {
+    let threads = max(1, options.threads)
+    let schedule = options.schedule
+    let count = graph.plan.count
+    let output = graph[graph.output]
+    let outputBytes = count * graph.plan.outputDType.byteSize
+    let mapped = mappedBytes(graph)
+    let inputBytes = graph.plan.inputs.reduce(0) { $0 + $1.info.byteCount }
+    var cost = TensorCost(
+      name: graph.plan.name, elements: count, inputBytes: inputBytes, bytesRead: 0,
+      outputBytes: outputBytes, workingSetBytes: 0, seconds: 0, reductions: 0,
+      cachedReductions: 0)
+    var seconds = Double(outputBytes) / constants.writeBytesPerSecond
+    seconds += Double(mapped) / constants.mapBytesPerSecond
+
+    if case .copyBytes = output.op {
+      cost.bytesRead = inputBytes
+      cost.workingSetBytes = mapped
+      cost.seconds = seconds
+      return cost
+    }
+    if case .wholeTensor(let method) = graph[output.inputs[0]].op {
+      let n = graph[output.inputs[0]].inputs.count
+      cost.bytesRead = inputBytes
+      let buffers = (n + 1) * count * 4 + outputBytes + temporaries(method, inputs: n) * count
+      let largestInput = graph.plan.inputs.map(\.info.byteCount).max() ?? 0
+      cost.workingSetBytes = buffers + (schedule.releaseWindow == nil ? mapped : largestInput)
+      seconds += Double(count * n) * weight(method) * constants.wholeNanoseconds / 1e9
+      cost.seconds = seconds
+      return cost
+    }
+
+    let blockSize = TensorExecutor.blockSize(of: graph)
+    let blockCount = max(1, (count + blockSize - 1) / blockSize)
+    let workers = min(threads, blockCount)
+    // Which reductions the cache holds: those are not computed, and their passes not made.
+    let cache = options.cache
+    var cached = Set<Int>()
+    for (i, node) in graph.nodes.enumerated() where node.op.isReduction {
+      cost.reductions += 1
+      if let cache,
+        cache.contains(ReductionCache.key(NodeID(index: i), graph: graph, models: plan.models))
+      {
+        cached.insert(i)
+      }
+    }
+    cost.cachedReductions = cached.count
+    // Passes: the final one, and one per uncomputed reduction reading the input.
+    var elementPasses = 0
+    var bytesRead = 0
+    for r in graph.passesReading(skipping: cached) {
+      elementPasses += r.passes * graph.plan.inputs[r.input].info.count
+      bytesRead += r.passes * graph.plan.inputs[r.input].info.byteCount
+    }
+    cost.bytesRead = bytesRead
+    seconds += Double(elementPasses) * constants.passNanoseconds / 1e9 / Double(workers)
+    if schedule.releaseWindow != nil {
+      // Released pages are mapped again by each later pass.
+      seconds += Double(max(0, bytesRead - inputBytes)) / constants.mapBytesPerSecond
+    }
+    // Selections, level by level, and the sets they leave.
+    var selectionPeak = 0
+    var sets = 0
+    for level in TensorExecutor.reductionLevels(graph) {
+      let prefixes = level.filter {
+        guard !cached.contains($0.index) else { return false }
+        if case .sortPrefix = graph[$0].op { return true } else { return false }
+      }.count
+      guard prefixes > 0 else { continue }
+      let concurrent = prefixes > 1 && count * 8 * prefixes <= schedule.concurrentSelectionBytes
+      selectionPeak = max(selectionPeak, concurrent ? prefixes * count * 8 : count * 8)
+      let lanes = concurrent ? min(threads, prefixes) : 1
+      seconds += Double(prefixes * count) * constants.selectNanoseconds / 1e9 / Double(lanes)
+    }
+    for node in graph.nodes {
+      if case .sortPrefix = node.op { sets += (count + 63) / 64 * 8 }
+    }
+    let evaluators = workers * (graph.nodes.count + graph.plan.inputs.count + 4) * blockSize * 4
+    let window = schedule.releaseWindow.map { w in
+      min(mapped, w * blockSize * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize })
+    }
+    cost.workingSetBytes = (window ?? mapped) + selectionPeak + sets + evaluators
+    cost.seconds = seconds
+    return cost
+  }
+
+}
+
+/// The process's memory, from `/proc/self/statm`.
+public enum ProcessMemory {
+  /// Resident bytes now (0 where `/proc` is not available).
+  public static func residentBytes() -> Int {
+    guard let bytes = try? FileSystem.read("/proc/self/statm", limit: 4096),
+      let text = String(validating: bytes, as: UTF8.self)
+    else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+  }
+}
