@@ -332,8 +332,12 @@ public struct MergeCost: Sendable {
         if case .sortPrefix = graph[$0].op { return true } else { return false }
       }.count
       guard prefixes > 0 else { continue }
+      // A selection holds the magnitudes (4 bytes per element), the indices of the side of the
+      // first partition that straddles the boundary (4 bytes for about half the elements) and
+      // two bitsets.
       let concurrent = prefixes > 1 && count * 8 * prefixes <= schedule.concurrentSelectionBytes
-      selectionPeak = max(selectionPeak, concurrent ? prefixes * count * 8 : count * 8)
+      let selection = count * 4 + count * 2 + count / 4
+      selectionPeak = max(selectionPeak, concurrent ? prefixes * selection : selection)
       let lanes = concurrent ? min(threads, prefixes) : 1
       seconds += Double(prefixes * count) * constants.selectNanoseconds / 1e9 / Double(lanes)
     }

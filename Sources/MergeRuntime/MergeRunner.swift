@@ -96,6 +96,7 @@ public enum MergeRunner {
     plan: MergePlan, recipeText: String, output: String, options: RunOptions
   ) throws(RunError) -> RunSummary {
     let start = DispatchTime.now().uptimeNanoseconds
+    releaseFreedMemory()
     let graphs = try compile(plan, options: options)
     let layout = Self.layout(plan, options: options)
     let specs = layout.shards.flatMap(\.tensors)
@@ -252,6 +253,25 @@ extension MergeRunner {
     return graphs
   }
 }
+
+/// Makes the allocator give buffers of 1 MB or more back to the system when they are freed.
+///
+/// glibc raises its mmap threshold to the size of each large buffer freed (up to 32 MB), after
+/// which buffers of that size come from heaps that are rarely trimmed: a run's resident memory
+/// would creep up by tens of megabytes over the tensors. A fixed threshold keeps it at the
+/// working set, which is what `merge plan` predicts and `--max-memory` bounds.
+func releaseFreedMemory() {
+  #if canImport(Glibc)
+    // <malloc.h>: M_TRIM_THRESHOLD −1, M_MMAP_THRESHOLD −3 (not in Swift's Glibc module).
+    _ = glibcMallopt(-3, 1 << 20)
+    _ = glibcMallopt(-1, 4 << 20)
+  #endif
+}
+
+#if canImport(Glibc)
+  @_silgen_name("mallopt")
+  private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif
 
 /// The order tensors are computed in.
 ///

@@ -81,7 +81,7 @@ enum CachedReduction: Sendable {
   case cut(Cut)
   case scalar(Double)
 
-  private static let magic: [UInt8] = Array("MRGC1".utf8)
+  private static let magic: [UInt8] = Array("MRGC2".utf8)
 
   var bytes: [UInt8] {
     var out = Self.magic
@@ -101,8 +101,10 @@ enum CachedReduction: Sendable {
         put(UInt64(t))
         out.append(ties ? 1 : 0)
         out.append(descending ? 1 : 0)
-      case .set(let bits):
+      case .thresholdWithTies(let t, let descending, let bits):
         out.append(4)
+        put(UInt64(t))
+        out.append(descending ? 1 : 0)
         put(UInt64(bits.words.count))
         for w in bits.words { put(w) }
       }
@@ -133,6 +135,9 @@ enum CachedReduction: Sendable {
           kind: .threshold(
             UInt32(truncatingIfNeeded: t), ties: bytes[i] != 0, descending: bytes[i + 1] != 0)))
     case 4:
+      guard let t = get(), i < bytes.count else { return nil }
+      let descending = bytes[i] != 0
+      i += 1
       guard let n = get(), n < 1 << 40 else { return nil }
       var words: [UInt64] = []
       words.reserveCapacity(Int(n))
@@ -140,7 +145,10 @@ enum CachedReduction: Sendable {
         guard let w = get() else { return nil }
         words.append(w)
       }
-      self = .cut(Cut(kind: .set(Bitset(words: words))))
+      self = .cut(
+        Cut(
+          kind: .thresholdWithTies(
+            UInt32(truncatingIfNeeded: t), descending: descending, ties: Bitset(words: words))))
     default: return nil
     }
   }

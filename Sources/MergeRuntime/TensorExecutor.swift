@@ -303,7 +303,8 @@ struct TensorExecutor {
     let results = Mutex([Cut?](repeating: nil, count: ids.count))
     DispatchQueue.concurrentPerform(iterations: ids.count) { k in
       guard case .sortPrefix(let rank, let descending) = self.graph[ids[k]].op else { return }
-      let cut = self.prefix(of: targets[k].pointer, rank: rank, descending: descending)
+      let cut = Self.prefix(
+        of: targets[k].pointer, count: self.count, rank: rank, descending: descending)
       results.withLock { $0[k] = cut }
     }
     return results.withLock { $0.map { $0 ?? Cut(kind: .everything) } }
@@ -316,7 +317,9 @@ struct TensorExecutor {
   /// different magnitudes, that threshold is the answer. When it splits a run of equal
   /// magnitudes, which of them come first depends on torch's unstable sort, so
   /// ``TorchSortEmulation`` decides, as torch would. `values` is used as scratch.
-  func prefix(of values: UnsafeMutablePointer<Float>, rank: Int, descending: Bool) -> Cut {
+  static func prefix(
+    of values: UnsafeMutablePointer<Float>, count: Int, rank: Int, descending: Bool
+  ) -> Cut {
     if rank <= 0 { return Cut(kind: .nothing) }
     if rank >= count { return Cut(kind: .everything) }
     // Ascending position of the boundary: a descending prefix of `rank` is everything above
@@ -329,9 +332,10 @@ struct TensorExecutor {
       // Exactly the elements below the threshold are below the boundary.
       return Cut(kind: .threshold(selection.threshold, ties: descending, descending: descending))
     }
-    let sets = TorchSortEmulation.prefixSets(
-      of: values, count: count, descending: descending, boundaries: [rank])
-    return Cut(kind: .set(sets[0]))
+    let ties = TorchSortEmulation.tiesBefore(
+      values, count: count, descending: descending, boundary: rank,
+      threshold: selection.threshold)
+    return Cut(kind: .thresholdWithTies(selection.threshold, descending: descending, ties: ties))
   }
 
   /// The magnitude bits at ascending position `rank` of `values` (non-negative floats, whose

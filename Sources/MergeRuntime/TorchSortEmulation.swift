@@ -19,41 +19,109 @@ struct TorchSortEmulation {
   private let values: UnsafeMutablePointer<UInt32>
   private let indices: UnsafeMutablePointer<Int32>
   private let count: Int
-  private let descending: Bool
-  private let boundaries: [Int]
+  private let boundary: Int
+  /// The partition's block offsets (256 bytes), owned by the caller.
+  private let offsets: UnsafeMutablePointer<UInt8>
 
-  /// Emulates the sort of `values` (whose element `i` starts at position `i`) and returns, for
-  /// each boundary `b`, a bitset over original indices of the elements at sorted positions `< b`.
-  static func prefixSets(
-    of values: UnsafeMutablePointer<Float>, count: Int, descending: Bool, boundaries: [Int]
-  ) -> [Bitset] {
-    let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, count))
-    defer { indices.deallocate() }
-    for i in 0..<count { indices[i] = Int32(truncatingIfNeeded: i) }
+  /// The elements whose magnitude bits equal `threshold` that a torch sort of `values` puts
+  /// before position `boundary` (elements strictly before the threshold are all before it,
+  /// and strictly after it all after, so only these need the emulation).
+  ///
+  /// The first partition of the whole array is where memory goes: it runs in place on the
+  /// keys, with original indices kept only for the side that straddles the boundary. A dry
+  /// run of the partition's scans finds where they cross before anything moves, so that side
+  /// is known up front; the equal elements that land on the other side are collected as they
+  /// are passed. That holds 4 bytes per element of the array plus 4 per element of one side,
+  /// where tracking every index would hold 8. The rest of the sort runs on that side only.
+  /// `values` is used as scratch.
+  static func tiesBefore(
+    _ values: UnsafeMutablePointer<Float>, count n: Int, descending: Bool, boundary b: Int,
+    threshold: UInt32
+  ) -> Bitset {
     let keys = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
     if descending {
-      for i in 0..<count { keys[i] = ~keys[i] }
+      for i in 0..<n { keys[i] = ~keys[i] }
     }
-    let sorter = TorchSortEmulation(
-      values: keys, indices: indices, count: count, descending: descending, boundaries: boundaries
-    )
-    sorter.sort()
-    return boundaries.map { b in
-      var set = Bitset(count: count)
-      set.insert(indices, count: min(max(0, b), count))
-      return set
+    let tie = descending ? ~threshold : threshold
+    var ties = Bitset(count: n)
+    let offsets = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
+    defer { offsets.deallocate() }
+    let depth = n > 1 ? 2 * (Int.bitWidth - 1 - n.leadingZeroBitCount) : 0
+    guard n > Self.threshold, depth > 0, b > 0, b < n else {
+      // Small: emulate the whole sort with every index.
+      let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, n))
+      defer { indices.deallocate() }
+      for i in 0..<n { indices[i] = Int32(truncatingIfNeeded: i) }
+      let sorter = TorchSortEmulation(
+        keys: keys, indices: indices, count: n, boundary: b, offsets: offsets)
+      sorter.sort(depth: depth)
+      for p in 0..<min(max(0, b), n) where keys[p] == tie { ties.insert(Int(indices[p])) }
+      return ties
     }
+    // std::__move_median_to_first(first, first + 1, mid, last − 1), then the pivot is first.
+    let median = medianPosition(keys, 1, n / 2, n - 1)
+    (keys[0], keys[median]) = (keys[median], keys[0])
+    func origin(_ p: Int) -> Int32 { FirstPartition.origin(p, median: median) }
+    let pivot = keys[0]
+    // Dry run of std::__unguarded_partition(first + 1, last, first): where the scans cross.
+    var dry = NoPairs()
+    let cut = hoarePartition(keys, 1, n, pivot: pivot, swapping: false, offsets: offsets, &dry)
+    let leftStraddles = b < cut
+    let rightStraddles = b > cut
+    // Original indices of the straddling side, `lo..<hi`.
+    let lo = leftStraddles ? 0 : cut
+    let hi = leftStraddles ? cut : (rightStraddles ? n : cut)
+    let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, hi - lo))
+    defer { indices.deallocate() }
+    for p in lo..<hi { indices[p - lo] = origin(p) }
+    // The real partition. When the left side does not straddle, it lies wholly before the
+    // boundary: its equal elements are in the result. Those swapped in are noted now (with
+    // their slots); those that stay are found after, at the slots not noted.
+    var level0 = FirstPartition(
+      indices: indices, lo: lo, median: median, tie: tie, leftStraddles: leftStraddles,
+      rightStraddles: rightStraddles, keys: keys, ties: ties,
+      swappedIn: leftStraddles ? Bitset(count: 0) : Bitset(count: n))
+    _ = hoarePartition(keys, 1, n, pivot: pivot, swapping: true, offsets: offsets, &level0)
+    ties = level0.ties
+    let swappedIn = level0.swappedIn
+    if !leftStraddles {
+      for p in 0..<cut where keys[p] == tie && !swappedIn.contains(p) {
+        ties.insert(Int(origin(p)))
+      }
+    }
+    if lo < hi {
+      let sorter = TorchSortEmulation(
+        keys: keys + lo, indices: indices, count: hi - lo, boundary: b - lo, offsets: offsets)
+      sorter.sort(depth: depth - 1)
+      for p in 0..<(b - lo) where keys[lo + p] == tie { ties.insert(Int(indices[p])) }
+    }
+    return ties
+  }
+
+  /// The position `std::__move_median_to_first` swaps with the first: the median of `a`, `b`,
+  /// `c` under `<`, with its tie rules.
+  private static func medianPosition(
+    _ keys: UnsafeMutablePointer<UInt32>, _ a: Int, _ b: Int, _ c: Int
+  ) -> Int {
+    if keys[a] < keys[b] {
+      if keys[b] < keys[c] { return b }
+      if keys[a] < keys[c] { return c }
+      return a
+    }
+    if keys[a] < keys[c] { return a }
+    if keys[b] < keys[c] { return c }
+    return b
   }
 
   private init(
-    values: UnsafeMutablePointer<UInt32>, indices: UnsafeMutablePointer<Int32>, count: Int,
-    descending: Bool, boundaries: [Int]
+    keys: UnsafeMutablePointer<UInt32>, indices: UnsafeMutablePointer<Int32>, count: Int,
+    boundary: Int, offsets: UnsafeMutablePointer<UInt8>
   ) {
-    self.values = values
+    self.offsets = offsets
+    self.values = keys
     self.indices = indices
     self.count = count
-    self.descending = descending
-    self.boundaries = boundaries
+    self.boundary = boundary
   }
 
   // MARK: Comparator (torch's KeyValueCompDesc / KeyValueCompAsc on the values)
@@ -80,14 +148,15 @@ struct TorchSortEmulation {
   }
 
   private func straddles(_ first: Int, _ last: Int) -> Bool {
-    boundaries.contains { first < $0 && $0 < last }
+    first < boundary && boundary < last
   }
 
   // MARK: std::sort
 
-  private func sort() {
+  /// The sort from introsort's depth budget `depth` (`2·⌊log₂ n⌋` for a whole array).
+  private func sort(depth: Int) {
     guard count > 1 else { return }
-    introsortLoop(0, count, depth: 2 * (Int.bitWidth - 1 - count.leadingZeroBitCount))
+    introsortLoop(0, count, depth: depth)
     // The final insertion sort only reorders elements within the runs the loop left; only
     // the runs that straddle a boundary matter.
     for (lo, hi) in runs.value { insertionSort(lo, hi) }
@@ -120,35 +189,13 @@ struct TorchSortEmulation {
   }
 
   private func moveMedianToFirst(_ result: Int, _ a: Int, _ b: Int, _ c: Int) {
-    if less(at: a, b) {
-      if less(at: b, c) {
-        swapAt(result, b)
-      } else if less(at: a, c) {
-        swapAt(result, c)
-      } else {
-        swapAt(result, a)
-      }
-    } else if less(at: a, c) {
-      swapAt(result, a)
-    } else if less(at: b, c) {
-      swapAt(result, c)
-    } else {
-      swapAt(result, b)
-    }
+    swapAt(result, Self.medianPosition(values, a, b, c))
   }
 
-  private func unguardedPartition(_ firstIn: Int, _ lastIn: Int, pivot: Int) -> Int {
-    var first = firstIn
-    var last = lastIn
-    let p = values[pivot]
-    while true {
-      while values[first] < p { first &+= 1 }
-      last &-= 1
-      while p < values[last] { last &-= 1 }
-      if !(first < last) { return first }
-      swapAt(first, last)
-      first &+= 1
-    }
+  private func unguardedPartition(_ first: Int, _ last: Int, pivot: Int) -> Int {
+    var sink = SwapIndices(indices: indices)
+    return Self.hoarePartition(
+      values, first, last, pivot: values[pivot], swapping: true, offsets: offsets, &sink)
   }
 
   /// Stable insertion sort of `[first, last)`: what libstdc++'s final insertion sort does to a
@@ -224,6 +271,164 @@ struct TorchSortEmulation {
   }
 }
 
+/// What a partition does besides swapping keys: told of each swap, in order.
+protocol PartitionPairs {
+  /// Positions `a < b` were swapped (the keys already are).
+  mutating func swapped(_ a: Int, _ b: Int)
+}
+
+/// A dry run: nothing to do.
+struct NoPairs: PartitionPairs {
+  @inline(__always) mutating func swapped(_ a: Int, _ b: Int) {}
+}
+
+/// Inside the introsort: the indices move with the keys.
+struct SwapIndices: PartitionPairs {
+  let indices: UnsafeMutablePointer<Int32>
+  @inline(__always) mutating func swapped(_ a: Int, _ b: Int) {
+    let t = indices[a]
+    indices[a] = indices[b]
+    indices[b] = t
+  }
+}
+
+/// The first partition of the whole array: indices only for the side that straddles the
+/// boundary (from `lo`), and the equal elements swapped into a left side that does not.
+struct FirstPartition: PartitionPairs {
+  let indices: UnsafeMutablePointer<Int32>
+  let lo: Int
+  let median: Int
+  let tie: UInt32
+  let leftStraddles: Bool
+  let rightStraddles: Bool
+  let keys: UnsafeMutablePointer<UInt32>
+  var ties: Bitset
+  var swappedIn: Bitset
+
+  /// The original index of the element at `p` after the median was moved to the front.
+  @inline(__always) static func origin(_ p: Int, median: Int) -> Int32 {
+    Int32(truncatingIfNeeded: p == 0 ? median : (p == median ? 0 : p))
+  }
+
+  @inline(__always) mutating func swapped(_ a: Int, _ b: Int) {
+    // Positions are original ones until swapped: only positions the scans have passed move.
+    if leftStraddles {
+      indices[a] = Self.origin(b, median: median)
+    } else {
+      if rightStraddles { indices[b - lo] = Self.origin(a, median: median) }
+      if keys[a] == tie {
+        ties.insert(Int(Self.origin(b, median: median)))
+        swappedIn.insert(a)
+      }
+    }
+  }
+}
+
+extension TorchSortEmulation {
+  /// libstdc++'s `std::__unguarded_partition(first, last, pivot)` on `keys` (`<`): the cut,
+  /// with `pairs` told of every swap in the order the scans make them.
+  ///
+  /// Hoare's scans stop at the `j`-th key not below the pivot from the left and the `j`-th not
+  /// above it from the right, and swap those two, until they cross. So the swaps can be found a
+  /// block at a time, without a branch per key (as in BlockQuicksort): the stops of a 128-key
+  /// block from each end are listed, paired in order, and swapped, while the unscanned middle
+  /// is longer than two blocks. The scalar loop then continues from the last swap exactly as
+  /// the original would, and finds the crossing.
+  ///
+  /// Without `swapping`, a dry run: nothing is written, and the scans are bounded by the last
+  /// pair they would have swapped (whose swapped keys stop them in the real run).
+  @inline(__always)
+  static func hoarePartition<P: PartitionPairs>(
+    _ keys: UnsafeMutablePointer<UInt32>, _ firstIn: Int, _ lastIn: Int, pivot: UInt32,
+    swapping: Bool, offsets: UnsafeMutablePointer<UInt8>, _ pairs: inout P
+  ) -> Int {
+    let block = 128
+    var first = firstIn
+    var last = lastIn
+    var swappedFirst = -1
+    var swappedLast = lastIn
+    // Unscanned: [scanLeft, scanRight). Listed stops not yet paired: offsets from the bases.
+    var scanLeft = firstIn
+    var scanRight = lastIn
+    var leftBase = 0
+    var rightBase = 0
+    var leftCount = 0
+    var leftUsed = 0
+    var rightCount = 0
+    var rightUsed = 0
+    var anySwap = false
+    let leftOffsets = offsets
+    let rightOffsets = offsets + block
+    let p = UInt64(pivot)
+    while scanRight - scanLeft > 2 * block {
+      if leftUsed == leftCount {
+        leftBase = scanLeft
+        leftCount = 0
+        leftUsed = 0
+        // Branch-free: a stop is a key not below the pivot.
+        for i in 0..<block {
+          leftOffsets[leftCount] = UInt8(truncatingIfNeeded: i)
+          leftCount &+= Int(truncatingIfNeeded: ((UInt64(keys[leftBase &+ i]) &- p) >> 63) ^ 1)
+        }
+        scanLeft &+= block
+      }
+      if rightUsed == rightCount {
+        rightBase = scanRight &- 1
+        rightCount = 0
+        rightUsed = 0
+        for i in 0..<block {
+          rightOffsets[rightCount] = UInt8(truncatingIfNeeded: i)
+          rightCount &+= Int(truncatingIfNeeded: ((p &- UInt64(keys[rightBase &- i])) >> 63) ^ 1)
+        }
+        scanRight &-= block
+      }
+      let count = min(leftCount - leftUsed, rightCount - rightUsed)
+      if count == 0 { continue }
+      for j in 0..<count {
+        let a = leftBase &+ Int(leftOffsets[leftUsed &+ j])
+        let b = rightBase &- Int(rightOffsets[rightUsed &+ j])
+        if swapping {
+          let t = keys[a]
+          keys[a] = keys[b]
+          keys[b] = t
+        }
+        pairs.swapped(a, b)
+        swappedFirst = a
+        swappedLast = b
+      }
+      anySwap = true
+      leftUsed &+= count
+      rightUsed &+= count
+    }
+    if anySwap {
+      first = swappedFirst &+ 1
+      last = swappedLast
+    }
+    if swapping {
+      while true {
+        while keys[first] < pivot { first &+= 1 }
+        last &-= 1
+        while pivot < keys[last] { last &-= 1 }
+        if !(first < last) { return first }
+        let t = keys[first]
+        keys[first] = keys[last]
+        keys[last] = t
+        pairs.swapped(first, last)
+        first &+= 1
+      }
+    }
+    while true {
+      while first < swappedLast && keys[first] < pivot { first &+= 1 }
+      last &-= 1
+      while last > swappedFirst && pivot < keys[last] { last &-= 1 }
+      if !(first < last) { return first }
+      swappedFirst = first
+      swappedLast = last
+      first &+= 1
+    }
+  }
+}
+
 /// A mutable box, so that the emulation's non-mutating recursion can collect runs.
 final class Box<T> {
   var value: T
@@ -242,13 +447,13 @@ struct Bitset: Sendable {
     self.words = words
   }
 
-  /// Inserts the first `count` of `indices`.
-  mutating func insert(_ indices: UnsafePointer<Int32>, count: Int) {
-    words.withUnsafeMutableBufferPointer { w in
-      for p in 0..<count {
-        let i = Int(indices[p])
-        w[i >> 6] |= 1 << UInt64(i & 63)
-      }
-    }
+  /// Adds element `i`.
+  mutating func insert(_ i: Int) {
+    words[i >> 6] |= 1 << UInt64(i & 63)
+  }
+
+  /// Whether element `i` is in the set.
+  func contains(_ i: Int) -> Bool {
+    words[i >> 6] & (1 << UInt64(i & 63)) != 0
   }
 }

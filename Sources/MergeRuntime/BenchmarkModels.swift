@@ -16,7 +16,7 @@ import Synchronization
 /// (layer norms near 1), and fine-tune `m` is the base plus noise of scale `0.004·m` on about
 /// 60% of the entries, like the parity models. Deterministic: the same arguments give the
 /// same bytes.
-public enum SyntheticModels {
+public enum BenchmarkModels {
   /// The folder names written.
   public static let names = ["base", "ft0", "ft1", "ft2"]
 

@@ -1,0 +1,81 @@
+import Testing
+import _TestSupport
+
+@testable import MergeRuntime
+
+/// The selection's torch-order prefix against a plain full `std::sort`, on arrays with many
+/// equal magnitudes, so that boundaries split runs of ties.
+@Suite struct TorchSortTests {
+  /// The elements `prefix` keeps, read back through `Cut.select` on the magnitudes.
+  static func kept(_ values: [Float], rank: Int, descending: Bool) -> Set<Int> {
+    var scratch = values.map(\.magnitude)
+    let x = scratch
+    let cut = scratch.withUnsafeMutableBufferPointer { buffer in
+      buffer.baseAddress.map {
+        TensorExecutor.prefix(of: $0, count: values.count, rank: rank, descending: descending)
+      }
+    }
+    var out = [Float](repeating: 0, count: x.count)
+    x.withUnsafeBufferPointer { xs in
+      out.withUnsafeMutableBufferPointer { o in
+        guard let cut, let xp = xs.baseAddress, let op = o.baseAddress else { return }
+        cut.select(xp, op, xs.count, first: 0, keepInside: true)
+      }
+    }
+    return Set(out.indices.filter { out[$0] != 0 })
+  }
+
+  /// Original indices in the order a full `std::sort` of the magnitudes leaves them.
+  static func sorted(_ values: [Float], descending: Bool) -> [Int] {
+    var a = values.enumerated().map { ($0.element.magnitude, $0.offset) }
+    referenceStdSort(&a, descending ? KernelReferenceTests.desc : KernelReferenceTests.asc)
+    return a.map(\.1)
+  }
+
+  /// Nonzero values from a few magnitudes and both signs: long runs of ties.
+  static func values(_ n: Int, distinct: Int, _ rng: inout SplitMix64) -> [Float] {
+    (0..<n).map { _ in
+      let m = Float(1 + Int(rng.next() % UInt64(distinct))) * 0.125
+      return rng.next() & 1 == 0 ? m : -m
+    }
+  }
+
+  @Test("every boundary of small arrays (the first partition's cut included) matches std::sort")
+  func everyBoundary() {
+    var rng = SplitMix64(state: 7)
+    for n in [17, 40, 300, 700] {
+      for descending in [true, false] {
+        let v = Self.values(n, distinct: 5, &rng)
+        let order = Self.sorted(v, descending: descending)
+        for rank in 1..<n {
+          let wrong = Self.kept(v, rank: rank, descending: descending)
+            .symmetricDifference(order[0..<rank])
+          #expect(
+            wrong.isEmpty, "n \(n) rank \(rank) descending \(descending): \(wrong.count) differ")
+        }
+      }
+    }
+  }
+
+  @Test(
+    "large arrays (many 128-key partition blocks) match std::sort at random boundaries",
+    arguments: [3, 40, 1000])
+  func large(distinct: Int) {
+    var rng = SplitMix64(state: UInt64(distinct))
+    for n in [5_000, 70_000, 300_001] {
+      let v = Self.values(n, distinct: distinct, &rng)
+      for descending in [true, false] {
+        let order = Self.sorted(v, descending: descending)
+        for _ in 0..<3 {
+          let rank = 1 + Int(rng.next() % UInt64(n - 1))
+          let wrong = Self.kept(v, rank: rank, descending: descending)
+            .symmetricDifference(order[0..<rank])
+          #expect(
+            wrong.isEmpty,
+            "n \(n) distinct \(distinct) rank \(rank) descending \(descending): \(wrong.count) differ"
+          )
+        }
+      }
+    }
+  }
+}
