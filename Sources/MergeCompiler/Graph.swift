@@ -78,11 +78,22 @@ public enum Op: Sendable, Hashable {
   case sortPrefix(rank: Int, descending: Bool)
   /// `Σ |x|`, accumulated in f64 per block and combined in block order.
   case l1Norm
+  /// `Σ x²`, accumulated in f64 per block and combined in block order.
+  case sumOfSquares
+  /// slerp's cosine: `Σ (a/‖a‖)·(b/‖b‖)` over inputs `[a, b, Σa², Σb²]`, each quotient in f32
+  /// (a norm at most 1e-8 taken as 1), the products accumulated in f64 per block.
+  case normalizedDot
+
+  // MARK: Elementwise on reductions
+  /// mergekit's `slerp` of inputs `[a, b, Σa², Σb², cosine]`: `cₐ·a + c_b·b` with
+  /// `cₐ = sin((1−t)θ)/sin θ`, `c_b = sin(tθ)/sin θ`, θ = acos(cosine), or `1−t` and `t`
+  /// when |cosine| > 0.9995.
+  case slerpBlend(t: Float)
 
   /// Where the operation sits in the fusion lattice.
   public var fusionKind: FusionKind {
     switch self {
-    case .sortPrefix, .l1Norm: return .reduction
+    case .sortPrefix, .l1Norm, .sumOfSquares, .normalizedDot: return .reduction
     case .keepByRank: return .injective
     case .copyBytes, .wholeTensor: return .opaque
     default: return .elementwise
@@ -121,6 +132,9 @@ public enum Op: Sendable, Hashable {
         + (l.map { " lambda=\($0)" } ?? "")
     case .sortPrefix(let r, let d): return "sort_prefix rank=\(r) \(d ? "descending" : "ascending")"
     case .l1Norm: return "l1_norm"
+    case .sumOfSquares: return "sum_of_squares"
+    case .normalizedDot: return "normalized_dot"
+    case .slerpBlend(let t): return "slerp_blend t=\(t)"
     }
   }
 }
@@ -227,8 +241,6 @@ public struct GraphBuilder {
 
 /// The methods evaluated as whole-tensor kernels, with their parameters for one tensor.
 public enum WholeTensorMethod: Sendable, Hashable, CustomStringConvertible {
-  /// Inputs: base, other.
-  case slerp(t: Float)
   /// Inputs: [base,] first, second.
   case nuslerp(t: Float, rowWise: Bool, flatten: Bool, hasBase: Bool)
   /// Inputs: [base,] models.
@@ -250,7 +262,6 @@ public enum WholeTensorMethod: Sendable, Hashable, CustomStringConvertible {
 
   public var description: String {
     switch self {
-    case .slerp(let t): return "slerp t=\(t)"
     case .nuslerp(let t, let r, let f, let b):
       return "nuslerp t=\(t) row_wise=\(r) flatten=\(f) base=\(b)"
     case .multislerp(let w, let n, let e, let b):

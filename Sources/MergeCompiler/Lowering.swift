@@ -40,6 +40,8 @@ public enum Lowering {
       value = passthrough(plan, loads, &b)
     case _ where method.isTaskArithmeticFamily:
       value = try taskArithmetic(plan, method: method.name, loads, &b, seed: seed)
+    case "slerp":
+      value = try slerp(plan, loads, &b)
     case _ where wholeTensorMethods.contains(method.name):
       value = try wholeTensor(plan, method: method.name, loads, &b)
     default:
@@ -53,9 +55,28 @@ public enum Lowering {
 
   /// Methods evaluated by whole-tensor kernels.
   public static let wholeTensorMethods: Set<String> = [
-    "slerp", "nuslerp", "multislerp", "karcher", "model_stock", "nearswap", "sce", "arcee_fusion",
+    "nuslerp", "multislerp", "karcher", "model_stock", "nearswap", "sce", "arcee_fusion",
     "ram", "ramplus_tl",
   ]
+
+  /// mergekit's `slerp` of the base (`a`) and the other model (`b`) over the flattened
+  /// tensor: two sums of squares, the cosine of the normalized tensors (a second pass, as it
+  /// needs the norms), then one elementwise pass. No tensor is held whole.
+  static func slerp(_ plan: TensorPlan, _ loads: [NodeID], _ b: inout GraphBuilder)
+    throws(LoweringError) -> NodeID
+  {
+    guard let baseIndex = plan.baseIndex, loads.count == 2 else {
+      throw LoweringError(
+        tensor: plan.name, reason: "slerp needs the base and one other model", origin: plan.origin)
+    }
+    let a = loads[baseIndex]
+    let other = loads[1 - baseIndex]
+    let squaresA = b.node(.sumOfSquares, a)
+    let squaresB = b.node(.sumOfSquares, other)
+    let cosine = b.node(.normalizedDot, a, other, squaresA, squaresB)
+    let t = Float(plan.shared["t"]?.number ?? 0.5)
+    return b.node(.slerpBlend(t: t), a, other, squaresA, squaresB, cosine)
+  }
 
   /// The whole-tensor kernel node of a geometric or statistical method: inputs ordered base
   /// first (when the method has one), then the other models in recipe order.
@@ -75,14 +96,6 @@ public enum Lowering {
     }
     let kernel: WholeTensorMethod
     switch method {
-    case "slerp":
-      try requireBase()
-      guard others.count == 1 else {
-        throw LoweringError(
-          tensor: plan.name, reason: "slerp needs the base and one other model", origin: plan.origin
-        )
-      }
-      kernel = .slerp(t: Float(shared("t") ?? 0.5))
     case "nuslerp":
       guard others.count == 2 else {
         throw LoweringError(

@@ -43,8 +43,11 @@ public enum GraphVerifier {
       case .load: arity = 0...0
       case .taskVector, .add, .keepTop: arity = 2...2
       case .keepBand, .rescaleL1: arity = 3...3
-      case .scale, .divide, .keepRandom, .keepByRank, .store, .copyBytes, .sortPrefix, .l1Norm:
+      case .scale, .divide, .keepRandom, .keepByRank, .store, .copyBytes, .sortPrefix, .l1Norm,
+        .sumOfSquares:
         arity = 1...1
+      case .normalizedDot: arity = 4...4
+      case .slerpBlend: arity = 5...5
       case .signConsensus(let w, _), .weightedSum(let w): arity = w.count...w.count
       case .sum: arity = 1...Int.max
       case .wholeTensor: arity = 1...Int.max

@@ -104,6 +104,16 @@ extension FileSystem {
     try SafetensorsWriter.pwriteAll(fd, bytes, offset: 0, path: path)
   }
 
+  /// Creates the folder `path` and any missing parents (an existing folder is fine).
+  public static func makeDirectories(_ path: String) throws(ModelError) {
+    if kind(of: path) == .directory { return }
+    let parent = directoryName(path)
+    if parent != path && !parent.isEmpty { try makeDirectories(parent) }
+    guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+      throw .io(path: path, call: "mkdir", errno: errno)
+    }
+  }
+
   /// Copies the file at `source` to `destination`.
   public static func copy(_ source: String, to destination: String) throws(ModelError) {
     try write(destination, bytes: try read(source, limit: 1 << 30))

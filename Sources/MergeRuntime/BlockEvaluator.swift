@@ -170,7 +170,12 @@ final class BlockEvaluator {
       for x in xs.dropFirst() {
         for i in 0..<n { out[i] += x[i] }
       }
-    case .store, .copyBytes, .sortPrefix, .l1Norm, .wholeTensor:
+    case .slerpBlend(let t):
+      let a = evaluate(node.inputs[0], block: block, range: range, env: env)
+      let b = evaluate(node.inputs[1], block: block, range: range, env: env)
+      let (ca, cb) = Kernels.slerpCoefficients(t: t, cosine: env.scalars[node.inputs[4].index])
+      for i in 0..<n { out[i] = ca * a[i] + cb * b[i] }
+    case .store, .copyBytes, .sortPrefix, .l1Norm, .sumOfSquares, .normalizedDot, .wholeTensor:
       // Not elementwise values: the executor handles these.
       out.update(repeating: 0, count: n)
     }

@@ -25,8 +25,10 @@ public enum Calibration {
   /// Measures the constants with `threads` workers, using `scratch` (created, then removed).
   public static func run(threads: Int, scratch: String) throws(Failure) -> CostConstants {
     FileSystem.removeTree(scratch)
-    guard mkdir(scratch, 0o755) == 0 else {
-      throw Failure(description: "cannot create '\(scratch)' (errno \(errno))")
+    do {
+      try FileSystem.makeDirectories(scratch)
+    } catch {
+      throw Failure(description: error.description)
     }
     defer { FileSystem.removeTree(scratch) }
     do {

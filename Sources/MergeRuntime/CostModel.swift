@@ -86,7 +86,7 @@ public struct CostConstants: Sendable, Equatable {
 
   /// Stores the constants in `directory` (written to a temporary name, then renamed).
   public func save(to directory: String) throws(ModelError) {
-    _ = mkdir(directory, 0o755)
+    try FileSystem.makeDirectories(directory)
     let json = JSONValue.object([
       ("pass_ns_per_element", .number(String(passNanoseconds))),
       ("select_ns_per_element", .number(String(selectNanoseconds))),
@@ -238,11 +238,11 @@ public struct MergeCost: Sendable {
     return total
   }
 
-  /// Relative cost per input element of each whole-tensor kernel, slerp being 1: how many
+  /// Relative cost per input element of each whole-tensor kernel, nearswap being 1: how many
   /// passes over its inputs it makes, by its code.
   static func weight(_ method: WholeTensorMethod) -> Double {
     switch method {
-    case .slerp, .nearswap: return 1
+    case .nearswap: return 1
     case .nuslerp, .multislerp, .ram: return 2
     case .modelStock, .arceeFusion, .ramPlus: return 3
     case .sce: return 6
@@ -253,7 +253,7 @@ public struct MergeCost: Sendable {
   /// Bytes a whole-tensor kernel allocates beyond its decoded inputs and result, per element.
   static func temporaries(_ method: WholeTensorMethod, inputs: Int) -> Int {
     switch method {
-    case .slerp, .nearswap: return 0
+    case .nearswap: return 0
     case .nuslerp, .arceeFusion: return 8
     case .multislerp, .karcher, .modelStock, .ram, .ramPlus: return 4 * inputs + 8
     case .sce: return 4 * inputs + 16
@@ -324,31 +324,40 @@ public struct MergeCost: Sendable {
       seconds += Double(max(0, bytesRead - inputBytes)) / constants.mapBytesPerSecond
     }
     // Selections, level by level, and the sets they leave.
+    // Memory by phase: the passes over blocks (evaluator buffers, input pages, the magnitudes
+    // a gather fills), then each level's selections; the sets they leave stay to the end.
+    // Input pages stay mapped until the tensor is done, unless released window by window.
+    let evaluators = workers * (graph.nodes.count + graph.plan.inputs.count + 4) * blockSize * 4
+    let window = schedule.releaseWindow.map { w in
+      min(mapped, w * blockSize * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize })
+    }
+    let pages = window ?? mapped
+    var passPeak = evaluators
     var selectionPeak = 0
-    var sets = 0
     for level in TensorExecutor.reductionLevels(graph) {
       let prefixes = level.filter {
         guard !cached.contains($0.index) else { return false }
         if case .sortPrefix = graph[$0].op { return true } else { return false }
       }.count
       guard prefixes > 0 else { continue }
-      // A selection holds the magnitudes (4 bytes per element), the indices of the side of the
-      // first partition that straddles the boundary (4 bytes for about half the elements) and
-      // two bitsets.
+      // A selection holds the magnitudes (4 bytes per element) and bitsets; after the first
+      // partition, keys and indices of the side that straddles the boundary (8 bytes for
+      // about two thirds of the elements, since the boundary is where the larger side is).
       let concurrent = prefixes > 1 && count * 8 * prefixes <= schedule.concurrentSelectionBytes
-      let selection = count * 4 + count * 2 + count / 4
+      let selection = count * 16 / 3 + count / 8
       selectionPeak = max(selectionPeak, concurrent ? prefixes * selection : selection)
+      passPeak = max(passPeak, evaluators + (concurrent ? prefixes : 1) * count * 4)
       let lanes = concurrent ? min(threads, prefixes) : 1
       seconds += Double(prefixes * count) * constants.selectNanoseconds / 1e9 / Double(lanes)
     }
+    var sets = 0
     for node in graph.nodes {
       if case .sortPrefix = node.op { sets += (count + 63) / 64 * 8 }
     }
-    let evaluators = workers * (graph.nodes.count + graph.plan.inputs.count + 4) * blockSize * 4
-    let window = schedule.releaseWindow.map { w in
-      min(mapped, w * blockSize * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize })
-    }
-    cost.workingSetBytes = (window ?? mapped) + selectionPeak + sets + evaluators
+    cost.workingSetBytes =
+      sets
+      + (window == nil
+        ? pages + max(passPeak, selectionPeak) : max(pages + passPeak, selectionPeak))
     cost.seconds = seconds
     return cost
   }

@@ -1,6 +1,14 @@
 import MergeCompiler
 import MergeModel
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// Elementwise kernels over f32 buffers.
 ///
 /// Each loop runs over raw pointers (checked in debug builds, free in release) with no
@@ -137,6 +145,40 @@ enum Kernels {
   }
 
   /// `Σ |x|` in f64: f32 partial sums over runs of 64, combined in f64.
+  /// `Σ x²` in f64.
+  static func sumOfSquares(_ a: UnsafePointer<Float>, _ n: Int) -> Double {
+    var s = 0.0
+    for i in 0..<n { s += Double(a[i]) * Double(a[i]) }
+    return s
+  }
+
+  /// slerp's norm from a sum of squares: rounded to f32, and 1 when at most 1e-8 (or NaN).
+  static func slerpNorm(_ sumOfSquares: Double) -> Float {
+    let norm = Float(sumOfSquares.squareRoot())
+    return norm > 1e-8 ? norm : 1
+  }
+
+  /// `Σ (a/na)·(b/nb)`: the quotients in f32, products and sum in f64.
+  static func normalizedDot(
+    _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int, _ na: Float, _ nb: Float
+  ) -> Double {
+    var s = 0.0
+    for i in 0..<n { s += Double(a[i] / na) * Double(b[i] / nb) }
+    return s
+  }
+
+  /// slerp's coefficients of `a` and `b` from the cosine of the normalized tensors: linear
+  /// interpolation when |cosine| > 0.9995, trigonometry in f64 rounded where torch holds f32.
+  static func slerpCoefficients(t: Float, cosine: Double) -> (Float, Float) {
+    let dot = min(1, max(-1, Float(cosine)))
+    let linear = abs(dot) > 0.9995
+    let theta = Float(acos(Double(linear ? 0 : dot)))
+    let sinTheta = Float(sin(Double(theta)))
+    let ca: Float = linear ? 1 - t : Float(sin(Double((1 - t) * theta))) / sinTheta
+    let cb: Float = linear ? t : Float(sin(Double(t * theta))) / sinTheta
+    return (ca, cb)
+  }
+
   static func l1(_ a: UnsafePointer<Float>, _ n: Int) -> Double {
     var total: Double = 0
     var i = 0

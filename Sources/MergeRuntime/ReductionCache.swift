@@ -28,7 +28,7 @@ public final class ReductionCache: Sendable {
   /// A cache in `directory` (created if missing), or in memory only.
   public init(directory: String?) {
     self.directory = directory
-    if let directory { _ = mkdir(directory, 0o755) }
+    if let directory { try? FileSystem.makeDirectories(directory) }
   }
 
   /// The default folder: `$MERGE_CACHE_DIR`, else `$XDG_CACHE_HOME/merge`, else `~/.cache/merge`.

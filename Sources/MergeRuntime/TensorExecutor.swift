@@ -3,6 +3,14 @@ import MergeCompiler
 import MergeModel
 import Synchronization
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// Why a tensor could not be computed or written.
 public struct ExecutionError: Error, Sendable, CustomStringConvertible {
   /// The tensor.
@@ -236,15 +244,18 @@ struct TensorExecutor {
       case nil: pending.append(id)
       }
     }
-    let norms = pending.filter {
-      if case .l1Norm = graph[$0].op { return true } else { return false }
+    let scalars = pending.filter {
+      switch graph[$0].op {
+      case .l1Norm, .sumOfSquares, .normalizedDot: return true
+      default: return false
+      }
     }
     let prefixes = pending.filter {
       if case .sortPrefix = graph[$0].op { return true } else { return false }
     }
-    if !norms.isEmpty {
-      let values = try l1Norms(norms, env: env)
-      for (id, v) in zip(norms, values) { env.scalars[id.index] = v }
+    if !scalars.isEmpty {
+      let values = try scalarReductions(scalars, env: env)
+      for (id, v) in zip(scalars, values) { env.scalars[id.index] = v }
     }
     if prefixes.count > 1 && count * 8 * prefixes.count <= schedule.concurrentSelectionBytes {
       for (id, cut) in zip(prefixes, try sortPrefixes(prefixes, env: env)) {
@@ -267,18 +278,29 @@ struct TensorExecutor {
     }
   }
 
-  /// `Σ |x|` of each node's input, in one pass: f64 partials per block, combined in block order
-  /// whatever the thread count.
-  func l1Norms(_ ids: [NodeID], env: Environment) throws -> [Double] {
-    let inputs = ids.map { graph[$0].inputs[0] }
+  /// The scalar reductions `ids` (L1 norms, sums of squares, slerp's cosine), in one pass:
+  /// f64 partials per block, combined in block order whatever the thread count.
+  func scalarReductions(_ ids: [NodeID], env: Environment) throws -> [Double] {
     let partials = Mutex(
       [[Double]](repeating: [Double](repeating: 0, count: blockCount), count: ids.count))
+    let graph = self.graph
     try forEachBlock { evaluator, block in
       let r = self.range(of: block)
       var sums: [Double] = []
-      for input in inputs {
-        let values = evaluator.evaluate(input, block: block, range: r, env: env)
-        sums.append(Kernels.l1(values, r.count))
+      for id in ids {
+        let node = graph[id]
+        let x = evaluator.evaluate(node.inputs[0], block: block, range: r, env: env)
+        switch node.op {
+        case .l1Norm: sums.append(Kernels.l1(x, r.count))
+        case .sumOfSquares: sums.append(Kernels.sumOfSquares(x, r.count))
+        case .normalizedDot:
+          let y = evaluator.evaluate(node.inputs[1], block: block, range: r, env: env)
+          sums.append(
+            Kernels.normalizedDot(
+              x, y, r.count, Kernels.slerpNorm(env.scalars[node.inputs[2].index]),
+              Kernels.slerpNorm(env.scalars[node.inputs[3].index])))
+        default: sums.append(0)
+        }
       }
       partials.withLock { p in for k in sums.indices { p[k][block] = sums[k] } }
     }
@@ -288,9 +310,8 @@ struct TensorExecutor {
   /// The sort prefixes `ids`: one pass gathers each input's `|x|` (each block writes only its
   /// own elements), then each prefix is selected, at the same time when there are several.
   func sortPrefixes(_ ids: [NodeID], env: Environment) throws -> [Cut] {
-    let buffers = ids.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: max(1, count)) }
-    defer { for b in buffers { b.deallocate() } }
-    let targets = buffers.map { UnsafeMutableSendablePointer($0) }
+    let buffers = ids.map { _ in PageBuffer<Float>(count: max(1, count)) }
+    let targets = buffers.map { UnsafeMutableSendablePointer($0.pointer) }
     let inputs = ids.map { graph[$0].inputs[0] }
     try forEachBlock { evaluator, block in
       let r = self.range(of: block)
@@ -304,7 +325,8 @@ struct TensorExecutor {
     DispatchQueue.concurrentPerform(iterations: ids.count) { k in
       guard case .sortPrefix(let rank, let descending) = self.graph[ids[k]].op else { return }
       let cut = Self.prefix(
-        of: targets[k].pointer, count: self.count, rank: rank, descending: descending)
+        of: targets[k].pointer, count: self.count, rank: rank, descending: descending,
+        release: buffers[k].release)
       results.withLock { $0[k] = cut }
     }
     return results.withLock { $0.map { $0 ?? Cut(kind: .everything) } }
@@ -318,7 +340,8 @@ struct TensorExecutor {
   /// magnitudes, which of them come first depends on torch's unstable sort, so
   /// ``TorchSortEmulation`` decides, as torch would. `values` is used as scratch.
   static func prefix(
-    of values: UnsafeMutablePointer<Float>, count: Int, rank: Int, descending: Bool
+    of values: UnsafeMutablePointer<Float>, count: Int, rank: Int, descending: Bool,
+    release: (Range<Int>) -> Void = { _ in }
   ) -> Cut {
     if rank <= 0 { return Cut(kind: .nothing) }
     if rank >= count { return Cut(kind: .everything) }
@@ -334,7 +357,7 @@ struct TensorExecutor {
     }
     let ties = TorchSortEmulation.tiesBefore(
       values, count: count, descending: descending, boundary: rank,
-      threshold: selection.threshold)
+      threshold: selection.threshold, release: release)
     return Cut(kind: .thresholdWithTies(selection.threshold, descending: descending, ties: ties))
   }
 
@@ -364,6 +387,46 @@ struct TensorExecutor {
       low += 1
     }
     return (high << 16 | UInt32(low), rank - below)
+  }
+}
+
+/// Anonymous memory mapped for one buffer, whose pages can be handed back to the system before
+/// the buffer is freed (with `MADV_DONTNEED`: they read as zeros if touched again).
+final class PageBuffer<Element>: @unchecked Sendable {
+  let pointer: UnsafeMutablePointer<Element>
+  private let bytes: Int
+  private let mapped: Bool
+
+  init(count: Int) {
+    bytes = max(1, count) * MemoryLayout<Element>.stride
+    if let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      p != MAP_FAILED
+    {
+      pointer = p.bindMemory(to: Element.self, capacity: max(1, count))
+      mapped = true
+    } else {
+      pointer = UnsafeMutablePointer<Element>.allocate(capacity: max(1, count))
+      mapped = false
+    }
+  }
+
+  deinit {
+    if mapped {
+      munmap(UnsafeMutableRawPointer(pointer), bytes)
+    } else {
+      pointer.deallocate()
+    }
+  }
+
+  /// Hands back the whole pages inside elements `range`.
+  func release(_ range: Range<Int>) {
+    guard mapped, !range.isEmpty else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let stride = MemoryLayout<Element>.stride
+    let start = (range.lowerBound * stride + page - 1) / page * page
+    let end = min(bytes, range.upperBound * stride) / page * page
+    guard end > start else { return }
+    madvise(UnsafeMutableRawPointer(pointer) + start, end - start, MADV_DONTNEED)
   }
 }
 

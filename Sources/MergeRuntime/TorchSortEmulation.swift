@@ -28,15 +28,16 @@ struct TorchSortEmulation {
   /// and strictly after it all after, so only these need the emulation).
   ///
   /// The first partition of the whole array is where memory goes: it runs in place on the
-  /// keys, with original indices kept only for the side that straddles the boundary. A dry
-  /// run of the partition's scans finds where they cross before anything moves, so that side
-  /// is known up front; the equal elements that land on the other side are collected as they
-  /// are passed. That holds 4 bytes per element of the array plus 4 per element of one side,
-  /// where tracking every index would hold 8. The rest of the sort runs on that side only.
-  /// `values` is used as scratch.
+  /// keys, noting only which positions it swapped (a bit each). Then the keys of the side that
+  /// does not straddle the boundary are handed back (`release`, element range), after the equal
+  /// elements on its left side are collected, and original indices are built for the
+  /// straddling side alone, from the swaps. That holds at most 4 bytes per element of the
+  /// array, then 8 per element of one side, where tracking every index would hold 8 per
+  /// element throughout. The rest of the sort runs on that side only. `values` is used as
+  /// scratch.
   static func tiesBefore(
     _ values: UnsafeMutablePointer<Float>, count n: Int, descending: Bool, boundary b: Int,
-    threshold: UInt32
+    threshold: UInt32, release: (Range<Int>) -> Void = { _ in }
   ) -> Bitset {
     let keys = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
     if descending {
@@ -63,32 +64,37 @@ struct TorchSortEmulation {
     (keys[0], keys[median]) = (keys[median], keys[0])
     func origin(_ p: Int) -> Int32 { FirstPartition.origin(p, median: median) }
     let pivot = keys[0]
-    // Dry run of std::__unguarded_partition(first + 1, last, first): where the scans cross.
-    var dry = NoPairs()
-    let cut = hoarePartition(keys, 1, n, pivot: pivot, swapping: false, offsets: offsets, &dry)
+    // std::__unguarded_partition(first + 1, last, first), in place on the keys. Which
+    // positions were swapped is kept as two bitsets: the j-th swap paired the j-th swapped
+    // position from the left with the j-th from the right, so the pairs can be listed after.
+    var level0 = FirstPartition(swappedLeft: Bitset(count: n), swappedRight: Bitset(count: n))
+    let cut = hoarePartition(keys, 1, n, pivot: pivot, swapping: true, offsets: offsets, &level0)
     let leftStraddles = b < cut
     let rightStraddles = b > cut
-    // Original indices of the straddling side, `lo..<hi`.
-    let lo = leftStraddles ? 0 : cut
-    let hi = leftStraddles ? cut : (rightStraddles ? n : cut)
-    let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, hi - lo))
-    defer { indices.deallocate() }
-    for p in lo..<hi { indices[p - lo] = origin(p) }
-    // The real partition. When the left side does not straddle, it lies wholly before the
-    // boundary: its equal elements are in the result. Those swapped in are noted now (with
-    // their slots); those that stay are found after, at the slots not noted.
-    var level0 = FirstPartition(
-      indices: indices, lo: lo, median: median, tie: tie, leftStraddles: leftStraddles,
-      rightStraddles: rightStraddles, keys: keys, ties: ties,
-      swappedIn: leftStraddles ? Bitset(count: 0) : Bitset(count: n))
-    _ = hoarePartition(keys, 1, n, pivot: pivot, swapping: true, offsets: offsets, &level0)
-    ties = level0.ties
-    let swappedIn = level0.swappedIn
     if !leftStraddles {
-      for p in 0..<cut where keys[p] == tie && !swappedIn.contains(p) {
+      // The left side lies wholly before the boundary: its equal elements are in the result,
+      // those swapped in (the partner's origin) and those that stayed.
+      level0.forEachPair { a, b in
+        if keys[a] == tie { ties.insert(Int(origin(b))) }
+      }
+      for p in 0..<cut where keys[p] == tie && !level0.swappedLeft.contains(p) {
         ties.insert(Int(origin(p)))
       }
     }
+    // Only the straddling side, `lo..<hi`, is sorted further: the other side's keys can go,
+    // and indices are needed for this side only.
+    let lo = leftStraddles ? 0 : cut
+    let hi = leftStraddles ? cut : (rightStraddles ? n : cut)
+    if leftStraddles { release(cut..<n) } else { release(0..<cut) }
+    let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, hi - lo))
+    defer { indices.deallocate() }
+    for p in lo..<hi { indices[p - lo] = origin(p) }
+    if leftStraddles {
+      level0.forEachPair { a, b in indices[a] = origin(b) }
+    } else if rightStraddles {
+      level0.forEachPair { a, b in indices[b - lo] = origin(a) }
+    }
+    level0 = FirstPartition(swappedLeft: Bitset(count: 0), swappedRight: Bitset(count: 0))
     if lo < hi {
       let sorter = TorchSortEmulation(
         keys: keys + lo, indices: indices, count: hi - lo, boundary: b - lo, offsets: offsets)
@@ -292,18 +298,10 @@ struct SwapIndices: PartitionPairs {
   }
 }
 
-/// The first partition of the whole array: indices only for the side that straddles the
-/// boundary (from `lo`), and the equal elements swapped into a left side that does not.
+/// The first partition of the whole array: which positions its swaps touched.
 struct FirstPartition: PartitionPairs {
-  let indices: UnsafeMutablePointer<Int32>
-  let lo: Int
-  let median: Int
-  let tie: UInt32
-  let leftStraddles: Bool
-  let rightStraddles: Bool
-  let keys: UnsafeMutablePointer<UInt32>
-  var ties: Bitset
-  var swappedIn: Bitset
+  var swappedLeft: Bitset
+  var swappedRight: Bitset
 
   /// The original index of the element at `p` after the median was moved to the front.
   @inline(__always) static func origin(_ p: Int, median: Int) -> Int32 {
@@ -311,15 +309,36 @@ struct FirstPartition: PartitionPairs {
   }
 
   @inline(__always) mutating func swapped(_ a: Int, _ b: Int) {
-    // Positions are original ones until swapped: only positions the scans have passed move.
-    if leftStraddles {
-      indices[a] = Self.origin(b, median: median)
-    } else {
-      if rightStraddles { indices[b - lo] = Self.origin(a, median: median) }
-      if keys[a] == tie {
-        ties.insert(Int(Self.origin(b, median: median)))
-        swappedIn.insert(a)
+    swappedLeft.insert(a)
+    swappedRight.insert(b)
+  }
+
+  /// The swaps in the order they were made: left positions ascending with right positions
+  /// descending.
+  func forEachPair(_ body: (Int, Int) -> Void) {
+    let left = swappedLeft.words
+    let right = swappedRight.words
+    var li = 0
+    var lw = left.first ?? 0
+    var ri = right.count - 1
+    var rw = ri >= 0 ? right[ri] : 0
+    while true {
+      while lw == 0 {
+        li += 1
+        if li >= left.count { return }
+        lw = left[li]
       }
+      let a = li << 6 | lw.trailingZeroBitCount
+      lw &= lw &- 1
+      while rw == 0 {
+        ri -= 1
+        if ri < 0 { return }
+        rw = right[ri]
+      }
+      let high = 63 - rw.leadingZeroBitCount
+      let b = ri << 6 | high
+      rw &= ~(1 << UInt64(high))
+      body(a, b)
     }
   }
 }

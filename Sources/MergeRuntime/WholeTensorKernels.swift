@@ -12,7 +12,6 @@ import MergeCompiler
 enum WholeTensorKernels {
   static func run(_ method: WholeTensorMethod, inputs: [[Float]], shape: [Int]) -> [Float] {
     switch method {
-    case .slerp(let t): return slerp(t: t, inputs[0], inputs[1])
     case .nuslerp(let t, let rowWise, let flatten, let hasBase):
       return nuslerp(
         t: t, rowWise: rowWise, flatten: flatten, hasBase: hasBase, inputs, shape: shape)
@@ -70,26 +69,6 @@ enum WholeTensorKernels {
     let length = shape[shape.count - 1]
     return Layout(
       count: total / max(1, length), length: length, vectorStride: length, elementStride: 1)
-  }
-
-  // MARK: slerp
-
-  /// mergekit's `slerp`: normalized dot of the flattened tensors; linear interpolation when
-  /// |dot| > 0.9995; otherwise `sin((1−t)θ)/sin θ · v0 + sin(tθ)/sin θ · v1`.
-  static func slerp(t: Float, _ v0: [Float], _ v1: [Float]) -> [Float] {
-    var na = Float(norm(v0))
-    var nb = Float(norm(v1))
-    if !(na > 1e-8) { na = 1 }
-    if !(nb > 1e-8) { nb = 1 }
-    var d = 0.0
-    for i in v0.indices { d += Double(v0[i] / na) * Double(v1[i] / nb) }
-    let dotValue = min(1, max(-1, Float(d)))
-    let linear = abs(dotValue) > 0.9995
-    let theta = Float(acos(Double(linear ? 0 : dotValue)))
-    let sinTheta = Float(sin(Double(theta)))
-    let ca: Float = linear ? 1 - t : Float(sin(Double((1 - t) * theta))) / sinTheta
-    let cb: Float = linear ? t : Float(sin(Double(t * theta))) / sinTheta
-    return v0.indices.map { ca * v0[$0] + cb * v1[$0] }
   }
 
   // MARK: nuslerp

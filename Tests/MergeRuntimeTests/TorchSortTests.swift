@@ -6,13 +6,17 @@ import _TestSupport
 /// The selection's torch-order prefix against a plain full `std::sort`, on arrays with many
 /// equal magnitudes, so that boundaries split runs of ties.
 @Suite struct TorchSortTests {
-  /// The elements `prefix` keeps, read back through `Cut.select` on the magnitudes.
+  /// The elements `prefix` keeps, read back through `Cut.select` on the magnitudes; the
+  /// scratch it releases is overwritten at once.
   static func kept(_ values: [Float], rank: Int, descending: Bool) -> Set<Int> {
     var scratch = values.map(\.magnitude)
     let x = scratch
     let cut = scratch.withUnsafeMutableBufferPointer { buffer in
-      buffer.baseAddress.map {
-        TensorExecutor.prefix(of: $0, count: values.count, rank: rank, descending: descending)
+      buffer.baseAddress.map { base in
+        // What is released must never be read again: poison it.
+        TensorExecutor.prefix(
+          of: base, count: values.count, rank: rank, descending: descending,
+          release: { range in for i in range { base[i] = Float(bitPattern: 0x5A5A_5A5A) } })
       }
     }
     var out = [Float](repeating: 0, count: x.count)
