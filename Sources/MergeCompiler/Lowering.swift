@@ -59,8 +59,9 @@ public enum Lowering {
     "ram", "ramplus_tl",
   ]
 
-  /// mergekit's `slerp` of the base (`a`) and the other model (`b`) over the flattened
-  /// tensor: two sums of squares, the cosine of the normalized tensors (a second pass, as it
+  /// mergekit's `slerp` of the base (`a`) and the other model (`b`) over the flattened tensor.
+  ///
+  /// Two sums of squares, the cosine of the normalized tensors (a second pass, as it
   /// needs the norms), then one elementwise pass. No tensor is held whole.
   static func slerp(_ plan: TensorPlan, _ loads: [NodeID], _ b: inout GraphBuilder)
     throws(LoweringError) -> NodeID

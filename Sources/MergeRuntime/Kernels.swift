@@ -144,7 +144,6 @@ enum Kernels {
     }
   }
 
-  /// `Σ |x|` in f64: f32 partial sums over runs of 64, combined in f64.
   /// `Σ x²` in f64.
   static func sumOfSquares(_ a: UnsafePointer<Float>, _ n: Int) -> Double {
     var s = 0.0
@@ -179,6 +178,7 @@ enum Kernels {
     return (ca, cb)
   }
 
+  /// `Σ |x|` in f64: f32 partial sums over runs of 64, combined in f64.
   static func l1(_ a: UnsafePointer<Float>, _ n: Int) -> Double {
     var total: Double = 0
     var i = 0
