@@ -32,7 +32,8 @@ struct MergeFailure: Error, CustomStringConvertible {
 /// Checks, resolves and runs a recipe file into `output`.
 @discardableResult
 func runRecipe(
-  _ path: String, output: String, threads: Int = 2, seed: UInt64 = 0, shardSize: Int = 0
+  _ path: String, output: String, threads: Int = 2, seed: UInt64 = 0, shardSize: Int = 0,
+  schedule: Schedule = Schedule()
 ) throws -> MergePlan {
   let report = RecipeChecker.check(path: path)
   guard !report.hasErrors, let recipe = report.recipe, let stage = recipe.stages.first else {
@@ -43,9 +44,9 @@ func runRecipe(
     throw MergeFailure(description: "resolve failed: \(diagnostics.map(\.message.text))")
   }
   let text = try String(contentsOfFile: path, encoding: .utf8)
-  _ = try MergeRunner.run(
-    plan: plan, recipeText: text, output: output,
-    options: RunOptions(threads: threads, seed: seed, shardSize: shardSize))
+  var options = RunOptions(threads: threads, seed: seed, shardSize: shardSize)
+  options.schedule = schedule
+  _ = try MergeRunner.run(plan: plan, recipeText: text, output: output, options: options)
   return plan
 }
 

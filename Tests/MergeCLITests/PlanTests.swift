@@ -1,0 +1,124 @@
+import Foundation
+import MergeModel
+import Testing
+import _TestSupport
+
+@testable import MergeCLI
+
+@Suite struct PlanTests {
+  static func json(_ text: String) throws -> [String: Any] {
+    let value = try JSONSerialization.jsonObject(with: Data(text.utf8))
+    return try #require(value as? [String: Any])
+  }
+
+  @Test("merge plan --json has the figures CI reads, and they agree with a run")
+  func json() throws {
+    let recipe = Repository.parity + "/recipes/ties_bf16.yml"
+    let result = merge("plan", recipe, "--json", "--threads", "2", "--no-cache")
+    #expect(result.status == 0, "\(result.err)")
+    let plan = try Self.json(result.out)
+    #expect(plan["method"] as? String == "ties")
+    #expect(plan["tensors"] as? Int == 39)
+    #expect(plan["shards"] as? Int == 1)
+    #expect(plan["threads"] as? Int == 2)
+    #expect(plan["calibrated"] as? Bool == false)
+    #expect(plan["schedule"] as? String == "default")
+    #expect((plan["peak_memory_bytes"] as? Int ?? 0) > (plan["baseline_memory_bytes"] as? Int ?? 0))
+    #expect((plan["estimated_seconds"] as? Double ?? 0) > 0)
+    // Three models of 625,792 bytes each, read.
+    #expect(plan["bytes_read"] as? Int == 3 * 625_792)
+    let largest = try #require(plan["largest_tensors"] as? [[String: Any]])
+    #expect(largest.count == 5)
+    #expect(largest.first?["name"] as? String == "lm_head.weight")
+    let sources = try #require(plan["sources"] as? [[String: Any]])
+    #expect(sources.map { $0["bytes"] as? Int } == [625_792, 625_792, 625_792])
+
+    let dir = TemporaryDirectory()
+    let run = merge("run", recipe, dir.path + "/out", "--no-cache")
+    #expect(run.status == 0)
+    let written = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/out").reduce(0) {
+      $0 + (try FileSystem.size(of: dir.path + "/out/" + $1))
+    }
+    #expect(plan["bytes_written"] as? Int == written)
+  }
+
+  @Test("merge plan prints a summary, or a markdown report for a pull request")
+  func formats() throws {
+    let recipe = Repository.parity + "/recipes/slerp.yml"
+    let text = merge("plan", recipe, "--no-cache")
+    #expect(text.status == 0)
+    #expect(text.out.hasPrefix("\(recipe): slerp, 2 models, 39 tensors → 1 shard\n"))
+    #expect(text.out.contains("\nmemory:   peak "))
+    #expect(text.out.contains("(default constants; run 'merge plan --calibrate'"))
+    #expect(text.out.contains("\nlargest working sets:\n  lm_head.weight  "))
+    let markdown = merge("plan", recipe, "--format", "markdown", "--no-cache")
+    #expect(markdown.status == 0)
+    #expect(markdown.out.hasPrefix("### `merge plan` — `\(recipe)`\n"))
+    #expect(markdown.out.contains("| Peak memory | "))
+    #expect(markdown.out.contains("| Source | Size | Files | In page cache |"))
+    #expect(markdown.out.contains("| `../models/tiny-llama/ft0` | 625.79 KB | 1 |"))
+    let conflict = merge("plan", recipe, "--json", "--format", "markdown")
+    #expect(conflict.status == 64)
+    #expect(conflict.err.contains("'--json' and '--format markdown' disagree"))
+    let unknown = merge("plan", recipe, "--format", "yaml")
+    #expect(unknown.status == 64)
+  }
+
+  @Test("a budget no schedule meets: plan and run exit 1 with the figure, and nothing is written")
+  func budgetTooSmall() throws {
+    let recipe = Repository.parity + "/recipes/ties.yml"
+    let plan = merge("plan", recipe, "--max-memory", "1M", "--no-cache")
+    #expect(plan.status == 1)
+    #expect(plan.err.contains("even with the smallest schedule; --max-memory is 1.00 MB"))
+    #expect(plan.out.contains("budget:   1.00 MB: does not fit"))
+    let dir = TemporaryDirectory()
+    let run = merge("run", recipe, dir.path + "/out", "--max-memory", "1M", "--no-cache")
+    #expect(run.status == 1)
+    #expect(run.err.contains("even with the smallest schedule; --max-memory is 1.00 MB"))
+    #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+    let roomy = merge("plan", recipe, "--max-memory", "64GiB", "--json", "--no-cache")
+    #expect(roomy.status == 0)
+    #expect(try Self.json(roomy.out)["fits"] as? Bool == true)
+    #expect(try Self.json(roomy.out)["max_memory_bytes"] as? Int == 64 << 30)
+    #expect(merge("plan", recipe, "--max-memory", "lots").status == 64)
+  }
+
+  @Test("merge plan prices 2 × 268 MB models whose data was never written without reading it")
+  func noData() throws {
+    let dir = TemporaryDirectory()
+    let rows = 65536
+    let big = rows * 2048 * 2
+    let header =
+      #"{"model.layers.0.input_layernorm.weight":{"dtype":"BF16","shape":[2048],"data_offsets":[0,4096]},"#
+      + #""model.embed_tokens.weight":{"dtype":"BF16","shape":[\#(rows),2048],"data_offsets":[4096,\#(4096 + big)]}}"#
+    let padded = header + String(repeating: " ", count: (8 - header.utf8.count % 8) % 8)
+    var files: [String] = []
+    for name in ["base", "ft"] {
+      let path = dir.write(
+        "\(name)/model.safetensors", bytes: safetensorsBytes(header: padded, data: []))
+      // The data section is a hole: the file has its full size, and no byte of it was written.
+      #expect(truncate(path, off_t(8 + padded.utf8.count + 4096 + big)) == 0)
+      dir.write(
+        "\(name)/config.json",
+        #"{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": 1, "tie_word_embeddings": false}"#
+      )
+      files.append(path)
+    }
+    let recipe = dir.write(
+      "r.yml",
+      "merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - {model: ft, parameters: {weight: 0.5}}\ndtype: bfloat16\n"
+    )
+    let result = merge("plan", recipe, "--json", "--no-cache")
+    #expect(result.status == 0, "\(result.err)")
+    let plan = try Self.json(result.out)
+    #expect(plan["bytes_read"] as? Int == 2 * (4096 + big))
+    #expect(plan["bytes_written"] as? Int ?? 0 > big)
+    #expect(plan["bytes_read_from_disk"] as? Int ?? 0 > 2 * big - (8 << 20))
+    // No page of the data section entered the page cache (read-ahead of the header aside).
+    for path in files {
+      let start = 8 + padded.utf8.count
+      let cached = MappedFile.cachedBytes(path: path, range: start..<(start + 4096 + big))
+      #expect(cached < 4 << 20, "\(path): \(cached) bytes of data in the page cache")
+    }
+  }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import MergeCompiler
+import MergeModel
+import MergeRecipe
+import Testing
+import _TestSupport
+
+@testable import MergeRuntime
+
+/// The cost model (`merge plan`) and the schedules `merge run --max-memory` chooses between.
+@Suite struct CostTests {
+  static func compile(_ path: String) throws -> (MergePlan, String) {
+    let report = RecipeChecker.check(path: path)
+    guard !report.hasErrors, let stage = report.recipe?.stages.first,
+      case (let plan?, _) = Resolver.resolve(stage: stage, report: report, file: path)
+    else { throw MergeFailure(description: "\(path) does not check") }
+    return (plan, report.text ?? "")
+  }
+
+  static func estimate(_ plan: MergePlan, _ text: String, _ options: RunOptions) throws
+    -> MergeCost
+  {
+    let graphs = try MergeRunner.compile(plan, options: options)
+    let layout = MergeRunner.layout(plan, options: options)
+    return MergeCost.estimate(
+      plan: plan, graphs: graphs, layout: layout,
+      outputFiles: MergeRunner.sideFileBytes(
+        plan, recipeText: text, seed: options.seed, layout: layout),
+      options: options, constants: .defaults, baselineBytes: 0, startupSeconds: 0)
+  }
+
+  static func folderSize(_ path: String) throws -> Int {
+    try FileManager.default.contentsOfDirectory(atPath: path).reduce(0) {
+      $0 + (try FileSystem.size(of: path + "/" + $1))
+    }
+  }
+
+  @Test(
+    "the predicted bytes written are the output folder's size, to the byte, sharded or not",
+    arguments: ["ties_bf16", "slerp", "passthrough_slices", "task_arithmetic"])
+  func bytesWritten(recipe: String) throws {
+    let path = Repository.parity + "/recipes/\(recipe).yml"
+    let (plan, text) = try Self.compile(path)
+    for shardSize in [0, 200_000] {
+      let dir = TemporaryDirectory()
+      _ = try runRecipe(path, output: dir.path + "/out", shardSize: shardSize)
+      let cost = try Self.estimate(plan, text, RunOptions(threads: 2, shardSize: shardSize))
+      #expect(cost.bytesWritten == (try Self.folderSize(dir.path + "/out")), "\(recipe)")
+      #expect(cost.shards == (shardSize == 0 ? 1 : cost.shards))
+      if shardSize > 0 { #expect(cost.shards > 1) }
+    }
+  }
+
+  @Test("pricing a merge maps no weights file, and counts every input byte each pass reads")
+  func readsNoData() throws {
+    let (plan, text) = try Self.compile(Repository.parity + "/recipes/ties.yml")
+    let cost = try Self.estimate(plan, text, RunOptions(threads: 2))
+    #expect(plan.models.allSatisfy { $0.weights.files.allSatisfy { !$0.isMapped } })
+    // TIES makes a selection pass per fine-tune (reading it and the base), then the merge
+    // pass over every input: between 2 and 4 times the input bytes for 2 or 3 fine-tunes.
+    let inputs = plan.tensors.reduce(0) { $0 + $1.inputs.reduce(0) { $0 + $1.info.byteCount } }
+    #expect(cost.inputBytes == inputs)
+    #expect(cost.bytesRead > 2 * inputs && cost.bytesRead < 4 * inputs)
+    #expect(cost.tensors.count == plan.tensors.count)
+    #expect(cost.estimatedSeconds > 0)
+  }
+
+  @Test("the small schedule prices below the default one, for every method family")
+  func smallIsSmaller() throws {
+    for recipe in ["ties", "task_arithmetic", "slerp", "breadcrumbs", "dare_ties"] {
+      let (plan, text) = try Self.compile(Repository.parity + "/recipes/\(recipe).yml")
+      var options = RunOptions(threads: 2)
+      let normal = try Self.estimate(plan, text, options)
+      options.schedule = .small
+      let small = try Self.estimate(plan, text, options)
+      #expect(small.peakMemoryBytes < normal.peakMemoryBytes, "\(recipe)")
+      #expect(small.bytesWritten == normal.bytesWritten)
+    }
+  }
+
+  @Test(
+    "every schedule gives the same bytes: pages released after each block, selections one at a time, nothing read ahead"
+  )
+  func schedulesAgree() throws {
+    var tiny = Schedule.small
+    tiny.releaseWindow = 1
+    let recipes = ["ties", "ties_bf16", "breadcrumbs", "slerp", "task_arithmetic", "dare_ties"]
+    for recipe in recipes {
+      let path = Repository.parity + "/recipes/\(recipe).yml"
+      let dir = TemporaryDirectory()
+      _ = try runRecipe(path, output: dir.path + "/a")
+      _ = try runRecipe(path, output: dir.path + "/b", schedule: tiny)
+      #expect(try folderBytes(dir.path + "/a") == folderBytes(dir.path + "/b"), "\(recipe)")
+    }
+    // Tensors of several blocks, so that pages are released between windows.
+    let models = try SyntheticModels()
+    for method in ["ties", "slerp"] {
+      let recipe = models.directory.write(
+        "\(method).yml",
+        method == "ties"
+          ? "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft0, parameters: {weight: 1, density: 0.4}}\n  - {model: ft1, parameters: {weight: 0.5, density: 0.7}}\ndtype: float32\n"
+          : "merge_method: slerp\nbase_model: base\nmodels: [{model: base}, {model: ft2}]\nparameters: {t: 0.3}\n"
+      )
+      _ = try runRecipe(recipe, output: models.directory.path + "/\(method)-a")
+      _ = try runRecipe(recipe, output: models.directory.path + "/\(method)-b", schedule: tiny)
+      #expect(
+        try folderBytes(models.directory.path + "/\(method)-a")
+          == folderBytes(models.directory.path + "/\(method)-b"), "\(method)")
+    }
+  }
+
+  @Test("calibration constants round-trip through the cache folder; a damaged file means defaults")
+  func constantsFile() throws {
+    let dir = TemporaryDirectory()
+    #expect(CostConstants.load(from: dir.path) == .defaults)
+    var c = CostConstants.defaults
+    c.passNanoseconds = 0.123
+    c.selectNanoseconds = 45.5
+    c.diskBytesPerSecond = 3e8
+    c.calibrated = true
+    try c.save(to: dir.path + "/nested/cache")
+    #expect(CostConstants.load(from: dir.path + "/nested/cache") == c)
+    dir.write("nested/cache/calibration.json", "{\"pass_ns_per_element\": \"fast\"}")
+    #expect(CostConstants.load(from: dir.path + "/nested/cache") == .defaults)
+  }
+}
