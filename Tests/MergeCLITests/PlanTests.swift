@@ -122,3 +122,43 @@ import _TestSupport
     }
   }
 }
+
+@Suite struct CIExampleTests {
+  @Test(
+    "Examples/ci/plan-changed-recipes reports the recipes a change touches, and fails on a bad one")
+  func changedRecipes() throws {
+    let dir = TemporaryDirectory()
+    func git(_ args: String...) throws {
+      let r = try runProcess(
+        "/usr/bin/env",
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+          + args, currentDirectory: dir.path)
+      #expect(r.status == 0, "git \(args): \(r.stderr)")
+    }
+    let models = Repository.tinyLlama
+    dir.write(
+      "recipes/old.yml",
+      "merge_method: linear\nmodels:\n  - {model: \(models)/ft0, parameters: {weight: 1}}\n")
+    try git("init", "-q")
+    try git("add", ".")
+    try git("commit", "-qm", "base")
+    dir.write(
+      "recipes/new.yml",
+      "merge_method: ties\nbase_model: \(models)/base\nmodels:\n  - {model: \(models)/ft0, parameters: {weight: 1, density: 0.5}}\n"
+    )
+    dir.write("recipes/broken.yml", "merge_method: ties\nmodels:\n  - model: nowhere\n")
+    dir.write("notes.yml", "not: a recipe\n")
+    try git("add", ".")
+    try git("commit", "-qm", "change")
+    let script = Repository.examples + "/ci/plan-changed-recipes"
+    let result = try runProcess(
+      "/usr/bin/env", ["MERGE=\(Repository.mergeExecutable)", script, "HEAD~1"],
+      currentDirectory: dir.path)
+    #expect(result.status == 1)
+    #expect(result.stdout.contains("### `merge plan` — `recipes/new.yml`"))
+    #expect(result.stdout.contains("| Peak memory | "))
+    #expect(result.stdout.contains("### `recipes/broken.yml`: check failed"))
+    #expect(!result.stdout.contains("old.yml"))
+    #expect(!result.stdout.contains("notes.yml"))
+  }
+}
