@@ -74,8 +74,8 @@ struct TorchSortEmulation {
     if !leftStraddles {
       // The left side lies wholly before the boundary: its equal elements are in the result,
       // those swapped in (the partner's origin) and those that stayed.
-      level0.forEachPair { a, b in
-        if keys[a] == tie { ties.insert(Int(origin(b))) }
+      level0.forEachPair { left, right in
+        if keys[left] == tie { ties.insert(Int(origin(right))) }
       }
       for p in 0..<cut where keys[p] == tie && !level0.swappedLeft.contains(p) {
         ties.insert(Int(origin(p)))
@@ -90,9 +90,9 @@ struct TorchSortEmulation {
     defer { indices.deallocate() }
     for p in lo..<hi { indices[p - lo] = origin(p) }
     if leftStraddles {
-      level0.forEachPair { a, b in indices[a] = origin(b) }
+      level0.forEachPair { left, right in indices[left] = origin(right) }
     } else if rightStraddles {
-      level0.forEachPair { a, b in indices[b - lo] = origin(a) }
+      level0.forEachPair { left, right in indices[right - lo] = origin(left) }
     }
     level0 = FirstPartition(swappedLeft: Bitset(count: 0), swappedRight: Bitset(count: 0))
     if lo < hi {
