@@ -31,48 +31,68 @@ struct Cut: Sendable {
       if case .nothing = kind { factor = keepInside ? 0 : 1 } else { factor = keepInside ? 1 : 0 }
       for i in 0..<n { out[i] = x[i] * factor }
     case .threshold(let t, let ties, let descending):
-      // Branch-free: `inside` is 0 or 1 from integer arithmetic on the magnitude bits.
-      let tie: UInt32 = ties ? 1 : 0
-      let flip: UInt32 = keepInside ? 0 : 1
-      let threshold = UInt64(t)
-      if descending {
-        for i in 0..<n {
-          let m = UInt64(x[i].magnitude.bitPattern)
-          let beyond = UInt32(truncatingIfNeeded: (threshold &- m) >> 63)
-          let equal = UInt32(truncatingIfNeeded: m == threshold ? 1 : 0)
-          out[i] = x[i] * Float((beyond | (equal & tie)) ^ flip)
-        }
-      } else {
-        for i in 0..<n {
-          let m = UInt64(x[i].magnitude.bitPattern)
-          let beyond = UInt32(truncatingIfNeeded: (m &- threshold) >> 63)
-          let equal = UInt32(truncatingIfNeeded: m == threshold ? 1 : 0)
-          out[i] = x[i] * Float((beyond | (equal & tie)) ^ flip)
-        }
-      }
+      Self.selectBeyond(
+        x, out, n, threshold: t, ties: ties, descending: descending, keepInside: keepInside)
     case .thresholdWithTies(let t, let descending, let ties):
-      // As above, with the tie bit of each element taken from the set. `beyond` is the sign
-      // of `m − t` (ascending) or of `t − m` = `(m − t)·(−1)` (descending).
-      let flip: UInt32 = keepInside ? 0 : 1
-      let threshold = UInt64(t)
-      let direction: UInt64 = descending ? UInt64.max : 1
+      // Strictly beyond the threshold first, then the few equal elements in the set, whose
+      // values are taken before (`x` may be `out`).
+      var kept: [(Int, Float)] = []
       ties.words.withUnsafeBufferPointer { words in
-        // A word of tie bits at a time, so the inner loop has no per-element index arithmetic.
-        var i = 0
-        while i < n {
-          let index = first &+ i
-          let word = words[index >> 6] >> UInt64(index & 63)
-          let span = min(n &- i, 64 &- (index & 63))
-          for j in 0..<span {
-            let m = UInt64(x[i &+ j].magnitude.bitPattern)
-            let bit = UInt32(truncatingIfNeeded: word >> UInt64(j)) & 1
-            let beyond = UInt32(truncatingIfNeeded: ((m &- threshold) &* direction) >> 63)
-            let equal = UInt32(truncatingIfNeeded: m == threshold ? 1 : 0)
-            out[i &+ j] = x[i &+ j] * Float((beyond | (equal & bit)) ^ flip)
+        guard n > 0 else { return }
+        let last = first + n - 1
+        for w in (first >> 6)...(last >> 6) {
+          var word = words[w]
+          if w == first >> 6 { word &= ~0 << UInt64(first & 63) }
+          if w == last >> 6 && last & 63 != 63 { word &= (1 << UInt64(last & 63 + 1)) - 1 }
+          while word != 0 {
+            let i = (w << 6 | word.trailingZeroBitCount) - first
+            kept.append((i, x[i]))
+            word &= word - 1
           }
-          i &+= span
         }
       }
+      Self.selectBeyond(
+        x, out, n, threshold: t, ties: false, descending: descending, keepInside: keepInside)
+      let factor: Float = keepInside ? 1 : 0
+      for (i, v) in kept { out[i] = v * factor }
+    }
+  }
+}
+
+extension Cut {
+  /// `out[i] = x[i]·1` where `|x[i]|` lies strictly beyond `threshold` (above it when
+  /// `descending`, below otherwise), or equals it and `ties`; `x[i]·0` elsewhere — or the other
+  /// way round when not `keepInside`. A comparison of magnitude bits against one bound, with
+  /// no branch, so that it vectorizes.
+  static func selectBeyond(
+    _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, threshold t: UInt32,
+    ties: Bool, descending: Bool, keepInside: Bool
+  ) {
+    // Inside ⇔ bits ≥ low (descending) or bits < high (ascending); magnitude bits are at most
+    // 0x7FFF_FFFF, so `t + 1` cannot wrap. Eight at a time with explicit vectors (`x` and `out`
+    // may be the same buffer, which keeps the compiler from vectorizing a plain loop).
+    let bound = descending ? (ties ? t : t &+ 1) : (ties ? t &+ 1 : t)
+    let inside: Float = keepInside ? 1 : 0
+    let outside: Float = keepInside ? 0 : 1
+    let beyondIsInside = descending
+    let whenBeyond = SIMD8<Float>(repeating: beyondIsInside ? inside : outside)
+    let otherwise = SIMD8<Float>(repeating: beyondIsInside ? outside : inside)
+    let limit = SIMD8<UInt32>(repeating: bound)
+    let magnitude = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
+    let source = UnsafeRawPointer(x)
+    let destination = UnsafeMutableRawPointer(out)
+    var i = 0
+    while i &+ 8 <= n {
+      let v = source.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self)
+      let bits = source.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<UInt32>.self)
+      let factor = otherwise.replacing(with: whenBeyond, where: (bits & magnitude) .>= limit)
+      destination.storeBytes(of: v * factor, toByteOffset: i &* 4, as: SIMD8<Float>.self)
+      i &+= 8
+    }
+    while i < n {
+      let beyond = x[i].magnitude.bitPattern >= bound
+      out[i] = x[i] * (beyond == beyondIsInside ? inside : outside)
+      i &+= 1
     }
   }
 }

@@ -26,6 +26,13 @@ import _TestSupport
         cut.select(xp, op, xs.count, first: 0, keepInside: true)
       }
     }
+    // In place, as the fused kernels call it, the same.
+    var inPlace = x
+    inPlace.withUnsafeMutableBufferPointer { b in
+      guard let cut, let p = b.baseAddress else { return }
+      cut.select(p, p, b.count, first: 0, keepInside: true)
+    }
+    #expect(inPlace == out)
     return Set(out.indices.filter { out[$0] != 0 })
   }
 
