@@ -324,9 +324,10 @@ struct TensorExecutor {
     let results = Mutex([Cut?](repeating: nil, count: ids.count))
     DispatchQueue.concurrentPerform(iterations: ids.count) { k in
       guard case .sortPrefix(let rank, let descending) = self.graph[ids[k]].op else { return }
+      // One selection alone counts its histograms on every thread.
       let cut = Self.prefix(
         of: targets[k].pointer, count: self.count, rank: rank, descending: descending,
-        release: buffers[k].release)
+        lanes: ids.count == 1 ? self.threads : 1, release: buffers[k].release)
       results.withLock { $0[k] = cut }
     }
     return results.withLock { $0.map { $0 ?? Cut(kind: .everything) } }
@@ -341,14 +342,14 @@ struct TensorExecutor {
   /// ``TorchSortEmulation`` decides, as torch would. `values` is used as scratch.
   static func prefix(
     of values: UnsafeMutablePointer<Float>, count: Int, rank: Int, descending: Bool,
-    release: (Range<Int>) -> Void = { _ in }
+    lanes: Int = 1, release: (Range<Int>) -> Void = { _ in }
   ) -> Cut {
     if rank <= 0 { return Cut(kind: .nothing) }
     if rank >= count { return Cut(kind: .everything) }
     // Ascending position of the boundary: a descending prefix of `rank` is everything above
     // ascending position count − rank.
     let ascendingRank = descending ? count - rank : rank
-    let selection = Self.radixSelect(values, count: count, rank: ascendingRank)
+    let selection = Self.radixSelect(values, count: count, rank: ascendingRank, lanes: lanes)
     // Ties at magnitude zero are zeros whichever are kept (0·1 and 0·0 are the same zero), so
     // their order cannot change the result.
     if selection.tiesBelow == 0 || selection.threshold == 0 {
@@ -364,30 +365,60 @@ struct TensorExecutor {
   /// The magnitude bits at ascending position `rank` of `values` (non-negative floats, whose
   /// bit patterns order as their values), and how many elements equal to it lie below that
   /// position: a histogram of the high 16 bits, then of the low 16 bits within the bucket.
-  static func radixSelect(_ values: UnsafePointer<Float>, count: Int, rank: Int) -> (
-    threshold: UInt32, tiesBelow: Int
-  ) {
+  static func radixSelect(
+    _ values: UnsafePointer<Float>, count: Int, rank: Int, lanes: Int = 1
+  ) -> (threshold: UInt32, tiesBelow: Int) {
     let raw = UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self)
-    let histogram = UnsafeMutablePointer<Int>.allocate(capacity: 65536)
-    defer { histogram.deallocate() }
-    histogram.initialize(repeating: 0, count: 65536)
-    for i in 0..<count { histogram[Int(raw[i] >> 16)] += 1 }
+    let first = histogram(raw, count: count, lanes: lanes, within: nil)
     var below = 0
     var bucket = 0
-    while below + histogram[bucket] <= rank {
-      below += histogram[bucket]
+    while below + first[bucket] <= rank {
+      below += first[bucket]
       bucket += 1
     }
-    histogram.update(repeating: 0, count: 65536)
     let high = UInt32(bucket)
-    for i in 0..<count where raw[i] >> 16 == high { histogram[Int(raw[i] & 0xFFFF)] += 1 }
+    let second = histogram(raw, count: count, lanes: lanes, within: high)
     var low = 0
-    while below + histogram[low] <= rank {
-      below += histogram[low]
+    while below + second[low] <= rank {
+      below += second[low]
       low += 1
     }
     return (high << 16 | UInt32(low), rank - below)
   }
+
+  /// Counts of the high 16 bits of `raw`, or of the low 16 bits of those whose high bits are
+  /// `within`: in `lanes` chunks at once, each with its own counts, summed after (integers,
+  /// so the result does not depend on the lanes).
+  static func histogram(_ raw: UnsafePointer<UInt32>, count: Int, lanes: Int, within: UInt32?)
+    -> [Int]
+  {
+    let chunks = count >= 1 << 20 ? max(1, lanes) : 1
+    let counts = Mutex([Int](repeating: 0, count: 65536))
+    let source = UnsafeSendablePointer(raw)
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+      let raw = source.pointer
+      let start = count * c / chunks
+      let end = count * (c + 1) / chunks
+      let local = UnsafeMutablePointer<Int>.allocate(capacity: 65536)
+      defer { local.deallocate() }
+      local.initialize(repeating: 0, count: 65536)
+      if let high = within {
+        for i in start..<end where raw[i] >> 16 == high { local[Int(raw[i] & 0xFFFF)] += 1 }
+      } else {
+        for i in start..<end { local[Int(raw[i] >> 16)] += 1 }
+      }
+      counts.withLock { total in
+        for b in 0..<65536 { total[b] += local[b] }
+      }
+    }
+    return counts.withLock { $0 }
+  }
+}
+
+/// A read-only pointer shared with workers; the owner keeps the memory alive until they return.
+struct UnsafeSendablePointer<T>: @unchecked Sendable {
+  let pointer: UnsafePointer<T>
+  init(_ pointer: UnsafePointer<T>) { self.pointer = pointer }
 }
 
 /// Anonymous memory mapped for one buffer, whose pages can be handed back to the system before
