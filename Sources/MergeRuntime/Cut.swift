@@ -60,10 +60,12 @@ struct Cut: Sendable {
 }
 
 extension Cut {
+  /// Multiplies each element by 1 or 0 by where its magnitude lies against a threshold.
+  ///
   /// `out[i] = x[i]·1` where `|x[i]|` lies strictly beyond `threshold` (above it when
   /// `descending`, below otherwise), or equals it and `ties`; `x[i]·0` elsewhere — or the other
-  /// way round when not `keepInside`. A comparison of magnitude bits against one bound, with
-  /// no branch, so that it vectorizes.
+  /// way round when not `keepInside`. A comparison of magnitude bits against one bound, with no
+  /// branch, so that it vectorizes.
   static func selectBeyond(
     _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, threshold t: UInt32,
     ties: Bool, descending: Bool, keepInside: Bool
