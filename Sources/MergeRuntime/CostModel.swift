@@ -328,8 +328,13 @@ public struct MergeCost: Sendable {
     // a gather fills), then each level's selections; the sets they leave stay to the end.
     // Input pages stay mapped until the tensor is done, unless released window by window.
     let evaluators = workers * (graph.nodes.count + graph.plan.inputs.count + 4) * blockSize * 4
+    // Released window by window, an input keeps about a window mapped, and the page cache's
+    // large folios (up to 2 MiB) map a little beyond it on each fault.
     let window = schedule.releaseWindow.map { w in
-      min(mapped, w * blockSize * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize })
+      min(
+        mapped,
+        w * blockSize * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize }
+          + graph.plan.inputs.count * (2 << 20))
     }
     let pages = window ?? mapped
     var passPeak = evaluators
