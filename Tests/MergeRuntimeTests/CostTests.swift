@@ -84,7 +84,10 @@ import _TestSupport
   func schedulesAgree() throws {
     var tiny = Schedule.small
     tiny.releaseWindow = 1
-    let recipes = ["ties", "ties_bf16", "breadcrumbs", "slerp", "task_arithmetic", "dare_ties"]
+    let recipes = [
+      "ties", "ties_bf16", "breadcrumbs", "slerp", "task_arithmetic", "dare_ties", "nearswap",
+      "model_stock",
+    ]
     for recipe in recipes {
       let path = Repository.parity + "/recipes/\(recipe).yml"
       let dir = TemporaryDirectory()
