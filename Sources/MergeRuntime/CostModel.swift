@@ -51,8 +51,8 @@ public struct CostConstants: Sendable, Equatable {
 
   /// Documented defaults (see README, "merge plan").
   public static let defaults = CostConstants(
-    passNanoseconds: 0.6, selectNanoseconds: 9, wholeNanoseconds: 8,
-    mapBytesPerSecond: 8e9, diskBytesPerSecond: 5e8, writeBytesPerSecond: 1.5e9,
+    passNanoseconds: 0.7, selectNanoseconds: 16, wholeNanoseconds: 7.5,
+    mapBytesPerSecond: 1.1e11, diskBytesPerSecond: 1.6e9, writeBytesPerSecond: 4e9,
     overheadBytes: 4 << 20, calibrated: false)
 
   static let fileName = "calibration.json"
@@ -319,6 +319,8 @@ public struct MergeCost: Sendable {
     }
     cost.bytesRead = bytesRead
     seconds += Double(elementPasses) * constants.passNanoseconds / 1e9 / Double(workers)
+    // Blocks are written by the workers that compute them, side by side.
+    seconds -= Double(outputBytes) / constants.writeBytesPerSecond * (1 - 1 / Double(workers))
     if schedule.releaseWindow != nil {
       // Released pages are mapped again by each later pass.
       seconds += Double(max(0, bytesRead - inputBytes)) / constants.mapBytesPerSecond
