@@ -112,7 +112,7 @@ struct PlanCommand: Subcommand {
       console.err("calibrating on \(threads) thread\(threads == 1 ? "" : "s")…\n")
       do {
         let constants = try Calibration.run(
-          threads: threads, scratch: FileSystem.join(directory, "calibration-\(getpid())"))
+          threads: threads, scratch: Calibration.scratch(in: directory))
         try constants.save(to: directory)
         console.err(
           "calibrated: \(describe(constants)); kept in \(FileSystem.join(directory, "calibration.json"))\n"

@@ -121,6 +121,19 @@ public enum Calibration {
     return constants
   }
 
+  /// The scratch folder for a calibration by this process in the cache folder `directory`.
+  /// Folders left by calibrations whose process is gone (killed mid-way) are removed first.
+  public static func scratch(in directory: String) -> String {
+    for name in (try? FileSystem.contents(of: directory)) ?? [] where name.hasPrefix("calibration-")
+    {
+      guard let pid = Int32(name.dropFirst("calibration-".count)) else { continue }
+      if kill(pid, 0) != 0 && errno == ESRCH {
+        FileSystem.removeTree(FileSystem.join(directory, name))
+      }
+    }
+    return FileSystem.join(directory, "calibration-\(getpid())")
+  }
+
   static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
   /// Reads `path` after asking the kernel to drop it from the page cache.

@@ -125,5 +125,13 @@ import _TestSupport
     #expect(CostConstants.load(from: dir.path + "/nested/cache") == c)
     dir.write("nested/cache/calibration.json", "{\"pass_ns_per_element\": \"fast\"}")
     #expect(CostConstants.load(from: dir.path + "/nested/cache") == .defaults)
+    // A calibration killed mid-way leaves its scratch folder; the next one removes it, not
+    // the folder of one still running (this process).
+    dir.write("calibration-2147483646/base/config.json", "{}")
+    dir.write("calibration-\(getpid())/base/config.json", "{}")
+    let scratch = Calibration.scratch(in: dir.path)
+    #expect(scratch == dir.path + "/calibration-\(getpid())")
+    #expect(!FileManager.default.fileExists(atPath: dir.path + "/calibration-2147483646"))
+    #expect(FileManager.default.fileExists(atPath: dir.path + "/calibration-\(getpid())"))
   }
 }
