@@ -122,6 +122,7 @@ public enum Calibration {
   }
 
   /// The scratch folder for a calibration by this process in the cache folder `directory`.
+  ///
   /// Folders left by calibrations whose process is gone (killed mid-way) are removed first.
   public static func scratch(in directory: String) -> String {
     for name in (try? FileSystem.contents(of: directory)) ?? [] where name.hasPrefix("calibration-")
