@@ -90,3 +90,27 @@ import _TestSupport
     }
   }
 }
+
+@Suite struct RadixSelectTests {
+  @Test("radix selection counts the same on any number of lanes, and finds the k-th magnitude")
+  func lanes() {
+    var rng = SplitMix64(state: 11)
+    let n = 1_100_000  // over the 1 Mi elements from which lanes split the count
+    let values = (0..<n).map { _ in Float(rng.next() % 5000) * 0.001 }
+    let sorted = values.sorted()
+    values.withUnsafeBufferPointer { v in
+      guard let p = v.baseAddress else { return }
+      let raw = UnsafeRawPointer(p).assumingMemoryBound(to: UInt32.self)
+      #expect(
+        TensorExecutor.histogram(raw, count: n, lanes: 1, within: nil)
+          == TensorExecutor.histogram(raw, count: n, lanes: 3, within: nil))
+      for rank in [0, 1, n / 3, n / 2, n - 1] {
+        let one = TensorExecutor.radixSelect(p, count: n, rank: rank, lanes: 1)
+        let three = TensorExecutor.radixSelect(p, count: n, rank: rank, lanes: 3)
+        #expect(one == three)
+        #expect(one.threshold == sorted[rank].bitPattern)
+        #expect(one.tiesBelow == rank - (sorted.firstIndex(of: sorted[rank]) ?? 0))
+      }
+    }
+  }
+}
