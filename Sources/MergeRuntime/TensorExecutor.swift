@@ -392,23 +392,55 @@ struct TensorExecutor {
   static func histogram(_ raw: UnsafePointer<UInt32>, count: Int, lanes: Int, within: UInt32?)
     -> [Int]
   {
-    let chunks = count >= 1 << 20 ? max(1, lanes) : 1
+    // Chunks of at most 2³⁰ elements, so that 32-bit counts cannot overflow.
+    let chunks = max(count >= 1 << 20 ? max(1, lanes) : 1, (count + (1 << 30) - 1) >> 30)
     let counts = Mutex([Int](repeating: 0, count: 65536))
     let source = UnsafeSendablePointer(raw)
     DispatchQueue.concurrentPerform(iterations: chunks) { c in
       let raw = source.pointer
       let start = count * c / chunks
       let end = count * (c + 1) / chunks
-      let local = UnsafeMutablePointer<Int>.allocate(capacity: 65536)
+      // Four interleaved tables: neighbours often fall in the same bucket, and one table would
+      // make each increment wait for the previous one.
+      let local = UnsafeMutablePointer<UInt32>.allocate(capacity: 4 * 65536)
       defer { local.deallocate() }
-      local.initialize(repeating: 0, count: 65536)
+      local.initialize(repeating: 0, count: 4 * 65536)
+      var i = start
       if let high = within {
-        for i in start..<end where raw[i] >> 16 == high { local[Int(raw[i] & 0xFFFF)] += 1 }
+        // Every element adds 0 or 1: no branch on the bucket test.
+        @inline(__always) func add(_ table: Int, _ v: UInt32) {
+          local[table << 16 | Int(v & 0xFFFF)] &+= v >> 16 == high ? 1 : 0
+        }
+        while i &+ 4 <= end {
+          add(0, raw[i])
+          add(1, raw[i &+ 1])
+          add(2, raw[i &+ 2])
+          add(3, raw[i &+ 3])
+          i &+= 4
+        }
+        while i < end {
+          add(0, raw[i])
+          i &+= 1
+        }
       } else {
-        for i in start..<end { local[Int(raw[i] >> 16)] += 1 }
+        while i &+ 4 <= end {
+          local[Int(raw[i] >> 16)] &+= 1
+          local[1 << 16 | Int(raw[i &+ 1] >> 16)] &+= 1
+          local[2 << 16 | Int(raw[i &+ 2] >> 16)] &+= 1
+          local[3 << 16 | Int(raw[i &+ 3] >> 16)] &+= 1
+          i &+= 4
+        }
+        while i < end {
+          local[Int(raw[i] >> 16)] &+= 1
+          i &+= 1
+        }
       }
       counts.withLock { total in
-        for b in 0..<65536 { total[b] += local[b] }
+        for b in 0..<65536 {
+          total[b] +=
+            Int(local[b]) + Int(local[1 << 16 | b]) + Int(local[2 << 16 | b])
+            + Int(local[3 << 16 | b])
+        }
       }
     }
     return counts.withLock { $0 }
