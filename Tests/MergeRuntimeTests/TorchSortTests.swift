@@ -47,7 +47,8 @@ import _TestSupport
   }
 
   /// Nonzero values from a few magnitudes and both signs: long runs of ties.
-  /// With `special`, about one in a thousand is NaN or ±∞ (torch's descending order puts NaN
+  ///
+  /// With `special`, about one in a thousand is NaN or −∞ (torch's descending order puts NaN
   /// first).
   static func values(_ n: Int, distinct: Int, special: Bool = false, _ rng: inout SplitMix64)
     -> [Float]
