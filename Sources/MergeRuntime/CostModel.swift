@@ -118,9 +118,10 @@ public struct TensorCost: Sendable {
   public var bytesRead: Int
   /// Bytes of its stored data.
   public var outputBytes: Int
-  /// Resident bytes while it computes: its buffers and mapped input pages, and the next
-  /// tensor's inputs when they are mapped ahead.
+  /// Resident bytes its computation needs: its buffers and mapped input pages.
   public var workingSetBytes: Int
+  /// Bytes of the next tensor's inputs mapped ahead while it computes.
+  public var readAheadBytes: Int
   /// Estimated seconds.
   public var seconds: Double
   /// Its reductions, and how many of them the cache holds.
@@ -184,7 +185,7 @@ public struct MergeCost: Sendable {
       let graph = graphs[index]
       var cost = price(graph, plan: plan, options: options, constants: constants)
       let next = step + 1 < order.count && schedule.prefetch ? mapped[order[step + 1]] : 0
-      cost.workingSetBytes += next
+      cost.readAheadBytes = next
       // Inputs not in the page cache come from disk.
       var cold = 0
       if let residency {
@@ -200,8 +201,8 @@ public struct MergeCost: Sendable {
       inputs += cost.inputBytes
       cost.seconds += Double(cold) / constants.diskBytesPerSecond
       seconds += cost.seconds
-      if cost.workingSetBytes > peak {
-        peak = cost.workingSetBytes
+      if cost.workingSetBytes + cost.readAheadBytes > peak {
+        peak = cost.workingSetBytes + cost.readAheadBytes
         peakTensor = cost.name
       }
       tensors.append(cost)
@@ -273,7 +274,7 @@ public struct MergeCost: Sendable {
     let inputBytes = graph.plan.inputs.reduce(0) { $0 + $1.info.byteCount }
     var cost = TensorCost(
       name: graph.plan.name, elements: count, inputBytes: inputBytes, bytesRead: 0,
-      outputBytes: outputBytes, workingSetBytes: 0, seconds: 0, reductions: 0,
+      outputBytes: outputBytes, workingSetBytes: 0, readAheadBytes: 0, seconds: 0, reductions: 0,
       cachedReductions: 0)
     var seconds = Double(outputBytes) / constants.writeBytesPerSecond
     seconds += Double(mapped) / constants.mapBytesPerSecond
