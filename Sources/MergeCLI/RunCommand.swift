@@ -120,6 +120,11 @@ struct RunCommand: Subcommand {
         return ExitCode.failure
       }
       options.schedule = cost.schedule
+      if cost.schedule != Schedule() && !quiet {
+        console.err(
+          "note: --max-memory \(formatBytes(maxMemory)): running the small schedule (predicted peak \(formatBytes(cost.peakMemoryBytes)))\n"
+        )
+      }
     }
     do {
       let summary = try MergeRunner.run(
