@@ -16,9 +16,7 @@ struct CheckCommand: Subcommand {
       """,
     arguments: [
       .positional("recipe", help: "The recipe file (mergekit YAML)."),
-      .flag(
-        "allow-unknown",
-        help: "Report unknown keys and parameter names as warnings, not errors."),
+      .allowUnknown,
     ])
 
   var recipe: String

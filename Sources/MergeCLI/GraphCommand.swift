@@ -21,12 +21,11 @@ struct GraphCommand: Subcommand {
     arguments: [
       .positional("recipe", help: "The recipe file (mergekit YAML)."),
       .option("tensor", value: "name", help: "Print only this output tensor."),
-      .option("seed", value: "n", help: "Seed of the random methods (default: 0)."),
+      .seed,
       .flag(
         "passes",
         help: "Print the graph after each optimizing pass, with node counts and input reads."),
-      .flag(
-        "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
+      .allowUnknown,
     ])
 
   var recipe: String

@@ -30,14 +30,12 @@ struct PlanCommand: Subcommand {
       .positional("recipe", help: "The recipe file (mergekit YAML).", optional: true),
       .flag("json", help: "Print JSON."),
       .option("format", value: "format", help: "text (default), json or markdown."),
-      .option("threads", value: "n", help: "Worker threads (default: all cores)."),
+      .threads,
       .option(
         "max-memory", value: "bytes",
         help: "A memory budget, e.g. 300M or 2GiB: exit 1 if no schedule fits it."),
-      .option("seed", value: "n", help: "Seed of the random methods (default: 0)."),
-      .option(
-        "shard-size", value: "bytes",
-        help: "Most bytes per shard, e.g. 5B or 500M (default: 5B, five billion)."),
+      .seed,
+      .shardSize,
       .flag(
         "calibrate",
         help: "Measure this machine's throughput first (a few seconds) and keep it."),
@@ -45,8 +43,7 @@ struct PlanCommand: Subcommand {
         "cache", value: "dir",
         help: "The cache folder to look in and keep calibration in (default: ~/.cache/merge)."),
       .flag("no-cache", help: "Assume nothing cached; use the default constants."),
-      .flag(
-        "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
+      .allowUnknown,
     ])
 
   enum Format { case text, json, markdown }
@@ -58,8 +55,8 @@ struct PlanCommand: Subcommand {
   var seed: UInt64
   var shardSize: Int
   var calibrate: Bool
+  /// The cache folder (nil with `--no-cache`).
   var cacheDirectory: String?
-  var useCache: Bool
   var allowUnknown: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
@@ -78,20 +75,14 @@ struct PlanCommand: Subcommand {
           "The value '\(other)' is invalid for '--format <format>'; use text, json or markdown",
         helpLine: nil)
     }
-    threads =
-      try arguments.integer("threads", in: 1...4096)
-      ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    threads = try threadsOption(arguments)
     maxMemory = try byteCountOption(arguments, "max-memory")
     seed = try seedOption(arguments)
-    shardSize = try byteCountOption(arguments, "shard-size") ?? 5_000_000_000
+    shardSize = try shardSizeOption(arguments)
     calibrate = arguments.flag("calibrate")
-    useCache = !arguments.flag("no-cache")
-    cacheDirectory = arguments.option("cache")
+    cacheDirectory = try cacheDirectoryOption(arguments)
     allowUnknown = arguments.flag("allow-unknown")
-    if !useCache && cacheDirectory != nil {
-      throw UsageError(message: "'--cache' and '--no-cache' cannot be used together", helpLine: nil)
-    }
-    if !useCache && calibrate {
+    if arguments.flag("no-cache") && calibrate {
       throw UsageError(
         message: "'--calibrate' keeps its figures in the cache folder; drop '--no-cache'",
         helpLine: nil)
@@ -103,9 +94,8 @@ struct PlanCommand: Subcommand {
 
   func run(console: Console) -> Int32 {
     let start = DispatchTime.now().uptimeNanoseconds
-    let directory = useCache ? (cacheDirectory ?? ReductionCache.defaultDirectory) : nil
     if calibrate {
-      guard let directory else {
+      guard let directory = cacheDirectory else {
         console.err("error: no cache folder to keep the calibration in; pass --cache DIR\n")
         return ExitCode.failure
       }
@@ -130,8 +120,8 @@ struct PlanCommand: Subcommand {
       let (plan, text) = compile(recipe, allowUnknown: allowUnknown, console: console)
     else { return ExitCode.failure }
     var options = RunOptions(threads: threads, seed: seed, shardSize: shardSize)
-    options.cache = directory.map { ReductionCache(directory: $0) }
-    let constants = CostConstants.load(from: directory)
+    options.cache = cacheDirectory.map { ReductionCache(directory: $0) }
+    let constants = CostConstants.load(from: cacheDirectory)
     let graphs: [TensorGraph]
     do {
       graphs = try MergeRunner.compile(plan, options: options)
@@ -360,23 +350,4 @@ func chooseSchedule(
     constants: constants, baselineBytes: baseline, startupSeconds: startupSeconds,
     residency: { MappedFile.cachedBytes(path: $0, range: $1) })
   return (cost, fits(cost, maxMemory))
-}
-
-/// `--name BYTES`, if given.
-func byteCountOption(_ arguments: ParsedArguments, _ name: String) throws(UsageError) -> Int? {
-  guard let text = arguments.option(name) else { return nil }
-  guard let bytes = parseByteCount(text), bytes > 0 else {
-    throw UsageError(
-      message: "The value '\(text)' is invalid for '--\(name) <bytes>'", helpLine: nil)
-  }
-  return bytes
-}
-
-/// `--seed N` (default 0).
-func seedOption(_ arguments: ParsedArguments) throws(UsageError) -> UInt64 {
-  guard let text = arguments.option("seed") else { return 0 }
-  guard let s = UInt64(text) else {
-    throw UsageError(message: "The value '\(text)' is invalid for '--seed <n>'", helpLine: nil)
-  }
-  return s
 }

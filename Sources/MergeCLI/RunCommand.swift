@@ -28,18 +28,15 @@ struct RunCommand: Subcommand {
     arguments: [
       .positional("recipe", help: "The recipe file (mergekit YAML)."),
       .positional("output", help: "The model folder to write."),
-      .option("threads", value: "n", help: "Worker threads (default: all cores)."),
-      .option("seed", value: "n", help: "Seed of the random methods (default: 0)."),
-      .option(
-        "shard-size", value: "bytes",
-        help: "Most bytes per shard, e.g. 5B or 500M (default: 5B, five billion)."),
+      .threads,
+      .seed,
+      .shardSize,
       .option(
         "max-memory", value: "bytes",
         help:
           "Stay under this much resident memory, e.g. 300M or 2GiB (a slower schedule if needed; refused up front if none fits)."
       ),
-      .flag(
-        "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors."),
+      .allowUnknown,
       .flag(
         "no-fuse", help: "Do not fuse elementwise chains (for comparison; the bytes are the same)."),
       .option(
@@ -58,26 +55,20 @@ struct RunCommand: Subcommand {
   var allowUnknown: Bool
   var quiet: Bool
   var fuse: Bool
+  /// The cache folder (nil with `--no-cache`).
   var cacheDirectory: String?
-  var useCache: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = arguments.positional("recipe") ?? ""
     output = arguments.positional("output") ?? ""
-    threads =
-      try arguments.integer("threads", in: 1...4096)
-      ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    threads = try threadsOption(arguments)
     seed = try seedOption(arguments)
-    shardSize = try byteCountOption(arguments, "shard-size") ?? 5_000_000_000
+    shardSize = try shardSizeOption(arguments)
     maxMemory = try byteCountOption(arguments, "max-memory")
     allowUnknown = arguments.flag("allow-unknown")
     quiet = arguments.flag("quiet")
     fuse = !arguments.flag("no-fuse")
-    useCache = !arguments.flag("no-cache")
-    cacheDirectory = arguments.option("cache")
-    if !useCache && cacheDirectory != nil {
-      throw UsageError(message: "'--cache' and '--no-cache' cannot be used together", helpLine: nil)
-    }
+    cacheDirectory = try cacheDirectoryOption(arguments)
   }
 
   func run(console: Console) -> Int32 {
@@ -96,9 +87,7 @@ struct RunCommand: Subcommand {
     }
     var options = RunOptions(threads: threads, seed: seed, shardSize: shardSize, progress: progress)
     options.fuse = fuse
-    if useCache {
-      options.cache = ReductionCache(directory: cacheDirectory ?? ReductionCache.defaultDirectory)
-    }
+    if let cacheDirectory { options.cache = ReductionCache(directory: cacheDirectory) }
     if let maxMemory {
       // The plan decides the schedule, or refuses before anything is written.
       let graphs: [TensorGraph]
@@ -207,23 +196,6 @@ func compile(_ recipe: String, allowUnknown: Bool, console: Console) -> (MergePl
   // The recipe is recorded as it was checked, not read again.
   let text = report.text ?? ""
   return (plan, text)
-}
-
-/// A byte count: digits, optionally with a decimal unit — `K`, `M`, `B` (thousand, million,
-/// billion, as mergekit's `--out-shard-size 5B`), `KB`, `MB`, `GB`, or binary `KiB`, `MiB`,
-/// `GiB`.
-func parseByteCount(_ text: String) -> Int? {
-  var s = text.uppercased()
-  let units: [(String, Double)] = [
-    ("KIB", 1024), ("MIB", 1_048_576), ("GIB", 1_073_741_824), ("KB", 1e3), ("MB", 1e6),
-    ("GB", 1e9), ("K", 1e3), ("M", 1e6), ("G", 1e9), ("B", 1e9),
-  ]
-  for (suffix, factor) in units where s.hasSuffix(suffix) {
-    s.removeLast(suffix.count)
-    guard let value = Double(s), value >= 0, value * factor < 9e18 else { return nil }
-    return Int(value * factor)
-  }
-  return Int(s)
 }
 
 func formatBytes(_ n: Int) -> String {

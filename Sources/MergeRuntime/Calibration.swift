@@ -44,19 +44,30 @@ public enum Calibration {
     constants.writeBytesPerSecond =
       writeThroughput(FileSystem.join(scratch, "write-test")) ?? constants.writeBytesPerSecond
 
-    let recipes: [(String, String)] = [
-      ("task_arithmetic", "{weight: 0.3}"), ("ties", "{weight: 0.3, density: 0.5}"),
-      ("nearswap", ""),
-    ]
-    for (method, parameters) in recipes {
-      var text = "merge_method: \(method)\nbase_model: base\nmodels:\n"
-      let models = method == "nearswap" ? ["base", "ft0"] : ["ft0", "ft1", "ft2"]
-      for m in models {
-        text += "  - model: \(m)\n"
-        if !parameters.isEmpty { text += "    parameters: \(parameters)\n" }
-      }
-      if method == "nearswap" { text += "parameters:\n  t: 0.001\n" }
-      text += "dtype: bfloat16\n"
+    // Each merge measures one constant, the others being known by then.
+    let recipes:
+      [(method: String, body: String, measures: WritableKeyPath<CostConstants, Double>)] =
+        [
+          (
+            "task_arithmetic",
+            "models: [{model: ft0, parameters: {weight: 0.3}}, "
+              + "{model: ft1, parameters: {weight: 0.3}}, {model: ft2, parameters: {weight: 0.3}}]",
+            \.passNanoseconds
+          ),
+          (
+            "ties",
+            "models: [{model: ft0, parameters: {weight: 0.3, density: 0.5}}, "
+              + "{model: ft1, parameters: {weight: 0.3, density: 0.5}}, "
+              + "{model: ft2, parameters: {weight: 0.3, density: 0.5}}]",
+            \.selectNanoseconds
+          ),
+          (
+            "nearswap", "models: [{model: base}, {model: ft0}]\nparameters: {t: 0.001}",
+            \.wholeNanoseconds
+          ),
+        ]
+    for (method, body, measures) in recipes {
+      let text = "merge_method: \(method)\nbase_model: base\n\(body)\ndtype: bfloat16\n"
       let path = FileSystem.join(scratch, "\(method).yml")
       do {
         try FileSystem.write(path, bytes: Array(text.utf8))
@@ -67,8 +78,7 @@ public enum Calibration {
       guard !report.hasErrors, let stage = report.recipe?.stages.first,
         case (let plan?, _) = Resolver.resolve(stage: stage, report: report, file: path)
       else { throw Failure(description: "the calibration recipe '\(method)' does not check") }
-      var options = RunOptions(threads: threads)
-      options.schedule = Schedule()
+      let options = RunOptions(threads: threads)
       let out = FileSystem.join(scratch, "out-\(method)")
       // Twice: the first run warms the code and the page cache, the second is measured.
       var seconds = 0.0
@@ -97,26 +107,13 @@ public enum Calibration {
         ).estimatedSeconds
       }
       var zero = constants
-      switch method {
-      case "task_arithmetic": zero.passNanoseconds = 0
-      case "ties": zero.selectNanoseconds = 0
-      default: zero.wholeNanoseconds = 0
-      }
-      var unit = zero
-      switch method {
-      case "task_arithmetic": unit.passNanoseconds = 1
-      case "ties": unit.selectNanoseconds = 1
-      default: unit.wholeNanoseconds = 1
-      }
+      zero[keyPath: measures] = 0
+      var unit = constants
+      unit[keyPath: measures] = 1
       let known = predicted(zero)
       let perUnit = predicted(unit) - known
       guard perUnit > 0 else { continue }
-      let value = max(0.01, (seconds - known) / perUnit)
-      switch method {
-      case "task_arithmetic": constants.passNanoseconds = value
-      case "ties": constants.selectNanoseconds = value
-      default: constants.wholeNanoseconds = value
-      }
+      constants[keyPath: measures] = max(0.01, (seconds - known) / perUnit)
     }
     return constants
   }

@@ -33,22 +33,6 @@ public struct CostConstants: Sendable, Equatable {
   /// Whether these were measured on this machine.
   public var calibrated: Bool
 
-  /// Creates constants.
-  public init(
-    passNanoseconds: Double, selectNanoseconds: Double, wholeNanoseconds: Double,
-    mapBytesPerSecond: Double, diskBytesPerSecond: Double, writeBytesPerSecond: Double,
-    overheadBytes: Int, calibrated: Bool
-  ) {
-    self.passNanoseconds = passNanoseconds
-    self.selectNanoseconds = selectNanoseconds
-    self.wholeNanoseconds = wholeNanoseconds
-    self.mapBytesPerSecond = mapBytesPerSecond
-    self.diskBytesPerSecond = diskBytesPerSecond
-    self.writeBytesPerSecond = writeBytesPerSecond
-    self.overheadBytes = overheadBytes
-    self.calibrated = calibrated
-  }
-
   /// Documented defaults (see README, "merge plan").
   public static let defaults = CostConstants(
     passNanoseconds: 0.7, selectNanoseconds: 16, wholeNanoseconds: 7.5,
@@ -189,12 +173,13 @@ public struct MergeCost: Sendable {
       // Inputs not in the page cache come from disk.
       var cold = 0
       if let residency {
-        for input in Set(graph.plan.inputs.map { InputKey($0) }) {
-          guard let file = plan.models[input.model].weights.file(for: input.tensor),
-            let info = file.info(input.tensor)
-          else { continue }
-          let start = file.header.dataOffset + info.dataRange.lowerBound
-          cold += info.byteCount - residency(file.path, start..<(start + info.byteCount))
+        for input in Set(graph.plan.inputs) {
+          guard let file = plan.models[input.model].weights.file(for: input.tensor) else {
+            continue
+          }
+          let start = file.header.dataOffset + input.info.dataRange.lowerBound
+          cold +=
+            input.info.byteCount - residency(file.path, start..<(start + input.info.byteCount))
         }
       }
       uncached += cold
@@ -218,22 +203,12 @@ public struct MergeCost: Sendable {
       estimatedSeconds: seconds)
   }
 
-  private struct InputKey: Hashable {
-    var model: Int
-    var tensor: String
-    init(_ input: TensorInput) {
-      model = input.model
-      tensor = input.tensor
-    }
-  }
-
   static let page = 4096
 
   /// Bytes of a tensor's distinct inputs, in whole pages.
   static func mappedBytes(_ graph: TensorGraph) -> Int {
-    var seen = Set<InputKey>()
     var total = 0
-    for input in graph.plan.inputs where seen.insert(InputKey(input)).inserted {
+    for input in Set(graph.plan.inputs) {
       total += (input.info.byteCount + page - 1) / page * page + page
     }
     return total

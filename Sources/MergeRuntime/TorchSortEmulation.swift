@@ -68,7 +68,7 @@ struct TorchSortEmulation {
     // positions were swapped is kept as two bitsets: the j-th swap paired the j-th swapped
     // position from the left with the j-th from the right, so the pairs can be listed after.
     var level0 = FirstPartition(swappedLeft: Bitset(count: n), swappedRight: Bitset(count: n))
-    let cut = hoarePartition(keys, 1, n, pivot: pivot, swapping: true, offsets: offsets, &level0)
+    let cut = hoarePartition(keys, 1, n, pivot: pivot, offsets: offsets, &level0)
     let leftStraddles = b < cut
     let rightStraddles = b > cut
     if !leftStraddles {
@@ -201,7 +201,7 @@ struct TorchSortEmulation {
   private func unguardedPartition(_ first: Int, _ last: Int, pivot: Int) -> Int {
     var sink = SwapIndices(indices: indices)
     return Self.hoarePartition(
-      values, first, last, pivot: values[pivot], swapping: true, offsets: offsets, &sink)
+      values, first, last, pivot: values[pivot], offsets: offsets, &sink)
   }
 
   /// Stable insertion sort of `[first, last)`: what libstdc++'s final insertion sort does to a
@@ -283,11 +283,6 @@ protocol PartitionPairs {
   mutating func swapped(_ a: Int, _ b: Int)
 }
 
-/// A dry run: nothing to do.
-struct NoPairs: PartitionPairs {
-  @inline(__always) mutating func swapped(_ a: Int, _ b: Int) {}
-}
-
 /// Inside the introsort: the indices move with the keys.
 struct SwapIndices: PartitionPairs {
   let indices: UnsafeMutablePointer<Int32>
@@ -353,19 +348,16 @@ extension TorchSortEmulation {
   /// block from each end are listed, paired in order, and swapped, while the unscanned middle
   /// is longer than two blocks. The scalar loop then continues from the last swap exactly as
   /// the original would, and finds the crossing.
-  ///
-  /// Without `swapping`, a dry run: nothing is written, and the scans are bounded by the last
-  /// pair they would have swapped (whose swapped keys stop them in the real run).
   @inline(__always)
   static func hoarePartition<P: PartitionPairs>(
     _ keys: UnsafeMutablePointer<UInt32>, _ firstIn: Int, _ lastIn: Int, pivot: UInt32,
-    swapping: Bool, offsets: UnsafeMutablePointer<UInt8>, _ pairs: inout P
+    offsets: UnsafeMutablePointer<UInt8>, _ pairs: inout P
   ) -> Int {
     let block = 128
     var first = firstIn
     var last = lastIn
-    var swappedFirst = -1
-    var swappedLast = lastIn
+    var swappedFirst = 0
+    var swappedLast = 0
     // Unscanned: [scanLeft, scanRight). Listed stops not yet paired: offsets from the bases.
     var scanLeft = firstIn
     var scanRight = lastIn
@@ -406,11 +398,9 @@ extension TorchSortEmulation {
       for j in 0..<count {
         let a = leftBase &+ Int(leftOffsets[leftUsed &+ j])
         let b = rightBase &- Int(rightOffsets[rightUsed &+ j])
-        if swapping {
-          let t = keys[a]
-          keys[a] = keys[b]
-          keys[b] = t
-        }
+        let t = keys[a]
+        keys[a] = keys[b]
+        keys[b] = t
         pairs.swapped(a, b)
         swappedFirst = a
         swappedLast = b
@@ -423,26 +413,15 @@ extension TorchSortEmulation {
       first = swappedFirst &+ 1
       last = swappedLast
     }
-    if swapping {
-      while true {
-        while keys[first] < pivot { first &+= 1 }
-        last &-= 1
-        while pivot < keys[last] { last &-= 1 }
-        if !(first < last) { return first }
-        let t = keys[first]
-        keys[first] = keys[last]
-        keys[last] = t
-        pairs.swapped(first, last)
-        first &+= 1
-      }
-    }
     while true {
-      while first < swappedLast && keys[first] < pivot { first &+= 1 }
+      while keys[first] < pivot { first &+= 1 }
       last &-= 1
-      while last > swappedFirst && pivot < keys[last] { last &-= 1 }
+      while pivot < keys[last] { last &-= 1 }
       if !(first < last) { return first }
-      swappedFirst = first
-      swappedLast = last
+      let t = keys[first]
+      keys[first] = keys[last]
+      keys[last] = t
+      pairs.swapped(first, last)
       first &+= 1
     }
   }

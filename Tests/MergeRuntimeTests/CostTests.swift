@@ -46,8 +46,10 @@ import _TestSupport
       _ = try runRecipe(path, output: dir.path + "/out", shardSize: shardSize)
       let cost = try Self.estimate(plan, text, RunOptions(threads: 2, shardSize: shardSize))
       #expect(cost.bytesWritten == (try Self.folderSize(dir.path + "/out")), "\(recipe)")
-      #expect(cost.shards == (shardSize == 0 ? 1 : cost.shards))
-      if shardSize > 0 { #expect(cost.shards > 1) }
+      let shards = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/out")
+        .filter { $0.hasSuffix(".safetensors") }.count
+      #expect(cost.shards == shards)
+      #expect(shardSize == 0 ? shards == 1 : shards > 1)
     }
   }
 
