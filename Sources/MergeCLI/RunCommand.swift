@@ -88,15 +88,15 @@ struct RunCommand: Subcommand {
     var options = RunOptions(threads: threads, seed: seed, shardSize: shardSize, progress: progress)
     options.fuse = fuse
     if let cacheDirectory { options.cache = ReductionCache(directory: cacheDirectory) }
+    let graphs: [TensorGraph]
+    do {
+      graphs = try MergeRunner.compile(plan, options: options)
+    } catch {
+      console.err("error: \(error.description)\n")
+      return ExitCode.failure
+    }
     if let maxMemory {
       // The plan decides the schedule, or refuses before anything is written.
-      let graphs: [TensorGraph]
-      do {
-        graphs = try MergeRunner.compile(plan, options: options)
-      } catch {
-        console.err("error: \(error.description)\n")
-        return ExitCode.failure
-      }
       let (cost, fits) = chooseSchedule(
         plan: plan, graphs: graphs, recipeText: text, options: options,
         constants: CostConstants.load(from: options.cache?.directory), startupSeconds: 0,
@@ -117,7 +117,7 @@ struct RunCommand: Subcommand {
     }
     do {
       let summary = try MergeRunner.run(
-        plan: plan, recipeText: text, output: output, options: options)
+        plan: plan, graphs: graphs, recipeText: text, output: output, options: options)
       if showProgress { console.err("\r\u{1B}[K") }
       console.out(
         "\(output): \(summary.tensorCount) tensors, \(summary.shardCount) shard\(summary.shardCount == 1 ? "" : "s"), "

@@ -91,13 +91,16 @@ public enum MergeRunner {
   /// Merges `plan` into `output`.
   ///
   /// - Parameters:
+  ///   - graphs: the plan's graphs, when the caller has compiled them with the same options.
   ///   - recipeText: the recipe, copied into the output as `mergekit_config.yml`.
   public static func run(
-    plan: MergePlan, recipeText: String, output: String, options: RunOptions
+    plan: MergePlan, graphs compiled: [TensorGraph]? = nil, recipeText: String, output: String,
+    options: RunOptions
   ) throws(RunError) -> RunSummary {
     let start = DispatchTime.now().uptimeNanoseconds
     releaseFreedMemory()
-    let graphs = try compile(plan, options: options)
+    let graphs: [TensorGraph]
+    if let compiled { graphs = compiled } else { graphs = try compile(plan, options: options) }
     let layout = Self.layout(plan, options: options)
     let specs = layout.shards.flatMap(\.tensors)
     let specByName = Dictionary(specs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
