@@ -66,27 +66,13 @@ struct UsageError: Error, Sendable {
   var helpLine: String?
 }
 
-/// The values of a parsed command line.
+/// The values of a parsed command line, by argument name; commands read them through the
+/// ``Option`` that declares each argument.
 struct ParsedArguments: Sendable {
   var positionals: [String: String] = [:]
   var options: [String: String] = [:]
   var flags: Set<String> = []
   var wantsHelp = false
-
-  func flag(_ name: String) -> Bool { flags.contains(name) }
-  func option(_ name: String) -> String? { options[name] }
-  func positional(_ name: String) -> String? { positionals[name] }
-
-  /// The option `name` as an integer in `range`.
-  func integer(_ name: String, in range: ClosedRange<Int>) throws(UsageError) -> Int? {
-    guard let text = options[name] else { return nil }
-    guard let value = Int(text), range.contains(value) else {
-      throw UsageError(
-        message: "The value '\(text)' is invalid for '--\(name) <\(name)>'",
-        helpLine: nil)
-    }
-    return value
-  }
 }
 
 /// Parses arguments the way swift-argument-parser does: long options with `--name value` or

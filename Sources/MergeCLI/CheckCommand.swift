@@ -8,55 +8,34 @@ struct CheckCommand: Subcommand {
     commandName: "check",
     abstract: "Check a recipe without reading any weights.",
     discussion: """
-      Reads the recipe and the config.json of every model it names, and reports every mistake
-      at once: unknown keys, methods and parameters, wrong types, out-of-range values, missing
-      parameters, arity and base-model rules, missing model folders and bad layer ranges.
-      Prints a one-line summary and exits 0 when the recipe is sound; prints each finding as
+      Reads the recipe, the config.json of every model it names and their safetensors headers,
+      and reports every mistake at once: unknown keys, methods and parameters, wrong types,
+      out-of-range values, missing parameters, arity and base-model rules, missing model
+      folders, bad layer ranges, missing tensors and shape mismatches. Prints a one-line
+      summary and exits 0 when the recipe is sound; prints each finding as
       'file:line:column: error: message' and exits 1 when it is not.
       """,
-    arguments: [
-      .positional("recipe", help: "The recipe file (mergekit YAML)."),
-      .allowUnknown,
-    ])
+    arguments: [CommonOption.recipe.definition, CommonOption.allowUnknown.definition])
 
   var recipe: String
-  var allowUnknown: Bool
+  var options = CompileOptions()
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
-    recipe = arguments.positional("recipe") ?? ""
-    allowUnknown = arguments.flag("allow-unknown")
+    recipe = try arguments.value(CommonOption.recipe)
+    options.policy = DiagnosticPolicy(allowUnknown: try arguments.value(CommonOption.allowUnknown))
+    options.phase = .resolution
   }
 
   func run(console: Console) -> Int32 {
-    let report = RecipeChecker.check(
-      path: recipe, options: RecipeOptions(allowUnknown: allowUnknown))
-    console.err(render(report, recipePath: recipe))
-    guard !report.hasErrors, let parsed = report.recipe else {
-      console.err(countLine(report) + "\n")
-      return ExitCode.failure
-    }
+    guard let compilation = compileReporting(recipe, options: options, console: console),
+      let parsed = compilation.recipe
+    else { return ExitCode.failure }
     var line = "\(recipe): ok — \(RecipeSummary.describe(parsed))"
-    if report.warningCount > 0 {
-      line += " (\(report.warningCount) warning\(report.warningCount == 1 ? "" : "s"))"
-    }
+    let warnings = compilation.warningCount
+    if warnings > 0 { line += " (\(warnings) warning\(warnings == 1 ? "" : "s"))" }
     console.out(line + "\n")
     return ExitCode.success
   }
-}
-
-/// Renders a report's diagnostics with source lines from the recipe text that was checked.
-func render(_ report: CheckReport, recipePath: String) -> String {
-  let sources = report.text.map { [recipePath: $0] } ?? [:]
-  return DiagnosticRenderer(sources: sources).render(report.diagnostics)
-}
-
-/// "2 errors, 1 warning".
-func countLine(_ report: CheckReport) -> String {
-  let e = report.errorCount
-  let w = report.warningCount
-  var parts = ["\(e) error\(e == 1 ? "" : "s")"]
-  if w > 0 { parts.append("\(w) warning\(w == 1 ? "" : "s")") }
-  return parts.joined(separator: ", ")
 }
 
 /// One-line descriptions of recipes for summaries.

@@ -18,69 +18,45 @@ struct GraphCommand: Subcommand {
       ('%3 = task_vector %1, %0'), loads annotated with the model and tensor they read. Reads
       config.json files and safetensors headers only.
       """,
-    arguments: [
-      .positional("recipe", help: "The recipe file (mergekit YAML)."),
-      .option("tensor", value: "name", help: "Print only this output tensor."),
-      .seed,
-      .flag(
-        "passes",
-        help: "Print the graph after each optimizing pass, with node counts and input reads."),
-      .allowUnknown,
-    ])
+    arguments: [CommonOption.recipe.definition, tensor.definition, passes.definition]
+      + CompileArguments.definitions)
+
+  static let tensor = Option.option(
+    "tensor", value: "name", help: "Print only this output tensor.")
+  static let passes = Option.flag(
+    "passes", help: "Print the graph after each optimizing pass, with node counts and input reads.")
 
   var recipe: String
-  var tensor: String?
-  var seed: UInt64
-  var allowUnknown: Bool
+  var compile: CompileArguments
   var passes: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
-    recipe = arguments.positional("recipe") ?? ""
-    tensor = arguments.option("tensor")
-    seed = try seedOption(arguments)
-    allowUnknown = arguments.flag("allow-unknown")
-    passes = arguments.flag("passes")
+    recipe = try arguments.value(CommonOption.recipe)
+    compile = try CompileArguments(arguments)
+    compile.options.onlyTensor = try arguments.value(Self.tensor)
+    passes = try arguments.value(Self.passes)
+    compile.options.keepTrace = passes
   }
 
   func run(console: Console) -> Int32 {
-    guard let (plan, _) = compile(recipe, allowUnknown: allowUnknown, console: console) else {
-      return ExitCode.failure
-    }
-    var tensors = plan.tensors
-    if let tensor {
-      tensors = tensors.filter { $0.name == tensor }
-      if tensors.isEmpty {
-        var message = "error: the output has no tensor '\(tensor)'"
-        if let s = Suggestion.closest(to: tensor, in: plan.tensors.map(\.name)) {
-          message += "; did you mean '\(s)'?"
-        }
-        console.err(message + "\n")
-        return ExitCode.failure
-      }
-    }
+    guard let compilation = compileReporting(recipe, options: compile.options, console: console),
+      let plan = compilation.plan
+    else { return ExitCode.failure }
     var out = ""
-    for t in tensors {
-      do {
-        var graph = try Lowering.lower(t, method: plan.method, seed: seed)
-        if passes {
-          out +=
-            "== lowered: \(graph.nodes.count) nodes; \(reads(graph))\n"
-            + graph.text(models: plan.models)
-          try PassPipeline.standard().run(&graph) { name, g, changed in
-            out +=
-              "== after \(name)\(changed ? "" : " (no change)"): \(g.nodes.count) nodes; \(reads(g))\n"
-            if changed { out += g.text(models: plan.models) }
-          }
-        } else {
-          try PassPipeline.standard().run(&graph)
-          out += graph.text(models: plan.models)
+    for (i, graph) in compilation.graphs.enumerated() {
+      guard passes else {
+        out += graph.text(models: plan.models)
+        continue
+      }
+      for step in compilation.traces[i] {
+        let g = step.graph
+        if step.pass == "lowering" {
+          out += "== lowered: \(g.nodes.count) nodes; \(reads(g))\n" + g.text(models: plan.models)
+          continue
         }
-      } catch let error as LoweringError {
-        console.err("error: \(error.description)\n")
-        return ExitCode.failure
-      } catch {
-        console.err("error: \(error)\n")
-        return ExitCode.failure
+        out +=
+          "== after \(step.pass)\(step.changed ? "" : " (no change)"): \(g.nodes.count) nodes; \(reads(g))\n"
+        if step.changed { out += g.text(models: plan.models) }
       }
     }
     console.out(out)

@@ -1,4 +1,5 @@
 import MergeModel
+import MergeRecipe
 
 /// `merge inspect PATH`: lists the tensors of a model folder or safetensors file.
 struct InspectCommand: Subcommand {
@@ -10,17 +11,18 @@ struct InspectCommand: Subcommand {
       names the file and the tensor. Prints one line per tensor (name, dtype, shape), then the
       totals: tensors, parameters, bytes and layers.
       """,
-    arguments: [
-      .positional("path", help: "A model folder, or a .safetensors file."),
-      .flag("json", help: "Print JSON: tensors, parameters, bytes, layers, metadata."),
-    ])
+    arguments: [path.definition, json.definition])
+
+  static let path = Option.positional("path", help: "A model folder, or a .safetensors file.")
+  static let json = Option.flag(
+    "json", help: "Print JSON: tensors, parameters, bytes, layers, metadata.")
 
   var path: String
   var json: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
-    path = arguments.positional("path") ?? ""
-    json = arguments.flag("json")
+    path = try arguments.value(Self.path)
+    json = try arguments.value(Self.json)
   }
 
   func run(console: Console) -> Int32 {
@@ -28,7 +30,7 @@ struct InspectCommand: Subcommand {
     do {
       weights = try Self.open(path)
     } catch {
-      console.err("error: \(error.description)\n")
+      console.report(.cannotInspect(error))
       return ExitCode.failure
     }
     let tensors = weights.tensors
@@ -103,13 +105,8 @@ struct InspectCommand: Subcommand {
   }
 }
 
-/// `1234567` → `1,234,567`.
-func grouped(_ n: Int) -> String {
-  let digits = Array(String(n.magnitude))
-  var out = ""
-  for (i, d) in digits.enumerated() {
-    if i > 0 && (digits.count - i) % 3 == 0 { out += "," }
-    out.append(d)
+extension Diagnostic.Message {
+  fileprivate static func cannotInspect(_ error: ModelError) -> Self {
+    Self("unusable-model", error.description)
   }
-  return (n < 0 ? "-" : "") + out
 }

@@ -5,23 +5,24 @@ struct MethodsCommand: Subcommand {
   static let configuration = CommandConfiguration(
     commandName: "methods",
     abstract: "List the merge methods and their parameters.",
-    arguments: [
-      .flag("markdown", help: "Print a Markdown table (as in the README).")
-    ])
+    arguments: [markdown.definition])
+
+  static let markdown = Option.flag(
+    "markdown", help: "Print a Markdown table (as in the README).")
 
   var markdown: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
-    markdown = arguments.flag("markdown")
+    markdown = try arguments.value(Self.markdown)
   }
 
   func run(console: Console) -> Int32 {
     if markdown {
-      console.out(MethodCatalog.markdownTable())
+      console.out(MethodRegistry.markdownTable())
       return ExitCode.success
     }
     var out = ""
-    for m in MethodCatalog.all {
+    for m in MethodRegistry.specs {
       out += "\(m.name) — \(m.prettyName): \(m.summary)\n"
       switch m.base {
       case .required: out += "  base model: required\n"

@@ -26,63 +26,38 @@ struct PlanCommand: Subcommand {
       defaults, which the plan then says it used. With --max-memory, the plan shows the
       schedule 'merge run --max-memory' would choose, and fails when none fits.
       """,
-    arguments: [
-      .positional("recipe", help: "The recipe file (mergekit YAML).", optional: true),
-      .flag("json", help: "Print JSON."),
-      .option("format", value: "format", help: "text (default), json or markdown."),
-      .threads,
-      .option(
-        "max-memory", value: "bytes",
-        help: "A memory budget, e.g. 300M or 2GiB: exit 1 if no schedule fits it."),
-      .seed,
-      .shardSize,
-      .flag(
-        "calibrate",
-        help: "Measure this machine's throughput first (a few seconds) and keep it."),
-      .option(
-        "cache", value: "dir",
-        help: "The cache folder to look in and keep calibration in (default: ~/.cache/merge)."),
-      .flag("no-cache", help: "Assume nothing cached; use the default constants."),
-      .allowUnknown,
-    ])
+    arguments: [recipe.definition, json.definition, format.definition]
+      + ExecutionArguments.definitions + CompileArguments.definitions + [calibrate.definition])
 
-  enum Format { case text, json, markdown }
+  static let recipe = Option.optionalPositional(
+    "recipe", help: "The recipe file (mergekit YAML).")
+  static let json = Option.flag("json", help: "Print JSON.")
+  static let format = Option.option(
+    "format", value: "format", help: "text (default), json or markdown.",
+    parse: { Format(rawValue: $0 == "md" ? "markdown" : $0) })
+  static let calibrate = Option.flag(
+    "calibrate", help: "Measure this machine's throughput first (a few seconds) and keep it.")
+
+  enum Format: String, Sendable { case text, json, markdown }
 
   var recipe: String?
   var format: Format
-  var threads: Int
-  var maxMemory: Int?
-  var seed: UInt64
-  var shardSize: Int
+  var compile: CompileArguments
+  var execution: ExecutionArguments
   var calibrate: Bool
-  /// The cache folder (nil with `--no-cache`).
-  var cacheDirectory: String?
-  var allowUnknown: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
-    recipe = arguments.positional("recipe")
-    let formatText = arguments.option("format")
-    if arguments.flag("json"), let formatText, formatText != "json" {
-      throw UsageError(message: "'--json' and '--format \(formatText)' disagree", helpLine: nil)
-    }
-    switch arguments.flag("json") ? "json" : (formatText ?? "text") {
-    case "text": format = .text
-    case "json": format = .json
-    case "markdown", "md": format = .markdown
-    case let other:
+    recipe = try arguments.value(Self.recipe)
+    let format = try arguments.value(Self.format)
+    if try arguments.value(Self.json), let format, format != .json {
       throw UsageError(
-        message:
-          "The value '\(other)' is invalid for '--format <format>'; use text, json or markdown",
-        helpLine: nil)
+        message: "'--json' and '--format \(format.rawValue)' disagree", helpLine: nil)
     }
-    threads = try threadsOption(arguments)
-    maxMemory = try byteCountOption(arguments, "max-memory")
-    seed = try seedOption(arguments)
-    shardSize = try shardSizeOption(arguments)
-    calibrate = arguments.flag("calibrate")
-    cacheDirectory = try cacheDirectoryOption(arguments)
-    allowUnknown = arguments.flag("allow-unknown")
-    if arguments.flag("no-cache") && calibrate {
+    self.format = try arguments.value(Self.json) ? .json : (format ?? .text)
+    compile = try CompileArguments(arguments)
+    execution = try ExecutionArguments(arguments)
+    calibrate = try arguments.value(Self.calibrate)
+    if calibrate && execution.cacheDirectory == nil {
       throw UsageError(
         message: "'--calibrate' keeps its figures in the cache folder; drop '--no-cache'",
         helpLine: nil)
@@ -95,57 +70,50 @@ struct PlanCommand: Subcommand {
   func run(console: Console) -> Int32 {
     let start = DispatchTime.now().uptimeNanoseconds
     if calibrate {
-      guard let directory = cacheDirectory else {
-        console.err("error: no cache folder to keep the calibration in; pass --cache DIR\n")
-        return ExitCode.failure
-      }
-      console.err("calibrating on \(threads) thread\(threads == 1 ? "" : "s")…\n")
-      do {
-        let constants = try Calibration.run(
-          threads: threads, scratch: Calibration.scratch(in: directory))
-        try constants.save(to: directory)
-        console.err(
-          "calibrated: \(describe(constants)); kept in \(FileSystem.join(directory, "calibration.json"))\n"
-        )
-      } catch let error as Calibration.Failure {
-        console.err("error: calibration failed: \(error.description)\n")
-        return ExitCode.failure
-      } catch {
-        console.err("error: cannot keep the calibration: \(error)\n")
-        return ExitCode.failure
-      }
+      guard calibrateMachine(console: console) else { return ExitCode.failure }
       guard recipe != nil else { return ExitCode.success }
     }
     guard let recipe,
-      let (plan, text) = compile(recipe, allowUnknown: allowUnknown, console: console)
+      let merge = compileReporting(recipe, options: compile.options, console: console)?.merge
     else { return ExitCode.failure }
-    var options = RunOptions(threads: threads, seed: seed, shardSize: shardSize)
-    options.cache = cacheDirectory.map { ReductionCache(directory: $0) }
-    let constants = CostConstants.load(from: cacheDirectory)
-    let graphs: [TensorGraph]
-    do {
-      graphs = try MergeRunner.compile(plan, options: options)
-    } catch {
-      console.err("error: \(error.description)\n")
-      return ExitCode.failure
-    }
     let startup = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    let budget = chooseSchedule(
-      plan: plan, graphs: graphs, recipeText: text, options: options, constants: constants,
-      startupSeconds: startup, maxMemory: maxMemory)
-    let cost = budget.cost
+    let (cost, fits) = MergeCost.cheapestSchedule(
+      for: merge, options: execution.runOptions(),
+      constants: CostConstants.load(from: execution.cacheDirectory), startupSeconds: startup,
+      maxMemory: execution.maxMemory)
+    let plan = merge.plan
     switch format {
-    case .json: console.out(json(plan, cost, fits: budget.fits).formatted() + "\n")
-    case .markdown: console.out(markdown(recipe, plan, cost, fits: budget.fits))
-    case .text: console.out(self.text(recipe, plan, cost, fits: budget.fits))
+    case .json: console.out(json(plan, cost, fits: fits).formatted() + "\n")
+    case .markdown: console.out(markdown(recipe, plan, cost, fits: fits))
+    case .text: console.out(text(recipe, plan, cost, fits: fits))
     }
-    if !budget.fits, let maxMemory {
-      console.err(
-        "error: the merge needs \(formatBytes(cost.peakMemoryBytes)) (at tensor '\(cost.peakTensor)') "
-          + "even with the smallest schedule; --max-memory is \(formatBytes(maxMemory))\n")
+    if !fits, let maxMemory = execution.maxMemory {
+      console.report(.doesNotFit(cost, maxMemory: maxMemory))
       return ExitCode.failure
     }
     return ExitCode.success
+  }
+
+  /// Measures the cost constants and keeps them in the cache folder; false after reporting why
+  /// it could not.
+  func calibrateMachine(console: Console) -> Bool {
+    guard let directory = execution.cacheDirectory else { return false }
+    let threads = execution.threads
+    console.err("calibrating on \(threads) thread\(threads == 1 ? "" : "s")…\n")
+    do {
+      let constants = try Calibration.run(
+        threads: threads, scratch: Calibration.scratch(in: directory))
+      try constants.save(to: directory)
+      console.err(
+        "calibrated: \(describe(constants)); kept in \(FileSystem.join(directory, "calibration.json"))\n"
+      )
+      return true
+    } catch let error as Calibration.Failure {
+      console.report(.calibrationFailed(error.description))
+    } catch {
+      console.report(.calibrationFailed("cannot keep the calibration: \(error)"))
+    }
+    return false
   }
 
   // MARK: Output
@@ -200,7 +168,7 @@ struct PlanCommand: Subcommand {
   }
 
   func text(_ recipe: String, _ plan: MergePlan, _ cost: MergeCost, fits: Bool) -> String {
-    var out = "\(recipe): \(plan.method.name), \(plan.models.count) models, "
+    var out = "\(recipe): \(plan.method.spec.name), \(plan.models.count) models, "
     out += "\(plan.tensors.count) tensors → \(cost.shards) shard\(cost.shards == 1 ? "" : "s")\n"
     out += "sources:\n"
     let srcs = sources(plan)
@@ -217,7 +185,7 @@ struct PlanCommand: Subcommand {
     out += "memory:   peak \(formatBytes(cost.peakMemoryBytes)) at \(cost.peakTensor)"
     out += " (process \(formatBytes(cost.baselineBytes)) + working set); "
     out += "schedule \(scheduleName(cost.schedule))\n"
-    if let maxMemory {
+    if let maxMemory = execution.maxMemory {
       out += "budget:   \(formatBytes(maxMemory)): \(fits ? "fits" : "does not fit")\n"
     }
     out += "time:     \(format2(cost.estimatedSeconds)) s on \(cost.threads) thread"
@@ -236,11 +204,12 @@ struct PlanCommand: Subcommand {
 
   func markdown(_ recipe: String, _ plan: MergePlan, _ cost: MergeCost, fits: Bool) -> String {
     var out = "### `merge plan` — `\(recipe)`\n\n"
-    out += "**\(plan.method.name)** of \(plan.models.count) models → \(plan.tensors.count) tensors "
+    out +=
+      "**\(plan.method.spec.name)** of \(plan.models.count) models → \(plan.tensors.count) tensors "
     out += "in \(cost.shards) shard\(cost.shards == 1 ? "" : "s")\n\n"
     out += "| | |\n|---|---|\n"
     out += "| Peak memory | \(formatBytes(cost.peakMemoryBytes)) (at `\(cost.peakTensor)`) |\n"
-    if let maxMemory {
+    if let maxMemory = execution.maxMemory {
       out += "| Budget | \(formatBytes(maxMemory)): \(fits ? "fits" : "**does not fit**") |\n"
     }
     out += "| Estimated time | \(format2(cost.estimatedSeconds)) s on \(cost.threads) threads "
@@ -266,7 +235,7 @@ struct PlanCommand: Subcommand {
   func json(_ plan: MergePlan, _ cost: MergeCost, fits: Bool) -> JSONValue {
     func number(_ x: Double) -> JSONValue { .number(String((x * 1000).rounded() / 1000)) }
     var fields: [(String, JSONValue)] = [
-      ("method", .string(plan.method.name)),
+      ("method", .string(plan.method.spec.name)),
       ("peak_memory_bytes", .integer(cost.peakMemoryBytes)),
       ("peak_tensor", .string(cost.peakTensor)),
       ("baseline_memory_bytes", .integer(cost.baselineBytes)),
@@ -288,7 +257,7 @@ struct PlanCommand: Subcommand {
         ])
       ),
     ]
-    if let maxMemory {
+    if let maxMemory = execution.maxMemory {
       fields.append(("max_memory_bytes", .integer(maxMemory)))
       fields.append(("fits", .bool(fits)))
     }
@@ -323,31 +292,8 @@ struct PlanCommand: Subcommand {
   }
 }
 
-/// The fastest schedule whose predicted peak, with 5% to spare, fits `maxMemory` (the default
-/// when there is no budget), with its cost; `fits` is false when not even the smallest does.
-func chooseSchedule(
-  plan: MergePlan, graphs: [TensorGraph], recipeText: String, options: RunOptions,
-  constants: CostConstants, startupSeconds: Double, maxMemory: Int?
-) -> (cost: MergeCost, fits: Bool) {
-  var options = options
-  let layout = MergeRunner.layout(plan, options: options)
-  let side = MergeRunner.sideFileBytes(
-    plan, recipeText: recipeText, seed: options.seed, layout: layout)
-  let baseline = ProcessMemory.residentBytes()
-  var cost = MergeCost.estimate(
-    plan: plan, graphs: graphs, layout: layout, outputFiles: side, options: options,
-    constants: constants, baselineBytes: baseline, startupSeconds: startupSeconds,
-    residency: { MappedFile.cachedBytes(path: $0, range: $1) })
-  // A schedule fits when its predicted peak, with 5% to spare for the model's error (measured
-  // within −3% to +8% on the benchmark models), is within the budget.
-  func fits(_ cost: MergeCost, _ budget: Int) -> Bool {
-    Double(cost.peakMemoryBytes) * 1.05 <= Double(budget)
+extension Diagnostic.Message {
+  fileprivate static func calibrationFailed(_ reason: String) -> Self {
+    Self("calibration-failed", "calibration failed: \(reason)")
   }
-  guard let maxMemory, !fits(cost, maxMemory) else { return (cost, true) }
-  options.schedule = .small
-  cost = MergeCost.estimate(
-    plan: plan, graphs: graphs, layout: layout, outputFiles: side, options: options,
-    constants: constants, baselineBytes: baseline, startupSeconds: startupSeconds,
-    residency: { MappedFile.cachedBytes(path: $0, range: $1) })
-  return (cost, fits(cost, maxMemory))
 }

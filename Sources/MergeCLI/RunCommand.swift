@@ -25,201 +25,148 @@ struct RunCommand: Subcommand {
       base model (or the first model), the recipe as mergekit_config.yml, and a model card.
       The same recipe and seed give the same bytes on any machine and thread count.
       """,
-    arguments: [
-      .positional("recipe", help: "The recipe file (mergekit YAML)."),
-      .positional("output", help: "The model folder to write."),
-      .threads,
-      .seed,
-      .shardSize,
-      .option(
-        "max-memory", value: "bytes",
-        help:
-          "Stay under this much resident memory, e.g. 300M or 2GiB (a slower schedule if needed; refused up front if none fits)."
-      ),
-      .allowUnknown,
-      .flag(
-        "no-fuse", help: "Do not fuse elementwise chains (for comparison; the bytes are the same)."),
-      .option(
-        "cache", value: "dir",
-        help: "Where to keep reduction results across runs (default: ~/.cache/merge)."),
-      .flag("no-cache", help: "Recompute every reduction, and keep nothing."),
-      .flag("quiet", short: "q", help: "Print no progress."),
-    ])
+    arguments: [CommonOption.recipe.definition, output.definition] + ExecutionArguments.definitions
+      + CompileArguments.definitions + [
+        noFuse.definition, quiet.definition,
+      ])
+
+  static let output = Option.positional("output", help: "The model folder to write.")
+  static let noFuse = Option.flag(
+    "no-fuse", help: "Do not fuse elementwise chains (for comparison; the bytes are the same).")
+  static let quiet = Option.flag("quiet", short: "q", help: "Print no progress.")
 
   var recipe: String
   var output: String
-  var threads: Int
-  var seed: UInt64
-  var shardSize: Int
-  var maxMemory: Int?
-  var allowUnknown: Bool
+  var compile: CompileArguments
+  var execution: ExecutionArguments
   var quiet: Bool
-  var fuse: Bool
-  /// The cache folder (nil with `--no-cache`).
-  var cacheDirectory: String?
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
-    recipe = arguments.positional("recipe") ?? ""
-    output = arguments.positional("output") ?? ""
-    threads = try threadsOption(arguments)
-    seed = try seedOption(arguments)
-    shardSize = try shardSizeOption(arguments)
-    maxMemory = try byteCountOption(arguments, "max-memory")
-    allowUnknown = arguments.flag("allow-unknown")
-    quiet = arguments.flag("quiet")
-    fuse = !arguments.flag("no-fuse")
-    cacheDirectory = try cacheDirectoryOption(arguments)
+    recipe = try arguments.value(CommonOption.recipe)
+    output = try arguments.value(Self.output)
+    compile = try CompileArguments(arguments)
+    compile.options.fuse = !(try arguments.value(Self.noFuse))
+    execution = try ExecutionArguments(arguments)
+    quiet = try arguments.value(Self.quiet)
   }
 
   func run(console: Console) -> Int32 {
-    guard let compiled = compile(recipe, allowUnknown: allowUnknown, console: console) else {
-      return ExitCode.failure
-    }
-    let (plan, text) = compiled
-    if let problem = outputProblem(plan) {
-      console.err("error: \(problem)\n")
+    guard let compilation = compileReporting(recipe, options: compile.options, console: console),
+      let merge = compilation.merge
+    else { return ExitCode.failure }
+    if let problem = outputProblem(merge.plan) {
+      console.report(problem)
       return ExitCode.failure
     }
     let showProgress = console.standardErrorIsTerminal && !quiet
-    var progress: (@Sendable (RunProgress) -> Void)?
-    if showProgress {
-      progress = { @Sendable p in console.err("\r" + progressLine(p)) }
-    }
-    var options = RunOptions(threads: threads, seed: seed, shardSize: shardSize, progress: progress)
-    options.fuse = fuse
-    if let cacheDirectory { options.cache = ReductionCache(directory: cacheDirectory) }
-    let graphs: [TensorGraph]
-    do {
-      graphs = try MergeRunner.compile(plan, options: options)
-    } catch {
-      console.err("error: \(error.description)\n")
+    var options = execution.runOptions(
+      progress: showProgress ? { @Sendable p in console.err("\r" + progressLine(p)) } : nil)
+    guard let schedule = schedule(for: merge, options: options, console: console) else {
       return ExitCode.failure
     }
-    if let maxMemory {
-      // The plan decides the schedule, or refuses before anything is written.
-      let (cost, fits) = chooseSchedule(
-        plan: plan, graphs: graphs, recipeText: text, options: options,
-        constants: CostConstants.load(from: options.cache?.directory), startupSeconds: 0,
-        maxMemory: maxMemory)
-      guard fits else {
-        console.err(
-          "error: the merge needs about \(formatBytes(cost.peakMemoryBytes)) of memory (at tensor '\(cost.peakTensor)') "
-            + "even with the smallest schedule; --max-memory is \(formatBytes(maxMemory)) ('merge plan' shows the details)\n"
-        )
-        return ExitCode.failure
-      }
-      options.schedule = cost.schedule
-      if cost.schedule != Schedule() && !quiet {
-        console.err(
-          "note: --max-memory \(formatBytes(maxMemory)): running the small schedule (predicted peak \(formatBytes(cost.peakMemoryBytes)))\n"
-        )
-      }
-    }
+    options.schedule = schedule
     do {
-      let summary = try MergeRunner.run(
-        plan: plan, graphs: graphs, recipeText: text, output: output, options: options)
+      let summary = try MergeRunner.run(merge, output: output, options: options)
       if showProgress { console.err("\r\u{1B}[K") }
-      console.out(
-        "\(output): \(summary.tensorCount) tensors, \(summary.shardCount) shard\(summary.shardCount == 1 ? "" : "s"), "
-          + "\(formatBytes(summary.bytesWritten)) in \(String(format2(summary.seconds))) s"
-          + (options.cache.map { c in
-            let s = c.statistics
-            return s.hits + s.misses > 0
-              ? " (cached reductions: \(s.hits) of \(s.hits + s.misses))" : ""
-          } ?? "") + "\n")
+      console.out(summaryLine(summary, cache: options.cache))
       return ExitCode.success
     } catch {
       if showProgress { console.err("\n") }
-      console.err("error: \(error.description)\n")
+      console.report(
+        [error.diagnostic(for: merge, file: recipe)], sources: compilation.sources)
       return ExitCode.failure
     }
+  }
+
+  /// The schedule `--max-memory` allows (the default without one), or nil after saying that
+  /// none fits.
+  func schedule(for merge: CompiledMerge, options: RunOptions, console: Console) -> Schedule? {
+    guard let maxMemory = execution.maxMemory else { return Schedule() }
+    let (cost, fits) = MergeCost.cheapestSchedule(
+      for: merge, options: options, constants: CostConstants.load(from: execution.cacheDirectory),
+      startupSeconds: 0, maxMemory: maxMemory)
+    guard fits else {
+      console.report(.doesNotFit(cost, maxMemory: maxMemory))
+      return nil
+    }
+    if cost.schedule != Schedule() && !quiet {
+      console.err(
+        "note: --max-memory \(formatBytes(maxMemory)): running the small schedule (predicted peak \(formatBytes(cost.peakMemoryBytes)))\n"
+      )
+    }
+    return cost.schedule
+  }
+
+  /// `OUTPUT: 39 tensors, 1 shard, 1.26 MB in 0.47 s (cached reductions: 78 of 78)`.
+  func summaryLine(_ summary: RunSummary, cache: ReductionCache?) -> String {
+    var line = "\(output): \(summary.tensorCount) tensors, \(summary.shardCount) shard"
+    line += summary.shardCount == 1 ? "" : "s"
+    line += ", \(formatBytes(summary.bytesWritten)) in \(format2(summary.seconds)) s"
+    if let statistics = cache?.statistics, statistics.hits + statistics.misses > 0 {
+      line += " (cached reductions: \(statistics.hits) of \(statistics.hits + statistics.misses))"
+    }
+    return line + "\n"
   }
 
   /// Why OUTPUT cannot be written, if it cannot: it is (or is inside) an input model's folder,
   /// or it exists and is not a merge output.
-  func outputProblem(_ plan: MergePlan) -> String? {
+  func outputProblem(_ plan: MergePlan) -> Diagnostic.Message? {
     var trimmed = output
     while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
     let parent = FileSystem.directoryName(trimmed)
     guard let parentReal = FileSystem.realPath(parent) else {
-      return "the folder '\(parent)' that would hold '\(output)' does not exist"
+      return .noOutputParent(parent, output: output)
     }
     let name = trimmed.split(separator: "/").last.map(String.init) ?? trimmed
     let target = FileSystem.join(parentReal, name)
     for m in plan.models {
       guard let input = FileSystem.realPath(m.path) else { continue }
       if target == input || target.hasPrefix(input + "/") || input.hasPrefix(target + "/") {
-        return
-          "refusing to write '\(output)': it is or holds the input model folder '\(m.reference.description)'"
+        return .outputIsInput(output, model: m.reference.description)
       }
     }
     switch FileSystem.kind(of: target) {
     case .missing: return nil
-    case .file, .other: return "'\(output)' exists and is not a folder"
+    case .file, .other: return .outputNotFolder(output)
     case .directory:
       let names = (try? FileSystem.contents(of: target)) ?? []
       if names.isEmpty || names.contains("mergekit_config.yml") { return nil }
-      return
-        "'\(output)' exists and is not a merge output (it has no mergekit_config.yml); remove it or choose another folder"
+      return .outputNotMerge(output)
     }
   }
 }
 
-/// Checks and resolves a single-stage recipe, printing diagnostics; nil when it has errors.
-func compile(_ recipe: String, allowUnknown: Bool, console: Console) -> (MergePlan, String)? {
-  let report = RecipeChecker.check(path: recipe, options: RecipeOptions(allowUnknown: allowUnknown))
-  console.err(render(report, recipePath: recipe))
-  guard !report.hasErrors, let parsed = report.recipe else {
-    console.err(countLine(report) + "\n")
-    return nil
-  }
-  guard parsed.stages.count == 1, let stage = parsed.stages.first else {
-    console.err("\(recipe): error: multi-stage recipes can be checked but not run yet\n")
-    return nil
-  }
-  let (plan, diagnostics) = Resolver.resolve(stage: stage, report: report, file: recipe)
-  var combined = report
-  combined.diagnostics = diagnostics
-  console.err(render(combined, recipePath: recipe))
-  guard let plan else {
-    console.err(countLine(combined) + "\n")
-    return nil
-  }
-  for (key, present) in [
-    ("tokenizer_source", stage.tokenizerSource != nil), ("tokenizer", stage.tokenizer != nil),
-    ("chat_template", stage.chatTemplate != nil),
-  ] where present {
-    console.err(
-      "\(recipe): warning: '\(key)' is not applied yet: the tokenizer is copied from '\(plan.models[plan.donor].reference.description)'\n"
-    )
-  }
-  // The recipe is recorded as it was checked, not read again.
-  let text = report.text ?? ""
-  return (plan, text)
-}
-
-func formatBytes(_ n: Int) -> String {
-  let d = Double(n)
-  if d >= 1e9 { return format2(d / 1e9) + " GB" }
-  if d >= 1e6 { return format2(d / 1e6) + " MB" }
-  if d >= 1e3 { return format2(d / 1e3) + " KB" }
-  return "\(n) B"
-}
-
-func format2(_ x: Double) -> String {
-  let r = (x * 100).rounded() / 100
-  var s = String(r)
-  if let dot = s.firstIndex(of: ".") {
-    let decimals = s.distance(from: dot, to: s.endIndex) - 1
-    if decimals < 2 { s += String(repeating: "0", count: 2 - decimals) }
-  }
-  return s
-}
-
+/// `[12/39] 1.2 MB of 2.5 MB, 10 MB/s, 1 s left`.
 func progressLine(_ p: RunProgress) -> String {
   let rate = p.elapsed > 0 ? Double(p.bytesDone) / p.elapsed : 0
   let left = rate > 0 ? Double(p.totalBytes - p.bytesDone) / rate : 0
   return
     "[\(p.tensorsDone)/\(p.tensorCount)] \(formatBytes(p.bytesDone)) of \(formatBytes(p.totalBytes)), "
     + "\(formatBytes(Int(rate)))/s, \(Int(left.rounded())) s left \u{1B}[K"
+}
+
+extension Diagnostic.Message {
+  fileprivate static func noOutputParent(_ parent: String, output: String) -> Self {
+    Self("output-refused", "the folder '\(parent)' that would hold '\(output)' does not exist")
+  }
+  fileprivate static func outputIsInput(_ output: String, model: String) -> Self {
+    Self(
+      "output-refused",
+      "refusing to write '\(output)': it is or holds the input model folder '\(model)'")
+  }
+  fileprivate static func outputNotFolder(_ output: String) -> Self {
+    Self("output-refused", "'\(output)' exists and is not a folder")
+  }
+  fileprivate static func outputNotMerge(_ output: String) -> Self {
+    Self(
+      "output-refused",
+      "'\(output)' exists and is not a merge output (it has no mergekit_config.yml); remove it or choose another folder"
+    )
+  }
+  static func doesNotFit(_ cost: MergeCost, maxMemory: Int) -> Self {
+    Self(
+      "over-memory-budget",
+      "the merge needs about \(formatBytes(cost.peakMemoryBytes)) of memory (at tensor '\(cost.peakTensor)') even with the smallest schedule; --max-memory is \(formatBytes(maxMemory)) ('merge plan' shows the details)"
+    )
+  }
 }

@@ -10,15 +10,29 @@ public struct Diagnostic: Sendable, Hashable {
     }
   }
 
-  /// The text of a diagnostic.
+  /// What a diagnostic says: a stable id, the severity it has unless the policy changes it,
+  /// and the text.
   ///
-  /// Declared as static functions next to the code that emits them.
+  /// Declared as static members next to the code that emits them. The id names the kind of
+  /// finding (`unknown-key`, `duplicate-model`) and never changes once released: tools,
+  /// `--format json` output and ``DiagnosticPolicy`` key on it, never on the text.
   public struct Message: Sendable, Hashable, CustomStringConvertible {
+    /// The stable id, lower-case words joined by hyphens.
+    public let id: String
+    /// The severity unless ``DiagnosticPolicy`` says otherwise.
+    public let severity: Severity
     /// The message, lower case, without a trailing period, names in single quotes.
     public let text: String
 
-    /// Creates a message from its text.
-    public init(_ text: String) {
+    /// Creates an error message of kind `id`.
+    public init(_ id: String, _ text: String) {
+      self.init(id, .error, text)
+    }
+
+    /// Creates a message of kind `id` with the given severity.
+    public init(_ id: String, _ severity: Severity, _ text: String) {
+      self.id = id
+      self.severity = severity
       self.text = text
     }
 
@@ -50,17 +64,19 @@ public struct Diagnostic: Sendable, Hashable {
   /// Further remarks: suggestions, related locations.
   public var notes: [Note]
 
-  /// Creates a diagnostic.
+  /// Creates a diagnostic with the message's own severity.
   public init(
-    _ severity: Severity, _ message: Message, file: String? = nil, at range: SourceRange? = nil,
-    notes: [Note] = []
+    _ message: Message, file: String? = nil, at range: SourceRange? = nil, notes: [Note] = []
   ) {
-    self.severity = severity
+    self.severity = message.severity
     self.message = message
     self.file = file
     self.range = range
     self.notes = notes
   }
+
+  /// The stable id of the finding's kind (the message's).
+  public var id: String { message.id }
 
   /// Whether this finding is an error.
   public var isError: Bool { severity == .error }
@@ -85,26 +101,11 @@ public struct DiagnosticBag: Sendable {
   /// The number of warnings collected.
   public var warningCount: Int { diagnostics.count(where: { !$0.isError }) }
 
-  /// Records an error at `range`.
-  public mutating func error(
+  /// Records `message` at `range`, with the severity the message declares.
+  public mutating func report(
     _ message: Diagnostic.Message, at range: SourceRange?, notes: [Diagnostic.Note] = []
   ) {
-    diagnostics.append(Diagnostic(.error, message, file: file, at: range, notes: notes))
-  }
-
-  /// Records a warning at `range`.
-  public mutating func warning(
-    _ message: Diagnostic.Message, at range: SourceRange?, notes: [Diagnostic.Note] = []
-  ) {
-    diagnostics.append(Diagnostic(.warning, message, file: file, at: range, notes: notes))
-  }
-
-  /// Records a diagnostic of the given severity at `range`.
-  public mutating func emit(
-    _ severity: Diagnostic.Severity, _ message: Diagnostic.Message, at range: SourceRange?,
-    notes: [Diagnostic.Note] = []
-  ) {
-    diagnostics.append(Diagnostic(severity, message, file: file, at: range, notes: notes))
+    diagnostics.append(Diagnostic(message, file: file, at: range, notes: notes))
   }
 
   /// Records a finished diagnostic as it is.
@@ -128,5 +129,48 @@ public struct DiagnosticBag: Sendable {
       if la != lb { return la < lb }
       return a.offset < b.offset
     }.map(\.element)
+  }
+}
+
+/// Decides the final severity of every diagnostic, in one place.
+///
+/// mergekit silently ignores keys and parameter names it does not know, so `merge` reports
+/// them as errors (they are almost always a typo that changes the result); `--allow-unknown`
+/// makes them warnings for old recipes kept as they are. The first such error of a run gets a
+/// note saying so.
+public struct DiagnosticPolicy: Sendable, Hashable {
+  /// Whether unknown keys and parameter names are warnings rather than errors.
+  public var allowUnknown: Bool
+
+  /// The ids `--allow-unknown` turns into warnings.
+  public static let unknownNames: Set<String> = ["unknown-key", "unknown-parameter"]
+
+  /// The note on the first unknown-name error.
+  public static let allowUnknownNote =
+    "mergekit silently ignores unknown keys; pass --allow-unknown to report them as warnings"
+
+  /// A policy; `allowUnknown` as `--allow-unknown` sets it.
+  public init(allowUnknown: Bool = false) {
+    self.allowUnknown = allowUnknown
+  }
+
+  /// The severity a diagnostic of kind `message` has under this policy.
+  public func severity(of message: Diagnostic.Message) -> Diagnostic.Severity {
+    allowUnknown && Self.unknownNames.contains(message.id) ? .warning : message.severity
+  }
+
+  /// `diagnostics` with this policy's severities, and the `--allow-unknown` note on the first
+  /// unknown-name error (in the order given).
+  public func applied(to diagnostics: [Diagnostic]) -> [Diagnostic] {
+    var told = false
+    return diagnostics.map { d in
+      var d = d
+      d.severity = severity(of: d.message)
+      if !told && d.isError && Self.unknownNames.contains(d.id) {
+        d.notes.append(Diagnostic.Note(Self.allowUnknownNote))
+        told = true
+      }
+      return d
+    }
   }
 }

@@ -1,14 +1,3 @@
-/// Options that change how strictly a recipe is read.
-public struct RecipeOptions: Sendable, Hashable {
-  /// Report unknown keys and parameter names as warnings instead of errors.
-  public var allowUnknown: Bool
-
-  /// Creates options.
-  public init(allowUnknown: Bool = false) {
-    self.allowUnknown = allowUnknown
-  }
-}
-
 /// Turns YAML documents into a ``Recipe``, reporting every structural mistake it finds.
 ///
 /// This is mergekit's configuration schema: the keys each mapping may hold, their types and
@@ -40,36 +29,34 @@ public struct RecipeDecoder {
   public static let conditionalKeys = ["filter", "value"]
 
   private var bag: DiagnosticBag
-  private let options: RecipeOptions
-  private var toldAboutAllowUnknown = false
 
   /// Creates a decoder whose diagnostics name `file`.
-  public init(file: String, options: RecipeOptions = RecipeOptions()) {
+  public init(file: String) {
     self.bag = DiagnosticBag(file: file)
-    self.options = options
   }
 
   /// Parses and decodes `text`, returning the recipe (nil if the YAML could not be read) and
   /// every diagnostic found.
-  public static func decode(
-    _ text: String, file: String, options: RecipeOptions = RecipeOptions()
-  ) -> (recipe: Recipe?, diagnostics: [Diagnostic]) {
-    var decoder = RecipeDecoder(file: file, options: options)
+  public static func decode(_ text: String, file: String) -> (
+    recipe: Recipe?, diagnostics: [Diagnostic]
+  ) {
+    var decoder = RecipeDecoder(file: file)
     let parsed: YAMLParser.Result
     do {
       parsed = try YAMLParser.parse(text)
     } catch {
-      decoder.bag.error(Diagnostic.Message(error.message), at: error.range, notes: error.notes)
+      decoder.bag.report(
+        Diagnostic.Message(error.id, error.message), at: error.range, notes: error.notes)
       return (nil, decoder.bag.diagnostics)
     }
     for problem in parsed.problems {
-      decoder.bag.error(
-        Diagnostic.Message(problem.message), at: problem.range, notes: problem.notes)
+      decoder.bag.report(
+        Diagnostic.Message(problem.id, problem.message), at: problem.range, notes: problem.notes)
     }
     var stages: [MergeConfiguration] = []
     let documents = parsed.documents.filter { $0.root != nil }
     if documents.isEmpty {
-      decoder.bag.error(.emptyRecipe, at: SourceRange(at: SourceLocation(line: 1, column: 1)))
+      decoder.bag.report(.emptyRecipe, at: SourceRange(at: SourceLocation(line: 1, column: 1)))
     }
     for document in documents {
       guard let root = document.root else { continue }
@@ -111,19 +98,19 @@ public struct RecipeDecoder {
       }
     }
     if config.mergeMethod == nil && keyRanges["merge_method"] == nil {
-      bag.error(
+      bag.report(
         .missingKey("merge_method", in: "the recipe"), at: SourceRange(at: node.range.start))
     }
     let present = ["models", "slices", "modules"].filter { keyRanges[$0] != nil }
     if present.count > 1, let second = keyRanges[present[1]], let first = keyRanges[present[0]] {
-      bag.error(
+      bag.report(
         .exclusiveKeys(present), at: second,
         notes: [Diagnostic.Note("'\(present[0])' is here", at: first)])
     } else if present.isEmpty {
-      bag.error(.missingModels, at: SourceRange(at: node.range.start))
+      bag.report(.missingModels, at: SourceRange(at: node.range.start))
     }
     if config.tokenizer != nil, config.tokenizerSource != nil, let r = keyRanges["tokenizer"] {
-      bag.error(.tokenizerAndSource, at: r)
+      bag.report(.tokenizerAndSource, at: r)
     }
     return config
   }
@@ -134,13 +121,13 @@ public struct RecipeDecoder {
     for (i, stage) in stages.enumerated() {
       if let name = stage.name {
         if let first = names[name.value] {
-          bag.error(
+          bag.report(
             .duplicateStageName(name.value), at: name.range,
             notes: [Diagnostic.Note("first used here", at: first)])
         }
         names[name.value] = name.range
       } else if i != stages.count - 1 {
-        bag.error(.unnamedStage, at: SourceRange(at: stage.range.start))
+        bag.report(.unnamedStage, at: SourceRange(at: stage.range.start))
       }
     }
   }
@@ -149,7 +136,7 @@ public struct RecipeDecoder {
 
   private mutating func modelList(_ node: YAMLNode) -> [InputModel]? {
     guard let items = sequence(node, what: "'models'") else { return nil }
-    if items.isEmpty { bag.error(.emptyList("models"), at: node.range) }
+    if items.isEmpty { bag.report(.emptyList("models"), at: node.range) }
     return items.compactMap { item -> InputModel? in
       guard let pairs = mapping(item, what: "an entry of 'models'", hint: .modelEntryHint) else {
         return nil
@@ -167,7 +154,7 @@ public struct RecipeDecoder {
         default: unknownKey(pair.key, key, in: Self.modelKeys, context: "a model entry")
         }
       }
-      if !sawModel { bag.error(.missingKey("model", in: "a model entry"), at: item.range) }
+      if !sawModel { bag.report(.missingKey("model", in: "a model entry"), at: item.range) }
       guard let model else { return nil }
       return InputModel(model: model, parameters: parameters, range: item.range)
     }
@@ -175,7 +162,7 @@ public struct RecipeDecoder {
 
   private mutating func sliceList(_ node: YAMLNode) -> [OutputSlice]? {
     guard let items = sequence(node, what: "'slices'") else { return nil }
-    if items.isEmpty { bag.error(.emptyList("slices"), at: node.range) }
+    if items.isEmpty { bag.report(.emptyList("slices"), at: node.range) }
     return items.compactMap { item -> OutputSlice? in
       guard let pairs = mapping(item, what: "an entry of 'slices'") else { return nil }
       var sources: [InputSlice]?
@@ -198,7 +185,7 @@ public struct RecipeDecoder {
       }
       guard let sources else {
         if !pairs.contains(where: { $0.key.scalar?.value == "sources" }) {
-          bag.error(.missingKey("sources", in: "a slice"), at: item.range)
+          bag.report(.missingKey("sources", in: "a slice"), at: item.range)
         }
         return nil
       }
@@ -212,7 +199,7 @@ public struct RecipeDecoder {
 
   private mutating func sourceList(_ node: YAMLNode) -> [InputSlice]? {
     guard let items = sequence(node, what: "'sources'") else { return nil }
-    if items.isEmpty { bag.error(.emptyList("sources"), at: node.range) }
+    if items.isEmpty { bag.report(.emptyList("sources"), at: node.range) }
     return items.compactMap { item -> InputSlice? in
       guard let pairs = mapping(item, what: "an entry of 'sources'") else { return nil }
       var model: ModelReference?
@@ -233,8 +220,8 @@ public struct RecipeDecoder {
         default: unknownKey(pair.key, key, in: Self.sourceKeys, context: "a slice source")
         }
       }
-      if !sawModel { bag.error(.missingKey("model", in: "a slice source"), at: item.range) }
-      if !sawRange { bag.error(.missingKey("layer_range", in: "a slice source"), at: item.range) }
+      if !sawModel { bag.report(.missingKey("model", in: "a slice source"), at: item.range) }
+      if !sawRange { bag.report(.missingKey("layer_range", in: "a slice source"), at: item.range) }
       guard let model else { return nil }
       return InputSlice(
         model: model, layerRange: layerRange, parameters: parameters, range: item.range)
@@ -243,13 +230,13 @@ public struct RecipeDecoder {
 
   private mutating func layerRange(_ node: YAMLNode) -> LayerRange? {
     guard let items = node.sequence, items.count == 2 else {
-      bag.error(.badLayerRange(found: node.kindDescription), at: node.range)
+      bag.report(.badLayerRange(found: node.kindDescription), at: node.range)
       return nil
     }
     var bounds: [Int] = []
     for item in items {
       guard case .int(let i) = item.resolved, item.scalar?.isQuoted == false else {
-        bag.error(.expectedInteger(found: item), at: item.range)
+        bag.report(.expectedInteger(found: item), at: item.range)
         return nil
       }
       bounds.append(i)
@@ -259,7 +246,7 @@ public struct RecipeDecoder {
 
   private mutating func moduleList(_ node: YAMLNode) -> [OutputModule]? {
     guard let pairs = mapping(node, what: "'modules'") else { return nil }
-    if pairs.isEmpty { bag.error(.emptyList("modules"), at: node.range) }
+    if pairs.isEmpty { bag.report(.emptyList("modules"), at: node.range) }
     return pairs.compactMap { pair -> OutputModule? in
       guard let name = keyName(pair.key) else { return nil }
       guard let body = mapping(pair.value, what: "a module definition") else { return nil }
@@ -280,8 +267,8 @@ public struct RecipeDecoder {
         }
       }
       switch (module.slices, module.models) {
-      case (nil, nil): bag.error(.missingModuleInputs(name), at: pair.key.range)
-      case (let s?, .some): bag.error(.exclusiveKeys(["models", "slices"]), at: s.range)
+      case (nil, nil): bag.report(.missingModuleInputs(name), at: pair.key.range)
+      case (let s?, .some): bag.report(.exclusiveKeys(["models", "slices"]), at: s.range)
       default: break
       }
       return module
@@ -298,12 +285,12 @@ public struct RecipeDecoder {
   private mutating func modelReference(_ node: YAMLNode) -> ModelReference? {
     if let scalar = node.scalar {
       guard node.resolved != .null, !scalar.value.isEmpty else {
-        bag.error(.expectedModel(found: node.kindDescription), at: node.range)
+        bag.report(.expectedModel(found: node.kindDescription), at: node.range)
         return nil
       }
       let parts = scalar.value.split(separator: "+", omittingEmptySubsequences: false)
       guard parts.count <= 2, parts.allSatisfy({ !$0.isEmpty }) else {
-        bag.error(.badModelString(scalar.value), at: node.range)
+        bag.report(.badModelString(scalar.value), at: node.range)
         return nil
       }
       let offset = scalar.style == .plain ? 0 : 1
@@ -333,7 +320,7 @@ public struct RecipeDecoder {
     }
     guard let model else {
       if !pairs.contains(where: { $0.key.scalar?.value == "model" }) {
-        bag.error(.missingKey("model", in: "a model reference"), at: node.range)
+        bag.report(.missingKey("model", in: "a model reference"), at: node.range)
       }
       return nil
     }
@@ -357,7 +344,7 @@ public struct RecipeDecoder {
     }
     guard let path else {
       if !pairs.contains(where: { $0.key.scalar?.value == "path" }) {
-        bag.error(.missingKey("path", in: "a model path"), at: node.range)
+        bag.report(.missingKey("path", in: "a model path"), at: node.range)
       }
       return nil
     }
@@ -368,7 +355,7 @@ public struct RecipeDecoder {
   private mutating func modelPath(_ text: String, node: YAMLNode, offset: Int) -> ModelPath? {
     let parts = text.split(separator: "@", omittingEmptySubsequences: false)
     guard parts.count <= 2, !parts[0].isEmpty else {
-      bag.error(.badModelString(text), at: node.range)
+      bag.report(.badModelString(text), at: node.range)
       return nil
     }
     func sub(_ from: Int, _ length: Int) -> SourceRange {
@@ -410,7 +397,7 @@ public struct RecipeDecoder {
       case "pad_to_multiple_of":
         if pair.value.resolved == .null { continue }
         if let i = integer(pair.value, key: key) {
-          if i <= 0 { bag.error(.notPositive(key), at: pair.value.range) }
+          if i <= 0 { bag.report(.notPositive(key), at: pair.value.range) }
           config.padToMultipleOf = Located(i, at: pair.value.range)
         }
       case "tokens":
@@ -437,7 +424,7 @@ public struct RecipeDecoder {
         if case .bool(let b) = pair.value.resolved {
           result.force = Located(b, at: pair.value.range)
         } else {
-          bag.error(.expectedBoolean(key: key, found: pair.value), at: pair.value.range)
+          bag.report(.expectedBoolean(key: key, found: pair.value), at: pair.value.range)
         }
       case "source": result.source = tokenSource(pair.value)
       default: unknownKey(pair.key, key, in: Self.tokenKeys, context: "a token entry")
@@ -452,7 +439,7 @@ public struct RecipeDecoder {
       return modelReference(node).map { .model($0) }
     }
     guard let pairs = node.mapping else {
-      bag.error(
+      bag.report(
         .expectedMapping(what: "a token source", found: node.kindDescription), at: node.range)
       return nil
     }
@@ -484,15 +471,15 @@ public struct RecipeDecoder {
         }
       }
       if (tokenID == nil) == (token == nil) {
-        bag.error(.tokenIDOrToken, at: node.range)
+        bag.report(.tokenIDOrToken, at: node.range)
       }
       guard let model else {
-        bag.error(.missingKey("model", in: "a token source"), at: node.range)
+        bag.report(.missingKey("model", in: "a token source"), at: node.range)
         return nil
       }
       return .modelToken(model, tokenID: tokenID, token: token)
     default:
-      bag.error(.badTokenSourceKind(kindPair.value.scalar?.value ?? ""), at: kindPair.value.range)
+      bag.report(.badTokenSourceKind(kindPair.value.scalar?.value ?? ""), at: kindPair.value.range)
       return nil
     }
   }
@@ -528,7 +515,7 @@ public struct RecipeDecoder {
         guard entries.count == items.count else { return nil }
         return .conditional(entries, node.range)
       }
-      bag.error(.mixedParameterList(name), at: node.range)
+      bag.report(.mixedParameterList(name), at: node.range)
       return nil
     }
   }
@@ -556,7 +543,7 @@ public struct RecipeDecoder {
         case .sequence(let items) where items.allSatisfy({ $0.scalar != nil }):
           value = .gradient(items.map(Self.scalar), pair.value.range)
         default:
-          bag.error(
+          bag.report(
             .badConditionalValue(name, found: pair.value.kindDescription), at: pair.value.range)
         }
       default:
@@ -564,7 +551,7 @@ public struct RecipeDecoder {
       }
     }
     if !sawValue {
-      bag.error(.missingKey("value", in: "a '\(name)' entry"), at: node.range)
+      bag.report(.missingKey("value", in: "a '\(name)' entry"), at: node.range)
     }
     guard let value else { return nil }
     return ConditionalSetting(filter: filter, value: value, range: node.range)
@@ -574,7 +561,7 @@ public struct RecipeDecoder {
 
   private mutating func keyName(_ node: YAMLNode) -> String? {
     guard let s = node.scalar else {
-      bag.error(.nonScalarKey, at: node.range)
+      bag.report(.nonScalarKey, at: node.range)
       return nil
     }
     return s.value
@@ -584,7 +571,7 @@ public struct RecipeDecoder {
     _ node: YAMLNode, what: String, hint: Diagnostic.Note? = nil
   ) -> [YAMLPair]? {
     if let pairs = node.mapping { return pairs }
-    bag.error(
+    bag.report(
       .expectedMapping(what: what, found: node.kindDescription), at: node.range,
       notes: hint.map { [$0] } ?? [])
     return nil
@@ -592,13 +579,13 @@ public struct RecipeDecoder {
 
   private mutating func sequence(_ node: YAMLNode, what: String) -> [YAMLNode]? {
     if let items = node.sequence { return items }
-    bag.error(.expectedList(what: what, found: node.kindDescription), at: node.range)
+    bag.report(.expectedList(what: what, found: node.kindDescription), at: node.range)
     return nil
   }
 
   private mutating func string(_ node: YAMLNode, key: String) -> Located<String>? {
     guard let s = node.scalar, node.resolved != .null else {
-      bag.error(.expectedString(key: key, found: node.kindDescription), at: node.range)
+      bag.report(.expectedString(key: key, found: node.kindDescription), at: node.range)
       return nil
     }
     return Located(s.value, at: node.range)
@@ -611,28 +598,22 @@ public struct RecipeDecoder {
 
   private mutating func number(_ node: YAMLNode, key: String) -> Double? {
     if let n = node.resolved.number, node.scalar != nil { return n }
-    bag.error(.expectedNumber(key: key, found: node), at: node.range)
+    bag.report(.expectedNumber(key: key, found: node), at: node.range)
     return nil
   }
 
   private mutating func integer(_ node: YAMLNode, key: String) -> Int? {
     if case .int(let i) = node.resolved, node.scalar?.isQuoted == false { return i }
-    bag.error(.expectedInteger(found: node), at: node.range)
+    bag.report(.expectedInteger(found: node), at: node.range)
     return nil
   }
 
   private mutating func unknownKey(
     _ node: YAMLNode, _ key: String, in known: [String], context: String
   ) {
-    var notes: [Diagnostic.Note] = []
-    if !options.allowUnknown && !toldAboutAllowUnknown {
-      notes.append(Diagnostic.Note(.allowUnknownNote))
-      toldAboutAllowUnknown = true
-    }
-    bag.emit(
-      options.allowUnknown ? .warning : .error,
+    bag.report(
       .unknownKey(key, in: context, suggestion: Suggestion.closest(to: key, in: known)),
-      at: node.range, notes: notes)
+      at: node.range)
   }
 }
 
@@ -641,82 +622,93 @@ extension Diagnostic.Note {
     "write each model as '- model: PATH', optionally with 'parameters:'")
 }
 
-extension String {
-  /// The note added to the first unknown-key or unknown-parameter error of a recipe.
-  public static let allowUnknownNote =
-    "mergekit silently ignores unknown keys; pass --allow-unknown to report them as warnings"
-}
-
 extension Diagnostic.Message {
-  fileprivate static let emptyRecipe = Diagnostic.Message("the recipe is empty")
+  fileprivate static let emptyRecipe = Diagnostic.Message("empty-recipe", "the recipe is empty")
   fileprivate static let missingModels = Diagnostic.Message(
-    "the recipe needs one of 'models', 'slices' or 'modules'")
+    "missing-models", "the recipe needs one of 'models', 'slices' or 'modules'")
   fileprivate static let tokenizerAndSource = Diagnostic.Message(
-    "'tokenizer' and 'tokenizer_source' cannot both be given")
+    "tokenizer-and-source", "'tokenizer' and 'tokenizer_source' cannot both be given")
   fileprivate static let unnamedStage = Diagnostic.Message(
-    "every stage of a multi-stage recipe but the last needs a 'name'")
-  fileprivate static let nonScalarKey = Diagnostic.Message("keys must be plain strings")
+    "unnamed-stage", "every stage of a multi-stage recipe but the last needs a 'name'")
+  fileprivate static let nonScalarKey = Diagnostic.Message(
+    "non-scalar-key", "keys must be plain strings")
   fileprivate static let tokenIDOrToken = Diagnostic.Message(
-    "a 'model_token' source needs exactly one of 'token_id' and 'token'")
+    "token-id-or-token", "a 'model_token' source needs exactly one of 'token_id' and 'token'")
 
   fileprivate static func missingKey(_ key: String, in context: String) -> Self {
-    Self("\(context) needs '\(key)'")
+    Self("missing-key", "\(context) needs '\(key)'")
   }
   fileprivate static func exclusiveKeys(_ keys: [String]) -> Self {
     Self(
+      "exclusive-keys",
       "'\(keys[0])' and '\(keys[1])' cannot be used together; a recipe uses exactly one of 'models', 'slices' and 'modules'"
     )
   }
   fileprivate static func duplicateStageName(_ name: String) -> Self {
-    Self("two stages are named '\(name)'")
+    Self("duplicate-stage-name", "two stages are named '\(name)'")
   }
-  fileprivate static func emptyList(_ key: String) -> Self { Self("'\(key)' is empty") }
+  fileprivate static func emptyList(_ key: String) -> Self {
+    Self("empty-list", "'\(key)' is empty")
+  }
   fileprivate static func missingModuleInputs(_ name: String) -> Self {
-    Self("module '\(name)' needs 'models' or 'slices'")
+    Self("missing-module-inputs", "module '\(name)' needs 'models' or 'slices'")
   }
   fileprivate static func badLayerRange(found: String) -> Self {
-    Self("'layer_range' must be a list of two layer indices [start, end], found \(found)")
+    Self(
+      "bad-layer-range",
+      "'layer_range' must be a list of two layer indices [start, end], found \(found)")
   }
   fileprivate static func expectedInteger(found: YAMLNode) -> Self {
-    Self("expected an integer, found \(describe(found))")
+    Self("expected-integer", "expected an integer, found \(describe(found))")
   }
   fileprivate static func expectedModel(found: String) -> Self {
-    Self("expected a model path, found \(found)")
+    Self("expected-model", "expected a model path, found \(found)")
   }
   fileprivate static func badModelString(_ text: String) -> Self {
-    Self("'\(text)' is not a model reference; write 'path', 'path@revision' or 'path+lora'")
+    Self(
+      "bad-model-string",
+      "'\(text)' is not a model reference; write 'path', 'path@revision' or 'path+lora'")
   }
-  fileprivate static func notPositive(_ key: String) -> Self { Self("'\(key)' must be positive") }
+  fileprivate static func notPositive(_ key: String) -> Self {
+    Self("not-positive", "'\(key)' must be positive")
+  }
   fileprivate static func expectedBoolean(key: String, found: YAMLNode) -> Self {
-    Self("'\(key)' must be true or false, found \(describe(found))")
+    Self("expected-boolean", "'\(key)' must be true or false, found \(describe(found))")
   }
   fileprivate static func badTokenSourceKind(_ kind: String) -> Self {
-    Self("unknown token source kind '\(kind)'; expected 'zero' or 'model_token'")
+    Self(
+      "bad-token-source-kind",
+      "unknown token source kind '\(kind)'; expected 'zero' or 'model_token'")
   }
   fileprivate static func mixedParameterList(_ name: String) -> Self {
-    Self("'\(name)' mixes numbers and {filter, value} entries; use a list of one or the other")
+    Self(
+      "mixed-parameter-list",
+      "'\(name)' mixes numbers and {filter, value} entries; use a list of one or the other")
   }
   fileprivate static func badConditionalValue(_ name: String, found: String) -> Self {
-    Self("the value of a '\(name)' entry must be a number or a list of numbers, found \(found)")
+    Self(
+      "bad-conditional-value",
+      "the value of a '\(name)' entry must be a number or a list of numbers, found \(found)")
   }
   fileprivate static func expectedMapping(what: String, found: String) -> Self {
-    Self("expected \(what) to be a mapping, found \(found)")
+    Self("expected-mapping", "expected \(what) to be a mapping, found \(found)")
   }
   fileprivate static func expectedList(what: String, found: String) -> Self {
-    Self("expected \(what) to be a list, found \(found)")
+    Self("expected-list", "expected \(what) to be a list, found \(found)")
   }
   fileprivate static func expectedString(key: String, found: String) -> Self {
-    Self("'\(key)' must be a string, found \(found)")
+    Self("expected-string", "'\(key)' must be a string, found \(found)")
   }
   fileprivate static func expectedNumber(key: String, found: YAMLNode) -> Self {
-    Self("'\(key)' must be a number, found \(describe(found))")
+    Self("expected-number", "'\(key)' must be a number, found \(describe(found))")
   }
   fileprivate static func unknownKey(_ key: String, in context: String, suggestion: String?) -> Self
   {
     if let suggestion {
-      return Self("unknown key '\(key)' in \(context); did you mean '\(suggestion)'?")
+      return Self(
+        "unknown-key", "unknown key '\(key)' in \(context); did you mean '\(suggestion)'?")
     }
-    return Self("unknown key '\(key)' in \(context)")
+    return Self("unknown-key", "unknown key '\(key)' in \(context)")
   }
 
   /// Describes a node for messages: `a string 'abc'`, `a list`.

@@ -297,7 +297,9 @@ private struct Composer {
           sources = list
         } else {
           problems.append(
-            YAMLError("a merge key '<<' takes a mapping or a list of mappings", at: value.range))
+            YAMLError(
+              "a merge key '<<' takes a mapping or a list of mappings", at: value.range,
+              id: "bad-merge-key"))
           continue
         }
         for source in sources {
@@ -313,7 +315,8 @@ private struct Composer {
           problems.append(
             YAMLError(
               "duplicate key '\(s.value)'", at: key.range,
-              notes: [Diagnostic.Note("'\(s.value)' first appears here", at: first)]))
+              notes: [Diagnostic.Note("'\(s.value)' first appears here", at: first)],
+              id: "duplicate-key"))
           continue
         }
         seen[s.value] = key.range

@@ -49,20 +49,20 @@ public enum Calibration {
       [(method: String, body: String, measures: WritableKeyPath<CostConstants, Double>)] =
         [
           (
-            "task_arithmetic",
+            TaskArithmetic.spec.name,
             "models: [{model: ft0, parameters: {weight: 0.3}}, "
               + "{model: ft1, parameters: {weight: 0.3}}, {model: ft2, parameters: {weight: 0.3}}]",
             \.passNanoseconds
           ),
           (
-            "ties",
+            Ties.spec.name,
             "models: [{model: ft0, parameters: {weight: 0.3, density: 0.5}}, "
               + "{model: ft1, parameters: {weight: 0.3, density: 0.5}}, "
               + "{model: ft2, parameters: {weight: 0.3, density: 0.5}}]",
             \.selectNanoseconds
           ),
           (
-            "nearswap", "models: [{model: base}, {model: ft0}]\nparameters: {t: 0.001}",
+            NearSwap.spec.name, "models: [{model: base}, {model: ft0}]\nparameters: {t: 0.001}",
             \.wholeNanoseconds
           ),
         ]
@@ -74,10 +74,9 @@ public enum Calibration {
       } catch {
         throw Failure(description: error.description)
       }
-      let report = RecipeChecker.check(path: path, options: RecipeOptions())
-      guard !report.hasErrors, let stage = report.recipe?.stages.first,
-        case (let plan?, _) = Resolver.resolve(stage: stage, report: report, file: path)
-      else { throw Failure(description: "the calibration recipe '\(method)' does not check") }
+      guard let merge = Compiler.compile(path: path).merge else {
+        throw Failure(description: "the calibration recipe '\(method)' does not compile")
+      }
       let options = RunOptions(threads: threads)
       let out = FileSystem.join(scratch, "out-\(method)")
       // Twice: the first run warms the code and the page cache, the second is measured.
@@ -86,24 +85,18 @@ public enum Calibration {
         FileSystem.removeTree(out)
         let start = DispatchTime.now().uptimeNanoseconds
         do {
-          _ = try MergeRunner.run(plan: plan, recipeText: text, output: out, options: options)
+          _ = try MergeRunner.run(merge, output: out, options: options)
         } catch {
           throw Failure(description: "the calibration merge '\(method)' failed: \(error)")
         }
         seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
       }
-      let graphs: [TensorGraph]
-      do {
-        graphs = try MergeRunner.compile(plan, options: options)
-      } catch {
-        throw Failure(description: error.description)
-      }
       // The model's seconds are linear in the per-element constants: solve for the one this
       // merge measures, the others known.
       func predicted(_ c: CostConstants) -> Double {
         MergeCost.estimate(
-          plan: plan, graphs: graphs, layout: MergeRunner.layout(plan, options: options),
-          outputFiles: 0, options: options, constants: c, baselineBytes: 0, startupSeconds: 0
+          merge, layout: MergeRunner.layout(merge.plan, options: options), outputFiles: 0,
+          options: options, constants: c, baselineBytes: 0, startupSeconds: 0
         ).estimatedSeconds
       }
       var zero = constants

@@ -143,7 +143,7 @@ public struct MergeCost: Sendable {
   /// Estimated wall seconds, startup included.
   public var estimatedSeconds: Double
 
-  /// The cost of running `graphs` (compiled from `plan` with `options`).
+  /// The cost of running `merge` with `options`.
   ///
   /// - Parameters:
   ///   - outputFiles: bytes of the output's files besides the shards (config, tokenizer, card).
@@ -151,10 +151,12 @@ public struct MergeCost: Sendable {
   ///   - startupSeconds: what it took to get here (checking and compiling).
   ///   - residency: bytes of `path`'s `range` in the page cache (nil: assume all of it).
   public static func estimate(
-    plan: MergePlan, graphs: [TensorGraph], layout: ShardLayout, outputFiles: Int,
-    options: RunOptions, constants: CostConstants, baselineBytes: Int, startupSeconds: Double,
+    _ merge: CompiledMerge, layout: ShardLayout, outputFiles: Int, options: RunOptions,
+    constants: CostConstants, baselineBytes: Int, startupSeconds: Double,
     residency: ((String, Range<Int>) -> Int)? = nil
   ) -> MergeCost {
+    let plan = merge.plan
+    let graphs = merge.graphs
     let threads = max(1, options.threads)
     let schedule = options.schedule
     let order = processingOrder(graphs, plan.models)
@@ -214,28 +216,6 @@ public struct MergeCost: Sendable {
     return total
   }
 
-  /// Relative cost per input element of each whole-tensor kernel, nearswap being 1: how many
-  /// passes over its inputs it makes, by its code.
-  static func weight(_ method: WholeTensorMethod) -> Double {
-    switch method {
-    case .nearswap: return 1
-    case .nuslerp, .multislerp, .ram: return 2
-    case .modelStock, .arceeFusion, .ramPlus: return 3
-    case .sce: return 6
-    case .karcher(let iterations, _): return 2 * Double(max(1, min(iterations, 20)))
-    }
-  }
-
-  /// Bytes a whole-tensor kernel allocates beyond its decoded inputs and result, per element.
-  static func temporaries(_ method: WholeTensorMethod, inputs: Int) -> Int {
-    switch method {
-    case .nearswap: return 0
-    case .nuslerp, .arceeFusion: return 8
-    case .multislerp, .karcher, .modelStock, .ram, .ramPlus: return 4 * inputs + 8
-    case .sce: return 4 * inputs + 16
-    }
-  }
-
   /// One tensor's cost without the next tensor's prefetch or disk reads.
   static func price(
     _ graph: TensorGraph, plan: MergePlan, options: RunOptions, constants: CostConstants
@@ -260,13 +240,14 @@ public struct MergeCost: Sendable {
       cost.seconds = seconds
       return cost
     }
-    if case .wholeTensor(let method) = graph[output.inputs[0]].op {
+    if case .wholeTensor(let kernel) = graph[output.inputs[0]].op {
       let n = graph[output.inputs[0]].inputs.count
       cost.bytesRead = inputBytes
-      let buffers = (n + 1) * count * 4 + outputBytes + temporaries(method, inputs: n) * count
+      let buffers =
+        (n + 1) * count * 4 + outputBytes + kernel.base.temporaryBytes(inputs: n) * count
       let largestInput = graph.plan.inputs.map(\.info.byteCount).max() ?? 0
       cost.workingSetBytes = buffers + (schedule.releaseWindow == nil ? mapped : largestInput)
-      seconds += Double(count * n) * weight(method) * constants.wholeNanoseconds / 1e9
+      seconds += Double(count * n) * kernel.base.costWeight * constants.wholeNanoseconds / 1e9
       cost.seconds = seconds
       return cost
     }
@@ -320,7 +301,7 @@ public struct MergeCost: Sendable {
     for level in TensorExecutor.reductionLevels(graph) {
       let prefixes = level.filter {
         guard !cached.contains($0.index) else { return false }
-        if case .sortPrefix = graph[$0].op { return true } else { return false }
+        return graph[$0].op.kind == .selection
       }.count
       guard prefixes > 0 else { continue }
       // A selection holds the magnitudes (4 bytes per element) and bitsets; after the first
@@ -334,9 +315,7 @@ public struct MergeCost: Sendable {
       seconds += Double(prefixes * count) * constants.selectNanoseconds / 1e9 / Double(lanes)
     }
     var sets = 0
-    for node in graph.nodes {
-      if case .sortPrefix = node.op { sets += (count + 63) / 64 * 8 }
-    }
+    for node in graph.nodes where node.op.kind == .selection { sets += (count + 63) / 64 * 8 }
     cost.workingSetBytes =
       sets
       + (window == nil

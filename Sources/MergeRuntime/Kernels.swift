@@ -17,7 +17,7 @@ enum Kernels {
   /// The uniform value in [0, 1) of element `index` of random stream `stream` (24 bits).
   @inline(__always)
   static func uniform(_ stream: UInt64, _ index: Int) -> Float {
-    let z = Lowering.mix(stream &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15)
+    let z = RandomStream.mix(stream &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15)
     return Float(z >> 40) * (1.0 / 16_777_216.0)
   }
 
@@ -32,7 +32,7 @@ enum Kernels {
     let limit = UInt64((Double(density) * 16_777_216).rounded(.up))
     var z0 = stream &+ UInt64(truncatingIfNeeded: first) &* 0x9E37_79B9_7F4A_7C15
     for i in 0..<n {
-      let k = Lowering.mix(z0) >> 40
+      let k = RandomStream.mix(z0) >> 40
       z0 = z0 &+ 0x9E37_79B9_7F4A_7C15
       // A multiply by the 0/1 mask, as torch applies it (and without a branch to mispredict).
       out[i] = x[i] * (k < limit ? 1 : 0)

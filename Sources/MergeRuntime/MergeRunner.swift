@@ -12,20 +12,14 @@ import Synchronization
   import Darwin
 #endif
 
-/// How a merge runs.
+/// How a compiled merge runs (how it is compiled is ``CompileOptions``).
 public struct RunOptions: Sendable {
   /// Worker threads.
   public var threads: Int
-  /// The seed of the random methods.
-  public var seed: UInt64
   /// Most bytes per output shard (0: one shard).
   public var shardSize: Int
   /// Called after each tensor is written.
   public var progress: (@Sendable (RunProgress) -> Void)?
-  /// Whether to fuse elementwise chains (`--no-fuse` turns it off; the bytes are the same).
-  public var fuse: Bool = true
-  /// Whether to run the optimizing passes at all (tests compare both pipelines).
-  public var optimize: Bool = true
   /// Where reduction results are kept across runs (nil: recompute everything).
   public var cache: ReductionCache?
   /// How memory is traded for speed (`merge run --max-memory` picks the smaller one).
@@ -33,11 +27,10 @@ public struct RunOptions: Sendable {
 
   /// Creates options.
   public init(
-    threads: Int, seed: UInt64 = 0, shardSize: Int = 5_000_000_000,
+    threads: Int, shardSize: Int = 5_000_000_000,
     progress: (@Sendable (RunProgress) -> Void)? = nil
   ) {
     self.threads = threads
-    self.seed = seed
     self.shardSize = shardSize
     self.progress = progress
   }
@@ -73,34 +66,50 @@ public struct RunSummary: Sendable {
 ///
 /// The output folder is then left as it was.
 public enum RunError: Error, Sendable, CustomStringConvertible {
+  /// Reading an input or writing the output failed.
   case model(ModelError)
-  case lowering(LoweringError)
+  /// A tensor could not be computed.
   case execution(ExecutionError)
 
   public var description: String {
     switch self {
     case .model(let e): return e.description
-    case .lowering(let e): return e.description
     case .execution(let e): return e.description
+    }
+  }
+
+  /// The failure as a diagnostic of `merge`'s recipe, pointing at the slice or model list the
+  /// failed tensor comes from.
+  public func diagnostic(for merge: CompiledMerge, file: String) -> Diagnostic {
+    switch self {
+    case .model(let e):
+      return Diagnostic(.ioFailed(e), file: file)
+    case .execution(let e):
+      let origin = merge.plan.tensors.first { $0.name == e.tensor }?.origin
+      return Diagnostic(.executionFailed(e), file: file, at: origin)
     }
   }
 }
 
-/// Runs a resolved merge: lowers each tensor, executes it, writes the output folder atomically.
+extension Diagnostic.Message {
+  fileprivate static func ioFailed(_ error: ModelError) -> Self {
+    Self("io-failed", error.description)
+  }
+  fileprivate static func executionFailed(_ error: ExecutionError) -> Self {
+    Self("execution-failed", error.description)
+  }
+}
+
+/// Runs a compiled merge: executes each tensor's graph, writes the output folder atomically.
 public enum MergeRunner {
-  /// Merges `plan` into `output`.
-  ///
-  /// - Parameters:
-  ///   - graphs: the plan's graphs, when the caller has compiled them with the same options.
-  ///   - recipeText: the recipe, copied into the output as `mergekit_config.yml`.
-  public static func run(
-    plan: MergePlan, graphs compiled: [TensorGraph]? = nil, recipeText: String, output: String,
-    options: RunOptions
-  ) throws(RunError) -> RunSummary {
+  /// Runs `merge` into the model folder `output`.
+  public static func run(_ merge: CompiledMerge, output: String, options: RunOptions)
+    throws(RunError) -> RunSummary
+  {
     let start = DispatchTime.now().uptimeNanoseconds
     releaseFreedMemory()
-    let graphs: [TensorGraph]
-    if let compiled { graphs = compiled } else { graphs = try compile(plan, options: options) }
+    let plan = merge.plan
+    let graphs = merge.graphs
     let layout = Self.layout(plan, options: options)
     let specs = layout.shards.flatMap(\.tensors)
     let specByName = Dictionary(specs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -112,7 +121,6 @@ public enum MergeRunner {
     } catch {
       throw .model(error)
     }
-    let pause = Int(FileSystem.environment("MERGE_TEST_PAUSE_AFTER_TENSORS") ?? "")
     let totalBytes = specs.reduce(0) { $0 + $1.byteCount }
     var bytesDone = 0
     let order = processingOrder(graphs, plan.models)
@@ -148,15 +156,11 @@ public enum MergeRunner {
           tensorsDone: step + 1, tensorCount: graphs.count, bytesDone: bytesDone,
           totalBytes: totalBytes,
           elapsed: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
-      if let pause, step + 1 == pause {
-        // A test hook: hold the run mid-write so that a test can interrupt it.
-        sleep(60)
-      }
     }
     do {
       try writer.finish()
       for (name, content) in Self.sideFiles(
-        plan, recipeText: recipeText, seed: options.seed, layout: layout)
+        plan, recipeText: merge.recipeText, seed: merge.seed, layout: layout)
       {
         switch content {
         case .bytes(let bytes): try folder.write(name, bytes: bytes)
@@ -227,33 +231,6 @@ extension MergeRunner {
       }
     }
     return total
-  }
-
-  /// Lowers every output tensor and runs the optimizing passes (unless `options.optimize` is
-  /// off): the graphs `run` executes and `MergeCost` prices.
-  public static func compile(_ plan: MergePlan, options: RunOptions) throws(RunError)
-    -> [TensorGraph]
-  {
-    var graphs: [TensorGraph] = []
-    let pipeline = PassPipeline.standard(fuse: options.fuse)
-    for t in plan.tensors {
-      var graph: TensorGraph
-      do {
-        graph = try Lowering.lower(t, method: plan.method, seed: options.seed)
-      } catch {
-        throw .lowering(error)
-      }
-      if options.optimize {
-        do {
-          try pipeline.run(&graph)
-        } catch {
-          throw .lowering(
-            LoweringError(tensor: t.name, reason: error.description, origin: t.origin))
-        }
-      }
-      graphs.append(graph)
-    }
-    return graphs
   }
 }
 

@@ -66,7 +66,7 @@ public enum OutputFiles {
     card +=
       "This model is a merge of pre-trained language models, made with `merge` from a mergekit recipe.\n\n"
     card += "## Merge details\n\n"
-    card += "- Method: \(plan.method.prettyName) (`\(plan.method.name)`)\n"
+    card += "- Method: \(plan.method.spec.prettyName) (`\(plan.method.spec.name)`)\n"
     if let base = plan.tensors.first?.baseIndex.map({ plan.tensors[0].inputs[$0].model }) {
       card += "- Base model: `\(plan.models[base].reference.description)`\n"
     }

@@ -172,7 +172,7 @@ extension ReductionCache {
     func describe(_ id: NodeID) -> String {
       if let d = memo[id.index] { return d }
       let node = graph[id]
-      var d = node.op.name
+      var d = node.op.identity
       if case .load(let i) = node.op {
         let input = graph.plan.inputs[i]
         let file = models[input.model].weights.file(for: input.tensor)
@@ -195,7 +195,7 @@ extension ReductionCache {
       b = (b ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 &+ 0x9E37_79B9
     }
     let hex = { (v: UInt64) -> String in
-      let s = String(Lowering.mix(v), radix: 16)
+      let s = String(RandomStream.mix(v), radix: 16)
       return String(repeating: "0", count: 16 - s.count) + s
     }
     return hex(a) + hex(b ^ UInt64(text.count))

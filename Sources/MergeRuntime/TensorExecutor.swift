@@ -86,8 +86,9 @@ struct TensorExecutor {
     guard case .store(let dtype) = output.op else {
       throw ExecutionError(tensor: graph.plan.name, reason: "the graph does not end in a store")
     }
-    if case .wholeTensor(let method) = graph[output.inputs[0]].op {
-      try runWholeTensor(method, inputs: graph[output.inputs[0]].inputs, dtype: dtype, write: write)
+    if case .wholeTensor(let kernel) = graph[output.inputs[0]].op {
+      try runWholeTensor(
+        kernel.base, inputs: graph[output.inputs[0]].inputs, dtype: dtype, write: write)
       return
     }
     var env = Environment(nodeCount: graph.nodes.count)
@@ -110,7 +111,7 @@ struct TensorExecutor {
 
   /// Decodes the kernel's inputs whole, runs it on this thread, and writes the result.
   func runWholeTensor(
-    _ method: WholeTensorMethod, inputs: [NodeID], dtype: DType,
+    _ kernel: any WholeTensorKernel, inputs: [NodeID], dtype: DType,
     write: @Sendable (Int, UnsafeRawBufferPointer) throws -> Void
   ) throws {
     var arrays: [[Float]] = []
@@ -131,7 +132,7 @@ struct TensorExecutor {
       if schedule.releaseWindow != nil { release(input, upTo: count) }
       arrays.append(values)
     }
-    let result = WholeTensorKernels.run(method, inputs: arrays, shape: graph.plan.shape)
+    let result = kernel(arrays, shape: graph.plan.shape)
     var bytes = [UInt8](repeating: 0, count: count * dtype.byteSize)
     result.withUnsafeBufferPointer { r in
       bytes.withUnsafeMutableBytes { out in
@@ -244,15 +245,8 @@ struct TensorExecutor {
       case nil: pending.append(id)
       }
     }
-    let scalars = pending.filter {
-      switch graph[$0].op {
-      case .l1Norm, .sumOfSquares, .normalizedDot: return true
-      default: return false
-      }
-    }
-    let prefixes = pending.filter {
-      if case .sortPrefix = graph[$0].op { return true } else { return false }
-    }
+    let scalars = pending.filter { graph[$0].op.kind == .scalarReduction }
+    let prefixes = pending.filter { graph[$0].op.kind == .selection }
     if !scalars.isEmpty {
       let values = try scalarReductions(scalars, env: env)
       for (id, v) in zip(scalars, values) { env.scalars[id.index] = v }

@@ -148,3 +148,24 @@ public struct SplitMix64: RandomNumberGenerator {
     return z ^ (z >> 31)
   }
 }
+
+/// A temporary folder with `models/` linked to a folder of models (the tiny Llama models by
+/// default), where test recipes live and name them as `models/base`, `models/ft0`, ….
+public final class ModelWorkspace: Sendable {
+  /// The folder.
+  public let directory = TemporaryDirectory()
+
+  /// A workspace whose `models/` is `models`.
+  public init(models: String = Repository.tinyLlama) {
+    directory.link("models", to: models)
+  }
+
+  /// Writes recipe `text` as `name` and returns its path.
+  @discardableResult
+  public func recipe(_ text: String, name: String = "recipe.yml") -> String {
+    directory.write(name, text)
+  }
+
+  /// The path of `name` inside the workspace.
+  public func path(_ name: String) -> String { directory.path + "/" + name }
+}

@@ -68,9 +68,8 @@ import _TestSupport
     var rng = SplitMix64(state: seed)
     // Recipes live in recipes/ beside models/, as in Tests/Parity, so that the seed recipes'
     // model paths resolve and mutations reach the deeper checks.
-    let directory = TemporaryDirectory()
-    directory.link("models", to: Repository.examples + "/models")
-    let recipePath = directory.write("recipes/recipe.yml", "")
+    let workspace = ModelWorkspace(models: Repository.examples + "/models")
+    let recipePath = workspace.recipe("", name: "recipes/recipe.yml")
     let seeds = try corpus()
     let deadline = Date().addingTimeInterval(Self.seconds)
     var iterations = 0
@@ -82,10 +81,12 @@ import _TestSupport
       } else {
         text = random(&rng)
       }
-      let report = RecipeChecker.check(text: text, file: recipePath)
-      if report.hasErrors { rejected += 1 }
+      var options = CompileOptions()
+      options.phase = .resolution
+      let compilation = Compiler.compile(text: text, file: recipePath, options: options)
+      if compilation.hasErrors { rejected += 1 }
       // Every diagnostic renders, whatever the input.
-      _ = DiagnosticRenderer(sources: [recipePath: text]).render(report.diagnostics)
+      _ = DiagnosticRenderer(sources: [recipePath: text]).render(compilation.diagnostics)
       iterations += 1
     }
     print("fuzz: \(iterations) inputs in \(Self.seconds) s, \(rejected) rejected, seed \(seed)")

@@ -5,20 +5,16 @@ import _TestSupport
 
 @testable import MergeCompiler
 
-/// A temporary folder with `models/` linked to the tiny Llama models, where test recipes live.
-final class Workspace: Sendable {
-  let directory = TemporaryDirectory()
-
-  init() {
-    directory.link("models", to: Repository.tinyLlama)
+extension ModelWorkspace {
+  /// Checks recipe `text` as `merge check` does (through resolution, before any tensor data).
+  func check(_ text: String, allowUnknown: Bool = false) -> Compilation {
+    var options = CompileOptions()
+    options.phase = .resolution
+    options.policy = DiagnosticPolicy(allowUnknown: allowUnknown)
+    return Compiler.compile(path: recipe(text), options: options)
   }
 
-  func check(_ text: String, allowUnknown: Bool = false) -> CheckReport {
-    let path = directory.write("recipe.yml", text)
-    return RecipeChecker.check(path: path, options: RecipeOptions(allowUnknown: allowUnknown))
-  }
-
-  var recipePath: String { directory.path + "/recipe.yml" }
+  var recipePath: String { path("recipe.yml") }
 }
 
 @Suite struct RecipeCheckerTests {
@@ -30,7 +26,7 @@ final class Workspace: Sendable {
     }.sorted()
     #expect(names.count == 23)
     for name in names {
-      let report = RecipeChecker.check(path: folder + "/" + name)
+      let report = Compiler.compile(path: folder + "/" + name)
       #expect(report.diagnostics.isEmpty, "\(name): \(report.diagnostics.map(\.message.text))")
     }
   }
@@ -224,7 +220,7 @@ final class Workspace: Sendable {
   @Test("each mistake is a located, specific error", arguments: rejections)
   func rejection(_ c: Case) throws {
     let marked = MarkedText(c.recipe)
-    let report = Workspace().check(marked.text)
+    let report = ModelWorkspace().check(marked.text)
     #expect(report.hasErrors)
     let location = try #require(marked["1️⃣"])
     let match = report.diagnostics.first { $0.message.text == c.message }
@@ -238,7 +234,7 @@ final class Workspace: Sendable {
 
   @Test("a failing recipe renders exactly, all errors at once")
   func fullRendering() {
-    let workspace = Workspace()
+    let workspace = ModelWorkspace()
     let text = """
       merge_method: ties
       base_model: models/base
@@ -285,16 +281,16 @@ final class Workspace: Sendable {
           parameters: {weight: 1, desnity: 0.5}
       residual: 3
       """
-    let strict = Workspace().check(text)
+    let strict = ModelWorkspace().check(text)
     #expect(strict.errorCount == 2)
-    let lenient = Workspace().check(text, allowUnknown: true)
+    let lenient = ModelWorkspace().check(text, allowUnknown: true)
     #expect(lenient.errorCount == 0)
     #expect(lenient.warningCount == 2)
   }
 
   @Test("parameters that have no effect where they stand are warnings")
   func noEffectWarnings() {
-    let report = Workspace().check(
+    let report = ModelWorkspace().check(
       """
       merge_method: ties
       base_model: models/base
@@ -315,7 +311,7 @@ final class Workspace: Sendable {
 
   @Test("linear with a base model not listed needs a weight for it, as mergekit merges it too")
   func linearBaseIsAnInput() {
-    let report = Workspace().check(
+    let report = ModelWorkspace().check(
       """
       merge_method: linear
       base_model: models/base
@@ -332,7 +328,7 @@ final class Workspace: Sendable {
 
   @Test("values of every type are checked, lenient only where mergekit is")
   func valueTypes() {
-    let report = Workspace().check(
+    let report = ModelWorkspace().check(
       """
       merge_method: ties
       base_model: models/base
@@ -359,14 +355,14 @@ final class Workspace: Sendable {
     let dir = TemporaryDirectory()
     let path = dir.write(
       "r.yml", bytes: Array("merge_method: ties\nname: ".utf8) + [0xFF, 0xFE, 0x0A])
-    let report = RecipeChecker.check(path: path)
+    let report = Compiler.compile(path: path)
     #expect(report.diagnostics.map(\.message.text) == ["the recipe is not valid UTF-8 text"])
     #expect(report.recipe == nil)
   }
 
   @Test("a base model that is not among a slice's sources is an error")
   func sliceBase() {
-    let report = Workspace().check(
+    let report = ModelWorkspace().check(
       """
       merge_method: ties
       slices:
@@ -384,7 +380,7 @@ final class Workspace: Sendable {
 
   @Test("a later stage may use an earlier stage's name as a model")
   func stages() {
-    let report = Workspace().check(
+    let report = ModelWorkspace().check(
       """
       name: first
       merge_method: linear
@@ -406,7 +402,7 @@ final class Workspace: Sendable {
 
   @Test("folders without a model and Hub names get explanations")
   func modelFolders() throws {
-    let workspace = Workspace()
+    let workspace = ModelWorkspace()
     workspace.directory.write("empty/readme.txt", "nothing")
     workspace.directory.write("pickle/config.json", "{\"num_hidden_layers\": 2}")
     workspace.directory.write("pickle/pytorch_model.bin", "x")
@@ -438,7 +434,7 @@ final class Workspace: Sendable {
 
   @Test("checking reads config.json and safetensors headers only, never tensor data")
   func neverReadsTensorData() throws {
-    let report = Workspace().check(
+    let report = ModelWorkspace().check(
       """
       merge_method: ties
       base_model: models/base
@@ -449,17 +445,18 @@ final class Workspace: Sendable {
           parameters: {weight: 1, density: 0.5}
       """)
     #expect(report.diagnostics.isEmpty)
-    #expect(report.weights.count == 3)
-    for (path, weights) in report.weights {
-      #expect(weights.tensors.count == 39, "\(path)")
+    let plan = try #require(report.plan)
+    #expect(plan.models.count == 3)
+    for model in plan.models {
+      #expect(model.weights.tensors.count == 39, "\(model.path)")
       // Tensor data is read only through the mapping, which is made on first use.
-      #expect(weights.files.allSatisfy { !$0.isMapped }, "\(path)")
+      #expect(model.weights.files.allSatisfy { !$0.isMapped }, "\(model.path)")
     }
   }
 
   @Test("a model whose safetensors header is malformed is reported at check time")
   func badHeader() {
-    let workspace = Workspace()
+    let workspace = ModelWorkspace()
     let config = try? String(
       contentsOfFile: Repository.tinyLlama + "/base/config.json", encoding: .utf8)
     workspace.directory.write("opaque/config.json", config ?? "")

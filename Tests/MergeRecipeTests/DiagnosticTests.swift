@@ -7,7 +7,7 @@ import Testing
   func rendering() {
     let text = "merge_method: slurp\nmodels: []\n"
     let d = Diagnostic(
-      .error, Diagnostic.Message("unknown merge method 'slurp'"), file: "recipe.yaml",
+      Diagnostic.Message("unknown-method", "unknown merge method 'slurp'"), file: "recipe.yaml",
       at: SourceRange(
         start: SourceLocation(line: 1, column: 15), end: SourceLocation(line: 1, column: 20)),
       notes: [Diagnostic.Note("known methods: linear, ties")])
@@ -26,7 +26,7 @@ import Testing
   func locatedNote() {
     let text = "a: 1\na: 2\n"
     let d = Diagnostic(
-      .error, Diagnostic.Message("duplicate key 'a'"), file: "r.yml",
+      Diagnostic.Message("duplicate-key", "duplicate key 'a'"), file: "r.yml",
       at: SourceRange(
         start: SourceLocation(line: 2, column: 1), end: SourceLocation(line: 2, column: 2)),
       notes: [
@@ -53,12 +53,25 @@ import Testing
     var bag = DiagnosticBag(file: "f")
     let late = SourceRange(at: SourceLocation(line: 5, column: 1))
     let early = SourceRange(at: SourceLocation(line: 2, column: 3))
-    bag.error(Diagnostic.Message("b"), at: late)
-    bag.warning(Diagnostic.Message("a"), at: early)
-    bag.error(Diagnostic.Message("b"), at: late)
+    bag.report(Diagnostic.Message("test-b", "b"), at: late)
+    bag.report(Diagnostic.Message("test-a", .warning, "a"), at: early)
+    bag.report(Diagnostic.Message("test-b", "b"), at: late)
     #expect(bag.sorted.map(\.message.text) == ["a", "b"])
     #expect(bag.errorCount == 2)
     #expect(bag.warningCount == 1)
+  }
+
+  @Test("the policy decides severities by id: --allow-unknown demotes unknown names only")
+  func policy() {
+    let unknown = Diagnostic(Diagnostic.Message("unknown-key", "unknown key 'x' in the recipe"))
+    let parameter = Diagnostic(Diagnostic.Message("unknown-parameter", "unknown parameter 'y'"))
+    let other = Diagnostic(Diagnostic.Message("missing-key", "the recipe needs 'merge_method'"))
+    let strict = DiagnosticPolicy().applied(to: [other, unknown, parameter])
+    #expect(strict.map(\.severity) == [.error, .error, .error])
+    #expect(strict.map(\.notes.count) == [0, 1, 0])
+    let lenient = DiagnosticPolicy(allowUnknown: true).applied(to: [other, unknown, parameter])
+    #expect(lenient.map(\.severity) == [.error, .warning, .warning])
+    #expect(lenient.allSatisfy { $0.notes.isEmpty })
   }
 
   @Test("suggestions find likely typos and nothing else")

@@ -4,8 +4,10 @@ import _TestSupport
 @testable import MergeRecipe
 
 @Suite struct RecipeDecoderTests {
+  /// Decodes `text`, severities as the policy (`--allow-unknown` or not) decides them.
   func decode(_ text: String, allowUnknown: Bool = false) -> (Recipe?, [Diagnostic]) {
-    RecipeDecoder.decode(text, file: "r.yml", options: RecipeOptions(allowUnknown: allowUnknown))
+    let (recipe, diagnostics) = RecipeDecoder.decode(text, file: "r.yml")
+    return (recipe, DiagnosticPolicy(allowUnknown: allowUnknown).applied(to: diagnostics))
   }
 
   @Test("the whole configuration language decodes with locations")
@@ -125,12 +127,15 @@ import _TestSupport
         "unknown key 'basemodel' in the recipe; did you mean 'base_model'?",
         "unknown key 'paramters' in a model entry; did you mean 'parameters'?",
       ])
-    #expect(errors.allSatisfy { $0.severity == .error })
+    #expect(errors.allSatisfy { $0.severity == .error && $0.id == "unknown-key" })
     #expect(errors[0].range?.start == SourceLocation(line: 2, column: 1))
     #expect(errors[1].range?.start == SourceLocation(line: 5, column: 5))
+    // The first unknown-key error, and only it, says how to make them warnings.
+    #expect(errors.map(\.notes.count) == [1, 0])
+    #expect(errors[0].notes.first?.message == DiagnosticPolicy.allowUnknownNote)
     let (_, warnings) = decode(text, allowUnknown: true)
     #expect(warnings.count == 2)
-    #expect(warnings.allSatisfy { $0.severity == .warning })
+    #expect(warnings.allSatisfy { $0.severity == .warning && $0.notes.isEmpty })
   }
 
   struct BadCase: Sendable, CustomTestStringConvertible {

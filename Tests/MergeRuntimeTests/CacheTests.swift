@@ -8,15 +8,14 @@ import _TestSupport
 
 @Suite struct CacheTests {
   func run(_ recipe: String, _ out: String, cache: ReductionCache) throws {
-    let p = try plan(recipe)
     var options = RunOptions(threads: 2)
     options.cache = cache
-    _ = try MergeRunner.run(plan: p, recipeText: "", output: out, options: options)
+    _ = try MergeRunner.run(try compileRecipe(recipe), output: out, options: options)
   }
 
   @Test("a warm cache gives the same bytes; new weights reuse it, new densities or inputs do not")
   func reuse() throws {
-    let workspace = RecipeWorkspace()
+    let workspace = ModelWorkspace()
     let cacheDir = workspace.path("cache")
     func recipe(_ w: Double, _ d: Double, _ name: String) -> String {
       workspace.recipe(

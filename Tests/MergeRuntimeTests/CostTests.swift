@@ -9,23 +9,12 @@ import _TestSupport
 
 /// The cost model (`merge plan`) and the schedules `merge run --max-memory` chooses between.
 @Suite struct CostTests {
-  static func compile(_ path: String) throws -> (MergePlan, String) {
-    let report = RecipeChecker.check(path: path)
-    guard !report.hasErrors, let stage = report.recipe?.stages.first,
-      case (let plan?, _) = Resolver.resolve(stage: stage, report: report, file: path)
-    else { throw MergeFailure(description: "\(path) does not check") }
-    return (plan, report.text ?? "")
-  }
-
-  static func estimate(_ plan: MergePlan, _ text: String, _ options: RunOptions) throws
-    -> MergeCost
-  {
-    let graphs = try MergeRunner.compile(plan, options: options)
-    let layout = MergeRunner.layout(plan, options: options)
+  static func estimate(_ merge: CompiledMerge, _ options: RunOptions) -> MergeCost {
+    let layout = MergeRunner.layout(merge.plan, options: options)
     return MergeCost.estimate(
-      plan: plan, graphs: graphs, layout: layout,
+      merge, layout: layout,
       outputFiles: MergeRunner.sideFileBytes(
-        plan, recipeText: text, seed: options.seed, layout: layout),
+        merge.plan, recipeText: merge.recipeText, seed: merge.seed, layout: layout),
       options: options, constants: .defaults, baselineBytes: 0, startupSeconds: 0)
   }
 
@@ -40,11 +29,11 @@ import _TestSupport
     arguments: ["ties_bf16", "slerp", "passthrough_slices", "task_arithmetic"])
   func bytesWritten(recipe: String) throws {
     let path = Repository.parity + "/recipes/\(recipe).yml"
-    let (plan, text) = try Self.compile(path)
+    let merge = try compileRecipe(path)
     for shardSize in [0, 200_000] {
       let dir = TemporaryDirectory()
       _ = try runRecipe(path, output: dir.path + "/out", shardSize: shardSize)
-      let cost = try Self.estimate(plan, text, RunOptions(threads: 2, shardSize: shardSize))
+      let cost = Self.estimate(merge, RunOptions(threads: 2, shardSize: shardSize))
       #expect(cost.bytesWritten == (try Self.folderSize(dir.path + "/out")), "\(recipe)")
       let shards = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/out")
         .filter { $0.hasSuffix(".safetensors") }.count
@@ -55,8 +44,9 @@ import _TestSupport
 
   @Test("pricing a merge maps no weights file, and counts every input byte each pass reads")
   func readsNoData() throws {
-    let (plan, text) = try Self.compile(Repository.parity + "/recipes/ties.yml")
-    let cost = try Self.estimate(plan, text, RunOptions(threads: 2))
+    let merge = try compileRecipe(Repository.parity + "/recipes/ties.yml")
+    let plan = merge.plan
+    let cost = Self.estimate(merge, RunOptions(threads: 2))
     #expect(plan.models.allSatisfy { $0.weights.files.allSatisfy { !$0.isMapped } })
     // TIES makes a selection pass per fine-tune (reading it and the base), then the merge
     // pass over every input: between 2 and 4 times the input bytes for 2 or 3 fine-tunes.
@@ -70,11 +60,11 @@ import _TestSupport
   @Test("the small schedule prices below the default one, for every method family")
   func smallIsSmaller() throws {
     for recipe in ["ties", "task_arithmetic", "slerp", "breadcrumbs", "dare_ties"] {
-      let (plan, text) = try Self.compile(Repository.parity + "/recipes/\(recipe).yml")
+      let merge = try compileRecipe(Repository.parity + "/recipes/\(recipe).yml")
       var options = RunOptions(threads: 2)
-      let normal = try Self.estimate(plan, text, options)
+      let normal = Self.estimate(merge, options)
       options.schedule = .small
-      let small = try Self.estimate(plan, text, options)
+      let small = Self.estimate(merge, options)
       #expect(small.peakMemoryBytes < normal.peakMemoryBytes, "\(recipe)")
       #expect(small.bytesWritten == normal.bytesWritten)
     }

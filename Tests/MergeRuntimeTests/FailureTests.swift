@@ -23,17 +23,14 @@ import _TestSupport
       "r.yml",
       "merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: ft0\n    parameters: {weight: 1}\n"
     )
-    let report = RecipeChecker.check(path: recipe)
-    let stage = try #require(report.recipe?.stages.first)
-    let plan = try #require(Resolver.resolve(stage: stage, report: report, file: recipe).plan)
+    let merge = try compileRecipe(recipe)
     // The fine-tune shrinks after its header was read.
     let handle = try FileHandle(
       forWritingTo: URL(fileURLWithPath: dir.path + "/ft0/model.safetensors"))
     try handle.truncate(atOffset: 4096)
     try handle.close()
     #expect(throws: RunError.self) {
-      _ = try MergeRunner.run(
-        plan: plan, recipeText: "", output: dir.path + "/out", options: RunOptions(threads: 2))
+      _ = try MergeRunner.run(merge, output: dir.path + "/out", options: RunOptions(threads: 2))
     }
     #expect(
       try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == [

@@ -67,15 +67,11 @@ func tinyLlama(
 }
 
 @Suite struct TransformersConfigTests {
-  @Test("transformers loads a frankenmerge's config, per-layer lists included (when Python has it)")
+  @Test(
+    "transformers loads a frankenmerge's config, per-layer lists included",
+    .requiresPython("transformers"))
   func transformersLoads() throws {
     let env = "/usr/bin/env"
-    guard let probe = try? runProcess(env, ["python3", "-c", "import transformers"]),
-      probe.status == 0
-    else {
-      print("python transformers not available: skipping the config load")
-      return
-    }
     let dir = TemporaryDirectory()
     for (name, source) in [("a", "ft0"), ("b", "ft1")] {
       try tinyLlama(source, as: name, in: dir) { config in

@@ -7,18 +7,14 @@ import _TestSupport
 @testable import MergeCompiler
 @testable import MergeRuntime
 
-/// Plans a recipe's tensors without running them.
-func plan(_ recipe: String) throws -> MergePlan {
-  let report = RecipeChecker.check(path: recipe)
-  let stage = try #require(report.recipe?.stages.first)
-  return try #require(Resolver.resolve(stage: stage, report: report, file: recipe).plan)
-}
-
 @Suite struct PassTests {
+  /// The graph of `tensor` as lowered, before any pass.
   func graph(_ recipe: String, _ tensor: String = "model.norm.weight") throws -> TensorGraph {
-    let p = try plan(recipe)
-    let t = try #require(p.tensors.first { $0.name == tensor })
-    return try Lowering.lower(t, method: p.method, seed: 0)
+    var options = CompileOptions()
+    options.optimize = false
+    options.onlyTensor = tensor
+    let compilation = Compiler.compile(path: recipe, options: options)
+    return try #require(compilation.graphs.first, "\(compilation.diagnostics)")
   }
 
   @Test("fold-identities removes scale 1 and divide 1 and nothing else")
@@ -35,7 +31,7 @@ func plan(_ recipe: String) throws -> MergePlan {
 
   @Test("dead-input-elimination drops a model whose weight is 0, so it is never read")
   func deadInputs() throws {
-    let workspace = RecipeWorkspace()
+    let workspace = ModelWorkspace()
     let recipe = workspace.recipe(
       """
       merge_method: ties
@@ -59,7 +55,7 @@ func plan(_ recipe: String) throws -> MergePlan {
 
   @Test("byte-copy replaces decode/encode of a same-dtype passthrough")
   func byteCopy() throws {
-    let workspace = RecipeWorkspace()
+    let workspace = ModelWorkspace()
     let recipe = workspace.recipe("merge_method: passthrough\nmodels:\n  - model: models/ft0\n")
     var g = try graph(recipe)
     #expect(try ByteCopy().run(&g))
@@ -120,20 +116,14 @@ func plan(_ recipe: String) throws -> MergePlan {
     ])
   func equivalence(_ name: String) throws {
     let recipe = Repository.parity + "/recipes/\(name).yml"
-    let p = try plan(recipe)
-    let text = try String(contentsOfFile: recipe, encoding: .utf8)
     let dir = TemporaryDirectory()
-    var options = RunOptions(threads: 2)
-    options.optimize = false
-    _ = try MergeRunner.run(
-      plan: p, recipeText: text, output: dir.path + "/plain", options: options)
-    options.optimize = true
-    options.fuse = false
-    _ = try MergeRunner.run(
-      plan: p, recipeText: text, output: dir.path + "/nofuse", options: options)
-    options.fuse = true
-    _ = try MergeRunner.run(
-      plan: p, recipeText: text, output: dir.path + "/optimized", options: options)
+    let options = RunOptions(threads: 2)
+    for (folder, optimize, fuse) in [
+      ("plain", false, true), ("nofuse", true, false), ("optimized", true, true),
+    ] {
+      let merge = try compileRecipe(recipe, optimize: optimize, fuse: fuse)
+      _ = try MergeRunner.run(merge, output: dir.path + "/" + folder, options: options)
+    }
     let plain = try folderBytes(dir.path + "/plain")
     #expect(plain == (try folderBytes(dir.path + "/optimized")))
     #expect(plain == (try folderBytes(dir.path + "/nofuse")))

@@ -29,7 +29,7 @@ import _TestSupport
   /// and the preserved L1 norm.
   @Test("kept fraction matches the density and the L1 norm is preserved", arguments: cases)
   func statistics(_ c: Case) throws {
-    let workspace = RecipeWorkspace()
+    let workspace = ModelWorkspace()
     var parameters = "{weight: 1.0, density: \(c.density)"
     if let e = c.epsilon { parameters += ", epsilon: \(e)" }
     parameters += "}"

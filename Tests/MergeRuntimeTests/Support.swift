@@ -29,25 +29,33 @@ struct MergeFailure: Error, CustomStringConvertible {
   var description: String
 }
 
-/// Checks, resolves and runs a recipe file into `output`.
+/// Compiles a recipe file, or fails with its diagnostics.
+func compileRecipe(_ path: String, seed: UInt64 = 0, optimize: Bool = true, fuse: Bool = true)
+  throws -> CompiledMerge
+{
+  var options = CompileOptions()
+  options.seed = seed
+  options.optimize = optimize
+  options.fuse = fuse
+  let compilation = Compiler.compile(path: path, options: options)
+  guard let merge = compilation.merge else {
+    throw MergeFailure(
+      description: "compilation failed: \(compilation.diagnostics.map(\.message.text))")
+  }
+  return merge
+}
+
+/// Compiles and runs a recipe file into `output`.
 @discardableResult
 func runRecipe(
   _ path: String, output: String, threads: Int = 2, seed: UInt64 = 0, shardSize: Int = 0,
-  schedule: Schedule = Schedule()
+  schedule: Schedule = Schedule(), optimize: Bool = true
 ) throws -> MergePlan {
-  let report = RecipeChecker.check(path: path)
-  guard !report.hasErrors, let recipe = report.recipe, let stage = recipe.stages.first else {
-    throw MergeFailure(description: "check failed: \(report.diagnostics.map(\.message.text))")
-  }
-  let (plan, diagnostics) = Resolver.resolve(stage: stage, report: report, file: path)
-  guard let plan else {
-    throw MergeFailure(description: "resolve failed: \(diagnostics.map(\.message.text))")
-  }
-  let text = try String(contentsOfFile: path, encoding: .utf8)
-  var options = RunOptions(threads: threads, seed: seed, shardSize: shardSize)
+  let merge = try compileRecipe(path, seed: seed, optimize: optimize)
+  var options = RunOptions(threads: threads, shardSize: shardSize)
   options.schedule = schedule
-  _ = try MergeRunner.run(plan: plan, recipeText: text, output: output, options: options)
-  return plan
+  _ = try MergeRunner.run(merge, output: output, options: options)
+  return merge.plan
 }
 
 /// Every file in a folder with its bytes.
@@ -57,12 +65,4 @@ func folderBytes(_ folder: String) throws -> [String: Data] {
     out[name] = try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name))
   }
   return out
-}
-
-/// A recipe workspace: a temporary folder with `models/` linked to the tiny Llama models.
-final class RecipeWorkspace: Sendable {
-  let directory = TemporaryDirectory()
-  init() { directory.link("models", to: Repository.tinyLlama) }
-  func recipe(_ text: String, name: String = "recipe.yml") -> String { directory.write(name, text) }
-  func path(_ name: String) -> String { directory.path + "/" + name }
 }

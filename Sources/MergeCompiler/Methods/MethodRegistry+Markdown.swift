@@ -1,10 +1,10 @@
-extension MethodCatalog {
+extension MethodRegistry {
   /// The README's table of methods and their parameters, generated so that a test can keep
   /// the README in step with the checker.
   public static func markdownTable() -> String {
     var out = "| method | base model | models | parameters (default) |\n"
     out += "|---|---|---|---|\n"
-    for m in all {
+    for m in specs {
       let base: String
       switch m.base {
       case .required: base = "required"

@@ -4,14 +4,6 @@ import MergeRecipe
 /// Finds the model folders a recipe names, relative to the recipe file's folder, and opens
 /// each at most once.
 public struct ModelResolver: Sendable {
-  /// What a model reference points at.
-  public enum Target: Sendable, Hashable {
-    /// A model folder on disk.
-    case folder(ModelFolder)
-    /// The output of an earlier stage of the same recipe.
-    case stage(String)
-  }
-
   /// The folder relative paths are resolved against.
   public let baseDirectory: String
   private var cache: [String: Result<ModelFolder, ModelError>] = [:]

@@ -37,10 +37,11 @@ public struct TensorPlan: Sendable {
   public var inputs: [TensorInput]
   /// Which input is the base model, if the method uses one.
   public var baseIndex: Int?
-  /// Shared parameters, evaluated for this tensor.
-  public var shared: [String: ParameterValue]
-  /// Per-input parameters, evaluated for this tensor (empty for inputs they do not apply to).
-  public var perInput: [[String: ParameterValue]]
+  /// Shared parameters, evaluated for this tensor, by name.
+  public var shared: [String: BoundParameter]
+  /// Per-input parameters, evaluated for this tensor, by name (empty for inputs they do not
+  /// apply to).
+  public var perInput: [[String: BoundParameter]]
   /// The gradient position of the tensor's layer within its slice.
   public var t: Double
   /// The dtype inputs are rounded to before computing (the recipe's `dtype`), if any.
@@ -57,7 +58,7 @@ public struct TensorPlan: Sendable {
 /// A resolved merge: the models, and a plan for every output tensor in output order.
 public struct MergePlan: Sendable {
   /// The method.
-  public var method: MethodSpec
+  public var method: any MergeMethod.Type
   /// The models read, in recipe order.
   public var models: [ResolvedModel]
   /// The output tensors, in the order they are written.

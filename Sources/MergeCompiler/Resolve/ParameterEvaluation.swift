@@ -36,6 +36,20 @@ public enum ParameterValue: Sendable, Hashable, CustomStringConvertible {
   }
 }
 
+/// A parameter's value for one tensor, and the recipe text that set it.
+public struct BoundParameter: Sendable, Hashable {
+  /// The value.
+  public var value: ParameterValue
+  /// The scalar, list or `{filter, value}` entry that gave the value; nil for the default.
+  public var origin: SourceRange?
+
+  /// A value set at `origin` (nil: the default).
+  public init(_ value: ParameterValue, origin: SourceRange?) {
+    self.value = value
+    self.origin = origin
+  }
+}
+
 /// Evaluates parameter settings for one tensor, exactly as mergekit 0.1.5's
 /// `evaluate_setting` and `resolve_parameter` do.
 ///
@@ -52,28 +66,12 @@ public enum ParameterEvaluator {
   /// The value of `setting` for `tensor` at gradient position `t`, or nil when it is not set.
   public static func evaluate(
     _ setting: ParameterSetting, tensor: String, t: Double, type: ParameterType
-  ) -> ParameterValue? {
+  ) -> BoundParameter? {
     switch setting {
     case .scalar(let s):
-      return convert(s.value, type: type)
-    case .gradient(let values, _):
-      guard !values.isEmpty else { return nil }
-      let converted = values.map { convert($0.value, type: type) }
-      let numbers = converted.compactMap { v -> Double? in
-        if case .number(let d)? = v { return d }
-        return nil
-      }
-      if numbers.count != converted.count {
-        let index = Int(t * Double(values.count - 1))
-        return converted[max(0, min(values.count - 1, index))]
-      }
-      let scaled = t * Double(values.count - 1)
-      let i0 = Int(scaled)
-      let i1 = min(values.count - 1, i0 + 1)
-      let frac = scaled - Double(i0)
-      let value = (1 - frac) * numbers[i0] + frac * numbers[i1]
-      if type == .int { return .number(value.rounded(.towardZero)) }
-      return .number(value)
+      return convert(s.value, type: type).map { BoundParameter($0, origin: s.range) }
+    case .gradient(let values, let range):
+      return gradient(values, t: t, type: type).map { BoundParameter($0, origin: range) }
     case .conditional(let entries, _):
       for entry in entries {
         let filter = entry.filter?.value
@@ -85,21 +83,48 @@ public enum ParameterEvaluator {
     }
   }
 
+  /// A list's value at gradient position `t`: interpolated numbers, or the Boolean at
+  /// `⌊t·(n−1)⌋`; nil for an empty list.
+  static func gradient(_ values: [ParameterScalar], t: Double, type: ParameterType)
+    -> ParameterValue?
+  {
+    guard !values.isEmpty else { return nil }
+    let converted = values.map { convert($0.value, type: type) }
+    let numbers = converted.compactMap { v -> Double? in
+      if case .number(let d)? = v { return d }
+      return nil
+    }
+    if numbers.count != converted.count {
+      let index = Int(t * Double(values.count - 1))
+      return converted[max(0, min(values.count - 1, index))]
+    }
+    let scaled = t * Double(values.count - 1)
+    let i0 = Int(scaled)
+    let i1 = min(values.count - 1, i0 + 1)
+    let frac = scaled - Double(i0)
+    let value = (1 - frac) * numbers[i0] + frac * numbers[i1]
+    if type == .int { return .number(value.rounded(.towardZero)) }
+    return .number(value)
+  }
+
   /// The value of parameter `spec` for `tensor`, searching `scopes` in order, or the default;
   /// nil when the parameter is required and no scope sets it.
   public static func resolve(
-    _ spec: ParameterSpec, scopes: [ParameterTable?], tensor: String, t: Double
-  ) -> ParameterValue? {
-    for scope in scopes {
-      guard let setting = scope?[spec.name] else { continue }
+    _ spec: ParameterSpec, scopes: ParameterScopes, tensor: String, t: Double
+  )
+    -> BoundParameter?
+  {
+    for scope in scopes.tables(for: spec.scope) {
+      guard let setting = scope[spec.name] else { continue }
       if let value = evaluate(setting, tensor: tensor, t: t, type: spec.type) { return value }
     }
     if spec.isRequired { return nil }
+    let value: ParameterValue
     switch spec.type {
-    case .bool: return .bool((spec.defaultValue ?? 0) != 0)
-    case .optionalFloat: return spec.defaultValue.map { .number($0) } ?? ParameterValue.none
-    case .float, .int: return spec.defaultValue.map { .number($0) } ?? ParameterValue.none
+    case .bool: value = .bool((spec.defaultValue ?? 0) != 0)
+    case .optionalFloat, .float, .int: value = spec.defaultValue.map { .number($0) } ?? .none
     }
+    return BoundParameter(value, origin: nil)
   }
 
   static func convert(_ value: YAMLValue, type: ParameterType) -> ParameterValue? {

@@ -28,7 +28,7 @@ public enum RecipeSchema {
   }
 
   static func schema() -> JSONValue {
-    let methods = MethodCatalog.all
+    let methods = MethodRegistry.specs
     let dtypes = RecipeChecker.dtypeNames + RecipeChecker.dtypeNames.map { "torch." + $0 }
     let topLevel: [(String, JSONValue)] = [
       (
@@ -281,7 +281,7 @@ public enum RecipeSchema {
         "parameters",
         object([
           ("type", string("object")),
-          ("propertyNames", object([("enum", strings(MethodCatalog.allParameterNames.sorted()))])),
+          ("propertyNames", object([("enum", strings(MethodRegistry.parameterNames.sorted()))])),
           ("additionalProperties", ref("parameterSetting")),
         ])
       ),

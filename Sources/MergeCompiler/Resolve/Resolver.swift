@@ -18,7 +18,8 @@ import MergeRecipe
 public struct Resolver {
   private var bag: DiagnosticBag
   private let stage: MergeConfiguration
-  private let spec: MethodSpec
+  private let method: any MergeMethod.Type
+  private var spec: MethodSpec { method.spec }
   private var models: [ResolvedModel] = []
   private var modelIndex: [String: Int] = [:]
 
@@ -30,18 +31,19 @@ public struct Resolver {
   public static func resolve(
     stage: MergeConfiguration, report: CheckReport, file: String
   ) -> (plan: MergePlan?, diagnostics: [Diagnostic]) {
-    guard let name = stage.mergeMethod?.value, let spec = MethodCatalog.method(name) else {
+    guard let name = stage.mergeMethod?.value, let method = MethodRegistry.method(named: name)
+    else {
       return (nil, [])
     }
-    var resolver = Resolver(bag: DiagnosticBag(file: file), stage: stage, spec: spec)
+    var resolver = Resolver(bag: DiagnosticBag(file: file), stage: stage, method: method)
     let plan = resolver.run(report: report)
     return (resolver.bag.hasErrors ? nil : plan, resolver.bag.diagnostics)
   }
 
-  private init(bag: DiagnosticBag, stage: MergeConfiguration, spec: MethodSpec) {
+  private init(bag: DiagnosticBag, stage: MergeConfiguration, method: any MergeMethod.Type) {
     self.bag = bag
     self.stage = stage
-    self.spec = spec
+    self.method = method
   }
 
   /// A slice after normalization: sources with layer ranges and the scopes of parameters.
@@ -58,7 +60,7 @@ public struct Resolver {
     let resolver = ModelResolver(baseDirectory: FileSystem.directoryName(bag.file ?? "."))
     let path = resolver.path(of: reference)
     guard let folder = report.folders[path], let weights = report.weights[path] else {
-      bag.error(.unavailableModel(reference.description), at: reference.range)
+      bag.report(.unavailableModel(reference.description), at: reference.range)
       return nil
     }
     models.append(ResolvedModel(reference: reference, folder: folder, weights: weights))
@@ -67,8 +69,15 @@ public struct Resolver {
   }
 
   private mutating func run(report: CheckReport) -> MergePlan? {
+    let unsupported: [(String, SourceRange?)] = [
+      ("tokenizer_source", stage.tokenizerSource?.range), ("tokenizer", stage.tokenizer?.range),
+      ("chat_template", stage.chatTemplate?.range),
+    ]
+    for (key, range) in unsupported where range != nil {
+      bag.report(.notImplemented(key), at: range)
+    }
     if let modules = stage.modules {
-      bag.error(.modulesUnsupported, at: modules.range)
+      bag.report(.modulesUnsupported, at: modules.range)
       return nil
     }
     let baseReference = stage.baseModel
@@ -155,7 +164,7 @@ public struct Resolver {
       }
     }
     return MergePlan(
-      method: spec, models: models, tensors: tensors, outputLayerCount: outputLayer,
+      method: method, models: models, tensors: tensors, outputLayerCount: outputLayer,
       layerSources: layerSources, donor: 0,
       inputDType: stage.dtype.flatMap { DType(recipeName: $0.value) },
       outDType: stage.outDtype.flatMap { DType(recipeName: $0.value) })
@@ -210,60 +219,73 @@ public struct Resolver {
       // An output head that no input has is left out (tied embeddings).
       if TensorNaming.isOutputHead(name) && inputs.isEmpty { return nil }
       for (m, n) in missing {
-        bag.error(
+        bag.report(
           .missingTensor(n, model: models[m].reference.description), at: models[m].reference.range)
       }
       return nil
     }
     guard let first = inputs.first else { return nil }
     for input in inputs.dropFirst() where input.info.shape != first.info.shape {
-      bag.error(
+      bag.report(
         .shapeMismatch(
           name, models[first.model].reference.description, first.info.shape,
           models[input.model].reference.description, input.info.shape),
         at: slice.range)
       return nil
     }
-    // Parameters, most specific scope first.
-    var shared: [String: ParameterValue] = [:]
-    var perInput = [[String: ParameterValue]](repeating: [:], count: inputs.count)
-    for p in spec.parameters {
-      switch p.scope {
-      case .shared:
-        guard
-          let v = ParameterEvaluator.resolve(
-            p, scopes: [slice.parameters, stage.parameters], tensor: name, t: t)
-        else {
-          bag.error(.unresolvedParameter(p.name, tensor: name), at: stage.mergeMethod?.range)
-          return nil
-        }
-        shared[p.name] = v
-      case .input, .nonBase:
-        for (i, input) in inputs.enumerated() {
-          if p.scope == .nonBase && i == baseInput { continue }
-          let source = slice.sources.first { $0.model == input.model }
-          let scopes = [source?.parameters, slice.parameters, stage.parameters]
-          guard let v = ParameterEvaluator.resolve(p, scopes: scopes, tensor: input.tensor, t: t)
-          else {
-            bag.error(
-              .unresolvedInputParameter(
-                p.name, tensor: input.tensor, model: models[input.model].reference.description),
-              at: source?.range ?? slice.range)
-            return nil
-          }
-          perInput[i][p.name] = v
-        }
-      }
-    }
+    guard
+      let (shared, perInput) = parameters(
+        for: name, inputs: inputs, base: baseInput, slice: slice, t: t)
+    else { return nil }
     let promoted = Self.promoted(inputs.map(\.info.dtype))
     let inputDType = stage.dtype.flatMap { DType(recipeName: $0.value) }
     let computed = inputDType ?? promoted
     let output = stage.outDtype.flatMap { DType(recipeName: $0.value) } ?? computed
-    return TensorPlan(
+    let plan = TensorPlan(
       name: name, shape: first.info.shape, role: role, inputs: inputs, baseIndex: baseInput,
       shared: shared, perInput: perInput, t: t, inputDType: inputDType,
       outputDType: first.info.dtype.isFloatingPoint ? output : first.info.dtype, origin: slice.range
     )
+    for var finding in method.validate(plan) {
+      finding.file = bag.file
+      finding.range = finding.range ?? plan.origin
+      bag.append(finding)
+    }
+    return plan
+  }
+
+  /// Every parameter of the method evaluated for tensor `name`, shared and per input, or nil
+  /// (with an error) when a required one has no value that applies.
+  private mutating func parameters(
+    for name: String, inputs: [TensorInput], base: Int?, slice: Slice, t: Double
+  ) -> (shared: [String: BoundParameter], perInput: [[String: BoundParameter]])? {
+    var shared: [String: BoundParameter] = [:]
+    var perInput = [[String: BoundParameter]](repeating: [:], count: inputs.count)
+    for p in spec.parameters where p.scope == .shared {
+      let scopes = ParameterScopes(slice: slice.parameters, recipe: stage.parameters)
+      guard let v = ParameterEvaluator.resolve(p, scopes: scopes, tensor: name, t: t) else {
+        bag.report(.unresolvedParameter(p.name, tensor: name), at: stage.mergeMethod?.range)
+        return nil
+      }
+      shared[p.name] = v
+    }
+    for p in spec.parameters where p.scope != .shared {
+      for (i, input) in inputs.enumerated() where p.scope == .input || i != base {
+        let source = slice.sources.first { $0.model == input.model }
+        let scopes = ParameterScopes(
+          model: source?.parameters, slice: slice.parameters, recipe: stage.parameters)
+        guard let v = ParameterEvaluator.resolve(p, scopes: scopes, tensor: input.tensor, t: t)
+        else {
+          bag.report(
+            .unresolvedInputParameter(
+              p.name, tensor: input.tensor, model: models[input.model].reference.description),
+            at: source?.range ?? slice.range)
+          return nil
+        }
+        perInput[i][p.name] = v
+      }
+    }
+    return (shared, perInput)
   }
 
   /// The embedding matrix an absent output head is tied to.
@@ -300,27 +322,36 @@ public struct Resolver {
 }
 
 extension Diagnostic.Message {
+  fileprivate static func notImplemented(_ key: String) -> Self {
+    Self(
+      "not-implemented",
+      "'\(key)' is not supported yet; without it the output would silently take the first model's tokenizer and template, so merge refuses the recipe"
+    )
+  }
   fileprivate static let modulesUnsupported = Self(
-    "'modules' (multi-module merges) can be checked but not run yet")
+    "modules-unsupported", "'modules' (multi-module merges) can be checked but not run yet")
   fileprivate static func unavailableModel(_ model: String) -> Self {
-    Self("model '\(model)' could not be opened")
+    Self("unavailable-model", "model '\(model)' could not be opened")
   }
   fileprivate static func missingTensor(_ tensor: String, model: String) -> Self {
-    Self("model '\(model)' has no tensor '\(tensor)'")
+    Self("missing-tensor", "model '\(model)' has no tensor '\(tensor)'")
   }
   fileprivate static func shapeMismatch(
     _ tensor: String, _ a: String, _ sa: [Int], _ b: String, _ sb: [Int]
   ) -> Self {
-    Self("tensor '\(tensor)' has shape \(sa) in '\(a)' but \(sb) in '\(b)'")
+    Self("shape-mismatch", "tensor '\(tensor)' has shape \(sa) in '\(a)' but \(sb) in '\(b)'")
   }
   fileprivate static func unresolvedParameter(_ name: String, tensor: String) -> Self {
     Self(
+      "unresolved-parameter",
       "no value of '\(name)' applies to tensor '\(tensor)' (no filter matches it and there is no default)"
     )
   }
   fileprivate static func unresolvedInputParameter(_ name: String, tensor: String, model: String)
     -> Self
   {
-    Self("no value of '\(name)' applies to tensor '\(tensor)' of '\(model)' (no filter matches it)")
+    Self(
+      "unresolved-input-parameter",
+      "no value of '\(name)' applies to tensor '\(tensor)' of '\(model)' (no filter matches it)")
   }
 }

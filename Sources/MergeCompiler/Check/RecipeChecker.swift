@@ -33,29 +33,27 @@ public enum RecipeChecker {
   public static let dtypeNames = ["bfloat16", "float16", "float32", "float64"]
 
   /// Reads and checks the recipe file at `path`.
-  public static func check(path: String, options: RecipeOptions = RecipeOptions()) -> CheckReport {
+  public static func check(path: String) -> CheckReport {
     let bytes: [UInt8]
     do {
       bytes = try FileSystem.read(path, limit: 16 << 20)
     } catch {
       var bag = DiagnosticBag(file: path)
-      bag.error(.cannotReadRecipe(error.description), at: nil)
+      bag.report(.cannotReadRecipe(error.description), at: nil)
       return CheckReport(recipe: nil, diagnostics: bag.diagnostics, folders: [:])
     }
     guard let text = String(validating: bytes, as: UTF8.self) else {
       var bag = DiagnosticBag(file: path)
-      bag.error(.notUTF8, at: nil)
+      bag.report(.notUTF8, at: nil)
       return CheckReport(recipe: nil, diagnostics: bag.diagnostics, folders: [:])
     }
-    return check(text: text, file: path, options: options)
+    return check(text: text, file: path)
   }
 
   /// Checks recipe `text` as if read from `file`; relative model paths are resolved against
   /// the folder of `file`.
-  public static func check(
-    text: String, file: String, options: RecipeOptions = RecipeOptions()
-  ) -> CheckReport {
-    let (recipe, decodeDiagnostics) = RecipeDecoder.decode(text, file: file, options: options)
+  public static func check(text: String, file: String) -> CheckReport {
+    let (recipe, decodeDiagnostics) = RecipeDecoder.decode(text, file: file)
     var bag = DiagnosticBag(file: file)
     bag.append(contentsOf: decodeDiagnostics)
     var resolver = ModelResolver(baseDirectory: FileSystem.directoryName(file))
@@ -63,17 +61,12 @@ public enum RecipeChecker {
     var weights: [String: ModelWeights] = [:]
     if let recipe {
       var earlierStages: Set<String> = []
-      var toldAboutAllowUnknown = decodeDiagnostics.contains {
-        $0.notes.contains { $0.message == .allowUnknownNote }
-      }
       for stage in recipe.stages {
         var checker = StageChecker(
-          stage: stage, bag: bag, resolver: resolver, options: options,
-          earlierStages: earlierStages, toldAboutAllowUnknown: toldAboutAllowUnknown)
+          stage: stage, bag: bag, resolver: resolver, earlierStages: earlierStages)
         checker.run()
         bag = checker.bag
         resolver = checker.resolver
-        toldAboutAllowUnknown = checker.toldAboutAllowUnknown
         folders.merge(checker.folders) { a, _ in a }
         weights.merge(checker.weights) { a, _ in a }
         if let name = stage.name?.value { earlierStages.insert(name) }
@@ -98,23 +91,19 @@ private struct StageChecker {
   let stage: MergeConfiguration
   var bag: DiagnosticBag
   var resolver: ModelResolver
-  let options: RecipeOptions
   let earlierStages: Set<String>
-  var toldAboutAllowUnknown: Bool
   var folders: [String: ModelFolder] = [:]
   var weights: [String: ModelWeights] = [:]
   var spec: MethodSpec?
 
   init(
-    stage: MergeConfiguration, bag: DiagnosticBag, resolver: ModelResolver, options: RecipeOptions,
-    earlierStages: Set<String>, toldAboutAllowUnknown: Bool
+    stage: MergeConfiguration, bag: DiagnosticBag, resolver: ModelResolver,
+    earlierStages: Set<String>
   ) {
     self.stage = stage
     self.bag = bag
     self.resolver = resolver
-    self.options = options
     self.earlierStages = earlierStages
-    self.toldAboutAllowUnknown = toldAboutAllowUnknown
   }
 
   mutating func run() {
@@ -145,23 +134,24 @@ private struct StageChecker {
 
   mutating func checkMethod() {
     guard let method = stage.mergeMethod else { return }
-    if let spec = MethodCatalog.method(method.value) {
+    if let spec = MethodRegistry.method(named: method.value)?.spec {
       self.spec = spec
       if spec.base == .required, stage.baseModel == nil, !allSlicesHaveBase {
-        bag.error(.needsBaseModel(spec.name), at: method.range)
+        bag.report(.needsBaseModel(spec.name), at: method.range)
       }
       if spec.base == .ignored, let base = stage.baseModel {
-        bag.warning(.baseModelIgnored(spec.name, base.description), at: base.range)
+        bag.report(.baseModelIgnored(spec.name, base.description), at: base.range)
       }
     } else {
-      bag.error(
+      bag.report(
         .unknownMethod(
           method.value,
           suggestion: Suggestion.closest(
-            to: method.value, in: MethodCatalog.all.map(\.name))),
+            to: method.value, in: MethodRegistry.specs.map(\.name))),
         at: method.range,
         notes: [
-          Diagnostic.Note("known methods: " + MethodCatalog.all.map(\.name).joined(separator: ", "))
+          Diagnostic.Note(
+            "known methods: " + MethodRegistry.specs.map(\.name).joined(separator: ", "))
         ])
     }
   }
@@ -180,7 +170,7 @@ private struct StageChecker {
     if name.hasPrefix("torch.") { name.removeFirst("torch.".count) }
     if RecipeChecker.dtypeNames.contains(name) { return }
     if name == "int64" {
-      bag.error(.integerDtype(key), at: dtype.range)
+      bag.report(.integerDtype(key), at: dtype.range)
       return
     }
     let aliases = [
@@ -190,7 +180,7 @@ private struct StageChecker {
     ]
     let suggestion =
       aliases[name.lowercased()] ?? Suggestion.closest(to: name, in: RecipeChecker.dtypeNames)
-    bag.error(
+    bag.report(
       .unknownDtype(dtype.value, key: key, suggestion: suggestion), at: dtype.range,
       notes: [
         Diagnostic.Note("expected one of " + RecipeChecker.dtypeNames.joined(separator: ", "))
@@ -206,7 +196,7 @@ private struct StageChecker {
   mutating func checkModel(_ model: ModelReference) {
     if isStage(model) { return }
     if let lora = model.lora {
-      bag.error(.loraUnsupported(lora.description), at: lora.path.range)
+      bag.report(.loraUnsupported(lora.description), at: lora.path.range)
     }
     switch resolver.folder(for: model) {
     case .success(let folder):
@@ -215,13 +205,13 @@ private struct StageChecker {
         do {
           weights[folder.path] = try folder.openWeights()
         } catch {
-          bag.error(.badWeights(error), at: model.model.path.range)
+          bag.report(.badWeights(error), at: model.model.path.range)
           return
         }
       }
       folders[folder.path] = folder
       if let revision = model.model.revision {
-        bag.warning(.revisionIgnored(revision.value), at: revision.range)
+        bag.report(.revisionIgnored(revision.value), at: revision.range)
       }
     case .failure(let error):
       var notes: [Diagnostic.Note] = []
@@ -236,7 +226,7 @@ private struct StageChecker {
             ))
         }
       }
-      bag.error(.badModel(error, written: path), at: model.model.path.range, notes: notes)
+      bag.report(.badModel(error, written: path), at: model.model.path.range, notes: notes)
     }
   }
 
@@ -261,7 +251,7 @@ private struct StageChecker {
       let isBase = base?.identity == entry.model.identity
       checkTable(entry.parameters, level: .model(isBase: isBase && spec?.base != .ignored))
       if let i = inputs.firstIndex(where: { $0.0.identity == entry.model.identity }) {
-        bag.warning(
+        bag.report(
           .duplicateModel(entry.model.description), at: entry.model.range,
           notes: [Diagnostic.Note("first listed here", at: inputs[i].2)])
         continue
@@ -277,12 +267,17 @@ private struct StageChecker {
     checkArity(
       spec, inputs: inputs.map(\.0), base: spec.base == .ignored ? nil : base, at: keyRange,
       baseAdded: baseAdded)
-    let chains = inputs.map { input in
-      (input.0, [input.1, module?.parameters, stage.parameters], input.2)
+    let scoped = inputs.map { input in
+      RequiredCheckInput(
+        model: input.0,
+        scopes: ParameterScopes(
+          model: input.1, module: module?.parameters, recipe: stage.parameters),
+        range: input.2)
     }
     checkRequired(
-      spec, inputs: chains, base: spec.base == .ignored ? nil : base,
-      shared: [module?.parameters, stage.parameters], at: keyRange, baseAdded: baseAdded)
+      spec, inputs: scoped, base: spec.base == .ignored ? nil : base,
+      shared: ParameterScopes(module: module?.parameters, recipe: stage.parameters),
+      at: keyRange, baseAdded: baseAdded)
 
     // Every input must have the same number of layers (mergekit makes one slice of them all).
     var counts: [(String, Int)] = []
@@ -290,7 +285,7 @@ private struct StageChecker {
       if let n = folder(input.0)?.config.layerCount { counts.append((input.0.description, n)) }
     }
     if let first = counts.first, let other = counts.first(where: { $0.1 != first.1 }) {
-      bag.error(.layerCountsDiffer(first, other), at: keyRange)
+      bag.report(.layerCountsDiffer(first, other), at: keyRange)
     }
   }
 
@@ -300,7 +295,7 @@ private struct StageChecker {
     let base = slice.baseModel ?? stage.baseModel
     checkTable(slice.parameters, level: .slice)
     if slice.residualWeight != nil, let r = slice.residualWeight {
-      bag.warning(.residualWeightIgnored, at: r.range)
+      bag.report(.residualWeightIgnored, at: r.range)
     }
     var firstLength: (Int, SourceRange)?
     for source in slice.sources {
@@ -308,22 +303,22 @@ private struct StageChecker {
       checkTable(source.parameters, level: .model(isBase: isBase))
       guard let range = source.layerRange else { continue }
       if range.start < 0 || range.end < range.start {
-        bag.error(.badLayerBounds(range.start, range.end), at: range.range)
+        bag.report(.badLayerBounds(range.start, range.end), at: range.range)
         continue
       }
       if range.start == range.end {
-        bag.warning(.emptyLayerRange, at: range.range)
+        bag.report(.emptyLayerRange, at: range.range)
       }
       if let f = folder(source.model), let n = f.config.layerCount, range.end > n {
-        bag.error(
+        bag.report(
           .layerRangePastEnd(range.start, range.end, model: source.model.description, layers: n),
           at: range.range)
       } else if let f = folder(source.model), f.config.layerCount == nil {
-        bag.warning(.unknownLayerCount(source.model.description), at: source.model.range)
+        bag.report(.unknownLayerCount(source.model.description), at: source.model.range)
       }
       if let (length, firstRange) = firstLength {
         if range.count != length {
-          bag.error(
+          bag.report(
             .sliceLengthsDiffer(range.count, length), at: range.range,
             notes: [Diagnostic.Note("the first source takes \(length) layers here", at: firstRange)]
           )
@@ -339,25 +334,28 @@ private struct StageChecker {
       unique.append(m)
     }
     if unique.count < inputs.count {
-      bag.error(.duplicateSource, at: slice.sourcesRange)
+      bag.report(.duplicateSource, at: slice.sourcesRange)
     }
     let effectiveBase = spec.base == .ignored ? nil : base
     if let effectiveBase, !unique.contains(where: { $0.identity == effectiveBase.identity }) {
-      bag.error(
+      bag.report(
         .baseNotInSlice(effectiveBase.description), at: slice.sourcesRange,
         notes: [Diagnostic.Note("the base model is given here", at: effectiveBase.range)])
     }
     checkArity(spec, inputs: unique, base: effectiveBase, at: slice.sourcesRange, baseAdded: false)
-    let chains = slice.sources.map { source in
-      (
-        source.model, [source.parameters, slice.parameters, module?.parameters, stage.parameters],
-        source.range
-      )
+    let scoped = slice.sources.map { source in
+      RequiredCheckInput(
+        model: source.model,
+        scopes: ParameterScopes(
+          model: source.parameters, slice: slice.parameters, module: module?.parameters,
+          recipe: stage.parameters),
+        range: source.range)
     }
     checkRequired(
-      spec, inputs: chains, base: effectiveBase,
-      shared: [slice.parameters, module?.parameters, stage.parameters], at: slice.sourcesRange,
-      baseAdded: false)
+      spec, inputs: scoped, base: effectiveBase,
+      shared: ParameterScopes(
+        slice: slice.parameters, module: module?.parameters, recipe: stage.parameters),
+      at: slice.sourcesRange, baseAdded: false)
   }
 
   // MARK: Arity
@@ -375,95 +373,70 @@ private struct StageChecker {
         Diagnostic.Note("the base model '\(base.description)' counts as an input", at: base.range))
     }
     if count < spec.minInputs {
-      bag.error(
+      bag.report(
         .tooFewInputs(spec.name, min: spec.minInputs, max: spec.maxInputs, found: count), at: range,
         notes: notes)
     } else if let max = spec.maxInputs, count > max {
-      bag.error(
+      bag.report(
         .tooManyInputs(spec.name, min: spec.minInputs, max: max, found: count), at: range,
         notes: notes)
     }
     if let min = spec.minNonBase, nonBase < min {
-      bag.error(.nonBaseCount(spec.name, min: min, max: spec.maxNonBase, found: nonBase), at: range)
+      bag.report(
+        .nonBaseCount(spec.name, min: min, max: spec.maxNonBase, found: nonBase), at: range)
     } else if let max = spec.maxNonBase, nonBase > max {
-      bag.error(
+      bag.report(
         .nonBaseCount(spec.name, min: spec.minNonBase ?? 0, max: max, found: nonBase), at: range)
     }
   }
 
   // MARK: Required parameters
 
-  mutating func checkRequired(
-    _ spec: MethodSpec, inputs: [(ModelReference, [ParameterTable?], SourceRange)],
-    base: ModelReference?, shared: [ParameterTable?], at range: SourceRange, baseAdded: Bool
-  ) {
-    for p in spec.parameters where p.isRequired {
-      switch p.scope {
-      case .shared:
-        if !shared.contains(where: { $0?[p.name] != nil }) {
-          var notes: [Diagnostic.Note] = []
-          if let perModel = inputs.lazy.compactMap({ $0.1.first??[p.name] }).first {
-            notes.append(
-              Diagnostic.Note(
-                "'\(p.name)' is given for one model here, where it has no effect",
-                at: perModel.range))
-          }
-          bag.error(
-            .missingSharedParameter(p.name, method: spec.name),
-            at: stage.mergeMethod?.range ?? range, notes: notes)
-        }
-      case .input, .nonBase:
-        var reported = Set<String>()
-        for (model, chain, where_) in inputs {
-          let isBase = base?.identity == model.identity
-          if p.scope == .nonBase && isBase { continue }
-          if reported.contains(model.identity) { continue }
-          if chain.contains(where: { $0?[p.name] != nil }) { continue }
-          reported.insert(model.identity)
-          var notes: [Diagnostic.Note] = []
-          if baseAdded && isBase {
-            notes.append(
-              Diagnostic.Note(
-                "mergekit merges the base model as an input of \(spec.name), so it needs '\(p.name)' too"
-              ))
-          }
-          bag.error(
-            .missingInputParameter(p.name, method: spec.name, model: model.description), at: where_,
-            notes: notes)
-        }
-      }
-    }
-    if spec.name == "della" || spec.name == "della_linear" {
-      for (model, chain, _) in inputs where base?.identity != model.identity {
-        checkDellaEpsilon(chain)
-      }
-    }
+  /// One input of a slice or model list: the model, the tables that can set its parameters,
+  /// and where it is written.
+  struct RequiredCheckInput {
+    var model: ModelReference
+    var scopes: ParameterScopes
+    var range: SourceRange
   }
 
-  /// DELLA needs density − epsilon > 0 and density + epsilon < 1 wherever density is in (0, 1).
-  mutating func checkDellaEpsilon(_ chain: [ParameterTable?]) {
-    func values(_ name: String, default d: Double) -> [(Double, SourceRange?)] {
-      var out: [(Double, SourceRange?)] = []
-      for table in chain {
-        guard let setting = table?[name] else { continue }
-        for s in setting.scalars { if let n = numericValue(s) { out.append((n, s.range)) } }
-      }
-      if out.isEmpty { out.append((d, nil)) }
-      return out
-    }
-    let densities = values("density", default: 1)
-    let epsilons = values("epsilon", default: 0.15)
-    var seen = Set<String>()
-    for (d, dr) in densities where d > 0 && d < 1 {
-      for (e, er) in epsilons where !(d - e > 0 && d + e < 1) {
-        let key = "\(d)|\(e)"
-        guard !seen.contains(key) else { continue }
-        seen.insert(key)
+  /// Every required parameter is set somewhere it applies: shared ones in a slice, module or
+  /// recipe table, per-model ones for each input (the base too when the method merges it).
+  mutating func checkRequired(
+    _ spec: MethodSpec, inputs: [RequiredCheckInput], base: ModelReference?,
+    shared: ParameterScopes, at range: SourceRange, baseAdded: Bool
+  ) {
+    for p in spec.parameters where p.isRequired {
+      if p.scope == .shared {
+        guard shared.setting(p.name, scope: .shared) == nil else { continue }
         var notes: [Diagnostic.Note] = []
-        if let dr, er != nil {
-          notes.append(Diagnostic.Note("density \(format(d)) is set here", at: dr))
+        if let perModel = inputs.lazy.compactMap({ $0.scopes.model?[p.name] }).first {
+          notes.append(
+            Diagnostic.Note(
+              "'\(p.name)' is given for one model here, where it has no effect",
+              at: perModel.range))
         }
-        bag.error(.dellaEpsilon(density: d, epsilon: e), at: er ?? dr, notes: notes)
+        bag.report(
+          .missingSharedParameter(p.name, method: spec.name),
+          at: stage.mergeMethod?.range ?? range, notes: notes)
+        continue
+      }
+      var reported = Set<String>()
+      for input in inputs {
+        let isBase = base?.identity == input.model.identity
+        if p.scope == .nonBase && isBase { continue }
+        if input.scopes.setting(p.name, scope: p.scope) != nil { continue }
+        guard reported.insert(input.model.identity).inserted else { continue }
+        var notes: [Diagnostic.Note] = []
+        if baseAdded && isBase {
+          notes.append(
+            Diagnostic.Note(
+              "mergekit merges the base model as an input of \(spec.name), so it needs '\(p.name)' too"
+            ))
+        }
+        bag.report(
+          .missingInputParameter(p.name, method: spec.name, model: input.model.description),
+          at: input.range, notes: notes)
       }
     }
   }
@@ -476,7 +449,7 @@ private struct StageChecker {
       let name = entry.name.value
       guard let spec else {
         // The method is unknown: check the parameter against whichever method takes it.
-        if let p = MethodCatalog.all.lazy.compactMap({ $0.parameter(name) }).first {
+        if let p = MethodRegistry.specs.lazy.compactMap({ $0.parameter(name) }).first {
           checkValues(entry.setting, parameter: p)
         } else {
           unknownParameterOfAnyMethod(entry.name)
@@ -489,21 +462,19 @@ private struct StageChecker {
       }
       switch (level, p.scope) {
       case (.model, .shared):
-        bag.warning(.sharedParameterPerModel(name, method: spec.name), at: entry.name.range)
+        bag.report(.sharedParameterPerModel(name, method: spec.name), at: entry.name.range)
       case (.model(isBase: true), .nonBase):
-        bag.warning(.nonBaseParameterOnBase(name, method: spec.name), at: entry.name.range)
+        bag.report(.nonBaseParameterOnBase(name, method: spec.name), at: entry.name.range)
       default: break
       }
-      if spec.name == "task_arithmetic" && (name == "density" || name == "rescale") {
-        bag.warning(.noSparsification(name), at: entry.name.range)
-      }
+      if let unused = p.unused { bag.report(unused, at: entry.name.range) }
       checkValues(entry.setting, parameter: p)
     }
   }
 
   mutating func unknownParameter(_ name: Located<String>, spec: MethodSpec) {
     var notes: [Diagnostic.Note] = []
-    let others = MethodCatalog.methods(taking: name.value)
+    let others = MethodRegistry.methods(taking: name.value)
     if !others.isEmpty {
       notes.append(
         Diagnostic.Note(
@@ -517,29 +488,16 @@ private struct StageChecker {
         Diagnostic.Note(
           "\(spec.name) takes: " + spec.parameters.map(\.name).joined(separator: ", ")))
     }
-    if !options.allowUnknown && !toldAboutAllowUnknown {
-      notes.append(Diagnostic.Note(.allowUnknownNote))
-      toldAboutAllowUnknown = true
-    }
     let suggestion = Suggestion.closest(to: name.value, in: spec.parameters.map(\.name))
-    bag.emit(
-      options.allowUnknown ? .warning : .error,
+    bag.report(
       .unknownParameter(name.value, method: spec.name, suggestion: suggestion),
       at: name.range, notes: notes)
   }
 
   mutating func unknownParameterOfAnyMethod(_ name: Located<String>) {
-    var notes: [Diagnostic.Note] = []
-    if !options.allowUnknown && !toldAboutAllowUnknown {
-      notes.append(Diagnostic.Note(.allowUnknownNote))
-      toldAboutAllowUnknown = true
-    }
     let suggestion = Suggestion.closest(
-      to: name.value, in: MethodCatalog.allParameterNames.sorted())
-    bag.emit(
-      options.allowUnknown ? .warning : .error,
-      .unknownParameterOfAnyMethod(name.value, suggestion: suggestion), at: name.range, notes: notes
-    )
+      to: name.value, in: MethodRegistry.parameterNames.sorted())
+    bag.report(.unknownParameterOfAnyMethod(name.value, suggestion: suggestion), at: name.range)
   }
 
   /// A scalar as a number, read as the evaluator reads it (quoted numbers included).
@@ -549,12 +507,12 @@ private struct StageChecker {
 
   mutating func checkValues(_ setting: ParameterSetting, parameter p: ParameterSpec) {
     if case .gradient(let values, let range) = setting, values.isEmpty {
-      bag.warning(.emptyGradient(p.name), at: range)
+      bag.report(.emptyGradient(p.name), at: range)
     }
     if case .conditional(let entries, _) = setting {
       for entry in entries {
         if case .gradient(let values, let range) = entry.value, values.isEmpty {
-          bag.warning(.emptyGradient(p.name), at: range)
+          bag.report(.emptyGradient(p.name), at: range)
         }
       }
     }
@@ -570,43 +528,41 @@ private struct StageChecker {
       case .float(let d): number = d
       case .string(let text):
         guard case .number(let d)? = ParameterEvaluator.convert(s.value, type: .float) else {
-          bag.error(.expectedNumber(p.name, found: "a string '\(text)'"), at: s.range)
+          bag.report(.expectedNumber(p.name, found: "a string '\(text)'"), at: s.range)
           return
         }
-        bag.warning(.quotedNumber(p.name, text), at: s.range)
+        bag.report(.quotedNumber(p.name, text), at: s.range)
         number = d
       case .bool(let b):
-        bag.error(.expectedNumber(p.name, found: "a boolean '\(b)'"), at: s.range)
+        bag.report(.expectedNumber(p.name, found: "a boolean '\(b)'"), at: s.range)
         return
       case .null:
-        bag.error(.nullParameter(p.name), at: s.range)
+        bag.report(.nullParameter(p.name), at: s.range)
         return
       }
       if p.type == .int && number != number.rounded() {
-        bag.error(.expectedInteger(p.name, number), at: s.range)
+        bag.report(.expectedInteger(p.name, number), at: s.range)
         return
       }
       if !number.isFinite {
-        bag.error(.notFinite(p.name), at: s.range)
+        bag.report(.notFinite(p.name), at: s.range)
       } else if !p.validRange.contains(number) {
-        bag.error(.outOfRange(p.name, number, p.validRange), at: s.range)
-      } else if p.name == "density" && number == 0 {
-        bag.warning(.zeroDensity, at: s.range)
-      } else if p.name == "t" && spec?.name == "slerp" && (number < 0 || number > 1) {
-        bag.warning(.extrapolatingT(number), at: s.range)
+        bag.report(.outOfRange(p.name, number, p.validRange), at: s.range)
+      } else if let advice = p.advice?(number) {
+        bag.report(advice, at: s.range)
       }
     case .bool:
       switch s.value {
       case .bool: return
       case .int(let i) where i == 0 || i == 1:
-        bag.warning(.integerAsBool(p.name, i), at: s.range)
+        bag.report(.integerAsBool(p.name, i), at: s.range)
       case .string(let text)
       where ["true", "false", "yes", "no", "on", "off", "1", "0"].contains(text.lowercased()):
-        bag.warning(.quotedBool(p.name, text), at: s.range)
+        bag.report(.quotedBool(p.name, text), at: s.range)
       case .null:
-        bag.error(.nullParameter(p.name), at: s.range)
+        bag.report(.nullParameter(p.name), at: s.range)
       default:
-        bag.error(.expectedBool(p.name, s.value), at: s.range)
+        bag.report(.expectedBool(p.name, s.value), at: s.range)
       }
     }
   }
@@ -615,63 +571,75 @@ private struct StageChecker {
 // MARK: - Messages
 
 extension Diagnostic.Message {
-  fileprivate static let notUTF8 = Self("the recipe is not valid UTF-8 text")
+  fileprivate static let notUTF8 = Self("not-utf8", "the recipe is not valid UTF-8 text")
   fileprivate static let residualWeightIgnored = Self(
+    "residual-weight-ignored", .warning,
     "'residual_weight' has no effect: mergekit accepts it but never uses it")
   fileprivate static let emptyLayerRange = Self(
-    "this layer range is empty and contributes no layers")
+    "empty-layer-range", .warning, "this layer range is empty and contributes no layers")
   fileprivate static let duplicateSource = Self(
+    "duplicate-source",
     "a slice lists the same model twice; mergekit merges each model once per tensor")
-  fileprivate static let zeroDensity = Self(
-    "density 0 keeps nothing of this task vector; the model contributes nothing where it applies")
-
   fileprivate static func cannotReadRecipe(_ reason: String) -> Self {
-    Self("cannot read the recipe: \(reason)")
+    Self("cannot-read-recipe", "cannot read the recipe: \(reason)")
   }
   fileprivate static func needsBaseModel(_ method: String) -> Self {
-    Self("\(method) needs a base model; add 'base_model: PATH'")
+    Self("needs-base-model", "\(method) needs a base model; add 'base_model: PATH'")
   }
   fileprivate static func baseModelIgnored(_ method: String, _ base: String) -> Self {
-    Self("\(method) has no base model: mergekit merges '\(base)' as one more input")
+    Self(
+      "base-model-ignored", .warning,
+      "\(method) has no base model: mergekit merges '\(base)' as one more input")
   }
   fileprivate static func unknownMethod(_ name: String, suggestion: String?) -> Self {
     if let suggestion {
-      return Self("unknown merge method '\(name)'; did you mean '\(suggestion)'?")
+      return Self("unknown-method", "unknown merge method '\(name)'; did you mean '\(suggestion)'?")
     }
-    return Self("unknown merge method '\(name)'")
+    return Self("unknown-method", "unknown merge method '\(name)'")
   }
   fileprivate static func integerDtype(_ key: String) -> Self {
-    Self("'\(key)' must be a floating-point dtype; 'int64' cannot hold merged weights")
+    Self(
+      "integer-dtype", "'\(key)' must be a floating-point dtype; 'int64' cannot hold merged weights"
+    )
   }
   fileprivate static func unknownDtype(_ name: String, key: String, suggestion: String?) -> Self {
-    if let suggestion { return Self("unknown \(key) '\(name)'; did you mean '\(suggestion)'?") }
-    return Self("unknown \(key) '\(name)'")
+    if let suggestion {
+      return Self("unknown-dtype", "unknown \(key) '\(name)'; did you mean '\(suggestion)'?")
+    }
+    return Self("unknown-dtype", "unknown \(key) '\(name)'")
   }
   fileprivate static func loraUnsupported(_ lora: String) -> Self {
-    Self("LoRA adapters ('+\(lora)') are not supported yet; merge the adapter into its model first")
+    Self(
+      "lora-unsupported",
+      "LoRA adapters ('+\(lora)') are not supported yet; merge the adapter into its model first")
   }
   fileprivate static func revisionIgnored(_ revision: String) -> Self {
-    Self("revision '\(revision)' is ignored: the model is a local folder")
+    Self(
+      "revision-ignored", .warning, "revision '\(revision)' is ignored: the model is a local folder"
+    )
   }
   fileprivate static func badModel(_ error: ModelError, written: String) -> Self {
     switch error {
-    case .notFound: return Self("model folder '\(written)' does not exist")
-    default: return Self(error.description)
+    case .notFound: return Self("model-not-found", "model folder '\(written)' does not exist")
+    default: return Self("unusable-model", error.description)
     }
   }
   fileprivate static func badWeights(_ error: ModelError) -> Self {
-    Self("the model's weights cannot be used: \(error.description)")
+    Self("bad-weights", "the model's weights cannot be used: \(error.description)")
   }
   fileprivate static func duplicateModel(_ model: String) -> Self {
-    Self("'\(model)' is listed twice; mergekit uses only the first entry")
+    Self(
+      "duplicate-model", .warning, "'\(model)' is listed twice; mergekit uses only the first entry")
   }
   fileprivate static func layerCountsDiffer(_ a: (String, Int), _ b: (String, Int)) -> Self {
     Self(
+      "layer-counts-differ",
       "the models have different layer counts ('\(a.0)' has \(a.1), '\(b.0)' has \(b.1)); use 'slices' to say which layers to merge"
     )
   }
   fileprivate static func badLayerBounds(_ start: Int, _ end: Int) -> Self {
     Self(
+      "bad-layer-bounds",
       "layer_range [\(start), \(end)] is not a range of layers; write [start, end] with 0 ≤ start ≤ end"
     )
   }
@@ -679,110 +647,117 @@ extension Diagnostic.Message {
     -> Self
   {
     Self(
+      "layer-range-past-end",
       "layer_range [\(start), \(end)] goes past the last layer of '\(model)', which has \(layers) layers (0 to \(layers - 1))"
     )
   }
   fileprivate static func unknownLayerCount(_ model: String) -> Self {
     Self(
+      "unknown-layer-count", .warning,
       "config.json of '\(model)' has no layer count (num_hidden_layers); layer ranges are not checked"
     )
   }
   fileprivate static func sliceLengthsDiffer(_ found: Int, _ first: Int) -> Self {
     Self(
+      "slice-lengths-differ",
       "all sources of a slice must take the same number of layers: this one takes \(found), the first takes \(first)"
     )
   }
   fileprivate static func baseNotInSlice(_ base: String) -> Self {
-    Self("the base model '\(base)' must be one of the slice's sources")
+    Self("base-not-in-slice", "the base model '\(base)' must be one of the slice's sources")
   }
   fileprivate static func tooFewInputs(_ method: String, min: Int, max: Int?, found: Int) -> Self {
-    Self("\(method) needs \(arity(min, max)) models, found \(found)")
+    Self("too-few-inputs", "\(method) needs \(arity(min, max)) models, found \(found)")
   }
   fileprivate static func tooManyInputs(_ method: String, min: Int, max: Int, found: Int) -> Self {
-    Self("\(method) merges \(arity(min, max)) models (the base model included), found \(found)")
+    Self(
+      "too-many-inputs",
+      "\(method) merges \(arity(min, max)) models (the base model included), found \(found)")
   }
   fileprivate static func nonBaseCount(_ method: String, min: Int, max: Int?, found: Int) -> Self {
-    Self("\(method) needs \(arity(min, max)) models besides the base model, found \(found)")
+    Self(
+      "non-base-count",
+      "\(method) needs \(arity(min, max)) models besides the base model, found \(found)")
   }
   private static func arity(_ min: Int, _ max: Int?) -> String {
     guard let max else { return "at least \(min)" }
     return min == max ? "exactly \(min)" : "\(min) to \(max)"
   }
   fileprivate static func missingSharedParameter(_ name: String, method: String) -> Self {
-    Self("\(method) needs parameter '\(name)'; set it under the recipe's 'parameters'")
+    Self(
+      "missing-shared-parameter",
+      "\(method) needs parameter '\(name)'; set it under the recipe's 'parameters'")
   }
   fileprivate static func missingInputParameter(_ name: String, method: String, model: String)
     -> Self
   {
-    Self("\(method) needs parameter '\(name)' for each model, and '\(model)' has none")
-  }
-  fileprivate static func dellaEpsilon(density: Double, epsilon: Double) -> Self {
     Self(
-      "DELLA needs density ± epsilon inside (0, 1), but density \(format(density)) with epsilon \(format(epsilon)) gives [\(format(density - epsilon)), \(format(density + epsilon))]"
-    )
+      "missing-input-parameter",
+      "\(method) needs parameter '\(name)' for each model, and '\(model)' has none")
   }
   fileprivate static func nullParameter(_ name: String) -> Self {
-    Self("parameter '\(name)' has no value")
+    Self("null-parameter", "parameter '\(name)' has no value")
   }
   fileprivate static func sharedParameterPerModel(_ name: String, method: String) -> Self {
     Self(
+      "shared-parameter-per-model", .warning,
       "'\(name)' has no effect here: \(method) takes one '\(name)' for the whole merge, so set it under the recipe's 'parameters'"
     )
   }
   fileprivate static func nonBaseParameterOnBase(_ name: String, method: String) -> Self {
-    Self("'\(name)' has no effect on the base model of \(method)")
+    Self(
+      "non-base-parameter-on-base", .warning,
+      "'\(name)' has no effect on the base model of \(method)")
   }
   fileprivate static func unknownParameter(_ name: String, method: String, suggestion: String?)
     -> Self
   {
     if let suggestion {
-      return Self("unknown parameter '\(name)' for \(method); did you mean '\(suggestion)'?")
+      return Self(
+        "unknown-parameter",
+        "unknown parameter '\(name)' for \(method); did you mean '\(suggestion)'?")
     }
-    return Self("unknown parameter '\(name)' for \(method)")
-  }
-  fileprivate static func noSparsification(_ name: String) -> Self {
-    Self(
-      "'\(name)' has no effect: task_arithmetic keeps every entry of each task vector; use ties, dare_linear or breadcrumbs to sparsify"
-    )
+    return Self("unknown-parameter", "unknown parameter '\(name)' for \(method)")
   }
   fileprivate static func unknownParameterOfAnyMethod(_ name: String, suggestion: String?) -> Self {
     if let suggestion {
-      return Self("unknown parameter '\(name)'; did you mean '\(suggestion)'?")
+      return Self("unknown-parameter", "unknown parameter '\(name)'; did you mean '\(suggestion)'?")
     }
-    return Self("unknown parameter '\(name)': no merge method takes it")
+    return Self("unknown-parameter", "unknown parameter '\(name)': no merge method takes it")
   }
   fileprivate static func emptyGradient(_ name: String) -> Self {
-    Self("'\(name)' is an empty list, which mergekit treats as not set")
+    Self("empty-gradient", .warning, "'\(name)' is an empty list, which mergekit treats as not set")
   }
   fileprivate static func expectedNumber(_ name: String, found: String) -> Self {
-    Self("'\(name)' must be a number, found \(found)")
+    Self("expected-number", "'\(name)' must be a number, found \(found)")
   }
   fileprivate static func quotedNumber(_ name: String, _ text: String) -> Self {
     Self(
+      "quoted-number", .warning,
       "'\(name)' is the quoted string '\(text)'; it is read as the number \(text), but write it without quotes"
     )
   }
   fileprivate static func expectedInteger(_ name: String, _ value: Double) -> Self {
-    Self("'\(name)' must be an integer, found \(format(value))")
+    Self("expected-integer", "'\(name)' must be an integer, found \(format(value))")
   }
   fileprivate static func notFinite(_ name: String) -> Self {
-    Self("'\(name)' must be a finite number")
+    Self("not-finite", "'\(name)' must be a finite number")
   }
   fileprivate static func outOfRange(_ name: String, _ value: Double, _ range: ValueRange) -> Self {
-    Self("'\(name)' must be in \(range.description), found \(format(value))")
-  }
-  fileprivate static func extrapolatingT(_ t: Double) -> Self {
-    Self("t = \(format(t)) lies outside [0, 1], so slerp extrapolates beyond the two models")
+    Self("out-of-range", "'\(name)' must be in \(range.description), found \(format(value))")
   }
   fileprivate static func integerAsBool(_ name: String, _ value: Int) -> Self {
     Self(
+      "integer-as-bool", .warning,
       "'\(name)' is the number \(value); it is read as \(value == 1 ? "true" : "false"), but write true or false"
     )
   }
   fileprivate static func quotedBool(_ name: String, _ text: String) -> Self {
-    Self("'\(name)' is the quoted string '\(text)'; write true or false without quotes")
+    Self(
+      "quoted-bool", .warning,
+      "'\(name)' is the quoted string '\(text)'; write true or false without quotes")
   }
   fileprivate static func expectedBool(_ name: String, _ value: YAMLValue) -> Self {
-    Self("'\(name)' must be true or false, found \(value.kindDescription)")
+    Self("expected-bool", "'\(name)' must be true or false, found \(value.kindDescription)")
   }
 }

@@ -1,16 +1,5 @@
 import MergeModel
 
-/// Why a pass or the verifier rejected a graph.
-public struct PassError: Error, Sendable, CustomStringConvertible {
-  /// The pass (or "verifier").
-  public var pass: String
-  /// The tensor.
-  public var tensor: String
-  /// What is wrong.
-  public var reason: String
-  public var description: String { "\(pass) on tensor '\(tensor)': \(reason)" }
-}
-
 /// A rewrite of a tensor graph.
 ///
 /// Every pass states what it rewrites and which invariants it keeps. All keep the output's
@@ -20,52 +9,6 @@ public protocol GraphPass: Sendable {
   var name: String { get }
   /// Rewrites `graph`; returns whether anything changed.
   func run(_ graph: inout TensorGraph) throws(PassError) -> Bool
-}
-
-/// Checks the structural invariants every pass must keep: operands come before their users,
-/// each operation has the operands it needs, the output is a store (or a byte copy) and
-/// nothing else is.
-public enum GraphVerifier {
-  /// Throws when `graph` breaks an invariant.
-  public static func verify(_ graph: TensorGraph, after pass: String) throws(PassError) {
-    func fail(_ reason: String) -> PassError {
-      PassError(pass: "verifier after \(pass)", tensor: graph.plan.name, reason: reason)
-    }
-    guard graph.output.index < graph.nodes.count else {
-      throw fail("the output node does not exist")
-    }
-    for (i, node) in graph.nodes.enumerated() {
-      for input in node.inputs where input.index >= i {
-        throw fail("%\(i) uses %\(input.index), which does not come before it")
-      }
-      let arity: ClosedRange<Int>
-      switch node.op {
-      case .load: arity = 0...0
-      case .taskVector, .add, .keepTop: arity = 2...2
-      case .keepBand, .rescaleL1: arity = 3...3
-      case .scale, .divide, .keepRandom, .keepByRank, .store, .copyBytes, .sortPrefix, .l1Norm,
-        .sumOfSquares:
-        arity = 1...1
-      case .normalizedDot: arity = 4...4
-      case .slerpBlend: arity = 5...5
-      case .signConsensus(let w, _), .weightedSum(let w): arity = w.count...w.count
-      case .sum: arity = 1...Int.max
-      case .wholeTensor: arity = 1...Int.max
-      case .fusedTaskSum(let w, _, _): arity = (w.count + 1)...(w.count + 1)
-      case .fusedConsensus(let w, _, _, _): arity = (2 * w.count + 1)...(2 * w.count + 1)
-      }
-      guard arity.contains(node.inputs.count) else {
-        throw fail("%\(i) (\(node.op.name)) has \(node.inputs.count) operands")
-      }
-      if case .store = node.op, NodeID(index: i) != graph.output {
-        throw fail("%\(i) stores but is not the output")
-      }
-    }
-    switch graph[graph.output].op {
-    case .store, .copyBytes: break
-    default: throw fail("the output is not a store")
-    }
-  }
 }
 
 /// Runs passes in order, verifying the graph after each.

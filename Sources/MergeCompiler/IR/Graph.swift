@@ -1,0 +1,111 @@
+import MergeModel
+import MergeRecipe
+
+/// A node's position in its ``TensorGraph``.
+public struct NodeID: Sendable, Hashable, Comparable, CustomStringConvertible {
+  /// The index into ``TensorGraph/nodes``.
+  public let index: Int
+  /// The node at position `index`.
+  public init(index: Int) { self.index = index }
+  public static func < (a: NodeID, b: NodeID) -> Bool { a.index < b.index }
+  public var description: String { "%\(index)" }
+}
+
+/// One operation applied to earlier nodes.
+public struct Node: Sendable, Hashable {
+  /// The operation.
+  public var op: Op
+  /// Its operands, each an earlier node of the same graph.
+  public var inputs: [NodeID]
+}
+
+/// The graph that computes one output tensor: a small DAG ending in a `store`.
+///
+/// Built by ``GraphBuilder``, which hash-conses nodes: a node equal to an existing one (same
+/// operation, same operands) is the existing one, so shared subexpressions exist once.
+public struct TensorGraph: Sendable {
+  /// The nodes in topological order.
+  public var nodes: [Node]
+  /// The node that stores the output.
+  public var output: NodeID
+  /// The plan the graph computes.
+  public var plan: TensorPlan
+
+  /// The node at `id`.
+  public subscript(id: NodeID) -> Node { nodes[id.index] }
+
+  /// How many times each load's bytes are read, by node index of the load.
+  ///
+  /// Once per pass over the tensor that evaluates a chain reaching it (each reduction, then
+  /// the final pass).
+  /// Reductions in `skipping` (already known, from a cache) make no pass.
+  public func passesReading(skipping: Set<Int> = []) -> [(node: Int, input: Int, passes: Int)] {
+    func reaches(_ id: NodeID, _ target: Int) -> Bool {
+      if id.index == target { return true }
+      let node = self[id]
+      return node.inputs.contains { input in
+        // A reduction's value is computed once, beforehand: it does not re-read in this pass.
+        self[input].op.isReduction ? false : reaches(input, target)
+      }
+    }
+    var result: [(node: Int, input: Int, passes: Int)] = []
+    for (i, node) in nodes.enumerated() {
+      guard case .load(let input) = node.op else { continue }
+      var passes = reaches(output, i) ? 1 : 0
+      for r in nodes.indices where nodes[r].op.isReduction && !skipping.contains(r) {
+        if nodes[r].inputs.contains(where: { reaches($0, i) }) { passes += 1 }
+      }
+      result.append((i, input, passes))
+    }
+    return result
+  }
+
+  /// The graph as text, one node per line: `%3 = task_vector %1, %0`.
+  public func text(models: [ResolvedModel]) -> String {
+    var out = "tensor \(plan.name) \(plan.shape) → \(plan.outputDType.rawValue)\n"
+    for (i, node) in nodes.enumerated() {
+      var line = "  %\(i) = \(node.op.name)"
+      if !node.inputs.isEmpty {
+        line += " " + node.inputs.map(\.description).joined(separator: ", ")
+      }
+      if case .load(let input) = node.op {
+        let ti = plan.inputs[input]
+        line +=
+          "    ; \(models[ti.model].reference.description):\(ti.tensor) \(ti.info.dtype.rawValue)"
+        if plan.baseIndex == input { line += " (base)" }
+      }
+      out += line + "\n"
+    }
+    return out
+  }
+
+}
+
+/// Builds a ``TensorGraph`` with structural hashing (tinygrad's UOp cache).
+public struct GraphBuilder {
+  private var nodes: [Node] = []
+  private var cache: [Node: NodeID] = [:]
+
+  /// Creates an empty builder.
+  public init() {}
+
+  /// The node for `op` applied to `inputs`, reusing an equal node when there is one.
+  public mutating func node(_ op: Op, _ inputs: NodeID...) -> NodeID {
+    node(op, inputs)
+  }
+
+  /// The node for `op` applied to `inputs`, reusing an equal node when there is one.
+  public mutating func node(_ op: Op, _ inputs: [NodeID]) -> NodeID {
+    let n = Node(op: op, inputs: inputs)
+    if let id = cache[n] { return id }
+    let id = NodeID(index: nodes.count)
+    nodes.append(n)
+    cache[n] = id
+    return id
+  }
+
+  /// The finished graph with `output` as its result.
+  public func graph(output: NodeID, plan: TensorPlan) -> TensorGraph {
+    TensorGraph(nodes: nodes, output: output, plan: plan)
+  }
+}
