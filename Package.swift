@@ -14,7 +14,7 @@ let package = Package(
       providers: [.apt(["libyaml-dev"])]
     ),
     .target(name: "MergeRecipe", dependencies: ["CYAML"]),
-    .target(name: "MergeModel", dependencies: ["MergeRecipe"]),
+    .target(name: "MergeModel"),
     .target(name: "MergeCompiler", dependencies: ["MergeRecipe", "MergeModel"]),
     .target(name: "MergeRuntime", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe"]),
     .target(

@@ -55,7 +55,7 @@ public enum MergeBench {
     let hidden = Int(option(args, "--hidden") ?? "1024") ?? 1024
     let start = now()
     do {
-      let parameters = try BenchmarkModels.write(to: dir, layers: layers, hidden: hidden)
+      let parameters = try SyntheticLlama.write(to: dir, layers: layers, hidden: hidden)
       print(
         String(
           format: "generated 4 models of %d parameters (%.0f MB each) in %.1f s", parameters,

@@ -1,27 +1,76 @@
 import MergeCompiler
 import MergeModel
 
-/// One worker's evaluation state: a block-sized f32 buffer per node, reused block after block.
+/// One worker's evaluation state for one pass over a tensor's blocks: a block-sized f32 buffer
+/// per node the pass evaluates, reused block after block.
 ///
-/// Owned by a single worker thread for its whole life; never shared.
+/// Owned by a single worker thread for its whole life; never shared. Its buffers are allocated
+/// up front from ``Layout``, the same description `merge plan` prices, and it counts every byte
+/// it allocates (``allocatedBytes``), so a test can hold the two to each other.
 final class BlockEvaluator {
+  /// What an evaluator allocates for a pass that evaluates `roots`.
+  struct Layout: Equatable {
+    /// The nodes evaluated block by block: the roots and their operands, not crossing
+    /// reductions (whose values the pass reads, computed before).
+    var nodes: [Int]
+    /// Scratch buffers for per-model terms (sign consensus).
+    var terms: Int
+    /// Sort keys for the widest row of a row-wise operation.
+    var keys: Int
+
+    /// Bytes of byte scratch per element: room to encode a block of the widest dtype.
+    static let scratchBytesPerElement = 8
+
+    init(graph: TensorGraph, roots: [NodeID]) {
+      var seen = Set<Int>()
+      var stack = roots
+      while let id = stack.popLast() {
+        guard seen.insert(id.index).inserted else { continue }
+        stack += graph[id].inputs.filter { !graph[$0].op.isReduction }
+      }
+      nodes = seen.sorted()
+      terms = 0
+      keys = 0
+      for i in nodes {
+        switch graph.nodes[i].op {
+        case .signConsensus(let w, _), .fusedConsensus(let w, _, _, _):
+          terms = max(terms, w.count + 2)
+        case .keepByRank(_, _, _, let columns): keys = max(keys, columns)
+        default: break
+        }
+      }
+    }
+
+    /// The bytes an evaluator with this layout allocates for blocks of `blockSize` elements.
+    func bytes(blockSize: Int) -> Int {
+      (nodes.count + terms) * blockSize * 4 + keys * 8 + blockSize * Self.scratchBytesPerElement
+    }
+  }
+
   let graph: TensorGraph
   let views: [TensorView]
   let blockSize: Int
   private var buffers: [UnsafeMutablePointer<Float>?]
   private var stamps: [Int]
+  private var termBuffers: [UnsafeMutablePointer<Float>] = []
   private var scratch: UnsafeMutableRawPointer
   private var scratchSize: Int
   private var keys: [UInt64] = []
+  /// Bytes this evaluator has allocated.
+  private(set) var allocatedBytes = 0
 
-  init(graph: TensorGraph, views: [TensorView], blockSize: Int) {
+  init(graph: TensorGraph, views: [TensorView], blockSize: Int, layout: Layout) {
     self.graph = graph
     self.views = views
     self.blockSize = blockSize
     buffers = [UnsafeMutablePointer<Float>?](repeating: nil, count: graph.nodes.count)
     stamps = [Int](repeating: -1, count: graph.nodes.count)
-    scratchSize = blockSize * 8
+    scratchSize = blockSize * Layout.scratchBytesPerElement
     scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchSize, alignment: 16)
+    allocatedBytes = scratchSize
+    for i in layout.nodes { _ = buffer(NodeID(index: i)) }
+    if layout.terms > 0 { _ = scratchTerm(layout.terms - 1) }
+    growKeys(to: layout.keys)
   }
 
   deinit {
@@ -30,12 +79,11 @@ final class BlockEvaluator {
     scratch.deallocate()
   }
 
-  private var termBuffers: [UnsafeMutablePointer<Float>] = []
-
   /// Scratch buffer `k` for a fused kernel's per-model terms.
   func scratchTerm(_ k: Int) -> UnsafeMutablePointer<Float> {
     while termBuffers.count <= k {
       termBuffers.append(UnsafeMutablePointer<Float>.allocate(capacity: blockSize))
+      allocatedBytes += blockSize * 4
     }
     return termBuffers[k]
   }
@@ -45,6 +93,7 @@ final class BlockEvaluator {
     if size > scratchSize {
       scratch.deallocate()
       scratch = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+      allocatedBytes += size - scratchSize
       scratchSize = size
     }
     return scratch
@@ -54,8 +103,17 @@ final class BlockEvaluator {
     if let b = buffers[id.index] { return b }
     let b = UnsafeMutablePointer<Float>.allocate(capacity: blockSize)
     buffers[id.index] = b
+    allocatedBytes += blockSize * 4
     return b
   }
+
+  private func growKeys(to count: Int) {
+    guard keys.count < count else { return }
+    allocatedBytes += (count - keys.count) * 8
+    keys = [UInt64](repeating: 0, count: count)
+  }
+
+  // MARK: Evaluation
 
   /// The values of node `id` over `range` (block `block`), computed once per block.
   func evaluate(_ id: NodeID, block: Int, range: Range<Int>, env: Environment)
@@ -64,6 +122,9 @@ final class BlockEvaluator {
     let out = buffer(id)
     if stamps[id.index] == block { return out }
     let node = graph[id]
+    func operand(_ k: Int) -> UnsafeMutablePointer<Float> {
+      evaluate(node.inputs[k], block: block, range: range, env: env)
+    }
     let n = range.count
     switch node.op {
     case .load(let input):
@@ -71,110 +132,14 @@ final class BlockEvaluator {
       if let dtype = graph.plan.inputDType, dtype != views[input].info.dtype {
         Kernels.roundTrip(out, n, to: dtype)
       }
-    case .taskVector:
-      let a = evaluate(node.inputs[0], block: block, range: range, env: env)
-      let b = evaluate(node.inputs[1], block: block, range: range, env: env)
-      Kernels.subtract(a, b, out, n)
-    case .add:
-      let a = evaluate(node.inputs[0], block: block, range: range, env: env)
-      let b = evaluate(node.inputs[1], block: block, range: range, env: env)
-      Kernels.add(a, b, out, n)
-    case .scale(let c):
-      Kernels.scale(evaluate(node.inputs[0], block: block, range: range, env: env), c, out, n)
-    case .divide(let c):
-      Kernels.divide(evaluate(node.inputs[0], block: block, range: range, env: env), c, out, n)
-    case .keepTop:
-      let x = evaluate(node.inputs[0], block: block, range: range, env: env)
-      let cut = env.cuts[node.inputs[1].index] ?? Cut(kind: .everything)
-      cut.select(x, out, n, first: range.lowerBound, keepInside: true)
-    case .keepBand:
-      let x = evaluate(node.inputs[0], block: block, range: range, env: env)
-      let low = env.cuts[node.inputs[1].index] ?? Cut(kind: .nothing)
-      let high = env.cuts[node.inputs[2].index] ?? Cut(kind: .everything)
-      // Inside the high prefix, then outside the low one.
-      high.select(x, out, n, first: range.lowerBound, keepInside: true)
-      low.select(out, out, n, first: range.lowerBound, keepInside: false)
-    case .keepRandom(let density, let stream):
-      let x = evaluate(node.inputs[0], block: block, range: range, env: env)
-      Kernels.keepRandom(x, out, n, first: range.lowerBound, density: density, stream: stream)
-    case .keepByRank(let density, let epsilon, let stream, let columns):
-      let x = evaluate(node.inputs[0], block: block, range: range, env: env)
-      keepByRank(
-        x, out, n: n, first: range.lowerBound, density: density, epsilon: epsilon, stream: stream,
-        columns: columns)
-    case .rescaleL1:
-      let x = evaluate(node.inputs[0], block: block, range: range, env: env)
-      let before = Float(env.scalars[node.inputs[1].index])
-      let after = Float(env.scalars[node.inputs[2].index])
-      if before < 1e-7 || after < 1e-7 {
-        out.update(from: x, count: n)
-      } else {
-        Kernels.scale(x, before / after, out, n)
-      }
-    case .signConsensus(let weights, let normalize):
-      let deltas = ContiguousArray(
-        node.inputs.map { UnsafePointer(evaluate($0, block: block, range: range, env: env)) })
-      let w = ContiguousArray(weights)
-      deltas.withUnsafeBufferPointer { d in
-        w.withUnsafeBufferPointer { w in
-          Kernels.signConsensus(
-            d, w, out, n, normalize: normalize, total: scratchTerm(d.count),
-            divisor: scratchTerm(d.count + 1))
-        }
-      }
-    case .fusedTaskSum(let weights, let divisor, let lambda):
-      let base = UnsafePointer(evaluate(node.inputs[0], block: block, range: range, env: env))
-      let xs = ContiguousArray(
-        node.inputs.dropFirst().map {
-          UnsafePointer(evaluate($0, block: block, range: range, env: env))
-        })
-      let w = ContiguousArray(weights)
-      xs.withUnsafeBufferPointer { xs in
-        w.withUnsafeBufferPointer { w in
-          Kernels.fusedTaskSum(base, xs, w, out, n, divisor: divisor, lambda: lambda)
-        }
-      }
-    case .fusedConsensus(let weights, let scales, let normalize, let lambda):
-      let m = weights.count
-      let base = evaluate(node.inputs[0], block: block, range: range, env: env)
-      var terms = ContiguousArray<UnsafePointer<Float>>()
-      for k in 0..<m {
-        let x = evaluate(node.inputs[1 + k], block: block, range: range, env: env)
-        let cut = env.cuts[node.inputs[1 + m + k].index] ?? Cut(kind: .everything)
-        let term = scratchTerm(k)
-        // (x − base), masked, scaled: the unfused order.
-        for i in 0..<n { term[i] = x[i] - base[i] }
-        cut.select(term, term, n, first: range.lowerBound, keepInside: true)
-        if let c = scales[k] { Kernels.scale(term, c, term, n) }
-        terms.append(UnsafePointer(term))
-      }
-      let w = ContiguousArray(weights)
-      terms.withUnsafeBufferPointer { d in
-        w.withUnsafeBufferPointer { w in
-          Kernels.signConsensus(
-            d, w, out, n, normalize: normalize, total: scratchTerm(m), divisor: scratchTerm(m + 1))
-        }
-      }
-      if let lambda { Kernels.scale(out, lambda, out, n) }
-      Kernels.add(base, out, out, n)
-    case .weightedSum(let weights):
-      let xs = node.inputs.map { evaluate($0, block: block, range: range, env: env) }
-      out.update(repeating: 0, count: n)
-      for (k, x) in xs.enumerated() {
-        let w = weights[k]
-        for i in 0..<n { out[i] += x[i] * w }
-      }
-    case .sum:
-      let xs = node.inputs.map { evaluate($0, block: block, range: range, env: env) }
-      out.update(from: xs[0], count: n)
-      for x in xs.dropFirst() {
-        for i in 0..<n { out[i] += x[i] }
-      }
-    case .slerpBlend(let t):
-      let a = evaluate(node.inputs[0], block: block, range: range, env: env)
-      let b = evaluate(node.inputs[1], block: block, range: range, env: env)
-      let (ca, cb) = Kernels.slerpCoefficients(t: t, cosine: env.scalars[node.inputs[4].index])
-      for i in 0..<n { out[i] = ca * a[i] + cb * b[i] }
+    case .taskVector: Kernels.subtract(operand(0), operand(1), out, n)
+    case .add: Kernels.add(operand(0), operand(1), out, n)
+    case .scale(let c): Kernels.scale(operand(0), c, out, n)
+    case .divide(let c): Kernels.divide(operand(0), c, out, n)
+    case .keepTop, .keepBand, .keepRandom, .keepByRank, .rescaleL1:
+      mask(node, operand(0), out, range: range, env: env)
+    case .signConsensus, .fusedTaskSum, .fusedConsensus, .weightedSum, .sum, .slerpBlend:
+      combine(node, out, block: block, range: range, env: env)
     case .store, .copyBytes, .sortPrefix, .l1Norm, .sumOfSquares, .normalizedDot, .wholeTensor:
       // Not elementwise values: the executor handles these.
       out.update(repeating: 0, count: n)
@@ -183,14 +148,126 @@ final class BlockEvaluator {
     return out
   }
 
+  /// The operations that keep or scale some entries of one value `x`.
+  private func mask(
+    _ node: Node, _ x: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+    range: Range<Int>, env: Environment
+  ) {
+    let n = range.count
+    switch node.op {
+    case .keepTop:
+      let cut = env.cuts[node.inputs[1].index] ?? Cut(kind: .everything)
+      cut.select(x, out, n, first: range.lowerBound, keepInside: true)
+    case .keepBand:
+      let low = env.cuts[node.inputs[1].index] ?? Cut(kind: .nothing)
+      let high = env.cuts[node.inputs[2].index] ?? Cut(kind: .everything)
+      // Inside the high prefix, then outside the low one.
+      high.select(x, out, n, first: range.lowerBound, keepInside: true)
+      low.select(out, out, n, first: range.lowerBound, keepInside: false)
+    case .keepRandom(let density, let stream):
+      Kernels.keepRandom(x, out, n, first: range.lowerBound, density: density, stream: stream)
+    case .keepByRank(let density, let epsilon, let stream, let columns):
+      keepByRank(
+        x, out, n: n, first: range.lowerBound, density: density, epsilon: epsilon, stream: stream,
+        columns: columns)
+    case .rescaleL1:
+      let before = Float(env.scalars[node.inputs[1].index])
+      let after = Float(env.scalars[node.inputs[2].index])
+      if before < 1e-7 || after < 1e-7 {
+        out.update(from: x, count: n)
+      } else {
+        Kernels.scale(x, before / after, out, n)
+      }
+    default:
+      out.update(repeating: 0, count: n)
+    }
+  }
+
+  /// The operations that combine several values into one.
+  private func combine(
+    _ node: Node, _ out: UnsafeMutablePointer<Float>, block: Int, range: Range<Int>,
+    env: Environment
+  ) {
+    let n = range.count
+    func operand(_ k: Int) -> UnsafeMutablePointer<Float> {
+      evaluate(node.inputs[k], block: block, range: range, env: env)
+    }
+    switch node.op {
+    case .signConsensus(let weights, let normalize):
+      let deltas = ContiguousArray(node.inputs.indices.map { UnsafePointer(operand($0)) })
+      consensus(deltas, weights, normalize: normalize, out, n)
+    case .fusedTaskSum(let weights, let divisor, let lambda):
+      let base = UnsafePointer(operand(0))
+      let xs = ContiguousArray(node.inputs.indices.dropFirst().map { UnsafePointer(operand($0)) })
+      let w = ContiguousArray(weights)
+      xs.withUnsafeBufferPointer { xs in
+        w.withUnsafeBufferPointer { w in
+          Kernels.fusedTaskSum(base, xs, w, out, n, divisor: divisor, lambda: lambda)
+        }
+      }
+    case .fusedConsensus(let weights, let scales, let normalize, let lambda):
+      let m = weights.count
+      let base = operand(0)
+      var terms = ContiguousArray<UnsafePointer<Float>>()
+      for k in 0..<m {
+        let x = operand(1 + k)
+        let cut = env.cuts[node.inputs[1 + m + k].index] ?? Cut(kind: .everything)
+        let term = scratchTerm(k)
+        // (x − base), masked, scaled: the unfused order.
+        for i in 0..<n { term[i] = x[i] - base[i] }
+        cut.select(term, term, n, first: range.lowerBound, keepInside: true)
+        if let c = scales[k] { Kernels.scale(term, c, term, n) }
+        terms.append(UnsafePointer(term))
+      }
+      consensus(terms, weights, normalize: normalize, out, n)
+      if let lambda { Kernels.scale(out, lambda, out, n) }
+      Kernels.add(base, out, out, n)
+    case .weightedSum(let weights):
+      let xs = node.inputs.indices.map { operand($0) }
+      out.update(repeating: 0, count: n)
+      for (k, x) in xs.enumerated() {
+        let w = weights[k]
+        for i in 0..<n { out[i] += x[i] * w }
+      }
+    case .sum:
+      let xs = node.inputs.indices.map { operand($0) }
+      out.update(from: xs[0], count: n)
+      for x in xs.dropFirst() {
+        for i in 0..<n { out[i] += x[i] }
+      }
+    case .slerpBlend(let t):
+      let a = operand(0)
+      let b = operand(1)
+      let (ca, cb) = Kernels.slerpCoefficients(t: t, cosine: env.scalars[node.inputs[4].index])
+      for i in 0..<n { out[i] = ca * a[i] + cb * b[i] }
+    default:
+      out.update(repeating: 0, count: n)
+    }
+  }
+
+  /// TIES' sign consensus of `deltas` with `weights` into `out`.
+  private func consensus(
+    _ deltas: ContiguousArray<UnsafePointer<Float>>, _ weights: [Float], normalize: Bool,
+    _ out: UnsafeMutablePointer<Float>, _ n: Int
+  ) {
+    let w = ContiguousArray(weights)
+    deltas.withUnsafeBufferPointer { d in
+      w.withUnsafeBufferPointer { w in
+        Kernels.signConsensus(
+          d, w, out, n, normalize: normalize, total: scratchTerm(d.count),
+          divisor: scratchTerm(d.count + 1))
+      }
+    }
+  }
+
   /// DELLA's drop: within each row, the entry of ascending magnitude rank r (ties by index)
-  /// is kept with probability `density − ε + 2ε·r/(cols−1)` (a one-column row: `density`).
+  /// is kept with probability `density − ε + 2ε·rank/(cols−1)` (a one-column row: `density`).
   private func keepByRank(
     _ x: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, n: Int, first: Int,
     density: Float, epsilon: Float, stream: UInt64, columns: Int
   ) {
     let low = Float(Double(density) - Double(epsilon))
-    if keys.count < columns { keys = [UInt64](repeating: 0, count: columns) }
+    growKeys(to: columns)
     var row = 0
     while row * columns < n {
       let start = row * columns

@@ -32,13 +32,13 @@ public enum Calibration {
     }
     defer { FileSystem.removeTree(scratch) }
     do {
-      try BenchmarkModels.write(to: scratch, layers: 2, hidden: 1024, vocab: 8000)
+      try SyntheticLlama.write(to: scratch, layers: 2, hidden: 1024, vocab: 8000)
     } catch {
       throw Failure(description: "cannot write the calibration models: \(error.description)")
     }
     var constants = CostConstants.defaults
     constants.calibrated = true
-    let files = BenchmarkModels.names.map { FileSystem.join(scratch, "\($0)/model.safetensors") }
+    let files = SyntheticLlama.names.map { FileSystem.join(scratch, "\($0)/model.safetensors") }
     constants.diskBytesPerSecond = diskThroughput(files[3]) ?? constants.diskBytesPerSecond
     constants.mapBytesPerSecond = mapThroughput(files) ?? constants.mapBytesPerSecond
     constants.writeBytesPerSecond =

@@ -220,99 +220,100 @@ public struct MergeCost: Sendable {
   static func price(
     _ graph: TensorGraph, plan: MergePlan, options: RunOptions, constants: CostConstants
   ) -> TensorCost {
-    let threads = max(1, options.threads)
-    let schedule = options.schedule
     let count = graph.plan.count
     let output = graph[graph.output]
     let outputBytes = count * graph.plan.outputDType.byteSize
     let mapped = mappedBytes(graph)
     let inputBytes = graph.plan.inputs.reduce(0) { $0 + $1.info.byteCount }
     var cost = TensorCost(
-      name: graph.plan.name, elements: count, inputBytes: inputBytes, bytesRead: 0,
-      outputBytes: outputBytes, workingSetBytes: 0, readAheadBytes: 0, seconds: 0, reductions: 0,
-      cachedReductions: 0)
-    var seconds = Double(outputBytes) / constants.writeBytesPerSecond
-    seconds += Double(mapped) / constants.mapBytesPerSecond
-
-    if case .copyBytes = output.op {
-      cost.bytesRead = inputBytes
-      cost.workingSetBytes = mapped
-      cost.seconds = seconds
-      return cost
-    }
-    if case .wholeTensor(let kernel) = graph[output.inputs[0]].op {
-      let n = graph[output.inputs[0]].inputs.count
-      cost.bytesRead = inputBytes
-      let buffers =
-        (n + 1) * count * 4 + outputBytes + kernel.base.temporaryBytes(inputs: n) * count
-      let largestInput = graph.plan.inputs.map(\.info.byteCount).max() ?? 0
-      cost.workingSetBytes = buffers + (schedule.releaseWindow == nil ? mapped : largestInput)
-      seconds += Double(count * n) * kernel.base.costWeight * constants.wholeNanoseconds / 1e9
-      cost.seconds = seconds
-      return cost
-    }
-
-    let blockSize = TensorExecutor.blockSize(of: graph)
-    let blockCount = max(1, (count + blockSize - 1) / blockSize)
-    let workers = min(threads, blockCount)
-    // Which reductions the cache holds: those are not computed, and their passes not made.
-    let cache = options.cache
-    var cached = Set<Int>()
+      name: graph.plan.name, elements: count, inputBytes: inputBytes, bytesRead: inputBytes,
+      outputBytes: outputBytes, workingSetBytes: mapped, readAheadBytes: 0, seconds: 0,
+      reductions: 0, cachedReductions: 0)
+    cost.seconds = Double(outputBytes) / constants.writeBytesPerSecond
+    cost.seconds += Double(mapped) / constants.mapBytesPerSecond
+    if case .copyBytes = output.op { return cost }
+    // Reductions the cache holds are not computed, and their passes not made.
+    var known = Set<Int>()
     for (i, node) in graph.nodes.enumerated() where node.op.isReduction {
       cost.reductions += 1
-      if let cache,
+      if let cache = options.cache,
         cache.contains(ReductionCache.key(NodeID(index: i), graph: graph, models: plan.models))
       {
-        cached.insert(i)
+        known.insert(i)
       }
     }
-    cost.cachedReductions = cached.count
+    cost.cachedReductions = known.count
+    let footprint = TensorExecutor.predictedFootprint(
+      of: graph, threads: options.threads, schedule: options.schedule, known: known)
+    if case .wholeTensor(let kernel) = graph[output.inputs[0]].op {
+      let n = graph[output.inputs[0]].inputs.count
+      let largestInput = graph.plan.inputs.map(\.info.byteCount).max() ?? 0
+      cost.workingSetBytes =
+        footprint.wholeTensorBytes + kernel.base.temporaryBytes(inputs: n) * count
+        + (options.schedule.releaseWindow == nil ? mapped : largestInput)
+      cost.seconds +=
+        Double(count * n) * kernel.base.costWeight * constants.wholeNanoseconds / 1e9
+      return cost
+    }
+    priceBlockwise(
+      graph, footprint: footprint, known: known, options: options, constants: constants,
+      into: &cost)
+    return cost
+  }
+
+  /// The passes over blocks and the selections of a tensor computed block by block.
+  ///
+  /// Memory by phase: the passes over blocks (evaluator buffers, input pages, the magnitudes a
+  /// gather fills), then each level's selections; the sets they leave stay to the end. Input
+  /// pages stay mapped until the tensor is done, unless released window by window.
+  static func priceBlockwise(
+    _ graph: TensorGraph, footprint: TensorFootprint, known: Set<Int>, options: RunOptions,
+    constants: CostConstants, into cost: inout TensorCost
+  ) {
+    let schedule = options.schedule
+    let count = graph.plan.count
+    let workers = footprint.workers
     // Passes: the final one, and one per uncomputed reduction reading the input.
     var elementPasses = 0
     var bytesRead = 0
-    for r in graph.passesReading(skipping: cached) {
+    for r in graph.passesReading(skipping: known) {
       elementPasses += r.passes * graph.plan.inputs[r.input].info.count
       bytesRead += r.passes * graph.plan.inputs[r.input].info.byteCount
     }
     cost.bytesRead = bytesRead
-    seconds += Double(elementPasses) * constants.passNanoseconds / 1e9 / Double(workers)
+    cost.seconds += Double(elementPasses) * constants.passNanoseconds / 1e9 / Double(workers)
     // Blocks are written by the workers that compute them, side by side.
-    seconds -= Double(outputBytes) / constants.writeBytesPerSecond * (1 - 1 / Double(workers))
+    cost.seconds -=
+      Double(cost.outputBytes) / constants.writeBytesPerSecond * (1 - 1 / Double(workers))
+    let mapped = mappedBytes(graph)
     if schedule.releaseWindow != nil {
       // Released pages are mapped again by each later pass.
-      seconds += Double(max(0, bytesRead - inputBytes)) / constants.mapBytesPerSecond
+      cost.seconds += Double(max(0, bytesRead - cost.inputBytes)) / constants.mapBytesPerSecond
     }
-    // Selections, level by level, and the sets they leave.
-    // Memory by phase: the passes over blocks (evaluator buffers, input pages, the magnitudes
-    // a gather fills), then each level's selections; the sets they leave stay to the end.
-    // Input pages stay mapped until the tensor is done, unless released window by window.
-    let evaluators = workers * (graph.nodes.count + graph.plan.inputs.count + 4) * blockSize * 4
     // Released window by window, an input keeps about a window mapped, and the page cache's
     // large folios (up to 2 MiB) map a little beyond it on each fault.
     let window = schedule.releaseWindow.map { w in
       min(
         mapped,
-        w * blockSize * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize }
+        w * footprint.blockSize * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize }
           + graph.plan.inputs.count * (2 << 20))
     }
     let pages = window ?? mapped
-    var passPeak = evaluators
+    let passPeak = footprint.evaluatorBytes + footprint.gatherBytes
     var selectionPeak = 0
     for level in TensorExecutor.reductionLevels(graph) {
-      let prefixes = level.filter {
-        guard !cached.contains($0.index) else { return false }
-        return graph[$0].op.kind == .selection
-      }.count
-      guard prefixes > 0 else { continue }
-      // A selection holds the magnitudes (4 bytes per element) and bitsets; after the first
-      // partition, keys and indices of the side that straddles the boundary (8 bytes for
-      // about two thirds of the elements, since the boundary is where the larger side is).
-      let concurrent = prefixes > 1 && count * 8 * prefixes <= schedule.concurrentSelectionBytes
-      let selection = count * 16 / 3 + count / 8
-      selectionPeak = max(selectionPeak, concurrent ? prefixes * selection : selection)
-      passPeak = max(passPeak, evaluators + (concurrent ? prefixes : 1) * count * 4)
-      let lanes = concurrent ? min(threads, prefixes) : 1
-      seconds += Double(prefixes * count) * constants.selectNanoseconds / 1e9 / Double(lanes)
+      let pending = level.filter { !known.contains($0.index) }
+      for pass in TensorExecutor.reductionPasses(pending, of: graph, schedule: schedule)
+      where pass.isSelection {
+        // A selection holds the magnitudes (4 bytes per element) and bitsets; after the first
+        // partition, keys and indices of the side that straddles the boundary (8 bytes for
+        // about two thirds of the elements, since the boundary is where the larger side is).
+        let selections = pass.nodes.count
+        selectionPeak = max(selectionPeak, selections * (count * 16 / 3 + count / 8))
+        let lanes = min(options.threads, selections)
+        cost.seconds +=
+          Double(selections * count) * constants.selectNanoseconds / 1e9 / Double(lanes)
+      }
     }
     var sets = 0
     for node in graph.nodes where node.op.kind == .selection { sets += (count + 63) / 64 * 8 }
@@ -320,10 +321,7 @@ public struct MergeCost: Sendable {
       sets
       + (window == nil
         ? pages + max(passPeak, selectionPeak) : max(pages + passPeak, selectionPeak))
-    cost.seconds = seconds
-    return cost
   }
-
 }
 
 /// The process's memory, from `/proc/self/statm`.

@@ -24,6 +24,8 @@ public struct RunOptions: Sendable {
   public var cache: ReductionCache?
   /// How memory is traded for speed (`merge run --max-memory` picks the smaller one).
   public var schedule = Schedule()
+  /// Where to record what each tensor's computation allocated (nil: nowhere).
+  public var footprints: FootprintLog?
 
   /// Creates options.
   public init(
@@ -138,6 +140,7 @@ public enum MergeRunner {
         try executor.run { offset, bytes in
           try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
         }
+        options.footprints?.append(executor.footprint)
         // Release the mapped input pages: resident memory stays at the working set.
         advise(graph.plan, plan.models, willNeed: false)
       } catch let e as ExecutionError {

@@ -39,6 +39,8 @@ struct TensorExecutor {
   let blockCount: Int
   let count: Int
   let schedule: Schedule
+  /// What this tensor's computation has allocated so far.
+  let allocated: FootprintCounter
 
   init(
     graph: TensorGraph, models: [ResolvedModel], threads: Int, cache: ReductionCache? = nil,
@@ -61,7 +63,17 @@ struct TensorExecutor {
     count = graph.plan.count
     blockSize = Self.blockSize(of: graph)
     blockCount = max(1, (count + blockSize - 1) / blockSize)
+    allocated = FootprintCounter(
+      TensorFootprint(
+        tensor: graph.plan.name, blockSize: blockSize,
+        workers: Self.workers(threads: self.threads, blocks: blockCount)))
   }
+
+  /// Worker threads of a pass: one per block at most.
+  static func workers(threads: Int, blocks: Int) -> Int { max(1, min(threads, blocks)) }
+
+  /// What the computation allocated (buffers the cost model prices; complete after `run`).
+  var footprint: TensorFootprint { allocated.value }
 
   /// Elements per block: 64 Ki, or whole rows for row-wise operations.
   static func blockSize(of graph: TensorGraph) -> Int {
@@ -98,7 +110,7 @@ struct TensorExecutor {
       try reduceLevel(level, &env)
     }
     let frozen = env
-    try forEachBlock { evaluator, block in
+    try forEachBlock(evaluating: [output.inputs[0]]) { evaluator, block in
       let range = self.range(of: block)
       let values = evaluator.evaluate(output.inputs[0], block: block, range: range, env: frozen)
       let bytes = range.count * dtype.byteSize
@@ -134,6 +146,9 @@ struct TensorExecutor {
     }
     let result = kernel(arrays, shape: graph.plan.shape)
     var bytes = [UInt8](repeating: 0, count: count * dtype.byteSize)
+    allocated.update {
+      $0.wholeTensorBytes = arrays.reduce(0) { $0 + $1.count * 4 } + result.count * 4 + bytes.count
+    }
     result.withUnsafeBufferPointer { r in
       bytes.withUnsafeMutableBytes { out in
         if let src = r.baseAddress, let dst = out.baseAddress {
@@ -155,11 +170,20 @@ struct TensorExecutor {
   /// window is done, the input pages behind it are dropped from the process, so only about a
   /// window of each input is resident at a time (a later pass maps them again from the page
   /// cache).
-  func forEachBlock(_ body: @Sendable (BlockEvaluator, Int) throws -> Void) throws {
+  func forEachBlock(
+    evaluating roots: [NodeID], _ body: @Sendable (BlockEvaluator, Int) throws -> Void
+  ) throws {
     let window = schedule.releaseWindow.map { max(1, $0) } ?? blockCount
-    let workers = min(threads, blockCount)
+    let workers = Self.workers(threads: threads, blocks: blockCount)
+    let layout = BlockEvaluator.Layout(graph: graph, roots: roots)
     let evaluators = EvaluatorPool(
-      (0..<workers).map { _ in BlockEvaluator(graph: graph, views: views, blockSize: blockSize) })
+      (0..<workers).map { _ in
+        BlockEvaluator(graph: graph, views: views, blockSize: blockSize, layout: layout)
+      })
+    defer {
+      let bytes = evaluators.items.reduce(0) { $0 + $1.allocatedBytes }
+      allocated.update { $0.evaluatorBytes = max($0.evaluatorBytes, bytes) }
+    }
     var start = 0
     while start < blockCount {
       let end = min(blockCount, start + window)
@@ -245,19 +269,15 @@ struct TensorExecutor {
       case nil: pending.append(id)
       }
     }
-    let scalars = pending.filter { graph[$0].op.kind == .scalarReduction }
-    let prefixes = pending.filter { graph[$0].op.kind == .selection }
-    if !scalars.isEmpty {
-      let values = try scalarReductions(scalars, env: env)
-      for (id, v) in zip(scalars, values) { env.scalars[id.index] = v }
-    }
-    if prefixes.count > 1 && count * 8 * prefixes.count <= schedule.concurrentSelectionBytes {
-      for (id, cut) in zip(prefixes, try sortPrefixes(prefixes, env: env)) {
-        env.cuts[id.index] = cut
-      }
-    } else {
-      for id in prefixes {
-        env.cuts[id.index] = try sortPrefixes([id], env: env)[0]
+    for pass in Self.reductionPasses(pending, of: graph, schedule: schedule) {
+      if pass.isSelection {
+        for (id, cut) in zip(pass.nodes, try sortPrefixes(pass.nodes, env: env)) {
+          env.cuts[id.index] = cut
+        }
+      } else {
+        for (id, v) in zip(pass.nodes, try scalarReductions(pass.nodes, env: env)) {
+          env.scalars[id.index] = v
+        }
       }
     }
     if let cache {
@@ -278,7 +298,8 @@ struct TensorExecutor {
     let partials = Mutex(
       [[Double]](repeating: [Double](repeating: 0, count: blockCount), count: ids.count))
     let graph = self.graph
-    try forEachBlock { evaluator, block in
+    let roots = ReductionPass(nodes: ids, isSelection: false).roots(in: graph)
+    try forEachBlock(evaluating: roots) { evaluator, block in
       let r = self.range(of: block)
       var sums: [Double] = []
       for id in ids {
@@ -305,9 +326,10 @@ struct TensorExecutor {
   /// own elements), then each prefix is selected, at the same time when there are several.
   func sortPrefixes(_ ids: [NodeID], env: Environment) throws -> [Cut] {
     let buffers = ids.map { _ in PageBuffer<Float>(count: max(1, count)) }
+    allocated.update { $0.gatherBytes = max($0.gatherBytes, ids.count * max(1, count) * 4) }
     let targets = buffers.map { UnsafeMutableSendablePointer($0.pointer) }
     let inputs = ids.map { graph[$0].inputs[0] }
-    try forEachBlock { evaluator, block in
+    try forEachBlock(evaluating: inputs) { evaluator, block in
       let r = self.range(of: block)
       for (k, input) in inputs.enumerated() {
         let x = evaluator.evaluate(input, block: block, range: r, env: env)

@@ -1,5 +1,4 @@
 import Dispatch
-import MergeModel
 import Synchronization
 
 #if canImport(Glibc)
@@ -10,13 +9,14 @@ import Synchronization
   import Darwin
 #endif
 
-/// Llama-shaped bf16 models for benchmarks and calibration.
+/// Llama-shaped bf16 models, generated: what `merge plan --calibrate` measures and
+/// `Scripts/bench` merges.
 ///
 /// Writes `base`, `ft0`, `ft1` and `ft2` (two shards each when over 140 MB): the base has uniform weights
 /// (layer norms near 1), and fine-tune `m` is the base plus noise of scale `0.004·m` on about
 /// 60% of the entries, like the parity models. Deterministic: the same arguments give the
 /// same bytes.
-public enum BenchmarkModels {
+public enum SyntheticLlama {
   /// The folder names written.
   public static let names = ["base", "ft0", "ft1", "ft2"]
 

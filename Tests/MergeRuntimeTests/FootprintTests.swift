@@ -1,0 +1,72 @@
+import Foundation
+import MergeCompiler
+import MergeModel
+import Testing
+import _TestSupport
+
+@testable import MergeRuntime
+
+/// The cost model prices the executor's buffers from the executor's own rules; these tests hold
+/// the two to each other by running merges and comparing what was allocated.
+@Suite struct FootprintTests {
+  /// Runs `recipe` and returns (what the executor allocated, what was predicted), by tensor.
+  func footprints(_ recipe: String, schedule: Schedule, threads: Int = 2) throws -> (
+    actual: [TensorFootprint], predicted: [TensorFootprint]
+  ) {
+    let merge = try compileRecipe(recipe, seed: 42)
+    var options = RunOptions(threads: threads)
+    options.schedule = schedule
+    options.footprints = FootprintLog()
+    let dir = TemporaryDirectory()
+    _ = try MergeRunner.run(merge, output: dir.path + "/out", options: options)
+    let predicted = merge.graphs.map {
+      TensorExecutor.predictedFootprint(of: $0, threads: threads, schedule: schedule)
+    }
+    let actual = options.footprints?.footprints ?? []
+    return (actual.sorted { $0.tensor < $1.tensor }, predicted.sorted { $0.tensor < $1.tensor })
+  }
+
+  static let parityRecipes: [String] = {
+    let folder = Repository.parity + "/recipes"
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+    return names.filter { $0.hasSuffix(".yml") }.map { String($0.dropLast(4)) }.sorted()
+  }()
+
+  @Test(
+    "on every parity recipe the executor allocates exactly the buffers merge plan prices",
+    arguments: parityRecipes)
+  func parity(_ name: String) throws {
+    // The small schedule changes how selections share passes (multiBlock runs it too).
+    let schedules = name.hasPrefix("breadcrumbs") ? [Schedule(), .small] : [Schedule()]
+    for schedule in schedules {
+      let (actual, predicted) = try footprints(
+        Repository.parity + "/recipes/\(name).yml", schedule: schedule)
+      #expect(!actual.isEmpty && actual.count == predicted.count)
+      #expect(actual == predicted, "\(name)")
+    }
+  }
+
+  @Test("so do tensors of several blocks on two workers, selections together and apart")
+  func multiBlock() throws {
+    let models = try SyntheticModels()
+    let ties = models.directory.write(
+      "ties.yml",
+      "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft0, parameters: {weight: 1, density: 0.4}}\n  - {model: ft1, parameters: {weight: 0.5, density: 0.7}}\ndtype: float32\n"
+    )
+    let della = models.directory.write(
+      "della.yml",
+      "merge_method: della\nbase_model: base\nmodels:\n  - {model: ft0, parameters: {weight: 1, density: 0.5}}\n  - {model: ft1, parameters: {weight: 1, density: 0.5}}\n"
+    )
+    let up = "model.layers.0.mlp.up_proj.weight"
+    var gathers: [Int?] = []
+    for (recipe, schedule) in [(ties, Schedule()), (ties, .small), (della, Schedule())] {
+      let (actual, predicted) = try footprints(recipe, schedule: schedule)
+      #expect(actual == predicted, "\(recipe)")
+      #expect(actual.contains { $0.workers == 2 })
+      gathers.append(actual.first { $0.tensor == up }?.gatherBytes)
+    }
+    // Not trivially equal: TIES' two selections share a pass in the default schedule and hold
+    // both gathers at once; the small schedule selects one at a time; DELLA selects nothing.
+    #expect(gathers == [2 * 300_000 * 4, 300_000 * 4, 0])
+  }
+}
