@@ -168,6 +168,24 @@ extension ReductionCache {
   /// A 128-bit hash of a canonical description of it and of everything it reads. Needs only the inputs' headers and file status, so a plan
   /// can look entries up without reading tensor data.
   static func key(_ id: NodeID, graph: TensorGraph, models: [ResolvedModel]) -> String {
+    key(id, graph: graph) { input in
+      let file = models[input.model].weights.file(for: input.tensor)
+      let path = file?.path ?? ""
+      let offset = (file?.header.dataOffset ?? 0) + input.info.dataRange.lowerBound
+      var st = stat()
+      _ = stat(path, &st)
+      return "\(path)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(offset)"
+    }
+  }
+
+  /// The cache key of reduction `id` of `graph`, each load's file named by `fingerprint`.
+  ///
+  /// Built from each operation's ``Op/identity`` (never its printed name), the operands in
+  /// order, and for each load the fingerprint, the dtype and shape read and the recipe's
+  /// `dtype`.
+  static func key(_ id: NodeID, graph: TensorGraph, fingerprint: (TensorInput) -> String)
+    -> String
+  {
     var memo: [Int: String] = [:]
     func describe(_ id: NodeID) -> String {
       if let d = memo[id.index] { return d }
@@ -175,13 +193,8 @@ extension ReductionCache {
       var d = node.op.identity
       if case .load(let i) = node.op {
         let input = graph.plan.inputs[i]
-        let file = models[input.model].weights.file(for: input.tensor)
-        let path = file?.path ?? ""
-        let offset = (file?.header.dataOffset ?? 0) + input.info.dataRange.lowerBound
-        var st = stat()
-        _ = stat(path, &st)
         d +=
-          "[\(path)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(offset)|\(input.info.dtype.rawValue)|\(input.info.shape)|\(graph.plan.inputDType?.rawValue ?? "-")]"
+          "[\(fingerprint(input))|\(input.info.dtype.rawValue)|\(input.info.shape)|\(graph.plan.inputDType?.rawValue ?? "-")]"
       }
       d += "(" + node.inputs.map(describe).joined(separator: ",") + ")"
       memo[id.index] = d

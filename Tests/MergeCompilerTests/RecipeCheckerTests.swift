@@ -217,6 +217,23 @@ extension ModelWorkspace {
     ),
   ]
 
+  @Test("keys mergekit applies and merge does not yet are errors, not a silently different model")
+  func notImplemented() throws {
+    let marked = MarkedText(
+      """
+      merge_method: linear
+      models:
+        - model: models/ft0
+          parameters: {weight: 1}
+      tokenizer_source: 1️⃣union
+      chat_template: 2️⃣chatml
+      """)
+    let report = ModelWorkspace().check(marked.text)
+    #expect(report.diagnostics.map(\.id) == ["not-implemented", "not-implemented"])
+    #expect(report.diagnostics.map(\.range?.start) == [marked["1️⃣"], marked["2️⃣"]])
+    #expect(report.diagnostics.allSatisfy { $0.isError })
+  }
+
   @Test("each mistake is a located, specific error", arguments: rejections)
   func rejection(_ c: Case) throws {
     let marked = MarkedText(c.recipe)
@@ -230,6 +247,28 @@ extension ModelWorkspace {
     )
     #expect(match?.severity == .error)
     #expect(match?.range?.start == location)
+  }
+
+  @Test("DELLA's density ± epsilon is checked on each tensor's values, gradients included")
+  func dellaGradient() throws {
+    // Neither end of the density gradient is in (0, 1), but layers 1 and 2 of 4 get 1/3 and
+    // 2/3, which epsilon 0.4 takes out of (0, 1): found before any tensor data is read.
+    let marked = MarkedText(
+      """
+      merge_method: della
+      base_model: models/base
+      models:
+        - model: models/ft0
+          parameters: {weight: 1, density: 2️⃣[0, 1], epsilon: 1️⃣0.4}
+      """)
+    let errors = ModelWorkspace().check(marked.text).diagnostics.filter(\.isError)
+    #expect(
+      errors.map(\.message.text) == [
+        "DELLA needs density ± epsilon inside (0, 1), but density 0.33333333333 with epsilon 0.4 gives [-0.06666666667, 0.73333333333]",
+        "DELLA needs density ± epsilon inside (0, 1), but density 0.66666666667 with epsilon 0.4 gives [0.26666666667, 1.06666666667]",
+      ])
+    #expect(errors.allSatisfy { $0.range?.start == marked["1️⃣"] && $0.id == "della-epsilon" })
+    #expect(errors.first?.notes.first?.range?.start == marked["2️⃣"])
   }
 
   @Test("a failing recipe renders exactly, all errors at once")

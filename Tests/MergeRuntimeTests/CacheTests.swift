@@ -1,9 +1,9 @@
 import Foundation
-import MergeCompiler
 import MergeModel
 import Testing
 import _TestSupport
 
+@testable import MergeCompiler
 @testable import MergeRuntime
 
 @Suite struct CacheTests {
@@ -81,5 +81,76 @@ import _TestSupport
     try run(recipe, dir.path + "/o3", cache: damaged)
     #expect(damaged.statistics.hits == 0)
     #expect(try folderBytes(dir.path + "/o1") == (try folderBytes(dir.path + "/o3")))
+  }
+}
+
+/// Cache keys are part of users' cache folders: they must not change when printed graphs do.
+@Suite struct CacheKeyTests {
+  /// Every operation's identity, version 1, as keys have been built since the cache exists.
+  static let identities: [(Op, String)] = [
+    (.load(input: 2), "load #2"),
+    (.taskVector, "task_vector"),
+    (.add, "add"),
+    (.scale(0.5), "scale 0.5"),
+    (.divide(3), "divide 3.0"),
+    (.keepTop, "keep_top"),
+    (.keepBand, "keep_band"),
+    (.keepRandom(density: 0.25, stream: 0xabc), "keep_random density=0.25 stream=abc"),
+    (
+      .keepByRank(density: 0.5, epsilon: 0.1, stream: 0xff, columns: 64),
+      "keep_by_rank density=0.5 epsilon=0.1 columns=64 stream=ff"
+    ),
+    (.rescaleL1, "rescale_l1"),
+    (
+      .signConsensus(weights: [1, 0.5], normalize: true),
+      "sign_consensus weights=[1.0, 0.5] normalize=true"
+    ),
+    (.weightedSum(weights: [2]), "weighted_sum weights=[2.0]"),
+    (.sum, "sum"),
+    (
+      .fusedTaskSum(weights: [1], divisor: 2, lambda: nil),
+      "fused_task_sum weights=[1.0] divisor=2.0"
+    ),
+    (
+      .fusedConsensus(weights: [1], scales: [nil], normalize: false, lambda: 0.5),
+      "fused_consensus weights=[1.0] scales=[-] normalize=false lambda=0.5"
+    ),
+    (.sortPrefix(rank: 32, descending: true), "sort_prefix rank=32 descending"),
+    (.l1Norm, "l1_norm"),
+    (.sumOfSquares, "sum_of_squares"),
+    (.normalizedDot, "normalized_dot"),
+    (.slerpBlend(t: 0.25), "slerp_blend t=0.25"),
+    (.store(.bfloat16), "store BF16"),
+    (.copyBytes, "copy_bytes"),
+  ]
+
+  @Test("each operation's cache identity is pinned, whatever its printed name")
+  func identities() {
+    for (op, identity) in Self.identities {
+      #expect(op.identity == identity)
+    }
+    // The printed name is free to differ: a whole-tensor kernel prints its description but is
+    // identified by its type and every field.
+    let kernel = Op.kernel(NearSwap.Kernel(t: 0.5))
+    #expect(kernel.name == "nearswap t=0.5")
+    #expect(kernel.identity == "whole_tensor MergeCompiler.NearSwap.Kernel(t: 0.5)")
+  }
+
+  @Test("the keys of TIES selections are pinned: printed graphs may change, keys may not")
+  func pinnedKey() throws {
+    var options = CompileOptions()
+    options.onlyTensor = "model.norm.weight"
+    let compilation = Compiler.compile(
+      path: Repository.parity + "/recipes/ties.yml", options: options)
+    let graph = try #require(compilation.graphs.first)
+    let selections = graph.nodes.indices.filter { graph.nodes[$0].op.kind == .selection }
+    let keys = selections.map {
+      ReductionCache.key(NodeID(index: $0), graph: graph) { "model\($0.model)" }
+    }
+    #expect(
+      keys == [
+        "1da4ef26b421ba50baca4bd3544fcecb", "deb8acb862df0b503aa581cd3ea8a13b",
+        "5c0df3ff4466c1b6a2f78d600cc3c805",
+      ])
   }
 }

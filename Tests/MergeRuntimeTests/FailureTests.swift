@@ -29,9 +29,16 @@ import _TestSupport
       forWritingTo: URL(fileURLWithPath: dir.path + "/ft0/model.safetensors"))
     try handle.truncate(atOffset: 4096)
     try handle.close()
-    #expect(throws: RunError.self) {
+    let error = try #require(throws: RunError.self) {
       _ = try MergeRunner.run(merge, output: dir.path + "/out", options: RunOptions(threads: 2))
     }
+    // Reported like a recipe error, at the model list the failed tensor comes from.
+    let rendered = DiagnosticRenderer(sources: [recipe: merge.recipeText]).render(
+      error.diagnostic(for: merge, file: recipe))
+    #expect(
+      rendered
+        == "\(recipe):3:1: error: tensor 'lm_head.weight': \(dir.path)/ft0/model.safetensors: the file changed size while it was open\nmodels:\n^~~~~~\n"
+    )
     #expect(
       try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == [
         "base", "ft0", "r.yml",

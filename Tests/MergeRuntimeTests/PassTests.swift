@@ -107,6 +107,36 @@ import _TestSupport
     #expect(throws: PassError.self) { try GraphVerifier.verify(g, after: "test") }
   }
 
+  @Test("the verifier checks what each operand is, not only how many there are")
+  func operandKinds() throws {
+    // TIES' model.norm.weight as lowered: %0-%3 loads (base %0), %4 τ₀, %5 its sort prefix,
+    // %6 keep_top %4, %5, …
+    let g = try graph(Repository.parity + "/recipes/ties.yml")
+    try GraphVerifier.verify(g, after: "lowering")
+    let tau = try #require(g.nodes.firstIndex { $0.op == .taskVector })
+    let keep = try #require(g.nodes.firstIndex { $0.op == .keepTop })
+    let prefix = g.nodes[keep].inputs[1]
+    let otherTau = try #require(g.nodes.lastIndex { $0.op == .taskVector })
+    #expect(otherTau != tau)
+    func rejects(_ change: (inout TensorGraph) -> Void, _ reason: String) {
+      var broken = g
+      change(&broken)
+      #expect(throws: PassError.self, "\(reason)") {
+        try GraphVerifier.verify(broken, after: "test")
+      }
+    }
+    // A keep_top whose mask is a task vector, not a sort prefix, kept everything before.
+    rejects({ $0.nodes[keep].inputs[1] = NodeID(index: tau) }, "mask is not a sort prefix")
+    // A sort prefix of other values selects positions that mean nothing here.
+    rejects(
+      { $0.nodes[keep].inputs[0] = NodeID(index: otherTau) }, "prefix of different values")
+    rejects({ $0.nodes[0] = Node(op: .load(input: 9), inputs: []) }, "no input #9")
+    rejects(
+      { $0.nodes[prefix.index] = Node(op: .l1Norm, inputs: [NodeID(index: tau)]) },
+      "an L1 norm is no sort prefix")
+    rejects({ $0.output = NodeID(index: keep) }, "the output is not a store")
+  }
+
   @Test(
     "optimized and unoptimized pipelines write identical files",
     arguments: [

@@ -22,9 +22,12 @@ public protocol WholeTensorKernel: Sendable, Hashable, CustomStringConvertible {
 }
 
 extension WholeTensorKernel {
-  /// The type's name and every field (`MergeCompiler.NearSwap.Kernel(t: 0.5)`): stable as long
-  /// as the kernel's fields are.
-  public var identity: String { String(reflecting: self) }
+  /// The type's full name and every field (`MergeCompiler.NearSwap.Kernel(t: 0.5)`), read by
+  /// reflection rather than from `description`: stable as long as the kernel's fields are.
+  public var identity: String {
+    let fields = Mirror(reflecting: self).children.map { "\($0.label ?? "_"): \($0.value)" }
+    return String(reflecting: type(of: self)) + "(" + fields.joined(separator: ", ") + ")"
+  }
 }
 
 /// A whole-tensor kernel as a value an ``Op`` can hold: equal when the kernels are the same
