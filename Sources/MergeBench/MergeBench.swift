@@ -91,28 +91,7 @@ public enum MergeBench {
     let destination = dir + "/model"
     var start = now()
     do {
-      let folder = try OutputFolder(destination: destination)
-      let writer = try SafetensorsWriter(
-        folder: folder, layout: ShardLayout(tensors: specs, shardSize: 0))
-      let failure = Mutex<(any Error)?>(nil)
-      DispatchQueue.concurrentPerform(iterations: 2) { worker in
-        var source = [Float](repeating: 0, count: elements)
-        for i in 0..<elements { source[i] = Float(i % 1000) * 0.001 - 0.5 }
-        var out = [UInt16](repeating: 0, count: elements)
-        for t in stride(from: worker, to: count, by: 2) {
-          for i in 0..<elements { out[i] = FloatConversion.bfloat16(from: source[i] + Float(t)) }
-          do {
-            try out.withUnsafeBytes {
-              try writer.write(tensor: specs[t].name, byteOffset: 0, bytes: $0)
-            }
-          } catch {
-            failure.withLock { $0 = error }
-          }
-        }
-      }
-      if let e = failure.withLock({ $0 }) { throw e }
-      try writer.finish()
-      try folder.commit()
+      try write(specs, elements: elements, to: destination)
     } catch {
       print("write failed: \(error)")
       exit(1)
@@ -130,22 +109,9 @@ public enum MergeBench {
     _ = shell("cat \(file) > /dev/null")
     let catTime = shell("cat \(file) > /dev/null")
     start = now()
-    var checksum: Double = 0
+    let checksum: Double
     do {
-      let weights = try ModelWeights(files: [try SafetensorsFile(path: file)])
-      let sums = Mutex<Double>(0)
-      let names = weights.tensors.map(\.name)
-      DispatchQueue.concurrentPerform(iterations: 2) { worker in
-        var buffer = [Float](repeating: 0, count: elements)
-        var local: Double = 0
-        for t in stride(from: worker, to: names.count, by: 2) {
-          guard let view = try? weights.tensor(names[t]) else { continue }
-          buffer.withUnsafeMutableBufferPointer { view.decode(0..<view.count, into: $0) }
-          local += Double(buffer[elements / 2])
-        }
-        sums.withLock { $0 += local }
-      }
-      checksum = sums.withLock { $0 }
+      checksum = try read(file, elements: elements)
     } catch {
       print("read failed: \(error)")
       exit(1)
@@ -157,5 +123,49 @@ public enum MergeBench {
           "read:  merge %.2f s (%.2f GB/s)   cat %.2f s (%.2f GB/s)   ratio %.2f×   (checksum %.1f)",
         readTime, total / readTime / 1e9, catTime, total / catTime / 1e9, readTime / catTime,
         checksum))
+  }
+
+  /// Writes `specs` (each `elements` bf16 values) with the streaming writer on two threads.
+  static func write(_ specs: [TensorSpec], elements: Int, to destination: String) throws {
+    let folder = try OutputFolder(destination: destination)
+    let writer = try SafetensorsWriter(
+      folder: folder, layout: ShardLayout(tensors: specs, shardSize: 0))
+    let failure = Mutex<(any Error)?>(nil)
+    DispatchQueue.concurrentPerform(iterations: 2) { worker in
+      var source = [Float](repeating: 0, count: elements)
+      for i in 0..<elements { source[i] = Float(i % 1000) * 0.001 - 0.5 }
+      var out = [UInt16](repeating: 0, count: elements)
+      for t in stride(from: worker, to: specs.count, by: 2) {
+        for i in 0..<elements { out[i] = FloatConversion.bfloat16(from: source[i] + Float(t)) }
+        do {
+          try out.withUnsafeBytes {
+            try writer.write(tensor: specs[t].name, byteOffset: 0, bytes: $0)
+          }
+        } catch {
+          failure.withLock { $0 = error }
+        }
+      }
+    }
+    if let e = failure.withLock({ $0 }) { throw e }
+    try writer.finish()
+    try folder.commit()
+  }
+
+  /// Decodes every tensor of `file` to f32 on two threads; returns a checksum.
+  static func read(_ file: String, elements: Int) throws -> Double {
+    let weights = try ModelWeights(files: [try SafetensorsFile(path: file)])
+    let sums = Mutex<Double>(0)
+    let names = weights.tensors.map(\.name)
+    DispatchQueue.concurrentPerform(iterations: 2) { worker in
+      var buffer = [Float](repeating: 0, count: elements)
+      var local: Double = 0
+      for t in stride(from: worker, to: names.count, by: 2) {
+        guard let view = try? weights.tensor(names[t]) else { continue }
+        buffer.withUnsafeMutableBufferPointer { view.decode(0..<view.count, into: $0) }
+        local += Double(buffer[elements / 2])
+      }
+      sums.withLock { $0 += local }
+    }
+    return sums.withLock { $0 }
   }
 }

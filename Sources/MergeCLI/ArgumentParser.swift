@@ -101,56 +101,7 @@ enum ArgumentParser {
         continue
       }
       if !optionsEnded && arg.hasPrefix("-") && arg.count > 1 && Double(arg) == nil {
-        var name: String
-        var inlineValue: String?
-        var definition: ArgumentDefinition?
-        if arg.hasPrefix("--") {
-          name = String(arg.dropFirst(2))
-          if let eq = name.firstIndex(of: "=") {
-            inlineValue = String(name[name.index(after: eq)...])
-            name = String(name[..<eq])
-          }
-          definition = definitions.first { $0.name == name && !isPositional($0) }
-        } else {
-          let letter = arg.dropFirst()
-          guard letter.count == 1, let c = letter.first else {
-            throw UsageError(message: "Unknown option '\(arg)'", helpLine: nil)
-          }
-          definition = definitions.first { $0.short == c }
-          name = definition?.name ?? String(c)
-        }
-        guard let definition else {
-          let candidates =
-            definitions.filter { !isPositional($0) }.map { "--" + $0.name } + ["--help"]
-          var message =
-            "Unknown option '\(arg.split(separator: "=").first.map(String.init) ?? arg)'"
-          if let s = closestOption(to: "--" + name, in: candidates) {
-            message += ". Did you mean '\(s)'?"
-          }
-          throw UsageError(message: message, helpLine: nil)
-        }
-        switch definition.kind {
-        case .flag:
-          if inlineValue != nil {
-            throw UsageError(message: "The flag '--\(name)' does not take a value", helpLine: nil)
-          }
-          result.flags.insert(definition.name)
-        case .option:
-          let value: String
-          if let inlineValue {
-            value = inlineValue
-          } else if index < arguments.count {
-            value = arguments[index]
-            index += 1
-          } else {
-            throw UsageError(
-              message: "Missing value for '\(definition.synopsis)'",
-              helpLine: "  \(definition.synopsis)  \(definition.help)")
-          }
-          result.options[definition.name] = value
-        case .positional:
-          break
-        }
+        try parseOption(arg, definitions, arguments, &index, into: &result)
         continue
       }
       guard positionalIndex < positionals.count else {
@@ -167,6 +118,59 @@ enum ArgumentParser {
       }
     }
     return result
+  }
+
+  /// Reads option or flag `arg` (and its value, the next argument unless given with `=`).
+  private static func parseOption(
+    _ arg: String, _ definitions: [ArgumentDefinition], _ arguments: [String],
+    _ index: inout Int, into result: inout ParsedArguments
+  ) throws(UsageError) {
+    var name: String
+    var inlineValue: String?
+    var definition: ArgumentDefinition?
+    if arg.hasPrefix("--") {
+      name = String(arg.dropFirst(2))
+      if let eq = name.firstIndex(of: "=") {
+        inlineValue = String(name[name.index(after: eq)...])
+        name = String(name[..<eq])
+      }
+      definition = definitions.first { $0.name == name && !isPositional($0) }
+    } else {
+      let letter = arg.dropFirst()
+      guard letter.count == 1, let c = letter.first else {
+        throw UsageError(message: "Unknown option '\(arg)'", helpLine: nil)
+      }
+      definition = definitions.first { $0.short == c }
+      name = definition?.name ?? String(c)
+    }
+    guard let definition else {
+      let candidates = definitions.filter { !isPositional($0) }.map { "--" + $0.name } + ["--help"]
+      var message = "Unknown option '\(arg.split(separator: "=").first.map(String.init) ?? arg)'"
+      if let s = closestOption(to: "--" + name, in: candidates) {
+        message += ". Did you mean '\(s)'?"
+      }
+      throw UsageError(message: message, helpLine: nil)
+    }
+    switch definition.kind {
+    case .flag:
+      if inlineValue != nil {
+        throw UsageError(message: "The flag '--\(name)' does not take a value", helpLine: nil)
+      }
+      result.flags.insert(definition.name)
+    case .option:
+      if let inlineValue {
+        result.options[definition.name] = inlineValue
+      } else if index < arguments.count {
+        result.options[definition.name] = arguments[index]
+        index += 1
+      } else {
+        throw UsageError(
+          message: "Missing value for '\(definition.synopsis)'",
+          helpLine: "  \(definition.synopsis)  \(definition.help)")
+      }
+    case .positional:
+      break
+    }
   }
 
   private static func isPositional(_ d: ArgumentDefinition) -> Bool {

@@ -96,6 +96,19 @@ struct ExecutionArguments {
   }
 }
 
+/// What `merge run` and `merge plan` share: how the recipe compiles, how the merge runs.
+struct MergeArguments {
+  static let definitions = ExecutionArguments.definitions + CompileArguments.definitions
+
+  var compile: CompileArguments
+  var execution: ExecutionArguments
+
+  init(_ arguments: ParsedArguments) throws(UsageError) {
+    compile = try CompileArguments(arguments)
+    execution = try ExecutionArguments(arguments)
+  }
+}
+
 /// A byte count: digits, optionally with a decimal unit — `K`, `M`, `B` (thousand, million,
 /// billion, as mergekit's `--out-shard-size 5B`), `KB`, `MB`, `GB`, or binary `KiB`, `MiB`,
 /// `GiB`.

@@ -27,7 +27,7 @@ struct PlanCommand: Subcommand {
       schedule 'merge run --max-memory' would choose, and fails when none fits.
       """,
     arguments: [recipe.definition, json.definition, format.definition]
-      + ExecutionArguments.definitions + CompileArguments.definitions + [calibrate.definition])
+      + MergeArguments.definitions + [calibrate.definition])
 
   static let recipe = Option.optionalPositional(
     "recipe", help: "The recipe file (mergekit YAML).")
@@ -42,8 +42,7 @@ struct PlanCommand: Subcommand {
 
   var recipe: String?
   var format: Format
-  var compile: CompileArguments
-  var execution: ExecutionArguments
+  var settings: MergeArguments
   var calibrate: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
@@ -54,10 +53,9 @@ struct PlanCommand: Subcommand {
         message: "'--json' and '--format \(format.rawValue)' disagree", helpLine: nil)
     }
     self.format = try arguments.value(Self.json) ? .json : (format ?? .text)
-    compile = try CompileArguments(arguments)
-    execution = try ExecutionArguments(arguments)
+    settings = try MergeArguments(arguments)
     calibrate = try arguments.value(Self.calibrate)
-    if calibrate && execution.cacheDirectory == nil {
+    if calibrate && settings.execution.cacheDirectory == nil {
       throw UsageError(
         message: "'--calibrate' keeps its figures in the cache folder; drop '--no-cache'",
         helpLine: nil)
@@ -74,20 +72,22 @@ struct PlanCommand: Subcommand {
       guard recipe != nil else { return ExitCode.success }
     }
     guard let recipe,
-      let merge = compileReporting(recipe, options: compile.options, console: console)?.merge
+      let merge = compileReporting(recipe, options: settings.compile.options, console: console)?
+        .merge
     else { return ExitCode.failure }
     let startup = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     let (cost, fits) = MergeCost.cheapestSchedule(
-      for: merge, options: execution.runOptions(),
-      constants: CostConstants.load(from: execution.cacheDirectory), startupSeconds: startup,
-      maxMemory: execution.maxMemory)
+      for: merge, options: settings.execution.runOptions(),
+      constants: CostConstants.load(from: settings.execution.cacheDirectory),
+      startupSeconds: startup,
+      maxMemory: settings.execution.maxMemory)
     let plan = merge.plan
     switch format {
     case .json: console.out(json(plan, cost, fits: fits).formatted() + "\n")
     case .markdown: console.out(markdown(recipe, plan, cost, fits: fits))
     case .text: console.out(text(recipe, plan, cost, fits: fits))
     }
-    if !fits, let maxMemory = execution.maxMemory {
+    if !fits, let maxMemory = settings.execution.maxMemory {
       console.report(.doesNotFit(cost, maxMemory: maxMemory))
       return ExitCode.failure
     }
@@ -97,8 +97,8 @@ struct PlanCommand: Subcommand {
   /// Measures the cost constants and keeps them in the cache folder; false after reporting why
   /// it could not.
   func calibrateMachine(console: Console) -> Bool {
-    guard let directory = execution.cacheDirectory else { return false }
-    let threads = execution.threads
+    guard let directory = settings.execution.cacheDirectory else { return false }
+    let threads = settings.execution.threads
     console.err("calibrating on \(threads) thread\(threads == 1 ? "" : "s")…\n")
     do {
       let constants = try Calibration.run(
@@ -185,7 +185,7 @@ struct PlanCommand: Subcommand {
     out += "memory:   peak \(formatBytes(cost.peakMemoryBytes)) at \(cost.peakTensor)"
     out += " (process \(formatBytes(cost.baselineBytes)) + working set); "
     out += "schedule \(scheduleName(cost.schedule))\n"
-    if let maxMemory = execution.maxMemory {
+    if let maxMemory = settings.execution.maxMemory {
       out += "budget:   \(formatBytes(maxMemory)): \(fits ? "fits" : "does not fit")\n"
     }
     out += "time:     \(format2(cost.estimatedSeconds)) s on \(cost.threads) thread"
@@ -209,7 +209,7 @@ struct PlanCommand: Subcommand {
     out += "in \(cost.shards) shard\(cost.shards == 1 ? "" : "s")\n\n"
     out += "| | |\n|---|---|\n"
     out += "| Peak memory | \(formatBytes(cost.peakMemoryBytes)) (at `\(cost.peakTensor)`) |\n"
-    if let maxMemory = execution.maxMemory {
+    if let maxMemory = settings.execution.maxMemory {
       out += "| Budget | \(formatBytes(maxMemory)): \(fits ? "fits" : "**does not fit**") |\n"
     }
     out += "| Estimated time | \(format2(cost.estimatedSeconds)) s on \(cost.threads) threads "
@@ -257,7 +257,7 @@ struct PlanCommand: Subcommand {
         ])
       ),
     ]
-    if let maxMemory = execution.maxMemory {
+    if let maxMemory = settings.execution.maxMemory {
       fields.append(("max_memory_bytes", .integer(maxMemory)))
       fields.append(("fits", .bool(fits)))
     }

@@ -25,8 +25,8 @@ struct RunCommand: Subcommand {
       base model (or the first model), the recipe as mergekit_config.yml, and a model card.
       The same recipe and seed give the same bytes on any machine and thread count.
       """,
-    arguments: [CommonOption.recipe.definition, output.definition] + ExecutionArguments.definitions
-      + CompileArguments.definitions + [
+    arguments: [CommonOption.recipe.definition, output.definition] + MergeArguments.definitions
+      + [
         noFuse.definition, quiet.definition,
       ])
 
@@ -37,21 +37,21 @@ struct RunCommand: Subcommand {
 
   var recipe: String
   var output: String
-  var compile: CompileArguments
-  var execution: ExecutionArguments
+  var settings: MergeArguments
   var quiet: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = try arguments.value(CommonOption.recipe)
     output = try arguments.value(Self.output)
-    compile = try CompileArguments(arguments)
-    compile.options.fuse = !(try arguments.value(Self.noFuse))
-    execution = try ExecutionArguments(arguments)
+    settings = try MergeArguments(arguments)
+    settings.compile.options.fuse = !(try arguments.value(Self.noFuse))
     quiet = try arguments.value(Self.quiet)
   }
 
   func run(console: Console) -> Int32 {
-    guard let compilation = compileReporting(recipe, options: compile.options, console: console),
+    guard
+      let compilation = compileReporting(
+        recipe, options: settings.compile.options, console: console),
       let merge = compilation.merge
     else { return ExitCode.failure }
     if let problem = outputProblem(merge.plan) {
@@ -59,7 +59,7 @@ struct RunCommand: Subcommand {
       return ExitCode.failure
     }
     let showProgress = console.standardErrorIsTerminal && !quiet
-    var options = execution.runOptions(
+    var options = settings.execution.runOptions(
       progress: showProgress ? { @Sendable p in console.err("\r" + progressLine(p)) } : nil)
     guard let schedule = schedule(for: merge, options: options, console: console) else {
       return ExitCode.failure
@@ -81,9 +81,10 @@ struct RunCommand: Subcommand {
   /// The schedule `--max-memory` allows (the default without one), or nil after saying that
   /// none fits.
   func schedule(for merge: CompiledMerge, options: RunOptions, console: Console) -> Schedule? {
-    guard let maxMemory = execution.maxMemory else { return Schedule() }
+    guard let maxMemory = settings.execution.maxMemory else { return Schedule() }
     let (cost, fits) = MergeCost.cheapestSchedule(
-      for: merge, options: options, constants: CostConstants.load(from: execution.cacheDirectory),
+      for: merge, options: options,
+      constants: CostConstants.load(from: settings.execution.cacheDirectory),
       startupSeconds: 0, maxMemory: maxMemory)
     guard fits else {
       console.report(.doesNotFit(cost, maxMemory: maxMemory))

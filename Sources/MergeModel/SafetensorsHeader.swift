@@ -96,29 +96,8 @@ public struct SafetensorsHeader: Sendable, Hashable {
     prefix: [UInt8], fileSize size: Int, path: String,
     read: (Int, Int) throws(ModelError) -> [UInt8]
   ) throws(ModelError) {
-    func fail(_ reason: String, tensor: String? = nil) -> ModelError {
-      .badSafetensors(path: path, tensor: tensor, reason: reason)
-    }
-    if size == 0 { throw fail("the file is empty") }
-    if size < 8 {
-      throw fail(
-        "the file is \(size) bytes, shorter than the 8-byte header length that starts a safetensors file"
-      )
-    }
-    var length: UInt64 = 0
-    for (i, b) in prefix.prefix(8).enumerated() { length |= UInt64(b) << (8 * UInt64(i)) }
-    if length > UInt64(Self.maximumHeaderLength) {
-      throw fail(
-        "the header length \(length) is larger than the \(Self.maximumHeaderLength)-byte limit; this is not a safetensors file"
-      )
-    }
-    let headerLength = Int(length)
-    if 8 + headerLength > size {
-      throw fail("the header length \(headerLength) runs past the end of the file (\(size) bytes)")
-    }
-    if headerLength < 2 {
-      throw fail("the header is \(headerLength) bytes, too short for a JSON object")
-    }
+    let fail = Failure(path: path)
+    let headerLength = try Self.headerLength(prefix, fileSize: size, fail)
     let headerBytes = try read(headerLength, 8)
     let json: JSONValue
     do {
@@ -143,73 +122,131 @@ public struct SafetensorsHeader: Sendable, Hashable {
         }
         continue
       }
-      guard let entry = value.objectValue else {
-        throw fail("its entry is not an object", tensor: name)
+      tensors.append(try Self.tensor(name, value, dataLength: dataLength, fail))
+    }
+    try Self.checkTiling(tensors, dataLength: dataLength, fail)
+    self.tensors = tensors
+    self.metadata = metadata
+    self.dataOffset = 8 + headerLength
+    self.fileSize = size
+  }
+
+  /// Makes the error of a malformed file at `path`.
+  private struct Failure {
+    let path: String
+    func callAsFunction(_ reason: String, tensor: String? = nil) -> ModelError {
+      .badSafetensors(path: path, tensor: tensor, reason: reason)
+    }
+  }
+
+  /// The header length the first 8 bytes give, checked against the file's size.
+  private static func headerLength(_ prefix: [UInt8], fileSize size: Int, _ fail: Failure)
+    throws(ModelError) -> Int
+  {
+    if size == 0 { throw fail("the file is empty") }
+    if size < 8 {
+      throw fail(
+        "the file is \(size) bytes, shorter than the 8-byte header length that starts a safetensors file"
+      )
+    }
+    var length: UInt64 = 0
+    for (i, b) in prefix.prefix(8).enumerated() { length |= UInt64(b) << (8 * UInt64(i)) }
+    if length > UInt64(Self.maximumHeaderLength) {
+      throw fail(
+        "the header length \(length) is larger than the \(Self.maximumHeaderLength)-byte limit; this is not a safetensors file"
+      )
+    }
+    let headerLength = Int(length)
+    if 8 + headerLength > size {
+      throw fail("the header length \(headerLength) runs past the end of the file (\(size) bytes)")
+    }
+    if headerLength < 2 {
+      throw fail("the header is \(headerLength) bytes, too short for a JSON object")
+    }
+    return headerLength
+  }
+
+  /// The header entry of tensor `name`, checked: fields, dtype, shape, byte range.
+  private static func tensor(
+    _ name: String, _ value: JSONValue, dataLength: Int, _ fail: Failure
+  ) throws(ModelError) -> TensorInfo {
+    guard let entry = value.objectValue else {
+      throw fail("its entry is not an object", tensor: name)
+    }
+    for (key, _) in entry where !["dtype", "shape", "data_offsets"].contains(key) {
+      throw fail("unknown field '\(key)'", tensor: name)
+    }
+    guard let dtypeName = value["dtype"]?.stringValue else {
+      throw fail("it has no dtype", tensor: name)
+    }
+    guard let dtype = DType(safetensorsName: dtypeName) else {
+      throw fail("unknown dtype '\(dtypeName)'", tensor: name)
+    }
+    guard let shapeValues = value["shape"]?.arrayValue else {
+      throw fail("it has no shape", tensor: name)
+    }
+    let (shape, count) = try Self.shape(shapeValues, of: name, fail)
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+    guard !overflow else {
+      throw fail(
+        "its shape \(Self.describe(shapeValues)) has more bytes than can be addressed",
+        tensor: name)
+    }
+    guard let offsets = value["data_offsets"]?.arrayValue, offsets.count == 2,
+      case .number(let a) = offsets[0], case .number(let b) = offsets[1],
+      let begin = Int(a), let end = Int(b)
+    else {
+      throw fail("data_offsets is not a pair of integers", tensor: name)
+    }
+    guard begin >= 0, end >= 0 else {
+      throw fail("data_offsets [\(begin), \(end)] is negative", tensor: name)
+    }
+    guard begin <= end else {
+      throw fail("data_offsets [\(begin), \(end)] is reversed", tensor: name)
+    }
+    guard end - begin == bytes else {
+      throw fail(
+        "its shape \(shape) of \(dtype.rawValue) needs \(bytes) bytes, but data_offsets [\(begin), \(end)] holds \(end - begin)",
+        tensor: name)
+    }
+    guard end <= dataLength else {
+      throw fail(
+        "data_offsets [\(begin), \(end)] lies past the end of the data section (\(dataLength) bytes): the file is truncated",
+        tensor: name)
+    }
+    return TensorInfo(name: name, dtype: dtype, shape: shape, dataRange: begin..<end)
+  }
+
+  /// A shape's dimensions and element count, checked for integers, signs and overflow.
+  private static func shape(_ values: [JSONValue], of name: String, _ fail: Failure)
+    throws(ModelError) -> (shape: [Int], count: Int)
+  {
+    var shape: [Int] = []
+    var count = 1
+    for dim in values {
+      guard case .number(let text) = dim, let n = Int(text) else {
+        throw fail(
+          "its shape \(Self.describe(values)) holds a value that is not an integer", tensor: name)
       }
-      for (key, _) in entry where !["dtype", "shape", "data_offsets"].contains(key) {
-        throw fail("unknown field '\(key)'", tensor: name)
+      guard n >= 0 else {
+        throw fail("its shape \(Self.describe(values)) has a negative dimension", tensor: name)
       }
-      guard let dtypeName = value["dtype"]?.stringValue else {
-        throw fail("it has no dtype", tensor: name)
-      }
-      guard let dtype = DType(safetensorsName: dtypeName) else {
-        throw fail("unknown dtype '\(dtypeName)'", tensor: name)
-      }
-      guard let shapeValues = value["shape"]?.arrayValue else {
-        throw fail("it has no shape", tensor: name)
-      }
-      var shape: [Int] = []
-      var count = 1
-      for dim in shapeValues {
-        guard case .number(let text) = dim, let n = Int(text) else {
-          throw fail(
-            "its shape \(Self.describe(shapeValues)) holds a value that is not an integer",
-            tensor: name)
-        }
-        guard n >= 0 else {
-          throw fail(
-            "its shape \(Self.describe(shapeValues)) has a negative dimension", tensor: name)
-        }
-        let (product, overflow) = count.multipliedReportingOverflow(by: n)
-        guard !overflow else {
-          throw fail(
-            "its shape \(Self.describe(shapeValues)) has more elements than can be addressed",
-            tensor: name)
-        }
-        count = product
-        shape.append(n)
-      }
-      let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+      let (product, overflow) = count.multipliedReportingOverflow(by: n)
       guard !overflow else {
         throw fail(
-          "its shape \(Self.describe(shapeValues)) has more bytes than can be addressed",
+          "its shape \(Self.describe(values)) has more elements than can be addressed",
           tensor: name)
       }
-      guard let offsets = value["data_offsets"]?.arrayValue, offsets.count == 2,
-        case .number(let a) = offsets[0], case .number(let b) = offsets[1],
-        let begin = Int(a), let end = Int(b)
-      else {
-        throw fail("data_offsets is not a pair of integers", tensor: name)
-      }
-      guard begin >= 0, end >= 0 else {
-        throw fail("data_offsets [\(begin), \(end)] is negative", tensor: name)
-      }
-      guard begin <= end else {
-        throw fail("data_offsets [\(begin), \(end)] is reversed", tensor: name)
-      }
-      guard end - begin == bytes else {
-        throw fail(
-          "its shape \(shape) of \(dtype.rawValue) needs \(bytes) bytes, but data_offsets [\(begin), \(end)] holds \(end - begin)",
-          tensor: name)
-      }
-      guard end <= dataLength else {
-        throw fail(
-          "data_offsets [\(begin), \(end)] lies past the end of the data section (\(dataLength) bytes): the file is truncated",
-          tensor: name)
-      }
-      tensors.append(TensorInfo(name: name, dtype: dtype, shape: shape, dataRange: begin..<end))
+      count = product
+      shape.append(n)
     }
-    // Ranges must tile the data section: no overlaps, no holes, no trailing bytes.
+    return (shape, count)
+  }
+
+  /// The tensors' byte ranges tile the data section: no overlaps, no holes, no trailing bytes.
+  private static func checkTiling(_ tensors: [TensorInfo], dataLength: Int, _ fail: Failure)
+    throws(ModelError)
+  {
     let ordered = tensors.sorted {
       ($0.dataRange.lowerBound, $0.dataRange.upperBound) < (
         $1.dataRange.lowerBound, $1.dataRange.upperBound
@@ -235,10 +272,6 @@ public struct SafetensorsHeader: Sendable, Hashable {
       throw fail(
         "the data section holds \(dataLength) bytes but its tensors account for \(position)")
     }
-    self.tensors = tensors
-    self.metadata = metadata
-    self.dataOffset = 8 + headerLength
-    self.fileSize = size
   }
 
   private static func describe(_ values: [JSONValue]) -> String {

@@ -68,31 +68,10 @@ public enum Calibration {
         ]
     for (method, body, measures) in recipes {
       let text = "merge_method: \(method)\nbase_model: base\n\(body)\ndtype: bfloat16\n"
-      let path = FileSystem.join(scratch, "\(method).yml")
-      do {
-        try FileSystem.write(path, bytes: Array(text.utf8))
-      } catch {
-        throw Failure(description: error.description)
-      }
-      guard let merge = Compiler.compile(path: path).merge else {
-        throw Failure(description: "the calibration recipe '\(method)' does not compile")
-      }
-      let options = RunOptions(threads: threads)
-      let out = FileSystem.join(scratch, "out-\(method)")
-      // Twice: the first run warms the code and the page cache, the second is measured.
-      var seconds = 0.0
-      for _ in 0..<2 {
-        FileSystem.removeTree(out)
-        let start = DispatchTime.now().uptimeNanoseconds
-        do {
-          _ = try MergeRunner.run(merge, output: out, options: options)
-        } catch {
-          throw Failure(description: "the calibration merge '\(method)' failed: \(error)")
-        }
-        seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-      }
+      let (merge, seconds) = try timedMerge(text, named: method, in: scratch, threads: threads)
       // The model's seconds are linear in the per-element constants: solve for the one this
       // merge measures, the others known.
+      let options = RunOptions(threads: threads)
       func predicted(_ c: CostConstants) -> Double {
         MergeCost.estimate(
           merge, layout: MergeRunner.layout(merge.plan, options: options), outputFiles: 0,
@@ -109,6 +88,35 @@ public enum Calibration {
       constants[keyPath: measures] = max(0.01, (seconds - known) / perUnit)
     }
     return constants
+  }
+
+  /// Compiles recipe `text` (written into `scratch`) and runs it twice: the first run warms the
+  /// code and the page cache, the second is timed.
+  static func timedMerge(_ text: String, named name: String, in scratch: String, threads: Int)
+    throws(Failure) -> (CompiledMerge, seconds: Double)
+  {
+    let path = FileSystem.join(scratch, "\(name).yml")
+    do {
+      try FileSystem.write(path, bytes: Array(text.utf8))
+    } catch {
+      throw Failure(description: error.description)
+    }
+    guard let merge = Compiler.compile(path: path).merge else {
+      throw Failure(description: "the calibration recipe '\(name)' does not compile")
+    }
+    let out = FileSystem.join(scratch, "out-\(name)")
+    var seconds = 0.0
+    for _ in 0..<2 {
+      FileSystem.removeTree(out)
+      let start = DispatchTime.now().uptimeNanoseconds
+      do {
+        _ = try MergeRunner.run(merge, output: out, options: RunOptions(threads: threads))
+      } catch {
+        throw Failure(description: "the calibration merge '\(name)' failed: \(error)")
+      }
+      seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+    return (merge, seconds)
   }
 
   /// The scratch folder for a calibration by this process in the cache folder `directory`.

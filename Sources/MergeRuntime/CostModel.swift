@@ -249,10 +249,10 @@ public struct MergeCost: Sendable {
       let n = graph[output.inputs[0]].inputs.count
       let largestInput = graph.plan.inputs.map(\.info.byteCount).max() ?? 0
       cost.workingSetBytes =
-        footprint.wholeTensorBytes + kernel.base.temporaryBytes(inputs: n) * count
+        footprint.wholeTensorBytes + kernel.base.cost.temporaryBytes(inputs: n) * count
         + (options.schedule.releaseWindow == nil ? mapped : largestInput)
       cost.seconds +=
-        Double(count * n) * kernel.base.costWeight * constants.wholeNanoseconds / 1e9
+        Double(count * n) * kernel.base.cost.weight * constants.wholeNanoseconds / 1e9
       return cost
     }
     priceBlockwise(

@@ -131,7 +131,7 @@ import _TestSupport
     }
     // The printed name is free to differ: a whole-tensor kernel prints its description but is
     // identified by its type and every field.
-    let kernel = Op.kernel(NearSwap.Kernel(t: 0.5))
+    let kernel = Op.kernel(NearSwap.Kernel(t: 0.5), method: NearSwap.spec)
     #expect(kernel.name == "nearswap t=0.5")
     #expect(kernel.identity == "whole_tensor MergeCompiler.NearSwap.Kernel(t: 0.5)")
   }

@@ -258,7 +258,7 @@ public enum Op: Sendable, Hashable {
   /// The operation's name in printed graphs (`merge graph`); free to change.
   public var name: String {
     switch self {
-    case .wholeTensor(let k): return k.base.description
+    case .wholeTensor(let k): return k.description
     default: return identity
     }
   }

@@ -6,13 +6,9 @@
 /// The executor decodes the kernel's inputs whole (in f32, the base first when the method has
 /// one), calls it once on one thread and stores the result, so the result cannot depend on the
 /// thread count.
-public protocol WholeTensorKernel: Sendable, Hashable, CustomStringConvertible {
-  /// Relative cost per input element, the nearswap kernel (one pass) being 1: how many passes
-  /// over its inputs the kernel makes. `merge plan` scales its calibrated constant by it.
-  var costWeight: Double { get }
-
-  /// Bytes per element the kernel allocates beyond its decoded inputs and its result.
-  func temporaryBytes(inputs: Int) -> Int
+public protocol WholeTensorKernel: Sendable, Hashable {
+  /// What the kernel costs per element, for `merge plan`.
+  var cost: KernelCost { get }
 
   /// The merged tensor from whole f32 `inputs` of `shape` (row-major).
   func callAsFunction(_ inputs: [[Float]], shape: [Int]) -> [Float]
@@ -21,12 +17,55 @@ public protocol WholeTensorKernel: Sendable, Hashable, CustomStringConvertible {
   var identity: String { get }
 }
 
+/// What a whole-tensor kernel costs per element.
+public struct KernelCost: Sendable, Hashable {
+  /// Relative time per input element, the nearswap kernel (one pass) being 1: how many passes
+  /// over its inputs the kernel makes. `merge plan` scales its calibrated constant by it.
+  public var weight: Double
+  /// Bytes the kernel allocates beyond its decoded inputs and its result, per element and
+  /// input.
+  public var bytesPerInput: Int
+  /// Bytes the kernel allocates beyond its decoded inputs and its result, per element.
+  public var bytes: Int
+
+  /// A cost of `weight` passes, allocating `bytesPerInput · inputs + bytes` per element.
+  public init(weight: Double, bytesPerInput: Int = 0, bytes: Int = 0) {
+    self.weight = weight
+    self.bytesPerInput = bytesPerInput
+    self.bytes = bytes
+  }
+
+  /// Bytes per element allocated beyond the decoded inputs and the result.
+  public func temporaryBytes(inputs: Int) -> Int { bytesPerInput * inputs + bytes }
+}
+
 extension WholeTensorKernel {
-  /// The type's full name and every field (`MergeCompiler.NearSwap.Kernel(t: 0.5)`), read by
-  /// reflection rather than from `description`: stable as long as the kernel's fields are.
+  /// The type's full name and every field (`MergeCompiler.NearSwap.Kernel(t: 0.5)`): stable as
+  /// long as the kernel's fields are.
   public var identity: String {
     let fields = Mirror(reflecting: self).children.map { "\($0.label ?? "_"): \($0.value)" }
     return String(reflecting: type(of: self)) + "(" + fields.joined(separator: ", ") + ")"
+  }
+
+  /// The kernel's parameters as printed graphs show them: `t=0.5 row_wise=false`, absent
+  /// optionals left out and nested values flattened.
+  var parameterDescription: String {
+    func fields(_ value: Any) -> [String] {
+      Mirror(reflecting: value).children.flatMap { field($0.label ?? "_", $0.value) }
+    }
+    func field(_ label: String, _ value: Any) -> [String] {
+      let mirror = Mirror(reflecting: value)
+      switch mirror.displayStyle {
+      case .optional: return mirror.children.first.map { field(label, $0.value) } ?? []
+      case .struct: return fields(value)
+      default:
+        let name = label.reduce(into: "") { out, c in
+          if c.isUppercase { out += "_" + c.lowercased() } else { out.append(c) }
+        }
+        return [name + "=\(value)"]
+      }
+    }
+    return fields(self).joined(separator: " ")
   }
 }
 
@@ -35,10 +74,13 @@ extension WholeTensorKernel {
 public struct AnyWholeTensorKernel: Sendable, Hashable, CustomStringConvertible {
   /// The kernel.
   public let base: any WholeTensorKernel
+  /// The name of the method it computes.
+  public let method: String
 
-  /// Wraps `kernel`.
-  public init(_ kernel: any WholeTensorKernel) {
+  /// Wraps `kernel` of method `method`.
+  public init(_ kernel: any WholeTensorKernel, method: String) {
     base = kernel
+    self.method = method
   }
 
   public static func == (a: AnyWholeTensorKernel, b: AnyWholeTensorKernel) -> Bool {
@@ -49,12 +91,16 @@ public struct AnyWholeTensorKernel: Sendable, Hashable, CustomStringConvertible 
     hasher.combine(AnyHashable(base))
   }
 
-  public var description: String { base.description }
+  /// The method's name and the kernel's parameters: `nearswap t=0.5`.
+  public var description: String {
+    let parameters = base.parameterDescription
+    return parameters.isEmpty ? method : method + " " + parameters
+  }
 }
 
 extension Op {
-  /// The whole-tensor operation that runs `kernel`.
-  public static func kernel(_ kernel: some WholeTensorKernel) -> Op {
-    .wholeTensor(AnyWholeTensorKernel(kernel))
+  /// The whole-tensor operation that runs `kernel` for method `method`.
+  public static func kernel(_ kernel: some WholeTensorKernel, method: MethodSpec) -> Op {
+    .wholeTensor(AnyWholeTensorKernel(kernel, method: method.name))
   }
 }

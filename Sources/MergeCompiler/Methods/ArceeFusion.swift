@@ -8,25 +8,18 @@
 
 /// mergekit's Arcee Fusion: take the other model's changes where their KL-weighted importance
 /// is high.
-public enum ArceeFusion: MergeMethod {
+public enum ArceeFusion: WholeTensorMethod {
   public static let spec = MethodSpec(
     name: "arcee_fusion", prettyName: "Arcee Fusion", parameters: [], base: .required,
     minInputs: 2, maxInputs: 2,
     summary: "take the other model's changes where their KL-weighted importance is high",
     reference: "https://arcee.ai")
 
-  public static func lower(
-    _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into b: inout GraphBuilder
-  ) throws(LoweringError) -> NodeID {
-    _ = try tensor.requireBase(for: spec)
-    return b.node(.kernel(Kernel()), tensor.baseFirst(loads))
-  }
+  static func kernel(for tensor: TensorPlan) -> Kernel { Kernel() }
 
   /// Inputs: base, other.
   struct Kernel: WholeTensorKernel {
-    var description: String { "arcee_fusion" }
-    var costWeight: Double { 3 }
-    func temporaryBytes(inputs: Int) -> Int { 8 }
+    var cost: KernelCost { KernelCost(weight: 3, bytes: 8) }
 
     /// The base, with the other model's changes where they are important.
     ///

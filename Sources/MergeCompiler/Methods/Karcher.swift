@@ -8,7 +8,7 @@
 
 /// mergekit's Karcher mean: the Riemannian mean of the models on the hypersphere, scaled by the
 /// mean of their norms; every model weighted 1/N (mergekit 0.1.5 takes no per-model weights).
-public enum Karcher: MergeMethod {
+public enum Karcher: WholeTensorMethod {
   static let maxIterations = ParameterSpec(
     "max_iter", .int, .shared, default: 10, range: .nonNegative, "most iterations")
   static let tolerance = ParameterSpec(
@@ -20,27 +20,23 @@ public enum Karcher: MergeMethod {
     summary: "Riemannian (Karcher) mean of the models on the hypersphere",
     reference: "https://arxiv.org/abs/2603.04972")
 
-  public static func lower(
-    _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into b: inout GraphBuilder
-  ) throws(LoweringError) -> NodeID {
-    let kernel = Kernel(
-      maxIterations: Int(try tensor.number(maxIterations)),
-      tolerance: try tensor.number(tolerance))
-    return b.node(.kernel(kernel), tensor.baseFirst(loads))
+  static func kernel(for tensor: TensorPlan) throws(LoweringError) -> Kernel {
+    Kernel(maxIter: Int(try tensor.number(maxIterations)), tol: try tensor.number(tolerance))
   }
 
   /// Inputs: models (all weighted equally).
   struct Kernel: WholeTensorKernel {
-    var maxIterations: Int
-    var tolerance: Double
+    /// Most iterations (`max_iter`).
+    var maxIter: Int
+    /// Convergence tolerance (`tol`).
+    var tol: Double
 
-    var description: String { "karcher max_iter=\(maxIterations) tol=\(tolerance)" }
-    var costWeight: Double { 2 * Double(max(1, min(maxIterations, 20))) }
-    func temporaryBytes(inputs: Int) -> Int { 4 * inputs + 8 }
+    var cost: KernelCost {
+      KernelCost(weight: 2 * Double(max(1, min(maxIter, 20))), bytesPerInput: 4, bytes: 8)
+    }
 
     func callAsFunction(_ tensors: [[Float]], shape: [Int]) -> [Float] {
       typealias M = WholeTensorMath
-      let tol = tolerance
       if tensors.count == 1 { return tensors[0] }
       let n = tensors[0].count
       let alpha = 1.0 / Double(tensors.count)
@@ -61,7 +57,7 @@ public enum Karcher: MergeMethod {
       } else {
         mean = mean.map { $0 / Float(meanNorm) }
       }
-      for _ in 0..<maxIterations {
+      for _ in 0..<maxIter {
         // Angles from f64 dot products (acos is ill-conditioned near 1, where such models are);
         // the tangent accumulates in f32 as mergekit's does.
         var tangent = [Float](repeating: 0, count: n)

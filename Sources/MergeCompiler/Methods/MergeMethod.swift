@@ -102,3 +102,22 @@ extension TensorPlan {
     (baseIndex.map { [loads[$0]] } ?? []) + nonBaseInputs.map { loads[$0] }
   }
 }
+
+/// A method computed by one whole-tensor kernel over its inputs, the base first.
+///
+/// Declaring ``kernel(for:)`` is all its lowering: the base is required when the spec requires
+/// one, and the kernel's operands are the loads, base first.
+protocol WholeTensorMethod: MergeMethod {
+  /// The kernel that computes `tensor` (with its parameters evaluated for it).
+  associatedtype Kernel: WholeTensorKernel
+  static func kernel(for tensor: TensorPlan) throws(LoweringError) -> Kernel
+}
+
+extension WholeTensorMethod {
+  public static func lower(
+    _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into builder: inout GraphBuilder
+  ) throws(LoweringError) -> NodeID {
+    if spec.base == .required { _ = try tensor.requireBase(for: spec) }
+    return builder.node(.kernel(try kernel(for: tensor), method: spec), tensor.baseFirst(loads))
+  }
+}

@@ -1,6 +1,6 @@
 /// mergekit's Model Stock: interpolate between the base and the average of the models, by how
 /// aligned their task vectors are.
-public enum ModelStock: MergeMethod {
+public enum ModelStock: WholeTensorMethod {
   static let filterWise = ParameterSpec(
     "filter_wise", .bool, .shared, default: 0,
     "compute the interpolation ratio per row instead of per tensor")
@@ -11,21 +11,15 @@ public enum ModelStock: MergeMethod {
     summary: "interpolate between the base and the average of the models by their geometry",
     reference: "https://arxiv.org/abs/2403.19522")
 
-  public static func lower(
-    _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into b: inout GraphBuilder
-  ) throws(LoweringError) -> NodeID {
-    _ = try tensor.requireBase(for: spec)
-    let kernel = Kernel(filterWise: try tensor.flag(filterWise))
-    return b.node(.kernel(kernel), tensor.baseFirst(loads))
+  static func kernel(for tensor: TensorPlan) throws(LoweringError) -> Kernel {
+    Kernel(filterWise: try tensor.flag(filterWise))
   }
 
   /// Inputs: base, models.
   struct Kernel: WholeTensorKernel {
     var filterWise: Bool
 
-    var description: String { "model_stock filter_wise=\(filterWise)" }
-    var costWeight: Double { 3 }
-    func temporaryBytes(inputs: Int) -> Int { 4 * inputs + 8 }
+    var cost: KernelCost { KernelCost(weight: 3, bytesPerInput: 4, bytes: 8) }
 
     /// The interpolation between the base and the models' average.
     ///
@@ -34,10 +28,9 @@ public enum ModelStock: MergeMethod {
     /// accumulate in f64; the rest is f32 as in mergekit.
     func callAsFunction(_ inputs: [[Float]], shape: [Int]) -> [Float] {
       typealias M = WholeTensorMath
-      let w0 = inputs[0]
-      let ws = Array(inputs.dropFirst())
+      let (w0, offsets) = M.taskVectors(inputs)
+      let ws = inputs.dropFirst()
       let n = w0.count
-      let offsets = ws.map { M.subtract($0, w0) }
       let layout: M.Layout = filterWise ? M.vectors(shape: shape, alongFirst: false) : .flat(n)
       let count = Float(ws.count)
       var result = [Float](repeating: 0, count: n)

@@ -8,7 +8,7 @@
 
 /// mergekit's `multislerp`: barycentric interpolation of any number of models (or task
 /// vectors, with a base) on the hypersphere.
-public enum MultiSlerp: MergeMethod {
+public enum MultiSlerp: WholeTensorMethod {
   static let weight = ParameterSpec(
     "weight", .float, .nonBase, default: nil, required: true, "weight of each model")
   static let normalizeWeights = ParameterSpec(
@@ -23,15 +23,12 @@ public enum MultiSlerp: MergeMethod {
     summary: "barycentric interpolation of any number of models on the hypersphere",
     reference: "https://goddard.blog/posts/multislerp-wow-what-a-cool-idea")
 
-  public static func lower(
-    _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into b: inout GraphBuilder
-  ) throws(LoweringError) -> NodeID {
+  static func kernel(for tensor: TensorPlan) throws(LoweringError) -> Kernel {
     var weights: [Float] = []
     for i in tensor.nonBaseInputs { weights.append(Float(try tensor.number(weight, input: i))) }
-    let kernel = Kernel(
+    return Kernel(
       weights: weights, normalizeWeights: try tensor.flag(normalizeWeights),
       eps: Float(try tensor.number(eps)), hasBase: tensor.baseIndex != nil)
-    return b.node(.kernel(kernel), tensor.baseFirst(loads))
   }
 
   /// Inputs: [base,] models.
@@ -41,11 +38,7 @@ public enum MultiSlerp: MergeMethod {
     var eps: Float
     var hasBase: Bool
 
-    var description: String {
-      "multislerp weights=\(weights) normalize_weights=\(normalizeWeights) eps=\(eps) base=\(hasBase)"
-    }
-    var costWeight: Double { 2 }
-    func temporaryBytes(inputs: Int) -> Int { 4 * inputs + 8 }
+    var cost: KernelCost { KernelCost(weight: 2, bytesPerInput: 4, bytes: 8) }
 
     /// The weighted spherical mean of the (task) vectors.
     ///

@@ -1,5 +1,5 @@
 /// mergekit's NearSwap: take the other model's value where it is close to the base's.
-public enum NearSwap: MergeMethod {
+public enum NearSwap: WholeTensorMethod {
   static let t = ParameterSpec(
     "t", .float, .shared, default: nil, required: true, range: .nonNegative,
     "similarity threshold: entries closer than t take the other model's value")
@@ -9,20 +9,15 @@ public enum NearSwap: MergeMethod {
     maxInputs: 2, summary: "take the other model's value where it is close to the base",
     reference: "https://huggingface.co/alchemonaut/QuartetAnemoi-70B-t0.0001")
 
-  public static func lower(
-    _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into b: inout GraphBuilder
-  ) throws(LoweringError) -> NodeID {
-    _ = try tensor.requireBase(for: spec)
-    return b.node(.kernel(Kernel(t: Float(try tensor.number(t)))), tensor.baseFirst(loads))
+  static func kernel(for tensor: TensorPlan) throws(LoweringError) -> Kernel {
+    Kernel(t: Float(try tensor.number(t)))
   }
 
   /// Inputs: base, other.
   struct Kernel: WholeTensorKernel {
     var t: Float
 
-    var description: String { "nearswap t=\(t)" }
-    var costWeight: Double { 1 }
-    func temporaryBytes(inputs: Int) -> Int { 0 }
+    var cost: KernelCost { KernelCost(weight: 1) }
 
     /// `w = clamp(t / max(|a−b|, 1e-6), 0, 1)`, `w·b + (1−w)·a`, in f32.
     func callAsFunction(_ inputs: [[Float]], shape: [Int]) -> [Float] {

@@ -8,7 +8,7 @@
 
 /// mergekit's `nuslerp`: spherical interpolation of two models, or of their task vectors when
 /// there is a base, per row, per column or over the flattened tensor.
-public enum NuSlerp: MergeMethod {
+public enum NuSlerp: WholeTensorMethod {
   static let weight = ParameterSpec(
     "weight", .float, .nonBase, default: nil, required: true,
     "relative weight of each of the two models")
@@ -25,9 +25,7 @@ public enum NuSlerp: MergeMethod {
     summary: "spherical interpolation of two models (or their task vectors, with a base)",
     reference: nil)
 
-  public static func lower(
-    _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into b: inout GraphBuilder
-  ) throws(LoweringError) -> NodeID {
+  static func kernel(for tensor: TensorPlan) throws(LoweringError) -> Kernel {
     let others = tensor.nonBaseInputs
     guard others.count == 2 else {
       throw LoweringError(
@@ -37,10 +35,9 @@ public enum NuSlerp: MergeMethod {
     let w0 = try tensor.number(weight, input: others[0])
     let w1 = try tensor.number(weight, input: others[1])
     let total = w0 + w1
-    let kernel = Kernel(
+    return Kernel(
       t: Float(abs(total) < 1e-6 ? 0.5 : w1 / total), rowWise: try tensor.flag(rowWise),
       flatten: try tensor.flag(flatten), hasBase: tensor.baseIndex != nil)
-    return b.node(.kernel(kernel), tensor.baseFirst(loads))
   }
 
   /// Inputs: [base,] first, second.
@@ -50,11 +47,7 @@ public enum NuSlerp: MergeMethod {
     var flatten: Bool
     var hasBase: Bool
 
-    var description: String {
-      "nuslerp t=\(t) row_wise=\(rowWise) flatten=\(flatten) base=\(hasBase)"
-    }
-    var costWeight: Double { 2 }
-    func temporaryBytes(inputs: Int) -> Int { 8 }
+    var cost: KernelCost { KernelCost(weight: 2, bytes: 8) }
 
     /// The spherical interpolation of the two (task) vectors.
     ///

@@ -1,6 +1,6 @@
 /// mergekit's Reinforced Agent Merging: entries changed (|τ| > ε) by one model are kept whole,
 /// entries changed by several are averaged over them.
-public enum RAM: MergeMethod {
+public enum RAM: WholeTensorMethod {
   static let epsilon = ParameterSpec(
     "epsilon", .float, .shared, default: 1e-5, range: .nonNegative,
     "task-vector entries at most this large count as unchanged")
@@ -10,18 +10,14 @@ public enum RAM: MergeMethod {
     minInputs: 1, summary: "keep unique updates whole, average overlapping ones",
     reference: "https://arxiv.org/abs/2601.13572")
 
-  public static func lower(
-    _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into b: inout GraphBuilder
-  ) throws(LoweringError) -> NodeID {
-    _ = try tensor.requireBase(for: spec)
-    let kernel = RAMKernel(epsilon: Float(try tensor.number(epsilon)), plus: nil)
-    return b.node(.kernel(kernel), tensor.baseFirst(loads))
+  static func kernel(for tensor: TensorPlan) throws(LoweringError) -> RAMKernel {
+    RAMKernel(epsilon: Float(try tensor.number(epsilon)), plus: nil)
   }
 }
 
 /// mergekit's RAM+ (tensor-local): RAM with each model's unique updates scaled by
 /// `1 + r·clamp(shared/unique, 0, α)`.
-public enum RAMPlusTL: MergeMethod {
+public enum RAMPlusTL: WholeTensorMethod {
   static let r = ParameterSpec(
     "r", .float, .shared, default: 0.1, range: .nonNegative,
     "strength of the rescaling of unique updates")
@@ -34,14 +30,10 @@ public enum RAMPlusTL: MergeMethod {
     summary: "RAM with unique updates rescaled by the tensor's overlap ratio",
     reference: "https://arxiv.org/abs/2601.13572")
 
-  public static func lower(
-    _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into b: inout GraphBuilder
-  ) throws(LoweringError) -> NodeID {
-    _ = try tensor.requireBase(for: spec)
-    let kernel = RAMKernel(
+  static func kernel(for tensor: TensorPlan) throws(LoweringError) -> RAMKernel {
+    RAMKernel(
       epsilon: Float(try tensor.number(RAM.epsilon)),
       plus: RAMKernel.Plus(r: Float(try tensor.number(r)), alpha: Float(try tensor.number(alpha))))
-    return b.node(.kernel(kernel), tensor.baseFirst(loads))
   }
 }
 
@@ -56,20 +48,13 @@ struct RAMKernel: WholeTensorKernel {
   var epsilon: Float
   var plus: Plus?
 
-  var description: String {
-    guard let plus else { return "ram epsilon=\(epsilon)" }
-    return "ramplus_tl r=\(plus.r) alpha=\(plus.alpha) epsilon=\(epsilon)"
-  }
-  var costWeight: Double { plus == nil ? 2 : 3 }
-  func temporaryBytes(inputs: Int) -> Int { 4 * inputs + 8 }
+  var cost: KernelCost { KernelCost(weight: plus == nil ? 2 : 3, bytesPerInput: 4, bytes: 8) }
 
   /// f32 throughout, as in mergekit.
   func callAsFunction(_ inputs: [[Float]], shape: [Int]) -> [Float] {
-    let base = inputs[0]
-    let models = Array(inputs.dropFirst())
-    if models.isEmpty { return base }
+    let (base, tvs) = WholeTensorMath.taskVectors(inputs)
+    if tvs.isEmpty { return base }
     let n = base.count
-    let tvs = models.map { WholeTensorMath.subtract($0, base) }
     var counts = [Int](repeating: 0, count: n)
     for tv in tvs {
       for k in 0..<n where abs(tv[k]) > epsilon { counts[k] += 1 }

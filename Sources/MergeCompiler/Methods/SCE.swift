@@ -1,6 +1,6 @@
 /// mergekit's SCE: select entries by their variance across models, weight each model by its
 /// task vector's energy, erase sign conflicts.
-public enum SCE: MergeMethod {
+public enum SCE: WholeTensorMethod {
   static let int8Mask = ParameterSpec(
     "int8_mask", .bool, .shared, default: 0, "store masks as int8 (no effect on results)")
   static let selectTopK = ParameterSpec(
@@ -12,33 +12,26 @@ public enum SCE: MergeMethod {
     minInputs: 1, summary: "select by variance, weight by energy, erase sign conflicts",
     reference: "https://arxiv.org/abs/2408.07990")
 
-  public static func lower(
-    _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into b: inout GraphBuilder
-  ) throws(LoweringError) -> NodeID {
-    _ = try tensor.requireBase(for: spec)
-    let kernel = Kernel(selectTopK: try tensor.number(selectTopK))
-    return b.node(.kernel(kernel), tensor.baseFirst(loads))
+  static func kernel(for tensor: TensorPlan) throws(LoweringError) -> Kernel {
+    Kernel(selectTopk: try tensor.number(selectTopK))
   }
 
   /// Inputs: base, models.
   struct Kernel: WholeTensorKernel {
-    var selectTopK: Double
+    /// The fraction of entries kept (`select_topk`).
+    var selectTopk: Double
 
-    var description: String { "sce select_topk=\(selectTopK)" }
-    var costWeight: Double { 6 }
-    func temporaryBytes(inputs: Int) -> Int { 4 * inputs + 16 }
+    var cost: KernelCost { KernelCost(weight: 6, bytesPerInput: 4, bytes: 16) }
 
     /// Keeps the `select_topk` fraction of entries whose task vectors vary most across models
     /// (torch.topk's choice among equal variances reproduced), elects signs, weights each model
     /// by its task vector's mean square, and averages what agrees; f32 as in mergekit, the
     /// variance and energies accumulated in f64.
     func callAsFunction(_ inputs: [[Float]], shape: [Int]) -> [Float] {
-      let base = inputs[0]
-      let models = Array(inputs.dropFirst())
-      if models.isEmpty { return base }
+      var (base, tvs) = WholeTensorMath.taskVectors(inputs)
+      if tvs.isEmpty { return base }
       let n = base.count
-      var tvs = models.map { WholeTensorMath.subtract($0, base) }
-      if selectTopK < 1 {
+      if selectTopk < 1 {
         let keep = selection(tvs, count: n)
         tvs = tvs.map { tv in tv.indices.map { keep[$0] ? tv[$0] : 0 } }
       }
@@ -69,7 +62,7 @@ public enum SCE: MergeMethod {
 
     /// Which entries the top-k of the variance across `tvs` keeps.
     private func selection(_ tvs: [[Float]], count n: Int) -> [Bool] {
-      guard selectTopK > 0 else { return [Bool](repeating: false, count: n) }
+      guard selectTopk > 0 else { return [Bool](repeating: false, count: n) }
       // torch.var accumulates in f64 on the CPU (Welford), then rounds to f32.
       let m = Double(tvs.count)
       var variance = [Float](repeating: 0, count: n)
@@ -82,7 +75,7 @@ public enum SCE: MergeMethod {
         variance[k] = Float(v / m)
       }
       let nonzero = variance.filter { $0 != 0 }.count
-      let k = Int(Double(nonzero) * selectTopK)
+      let k = Int(Double(nonzero) * selectTopk)
       var keep = [Bool](repeating: false, count: n)
       if k > 0 {
         for i in TorchSelectEmulation.topK(variance.map { abs($0) }, k: k) { keep[i] = true }

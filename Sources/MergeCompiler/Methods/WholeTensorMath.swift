@@ -17,6 +17,12 @@ enum WholeTensorMath {
   /// `a + b` in f32.
   static func add(_ a: [Float], _ b: [Float]) -> [Float] { zip(a, b).map { $0 + $1 } }
 
+  /// The base (the first input) and the task vectors of the others over it, in f32.
+  static func taskVectors(_ inputs: [[Float]]) -> (base: [Float], vectors: [[Float]]) {
+    let base = inputs[0]
+    return (base, inputs.dropFirst().map { subtract($0, base) })
+  }
+
   /// Vectors of a tensor: `count` of them, `length` elements each, element `j` of vector `v`
   /// at `v·vectorStride + j·elementStride` (strides, not a closure, so the loops stay plain).
   struct Layout {

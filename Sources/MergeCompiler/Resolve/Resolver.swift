@@ -80,11 +80,23 @@ public struct Resolver {
       bag.report(.modulesUnsupported, at: modules.range)
       return nil
     }
+    let slices = self.slices(report: report)
+    guard !bag.hasErrors, !slices.isEmpty else { return nil }
+    let (tensors, layerSources) = tensorPlans(slices)
+    return MergePlan(
+      method: method, models: models, tensors: tensors, outputLayerCount: layerSources.count,
+      layerSources: layerSources, donor: 0,
+      inputDType: stage.dtype.flatMap { DType(recipeName: $0.value) },
+      outDType: stage.outDtype.flatMap { DType(recipeName: $0.value) })
+  }
+
+  /// The stage's slices; `models:` is one slice of every model over all its layers, with the
+  /// base appended when it is not listed.
+  private mutating func slices(report: CheckReport) -> [Slice] {
     let baseReference = stage.baseModel
     var baseIndex: Int?
     // Models in recipe order, the base first so that it is the config donor.
     if let baseReference { baseIndex = model(baseReference, report: report) }
-    var slices: [Slice] = []
     if let list = stage.models {
       var sources: [(model: Int, start: Int, parameters: ParameterTable?, range: SourceRange)] = []
       var seen = Set<Int>()
@@ -100,33 +112,40 @@ public struct Resolver {
         models[$0.model].folder.config.layerCount
           ?? TensorNaming.layerCount(of: models[$0.model].weights.tensors.map(\.name))
       }
-      slices.append(
+      return [
         Slice(
           sources: sources, parameters: nil, length: lengths.first ?? 0,
-          base: spec.base == .ignored ? nil : baseIndex, range: list.range))
-    } else if let list = stage.slices {
-      for s in list.value {
-        var sources: [(model: Int, start: Int, parameters: ParameterTable?, range: SourceRange)] =
-          []
-        var seen = Set<Int>()
-        for src in s.sources {
-          guard let m = model(src.model, report: report), seen.insert(m).inserted else { continue }
-          sources.append((m, src.layerRange?.start ?? 0, src.parameters, src.range))
-        }
-        var base = baseIndex
-        if let b = s.baseModel { base = model(b, report: report) }
-        slices.append(
-          Slice(
-            sources: sources, parameters: s.parameters,
-            length: s.sources.first?.layerRange?.count ?? 0,
-            base: spec.base == .ignored ? nil : base, range: s.sourcesRange))
-      }
+          base: spec.base == .ignored ? nil : baseIndex, range: list.range)
+      ]
     }
-    guard !bag.hasErrors, let first = slices.first, let last = slices.last else { return nil }
+    var slices: [Slice] = []
+    for s in stage.slices?.value ?? [] {
+      var sources: [(model: Int, start: Int, parameters: ParameterTable?, range: SourceRange)] = []
+      var seen = Set<Int>()
+      for src in s.sources {
+        guard let m = model(src.model, report: report), seen.insert(m).inserted else { continue }
+        sources.append((m, src.layerRange?.start ?? 0, src.parameters, src.range))
+      }
+      var base = baseIndex
+      if let b = s.baseModel { base = model(b, report: report) }
+      slices.append(
+        Slice(
+          sources: sources, parameters: s.parameters,
+          length: s.sources.first?.layerRange?.count ?? 0,
+          base: spec.base == .ignored ? nil : base, range: s.sourcesRange))
+    }
+    return slices
+  }
 
+  /// Every output tensor's plan, in output order (the first slice's tensors before the layers,
+  /// each slice's layers, the last slice's tensors after them), and the model and layer each
+  /// output layer comes from.
+  private mutating func tensorPlans(_ slices: [Slice]) -> (
+    tensors: [TensorPlan], layerSources: [(model: Int, layer: Int)]
+  ) {
+    guard let first = slices.first, let last = slices.last else { return ([], []) }
     var tensors: [TensorPlan] = []
     var layerSources: [(model: Int, layer: Int)] = []
-    // Tensors before the layers.
     for name in outsideNames(role: .pre, slice: first) {
       if let plan = tensorPlan(
         name: name, inputNames: first.sources.map { _ in name }, role: .pre, slice: first, t: 0)
@@ -134,12 +153,12 @@ public struct Resolver {
         tensors.append(plan)
       }
     }
-    var outputLayer = 0
     for slice in slices {
       for offset in 0..<slice.length {
         let t = slice.length > 1 ? Double(offset) / Double(slice.length - 1) : 1
         guard let lead = slice.sources.first else { continue }
         let leadLayer = lead.start + offset
+        let outputLayer = layerSources.count
         layerSources.append((lead.model, leadLayer))
         let leadNames = models[lead.model].weights.tensors.map(\.name).filter {
           TensorNaming.layerIndex(of: $0) == leadLayer
@@ -153,7 +172,6 @@ public struct Resolver {
             tensors.append(plan)
           }
         }
-        outputLayer += 1
       }
     }
     for name in outsideNames(role: .post, slice: last) {
@@ -163,11 +181,7 @@ public struct Resolver {
         tensors.append(plan)
       }
     }
-    return MergePlan(
-      method: method, models: models, tensors: tensors, outputLayerCount: outputLayer,
-      layerSources: layerSources, donor: 0,
-      inputDType: stage.dtype.flatMap { DType(recipeName: $0.value) },
-      outDType: stage.outDtype.flatMap { DType(recipeName: $0.value) })
+    return (tensors, layerSources)
   }
 
   /// Non-layer tensors of a role, in the data order of the slice's first source, then any

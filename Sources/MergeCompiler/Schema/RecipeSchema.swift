@@ -28,14 +28,36 @@ public enum RecipeSchema {
   }
 
   static func schema() -> JSONValue {
-    let methods = MethodRegistry.specs
+    let topLevel = topLevelProperties()
+    precondition(topLevel.map(\.0) == RecipeDecoder.topLevelKeys, "schema and decoder disagree")
+    return object([
+      ("$schema", string("http://json-schema.org/draft-07/schema#")),
+      ("$id", string("https://merge.invalid/schema/recipe.schema.json")),
+      ("title", string("merge recipe (mergekit configuration)")),
+      ("description", string("A mergekit YAML merge recipe, as read by merge.")),
+      ("type", string("object")),
+      ("properties", object(topLevel)),
+      ("required", strings(["merge_method"])),
+      ("additionalProperties", .bool(false)),
+      ("allOf", .array(methodConditions())),
+      (
+        "definitions",
+        object(
+          modelDefinitions() + layoutDefinitions() + parameterDefinitions()
+            + methodParameterDefinitions())
+      ),
+    ])
+  }
+
+  /// The keys of a recipe, in the decoder's order.
+  static func topLevelProperties() -> [(String, JSONValue)] {
     let dtypes = RecipeChecker.dtypeNames + RecipeChecker.dtypeNames.map { "torch." + $0 }
-    let topLevel: [(String, JSONValue)] = [
+    return [
       (
         "merge_method",
         object([
           ("description", string("The merge method.")),
-          ("enum", strings(methods.map(\.name))),
+          ("enum", strings(MethodRegistry.specs.map(\.name))),
         ])
       ),
       ("base_model", ref("modelReference")),
@@ -64,45 +86,7 @@ public enum RecipeSchema {
         ])
       ),
       ("tokenizer_source", ref("tokenizerSource")),
-      (
-        "tokenizer",
-        closed([
-          ("source", ref("tokenizerSource")),
-          (
-            "tokens",
-            object([
-              ("type", string("object")),
-              (
-                "additionalProperties",
-                closed([
-                  (
-                    "source",
-                    object([
-                      (
-                        "oneOf",
-                        .array([
-                          ref("modelReference"),
-                          closed(
-                            [("kind", object([("const", string("zero"))]))], required: ["kind"]),
-                          closed(
-                            [
-                              ("kind", object([("const", string("model_token"))])),
-                              ("model", ref("modelReference")),
-                              ("token_id", object([("type", string("integer"))])),
-                              ("token", object([("type", string("string"))])),
-                            ], required: ["kind", "model"]),
-                        ])
-                      )
-                    ])
-                  ),
-                  ("force", object([("type", string("boolean"))])),
-                ])
-              ),
-            ])
-          ),
-          ("pad_to_multiple_of", object([("type", string("integer")), ("minimum", .integer(1))])),
-        ])
-      ),
+      ("tokenizer", tokenizerBlock()),
       (
         "chat_template",
         object([
@@ -123,22 +107,64 @@ public enum RecipeSchema {
         ])
       ),
     ]
-    precondition(topLevel.map(\.0) == RecipeDecoder.topLevelKeys, "schema and decoder disagree")
+  }
 
-    var allOf: [JSONValue] = []
-    for m in methods {
-      allOf.append(
+  /// The `tokenizer:` block.
+  static func tokenizerBlock() -> JSONValue {
+    closed([
+      ("source", ref("tokenizerSource")),
+      (
+        "tokens",
         object([
+          ("type", string("object")),
           (
-            "if",
-            object([("properties", object([("merge_method", object([("const", string(m.name))]))]))]
-            )
+            "additionalProperties",
+            closed([
+              (
+                "source",
+                object([
+                  (
+                    "oneOf",
+                    .array([
+                      ref("modelReference"),
+                      closed(
+                        [("kind", object([("const", string("zero"))]))], required: ["kind"]),
+                      closed(
+                        [
+                          ("kind", object([("const", string("model_token"))])),
+                          ("model", ref("modelReference")),
+                          ("token_id", object([("type", string("integer"))])),
+                          ("token", object([("type", string("string"))])),
+                        ], required: ["kind", "model"]),
+                    ])
+                  )
+                ])
+              ),
+              ("force", object([("type", string("boolean"))])),
+            ])
           ),
-          ("then", object([("properties", object([("parameters", ref("parameters_\(m.name)"))]))])),
-        ]))
-    }
+        ])
+      ),
+      ("pad_to_multiple_of", object([("type", string("integer")), ("minimum", .integer(1))])),
+    ])
+  }
 
-    var definitions: [(String, JSONValue)] = [
+  /// One `if merge_method is M then parameters are M's` per method.
+  static func methodConditions() -> [JSONValue] {
+    MethodRegistry.specs.map { m in
+      object([
+        (
+          "if",
+          object([("properties", object([("merge_method", object([("const", string(m.name))]))]))])
+        ),
+        ("then", object([("properties", object([("parameters", ref("parameters_\(m.name)"))]))])),
+      ])
+    }
+  }
+
+  /// Model paths and references.
+  static func modelDefinitions() -> [(String, JSONValue)] {
+    [
       (
         "modelPath",
         object([
@@ -188,6 +214,12 @@ public enum RecipeSchema {
           )
         ])
       ),
+    ]
+  }
+
+  /// Model lists, slices and modules.
+  static func layoutDefinitions() -> [(String, JSONValue)] {
+    [
       (
         "inputModel",
         closed(
@@ -236,6 +268,12 @@ public enum RecipeSchema {
           ("parameters", ref("parameters")),
         ])
       ),
+    ]
+  }
+
+  /// Parameter settings: scalars, gradients, `{filter, value}` entries, parameter tables.
+  static func parameterDefinitions() -> [(String, JSONValue)] {
+    [
       ("scalar", object([("type", strings(["number", "boolean", "string"]))])),
       (
         "scalarOrGradient",
@@ -286,7 +324,11 @@ public enum RecipeSchema {
         ])
       ),
     ]
-    for m in methods {
+  }
+
+  /// Each method's parameters, with their help, defaults and whether they are required.
+  static func methodParameterDefinitions() -> [(String, JSONValue)] {
+    MethodRegistry.specs.map { m in
       var props: [(String, JSONValue)] = []
       for p in m.parameters {
         var members: [(String, JSONValue)] = [("$ref", string("#/definitions/parameterSetting"))]
@@ -296,29 +338,15 @@ public enum RecipeSchema {
         members.insert(("description", string(description)), at: 0)
         props.append((p.name, object(members)))
       }
-      definitions.append(
-        (
-          "parameters_\(m.name)",
-          object([
-            ("type", string("object")),
-            ("description", string("Parameters of \(m.prettyName): \(m.summary).")),
-            ("properties", object(props)),
-            ("additionalProperties", .bool(false)),
-          ])
-        ))
+      return (
+        "parameters_\(m.name)",
+        object([
+          ("type", string("object")),
+          ("description", string("Parameters of \(m.prettyName): \(m.summary).")),
+          ("properties", object(props)),
+          ("additionalProperties", .bool(false)),
+        ])
+      )
     }
-
-    return object([
-      ("$schema", string("http://json-schema.org/draft-07/schema#")),
-      ("$id", string("https://merge.invalid/schema/recipe.schema.json")),
-      ("title", string("merge recipe (mergekit configuration)")),
-      ("description", string("A mergekit YAML merge recipe, as read by merge.")),
-      ("type", string("object")),
-      ("properties", object(topLevel)),
-      ("required", strings(["merge_method"])),
-      ("additionalProperties", .bool(false)),
-      ("allOf", .array(allOf)),
-      ("definitions", object(definitions)),
-    ])
   }
 }
