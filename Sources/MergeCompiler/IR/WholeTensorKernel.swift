@@ -19,8 +19,9 @@ public protocol WholeTensorKernel: Sendable, Hashable {
 
 /// What a whole-tensor kernel costs per element.
 public struct KernelCost: Sendable, Hashable {
-  /// Relative time per input element, the nearswap kernel (one pass) being 1: how many passes
-  /// over its inputs the kernel makes. `merge plan` scales its calibrated constant by it.
+  /// Relative time per input element: how many passes over its inputs the kernel makes.
+  ///
+  /// The nearswap kernel (one pass) is 1; `merge plan` scales its calibrated constant by it.
   public var weight: Double
   /// Bytes the kernel allocates beyond its decoded inputs and its result, per element and
   /// input.
