@@ -32,54 +32,70 @@ public enum Karcher: WholeTensorMethod {
     var tol: Double
 
     var cost: KernelCost {
-      KernelCost(weight: 2 * Double(max(1, min(maxIter, 20))), bytesPerInput: 4, bytes: 8)
+      KernelCost(weight: 2 * Double(max(1, min(maxIter, 20))), bytesPerInput: 4, bytes: 12)
     }
 
+    /// The Karcher mean of the unit vectors of `tensors`, scaled by the mean of their norms.
+    ///
+    /// As mergekit's: units in f32, the start at their normalized average, at most `max_iter`
+    /// steps along the mean of the log maps, a model skipped where its angle is below `tol`,
+    /// stop when the step is shorter than `tol`. The angles are well-conditioned where
+    /// mergekit's are not: θ = 2·asin(‖u − m‖/2) from the differences, with
+    /// `u − cos θ·m = (u − m) + (‖u − m‖²/2)·m`, in f64, where mergekit takes acos of an f32
+    /// dot product near 1 (which rounds to 1 for one of two symmetric models and skips it).
+    /// The tangent and the step are computed in f64 and the mean rounded to f32 after each.
     func callAsFunction(_ tensors: [[Float]], shape: [Int]) -> [Float] {
       typealias M = WholeTensorMath
       if tensors.count == 1 { return tensors[0] }
       let n = tensors[0].count
-      let alpha = 1.0 / Double(tensors.count)
       let norms = tensors.map { M.norm($0) }
       let units: [[Float]] = tensors.enumerated().map { i, x in
         norms[i] == 0 ? [Float](repeating: 0, count: n) : x.map { $0 / Float(norms[i]) }
       }
       let valid = norms.indices.filter { norms[$0] > tol }
       if valid.isEmpty { return [Float](repeating: 0, count: n) }
-      let alphas = valid.map { _ in Float(1.0 / Double(valid.count)) }
+      let alpha = Float(1.0 / Double(valid.count))
       var mean = [Float](repeating: 0, count: n)
-      for (a, i) in zip(alphas, valid) {
-        for k in 0..<n { mean[k] += a * units[i][k] }
+      for i in valid {
+        for k in 0..<n { mean[k] += alpha * units[i][k] }
       }
       let meanNorm = M.norm(mean)
-      if meanNorm < tol {
-        mean = units[valid[0]]
-      } else {
-        mean = mean.map { $0 / Float(meanNorm) }
-      }
+      mean = meanNorm < tol ? units[valid[0]] : mean.map { $0 / Float(meanNorm) }
       for _ in 0..<maxIter {
-        // Angles from f64 dot products (acos is ill-conditioned near 1, where such models are);
-        // the tangent accumulates in f32 as mergekit's does.
-        var tangent = [Float](repeating: 0, count: n)
-        for (a, i) in zip(alphas, valid) {
-          let d = Float(min(1, max(-1, M.dot(mean, units[i]))))
-          let theta = Float(acos(Double(d)))
-          if Double(theta) < tol { continue }
-          let factor = a * (theta / Float(sin(Double(theta))))
-          for k in 0..<n { tangent[k] += factor * (units[i][k] - d * mean[k]) }
-        }
-        let tangentNorm = Float(M.norm(tangent))
-        if Double(tangentNorm) < tol { break }
-        let c = Float(cos(Double(tangentNorm)))
-        let s = Float(sin(Double(tangentNorm)))
-        mean = (0..<n).map { c * mean[$0] + s * (tangent[$0] / tangentNorm) }
+        let tangent = self.tangent(at: mean, towards: valid.map { units[$0] }, weight: alpha)
+        let length = tangent.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        if length < tol { break }
+        let c = cos(length)
+        let s = sin(length) / length
+        mean = (0..<n).map { Float(c * Double(mean[$0]) + s * tangent[$0]) }
         let unitNorm = M.norm(mean)
-        if unitNorm > tol { mean = mean.map { $0 / Float(unitNorm) } }
+        if unitNorm > tol { mean = mean.map { Float(Double($0) / unitNorm) } }
       }
       var scale = 0.0
-      for v in norms { scale += alpha * v }
+      for v in norms { scale += v / Double(tensors.count) }
       let s = Float(scale)
       return mean.map { s * $0 }
+    }
+
+    /// `Σ wᵢ·log_m(uᵢ)` over the units farther than `tol` from `mean`, in f64.
+    private func tangent(at mean: [Float], towards units: [[Float]], weight: Float) -> [Double] {
+      var tangent = [Double](repeating: 0, count: mean.count)
+      for u in units {
+        var squared = 0.0
+        for k in mean.indices {
+          let d = Double(u[k]) - Double(mean[k])
+          squared += d * d
+        }
+        let theta = 2 * asin(min(1, squared.squareRoot() / 2))
+        // An antipodal model (sin θ = 0) has no direction to pull in.
+        guard theta >= tol, sin(theta) > 0 else { continue }
+        let factor = Double(weight) * theta / sin(theta)
+        let radial = squared / 2  // 1 − cos θ
+        for k in mean.indices {
+          tangent[k] += factor * ((Double(u[k]) - Double(mean[k])) + radial * Double(mean[k]))
+        }
+      }
+      return tangent
     }
   }
 }
