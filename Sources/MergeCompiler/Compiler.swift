@@ -122,7 +122,7 @@ public enum Compiler {
     var compilation = Compilation(
       file: file, text: report.text, recipe: report.recipe, diagnostics: [], seed: options.seed)
     if !bag.hasErrors, options.phase >= .resolution, let recipe = report.recipe {
-      compilation.plan = resolve(recipe, report: report, phase: options.phase, into: &bag)
+      compilation.plan = resolve(recipe, report: report, into: &bag)
     }
     if !bag.hasErrors, options.phase >= .graphs, let plan = compilation.plan {
       lower(plan, options: options, into: &compilation, bag: &bag)
@@ -135,15 +135,13 @@ public enum Compiler {
     return compilation
   }
 
-  /// Resolves the stage that runs, or (to check them) every stage that reads no earlier one.
-  ///
-  /// Running a recipe of several stages is not possible yet: an error.
+  /// Resolves the recipe's stage; of a recipe of several stages, which cannot run yet (an
+  /// error), every stage that reads no earlier one, for its diagnostics.
   static func resolve(
-    _ recipe: Recipe, report: CheckReport, phase: CompilePhase, into bag: inout DiagnosticBag
+    _ recipe: Recipe, report: CheckReport, into bag: inout DiagnosticBag
   ) -> MergePlan? {
-    if recipe.stages.count > 1 && phase == .graphs, let second = recipe.stages.dropFirst().first {
+    if recipe.stages.count > 1, let second = recipe.stages.dropFirst().first {
       bag.report(.multiStageUnsupported, at: SourceRange(at: second.range.start))
-      return nil
     }
     var plan: MergePlan?
     var earlier: Set<String> = []
@@ -157,7 +155,7 @@ public enum Compiler {
       bag.append(contentsOf: diagnostics)
       plan = resolved
     }
-    return plan
+    return recipe.stages.count == 1 ? plan : nil
   }
 
   /// Lowers every tensor of `plan` (or the one asked for) and runs the passes.
@@ -199,7 +197,8 @@ public enum Compiler {
 
 extension Diagnostic.Message {
   fileprivate static let multiStageUnsupported = Self(
-    "multi-stage-unsupported", "multi-stage recipes can be checked but not run yet")
+    "not-implemented",
+    "recipes of several stages are not supported yet; each stage is checked, none can run")
   fileprivate static func unknownTensor(_ name: String, suggestion: String?) -> Self {
     Self(
       "unknown-tensor",

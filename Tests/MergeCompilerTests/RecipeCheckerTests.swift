@@ -417,7 +417,8 @@ extension ModelWorkspace {
       ])
   }
 
-  @Test("a later stage may use an earlier stage's name as a model")
+  @Test(
+    "a later stage may use an earlier stage's name as a model; running stages is not supported yet")
   func stages() {
     let report = ModelWorkspace().check(
       """
@@ -436,7 +437,9 @@ extension ModelWorkspace {
         - model: models/ft2
       parameters: {t: 0.5}
       """)
-    #expect(report.diagnostics.isEmpty, "\(report.diagnostics.map(\.message.text))")
+    // Each stage checks clean; the one error is that merge cannot run them yet.
+    #expect(report.diagnostics.map(\.id) == ["not-implemented"])
+    #expect(report.diagnostics.first?.range?.start == SourceLocation(line: 9, column: 1))
   }
 
   @Test("folders without a model and Hub names get explanations")

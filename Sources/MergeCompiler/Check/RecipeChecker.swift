@@ -610,7 +610,7 @@ extension Diagnostic.Message {
   }
   fileprivate static func loraUnsupported(_ lora: String) -> Self {
     Self(
-      "lora-unsupported",
+      "not-implemented",
       "LoRA adapters ('+\(lora)') are not supported yet; merge the adapter into its model first")
   }
   fileprivate static func revisionIgnored(_ revision: String) -> Self {
@@ -758,6 +758,6 @@ extension Diagnostic.Message {
       "'\(name)' is the quoted string '\(text)'; write true or false without quotes")
   }
   fileprivate static func expectedBool(_ name: String, _ value: YAMLValue) -> Self {
-    Self("expected-bool", "'\(name)' must be true or false, found \(value.kindDescription)")
+    Self("expected-boolean", "'\(name)' must be true or false, found \(value.kindDescription)")
   }
 }

@@ -1,8 +1,8 @@
 import MergeModel
 
 /// How an operation computes, which decides how the executor evaluates it and what the passes
-/// may do with it: a small lattice (TVM's `OpPatternKind`), combined with `max`.
-public enum OpKind: Int, Sendable, Comparable {
+/// may do with it (TVM's `OpPatternKind`, with the kinds this IR has).
+public enum OpKind: Sendable, Hashable {
   /// Each output element from the same element of each operand, one block at a time.
   case elementwise
   /// Each output row from the same row of its operand (the block holds whole rows).
@@ -17,8 +17,6 @@ public enum OpKind: Int, Sendable, Comparable {
   case wholeTensor
   /// Writes the output tensor; exactly one per graph, its last node.
   case output
-
-  public static func < (a: OpKind, b: OpKind) -> Bool { a.rawValue < b.rawValue }
 
   /// Whether the operation's result is known per tensor rather than per element.
   public var isReduction: Bool { self == .scalarReduction || self == .selection }

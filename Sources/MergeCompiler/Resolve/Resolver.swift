@@ -339,11 +339,11 @@ extension Diagnostic.Message {
   fileprivate static func notImplemented(_ key: String) -> Self {
     Self(
       "not-implemented",
-      "'\(key)' is not supported yet; without it the output would silently take the first model's tokenizer and template, so merge refuses the recipe"
+      "'\(key)' is not supported yet; merge refuses the recipe rather than silently copying the tokenizer and chat template of the base model (or the first model)"
     )
   }
   fileprivate static let modulesUnsupported = Self(
-    "modules-unsupported", "'modules' (multi-module merges) can be checked but not run yet")
+    "not-implemented", "'modules' (multi-module merges) are not supported yet")
   fileprivate static func unavailableModel(_ model: String) -> Self {
     Self("unavailable-model", "model '\(model)' could not be opened")
   }
