@@ -53,21 +53,31 @@ final class BlockEvaluator {
   private var buffers: [UnsafeMutablePointer<Float>?]
   private var stamps: [Int]
   private var termBuffers: [UnsafeMutablePointer<Float>] = []
-  private var scratch: UnsafeMutableRawPointer
   private var scratchSize: Int
   private var keys: [UInt64] = []
   /// Bytes this evaluator has allocated.
   private(set) var allocatedBytes = 0
 
+  private let layout: Layout
+  private var scratch: UnsafeMutableRawPointer?
+
+  /// An evaluator whose buffers ``prepare()`` allocates.
   init(graph: TensorGraph, views: [TensorView], blockSize: Int, layout: Layout) {
     self.graph = graph
     self.views = views
     self.blockSize = blockSize
+    self.layout = layout
     buffers = [UnsafeMutablePointer<Float>?](repeating: nil, count: graph.nodes.count)
     stamps = [Int](repeating: -1, count: graph.nodes.count)
-    scratchSize = blockSize * Layout.scratchBytesPerElement
-    scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchSize, alignment: 16)
-    allocatedBytes = scratchSize
+    scratchSize = 0
+  }
+
+  /// Allocates the layout's buffers, on the worker thread that will use them (glibc then takes
+  /// them from that thread's arena, which keeps freed buffers for the next pass instead of
+  /// handing the pages back and faulting them in again).
+  func prepare() {
+    guard scratch == nil else { return }
+    _ = scratchBytes(blockSize * Layout.scratchBytesPerElement)
     for i in layout.nodes { _ = buffer(NodeID(index: i)) }
     if layout.terms > 0 { _ = scratchTerm(layout.terms - 1) }
     growKeys(to: layout.keys)
@@ -76,7 +86,7 @@ final class BlockEvaluator {
   deinit {
     for b in buffers { b?.deallocate() }
     for b in termBuffers { b.deallocate() }
-    scratch.deallocate()
+    scratch?.deallocate()
   }
 
   /// Scratch buffer `k` for a fused kernel's per-model terms.
@@ -90,13 +100,13 @@ final class BlockEvaluator {
 
   /// A byte buffer of at least `size` bytes, valid until the next call.
   func scratchBytes(_ size: Int) -> UnsafeMutableRawPointer {
-    if size > scratchSize {
-      scratch.deallocate()
-      scratch = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
-      allocatedBytes += size - scratchSize
-      scratchSize = size
-    }
-    return scratch
+    if let scratch, size <= scratchSize { return scratch }
+    scratch?.deallocate()
+    let fresh = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+    allocatedBytes += size - scratchSize
+    scratch = fresh
+    scratchSize = size
+    return fresh
   }
 
   private func buffer(_ id: NodeID) -> UnsafeMutablePointer<Float> {

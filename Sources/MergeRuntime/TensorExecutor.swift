@@ -204,6 +204,7 @@ struct TensorExecutor {
     let workers = min(evaluators.items.count, blocks.count)
     DispatchQueue.concurrentPerform(iterations: workers) { w in
       let evaluator = evaluators.items[w]
+      evaluator.prepare()
       while true {
         if failure.withLock({ $0 != nil }) { return }
         let block = next.add(1, ordering: .relaxed).oldValue
