@@ -58,9 +58,10 @@ extension Option where Value == Bool {
 }
 
 extension Option {
-  /// `--name <value>`, converted by `parse` (nil: the value is invalid, a usage error).
+  /// `--name <value>`, converted by `parse` (nil: the value is invalid, a usage error, with
+  /// `expected` saying what is valid).
   static func option<Parsed>(
-    _ name: String, value: String, help: String,
+    _ name: String, value: String, help: String, expected: String? = nil,
     parse: @escaping @Sendable (String) -> Parsed?
   ) -> Self where Value == Parsed? {
     let definition = ArgumentDefinition.option(name, value: value, help: help)
@@ -68,7 +69,9 @@ extension Option {
       guard let text = arguments.options[name] else { return nil }
       guard let parsed = parse(text) else {
         throw UsageError(
-          message: "The value '\(text)' is invalid for '\(definition.synopsis)'", helpLine: nil)
+          message: "The value '\(text)' is invalid for '\(definition.synopsis)'"
+            + (expected.map { "; \($0)" } ?? ""),
+          helpLine: nil)
       }
       return parsed
     }

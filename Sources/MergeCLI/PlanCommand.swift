@@ -34,6 +34,7 @@ struct PlanCommand: Subcommand {
   static let json = Option.flag("json", help: "Print JSON.")
   static let format = Option.option(
     "format", value: "format", help: "text (default), json or markdown.",
+    expected: "use text, json or markdown",
     parse: { Format(rawValue: $0 == "md" ? "markdown" : $0) })
   static let calibrate = Option.flag(
     "calibrate", help: "Measure this machine's throughput first (a few seconds) and keep it.")

@@ -17,6 +17,7 @@ public enum ModelStock: WholeTensorMethod {
 
   /// Inputs: base, models.
   struct Kernel: WholeTensorKernel {
+    /// Whether the ratio is computed per row (`filter_wise`) rather than per tensor.
     var filterWise: Bool
 
     var cost: KernelCost { KernelCost(weight: 3, bytesPerInput: 4, bytes: 8) }
