@@ -30,8 +30,8 @@ public enum OperandConstraint: Sendable, Hashable, CustomStringConvertible {
   case load
   /// Elements, or a whole-tensor kernel (what a store writes).
   case valuesOrKernel
-  /// A sort prefix of operand `operand` of the same operation (its positions only make sense
-  /// over the magnitudes they were selected from).
+  /// A sort prefix of the same operation's operand at position `of` (its positions only make
+  /// sense over the magnitudes they were selected from).
   case sortPrefix(of: Int)
   /// Any sort prefix.
   case anySortPrefix
@@ -62,7 +62,8 @@ public struct OpSignature: Sendable {
   public var kind: OpKind
   /// The constraint on each operand, in order.
   public var operands: [OperandConstraint]
-  /// When set, any number (at least one) of further operands of this kind follow.
+  /// When set, any number of further operands of this kind may follow (at least one operand
+  /// in all).
   public var variadic: OperandConstraint?
 
   /// The operand counts accepted.
