@@ -1,3 +1,4 @@
+import MergeModel
 import MergeRecipe
 
 #if canImport(Glibc)
@@ -34,6 +35,10 @@ public enum MergeCommand {
 
   /// Runs the process's command line and exits with the command's status.
   public static func main() -> Never {
+    // A crash or an input truncated under its mapping (SIGBUS) still removes a run's hidden
+    // output folder; a file-size limit makes writes fail with EFBIG instead of killing.
+    OutputFolder.cleanUpOnFatalSignals()
+    signal(SIGXFSZ, SIG_IGN)
     let status = run(Array(CommandLine.arguments.dropFirst()), console: .standard())
     exit(status)
   }

@@ -27,18 +27,21 @@ struct RunCommand: Subcommand {
       """,
     arguments: [CommonOption.recipe.definition, output.definition] + MergeArguments.definitions
       + [
-        noFuse.definition, quiet.definition,
+        force.definition, noFuse.definition, quiet.definition,
       ])
 
   static let output = Option.positional("output", help: "The model folder to write.")
   static let noFuse = Option.flag(
     "no-fuse", help: "Do not fuse elementwise chains (for comparison; the bytes are the same).")
   static let quiet = Option.flag("quiet", short: "q", help: "Print no progress.")
+  static let force = Option.flag(
+    "force", help: "Replace OUTPUT when it holds a previous merge output (mergekit_config.yml).")
 
   var recipe: String
   var output: String
   var settings: MergeArguments
   var quiet: Bool
+  var force: Bool
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = try arguments.value(CommonOption.recipe)
@@ -46,6 +49,7 @@ struct RunCommand: Subcommand {
     settings = try MergeArguments(arguments)
     settings.compile.options.fuse = !(try arguments.value(Self.noFuse))
     quiet = try arguments.value(Self.quiet)
+    force = try arguments.value(Self.force)
   }
 
   func run(console: Console) -> Int32 {
@@ -54,10 +58,6 @@ struct RunCommand: Subcommand {
         recipe, options: settings.compile.options, console: console),
       let merge = compilation.merge
     else { return ExitCode.failure }
-    if let problem = outputProblem(merge.plan) {
-      console.report(problem)
-      return ExitCode.failure
-    }
     let showProgress = console.standardErrorIsTerminal && !quiet
     var options = settings.execution.runOptions(
       progress: showProgress ? { @Sendable p in console.err("\r" + progressLine(p)) } : nil)
@@ -65,6 +65,11 @@ struct RunCommand: Subcommand {
       return ExitCode.failure
     }
     options.schedule = schedule
+    options.replaceExisting = force
+    let cancellation = Cancellation()
+    options.cancellation = cancellation
+    let signals = InterruptSignals(cancelling: cancellation)
+    defer { signals.restore() }
     do {
       let summary = try MergeRunner.run(merge, output: output, options: options)
       if showProgress { console.err("\r\u{1B}[K") }
@@ -74,6 +79,7 @@ struct RunCommand: Subcommand {
       if showProgress { console.err("\n") }
       console.report(
         [error.diagnostic(for: merge, file: recipe)], sources: compilation.sources)
+      if case .interrupted(let signal) = error { return 128 + signal }
       return ExitCode.failure
     }
   }
@@ -108,33 +114,6 @@ struct RunCommand: Subcommand {
     }
     return line + "\n"
   }
-
-  /// Why OUTPUT cannot be written, if it cannot: it is (or is inside) an input model's folder,
-  /// or it exists and is not a merge output.
-  func outputProblem(_ plan: MergePlan) -> Diagnostic.Message? {
-    var trimmed = output
-    while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
-    let parent = FileSystem.directoryName(trimmed)
-    guard let parentReal = FileSystem.realPath(parent) else {
-      return .noOutputParent(parent, output: output)
-    }
-    let name = trimmed.split(separator: "/").last.map(String.init) ?? trimmed
-    let target = FileSystem.join(parentReal, name)
-    for m in plan.models {
-      guard let input = FileSystem.realPath(m.path) else { continue }
-      if target == input || target.hasPrefix(input + "/") || input.hasPrefix(target + "/") {
-        return .outputIsInput(output, model: m.reference.description)
-      }
-    }
-    switch FileSystem.kind(of: target) {
-    case .missing: return nil
-    case .file, .other: return .outputNotFolder(output)
-    case .directory:
-      let names = (try? FileSystem.contents(of: target)) ?? []
-      if names.isEmpty || names.contains("mergekit_config.yml") { return nil }
-      return .outputNotMerge(output)
-    }
-  }
 }
 
 /// `[12/39] 1.2 MB of 2.5 MB, 10 MB/s, 1 s left`.
@@ -147,23 +126,6 @@ func progressLine(_ p: RunProgress) -> String {
 }
 
 extension Diagnostic.Message {
-  fileprivate static func noOutputParent(_ parent: String, output: String) -> Self {
-    Self("output-refused", "the folder '\(parent)' that would hold '\(output)' does not exist")
-  }
-  fileprivate static func outputIsInput(_ output: String, model: String) -> Self {
-    Self(
-      "output-refused",
-      "refusing to write '\(output)': it is or holds the input model folder '\(model)'")
-  }
-  fileprivate static func outputNotFolder(_ output: String) -> Self {
-    Self("output-refused", "'\(output)' exists and is not a folder")
-  }
-  fileprivate static func outputNotMerge(_ output: String) -> Self {
-    Self(
-      "output-refused",
-      "'\(output)' exists and is not a merge output (it has no mergekit_config.yml); remove it or choose another folder"
-    )
-  }
   static func doesNotFit(_ cost: MergeCost, maxMemory: Int) -> Self {
     Self(
       "over-memory-budget",

@@ -45,11 +45,63 @@ public enum FileSystem {
     return names.sorted()
   }
 
-  /// The whole contents of a small file (at most `limit` bytes).
+  /// Opens the regular file at `path` (a symbolic link to one is followed) for reading, and
+  /// returns its descriptor and size.
+  ///
+  /// Input files are hostile: a FIFO would block a plain `open` forever, and a device such as
+  /// `/dev/zero` would read without end. The file is opened without blocking and refused unless
+  /// it is a regular file.
+  public static func openRegularFile(_ path: String) throws(ModelError) -> (fd: Int32, size: Int) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+    guard fd >= 0 else {
+      let e = errno
+      if e == ENOENT, let target = linkTarget(path) {
+        throw .notRegularFile(
+          path: path, kind: "a symbolic link to '\(target)', which does not exist,")
+      }
+      throw .io(path: path, call: "open", errno: e)
+    }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else {
+      let e = errno
+      close(fd)
+      throw .io(path: path, call: "fstat", errno: e)
+    }
+    guard st.st_mode & S_IFMT == S_IFREG else {
+      close(fd)
+      throw .notRegularFile(path: path, kind: describeKind(st.st_mode))
+    }
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+    return (fd, Int(st.st_size))
+  }
+
+  /// Where the symbolic link at `path` points, if `path` is one.
+  static func linkTarget(_ path: String) -> String? {
+    var buffer = [CChar](repeating: 0, count: 4097)
+    let n = readlink(path, &buffer, 4096)
+    guard n >= 0 else { return nil }
+    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+
+  /// What a non-regular file is, for messages.
+  static func describeKind(_ mode: mode_t) -> String {
+    switch mode & S_IFMT {
+    case S_IFDIR: return "a folder"
+    case S_IFIFO: return "a FIFO"
+    case S_IFCHR: return "a character device"
+    case S_IFBLK: return "a block device"
+    case S_IFSOCK: return "a socket"
+    default: return "not a regular file"
+    }
+  }
+
+  /// The whole contents of a small regular file (at most `limit` bytes).
   public static func read(_ path: String, limit: Int = 64 << 20) throws(ModelError) -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw .io(path: path, call: "open", errno: errno) }
+    let (fd, size) = try openRegularFile(path)
     defer { close(fd) }
+    if size > limit {
+      throw .notAModel(path: path, reason: "the file is larger than \(limit) bytes")
+    }
     var result: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 1 << 16)
     while true {
@@ -114,9 +166,11 @@ extension FileSystem {
     }
   }
 
-  /// Copies the file at `source` to `destination`.
-  public static func copy(_ source: String, to destination: String) throws(ModelError) {
-    try write(destination, bytes: try read(source, limit: 1 << 30))
+  /// Copies the regular file at `source` (at most `limit` bytes) to `destination`.
+  public static func copy(_ source: String, to destination: String, limit: Int = 1 << 30)
+    throws(ModelError)
+  {
+    try write(destination, bytes: try read(source, limit: limit))
   }
 
   /// Removes `path` and everything under it; errors are ignored (used for cleanup only).

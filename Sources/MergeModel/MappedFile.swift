@@ -21,13 +21,8 @@ public final class MappedFile: @unchecked Sendable {
   /// - Throws: `ModelError.io` naming the failing call and errno.
   public init(path: String) throws(ModelError) {
     self.path = path
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw .io(path: path, call: "open", errno: errno) }
+    let (fd, size) = try FileSystem.openRegularFile(path)
     defer { close(fd) }
-    var st = stat()
-    let statResult = fstat(fd, &st)
-    guard statResult == 0 else { throw .io(path: path, call: "fstat", errno: errno) }
-    let size = Int(st.st_size)
     guard size > 0 else {
       bytes = UnsafeRawBufferPointer(start: nil, count: 0)
       return
@@ -63,8 +58,7 @@ public final class MappedFile: @unchecked Sendable {
   /// when that cannot be told.
   public static func cachedBytes(path: String, range: Range<Int>) -> Int {
     guard !range.isEmpty else { return 0 }
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return range.count }
+    guard let (fd, _) = try? FileSystem.openRegularFile(path) else { return range.count }
     defer { close(fd) }
     let page = Int(sysconf(Int32(_SC_PAGESIZE)))
     let start = range.lowerBound / page * page

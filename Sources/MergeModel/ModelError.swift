@@ -14,6 +14,10 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
   case badIndex(path: String, reason: String)
   /// A tensor is not in the model.
   case missingTensor(path: String, tensor: String)
+  /// An input path is not a regular file (a folder, a FIFO, a device).
+  case notRegularFile(path: String, kind: String)
+  /// The output folder cannot be written where it was asked for.
+  case outputRefused(path: String, reason: String)
 
   public var description: String {
     switch self {
@@ -27,6 +31,9 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
     case .badSafetensors(let path, nil, let reason): return "\(path): \(reason)"
     case .badIndex(let path, let reason): return "\(path): \(reason)"
     case .missingTensor(let path, let tensor): return "\(path): no tensor '\(tensor)'"
+    case .notRegularFile(let path, let kind):
+      return "'\(path)' is \(kind), not a regular file"
+    case .outputRefused(let path, let reason): return "cannot write '\(path)': \(reason)"
     }
   }
 }

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// A Hugging Face–style model folder: config.json, safetensors weights and side files.
 ///
 /// Opening a folder reads `config.json` and, for a sharded model, the index; no weights.
@@ -114,6 +122,29 @@ public struct ModelFolder: Sendable, Hashable {
   /// The side files present in the folder (tokenizer, generation config, chat template).
   public func sideFiles() -> [String] {
     ((try? FileSystem.contents(of: path)) ?? []).filter { Self.sideFileNames.contains($0) }
+  }
+
+  /// The largest side file copied into an output.
+  public static let sideFileLimit = 1 << 30
+
+  /// Why each side file that cannot be copied cannot (a dangling link, a folder or a FIFO in
+  /// its place, a file over ``sideFileLimit``), checked by opening it, without reading it.
+  public func sideFileProblems() -> [ModelError] {
+    var problems: [ModelError] = []
+    for name in sideFiles() {
+      let file = FileSystem.join(path, name)
+      do {
+        let (fd, size) = try FileSystem.openRegularFile(file)
+        close(fd)
+        if size > Self.sideFileLimit {
+          problems.append(
+            .notAModel(path: file, reason: "the file is larger than \(Self.sideFileLimit) bytes"))
+        }
+      } catch {
+        problems.append(error)
+      }
+    }
+    return problems
   }
 
   /// Opens every weights file and validates its header (no tensor data is read).

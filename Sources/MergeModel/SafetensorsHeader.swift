@@ -64,15 +64,8 @@ public struct SafetensorsHeader: Sendable, Hashable {
 
   /// Reads and validates the header of the file at `path` (the header only: no tensor data).
   public init(path: String) throws(ModelError) {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw .io(path: path, call: "open", errno: errno) }
+    let (fd, size) = try FileSystem.openRegularFile(path)
     defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0 else { throw .io(path: path, call: "fstat", errno: errno) }
-    guard st.st_mode & S_IFMT == S_IFREG else {
-      throw .badSafetensors(path: path, tensor: nil, reason: "not a regular file")
-    }
-    let size = Int(st.st_size)
     let prefix = try Self.pread(fd, path: path, count: min(8, size), offset: 0)
     try self.init(prefix: prefix, fileSize: size, path: path) { count, offset throws(ModelError) in
       try Self.pread(fd, path: path, count: count, offset: offset)

@@ -149,99 +149,6 @@ public struct ShardLayout: Sendable, Hashable {
   }
 }
 
-/// An output folder built beside its destination and moved into place only when complete.
-///
-/// Files are written into a hidden temporary folder next to the destination
-/// (`.NAME.partial-PID-N`). ``commit()`` renames it into place; a destination that already
-/// exists is moved aside first and removed only after the rename succeeds. Until then — after
-/// an error, ``discard()``, or if the process is killed — the destination is as it was.
-/// Leftover temporary folders of dead processes are removed the next time.
-public final class OutputFolder: Sendable {
-  /// The final path.
-  public let destination: String
-  /// The temporary folder being filled.
-  public let temporaryPath: String
-  private let state = Mutex<State>(.open)
-
-  private enum State { case open, committed, discarded }
-
-  private static let counter = Atomic<Int>(0)
-
-  /// Creates the temporary folder for `destination`.
-  public init(destination: String) throws(ModelError) {
-    var dest = destination
-    while dest.count > 1 && dest.hasSuffix("/") { dest.removeLast() }
-    self.destination = dest
-    let parent = FileSystem.directoryName(dest)
-    let name = String(dest.split(separator: "/").last ?? Substring(dest))
-    guard FileSystem.kind(of: parent) == .directory else { throw .notFound(path: parent) }
-    Self.removeStale(parent: parent, name: name)
-    let n = Self.counter.add(1, ordering: .relaxed).newValue
-    temporaryPath = FileSystem.join(parent, ".\(name).partial-\(getpid())-\(n)")
-    guard mkdir(temporaryPath, 0o755) == 0 else {
-      throw .io(path: temporaryPath, call: "mkdir", errno: errno)
-    }
-  }
-
-  deinit {
-    let s = state.withLock { $0 }
-    if case .open = s { FileSystem.removeTree(temporaryPath) }
-  }
-
-  /// The path of `name` inside the temporary folder.
-  public func path(of name: String) -> String { FileSystem.join(temporaryPath, name) }
-
-  /// Writes a small file into the folder.
-  public func write(_ name: String, bytes: [UInt8]) throws(ModelError) {
-    try FileSystem.write(path(of: name), bytes: bytes)
-  }
-
-  /// Moves the folder into place.
-  public func commit() throws(ModelError) {
-    try state.withLock { (s: inout State) throws(ModelError) in
-      guard case .open = s else { return }
-      var aside: String?
-      if FileSystem.kind(of: destination) != .missing {
-        let old = temporaryPath + ".old"
-        guard rename(destination, old) == 0 else {
-          throw .io(path: destination, call: "rename", errno: errno)
-        }
-        aside = old
-      }
-      guard rename(temporaryPath, destination) == 0 else {
-        let e = errno
-        if let aside { _ = rename(aside, destination) }
-        throw .io(path: destination, call: "rename", errno: e)
-      }
-      if let aside { FileSystem.removeTree(aside) }
-      s = .committed
-    }
-  }
-
-  /// Removes the temporary folder; the destination is untouched.
-  public func discard() {
-    state.withLock { s in
-      if case .open = s {
-        FileSystem.removeTree(temporaryPath)
-        s = .discarded
-      }
-    }
-  }
-
-  private static func removeStale(parent: String, name: String) {
-    let prefix = ".\(name).partial-"
-    for entry in (try? FileSystem.contents(of: parent)) ?? [] where entry.hasPrefix(prefix) {
-      let rest = entry.dropFirst(prefix.count)
-      guard let pidText = rest.split(separator: "-").first, let pid = Int32(pidText) else {
-        continue
-      }
-      if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH {
-        FileSystem.removeTree(FileSystem.join(parent, entry))
-      }
-    }
-  }
-}
-
 /// Writes safetensors shards whose headers are known up front: each file gets its header and
 /// its full size at once, then tensor data is written to its offsets by any number of threads
 /// (`pwrite`), so no shard is ever buffered in memory.
@@ -272,10 +179,11 @@ public final class SafetensorsWriter: Sendable {
         for f in opened { close(f) }
         throw error
       }
-      guard ftruncate(fd, off_t(shard.fileSize)) == 0 else {
-        let e = errno
+      do {
+        try Self.reserve(fd, bytes: shard.fileSize, path: p)
+      } catch {
         for f in opened { close(f) }
-        throw .io(path: p, call: "ftruncate", errno: e)
+        throw error
       }
     }
     self.fds = opened
@@ -316,6 +224,21 @@ public final class SafetensorsWriter: Sendable {
     }
   }
 
+  /// Gives the file its full size and, where the file system can, reserves its blocks now
+  /// (`fallocate`), so that a full disk fails the run before any tensor is computed rather
+  /// than after.
+  static func reserve(_ fd: Int32, bytes: Int, path: String) throws(ModelError) {
+    if fileAllocate(fd, 0, 0, off_t(bytes)) != 0 {
+      let e = errno
+      if e == ENOSPC || e == EFBIG || e == EDQUOT {
+        throw .io(path: path, call: "fallocate (\(bytes) bytes)", errno: e)
+      }
+    }
+    guard ftruncate(fd, off_t(bytes)) == 0 else {
+      throw .io(path: path, call: "ftruncate", errno: errno)
+    }
+  }
+
   static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], offset: Int, path: String) throws(ModelError)
   {
     let result = bytes.withUnsafeBytes { raw in
@@ -339,3 +262,8 @@ public final class SafetensorsWriter: Sendable {
     }
   }
 }
+
+/// `fallocate(2)` (Linux): no emulation by writing zeros where a file system lacks it, which
+/// `posix_fallocate` would do.
+@_silgen_name("fallocate")
+private func fileAllocate(_ fd: Int32, _ mode: Int32, _ offset: off_t, _ length: off_t) -> Int32

@@ -26,6 +26,10 @@ public struct RunOptions: Sendable {
   public var schedule = Schedule()
   /// Where to record what each tensor's computation allocated (nil: nowhere).
   public var footprints: FootprintLog?
+  /// Whether an existing merge output at the destination may be replaced (`--force`).
+  public var replaceExisting = false
+  /// Set by a signal handler to stop the run.
+  public var cancellation: Cancellation?
 
   /// Creates options.
   public init(
@@ -72,11 +76,14 @@ public enum RunError: Error, Sendable, CustomStringConvertible {
   case model(ModelError)
   /// A tensor could not be computed.
   case execution(ExecutionError)
+  /// The run was asked to stop (``Cancellation``), by `signal`.
+  case interrupted(signal: Int32)
 
   public var description: String {
     switch self {
     case .model(let e): return e.description
     case .execution(let e): return e.description
+    case .interrupted(let signal): return "interrupted by signal \(signal)"
     }
   }
 
@@ -85,100 +92,154 @@ public enum RunError: Error, Sendable, CustomStringConvertible {
   public func diagnostic(for merge: CompiledMerge, file: String) -> Diagnostic {
     switch self {
     case .model(let e):
-      return Diagnostic(.ioFailed(e), file: file)
+      // About an input or output file, not a place in the recipe.
+      return Diagnostic(.ioFailed(e))
     case .execution(let e):
       let origin = merge.plan.tensors.first { $0.name == e.tensor }?.origin
       return Diagnostic(.executionFailed(e), file: file, at: origin)
+    case .interrupted(let signal):
+      return Diagnostic(.interrupted(signal))
     }
   }
 }
 
 extension Diagnostic.Message {
   fileprivate static func ioFailed(_ error: ModelError) -> Self {
-    Self("io-failed", error.description)
+    if case .outputRefused = error { return Self("output-refused", error.description) }
+    return Self("io-failed", error.description)
   }
   fileprivate static func executionFailed(_ error: ExecutionError) -> Self {
     Self("execution-failed", error.description)
+  }
+  fileprivate static func interrupted(_ signal: Int32) -> Self {
+    let name = [2: "SIGINT", 15: "SIGTERM", 1: "SIGHUP"][signal] ?? "signal \(signal)"
+    return Self("interrupted", "interrupted by \(name); the output was not written")
   }
 }
 
 /// Runs a compiled merge: executes each tensor's graph, writes the output folder atomically.
 public enum MergeRunner {
   /// Runs `merge` into the model folder `output`.
+  ///
+  /// Everything that can be checked is checked before the first tensor: the output folder (not
+  /// inside an input, nothing there that is not a previous merge output, not locked by
+  /// another run) and the space its shards need.
   public static func run(_ merge: CompiledMerge, output: String, options: RunOptions)
     throws(RunError) -> RunSummary
   {
     let start = DispatchTime.now().uptimeNanoseconds
     releaseFreedMemory()
-    let plan = merge.plan
-    let graphs = merge.graphs
-    let layout = Self.layout(plan, options: options)
-    let specs = layout.shards.flatMap(\.tensors)
-    let specByName = Dictionary(specs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    let layout = Self.layout(merge.plan, options: options)
     let folder: OutputFolder
     let writer: SafetensorsWriter
     do {
-      folder = try OutputFolder(destination: output)
+      try requireOutsideInputs(output, merge.plan)
+      folder = try OutputFolder(
+        destination: output, existing: options.replaceExisting ? .replaceMergeOutput : .refuse)
       writer = try SafetensorsWriter(folder: folder, layout: layout)
     } catch {
       throw .model(error)
     }
-    let totalBytes = specs.reduce(0) { $0 + $1.byteCount }
+    do {
+      try computeTensors(merge, layout: layout, writer: writer, options: options, start: start)
+      try writer.finish()
+      for (name, content) in Self.sideFiles(
+        merge.plan, recipeText: merge.recipeText, seed: merge.seed, layout: layout)
+      {
+        switch content {
+        case .bytes(let bytes): try folder.write(name, bytes: bytes)
+        case .copy(let source):
+          try FileSystem.copy(source, to: folder.path(of: name), limit: ModelFolder.sideFileLimit)
+        }
+      }
+      try folder.commit()
+    } catch let error as RunError {
+      folder.discard()
+      throw error
+    } catch let error as ModelError {
+      folder.discard()
+      throw .model(error)
+    } catch {
+      folder.discard()
+      throw .execution(ExecutionError(tensor: "", reason: "\(error)"))
+    }
+    return RunSummary(
+      tensorCount: merge.graphs.count, shardCount: layout.shards.count,
+      bytesWritten: layout.totalFileSize,
+      seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+  }
+
+  /// Computes every tensor in processing order and writes it.
+  static func computeTensors(
+    _ merge: CompiledMerge, layout: ShardLayout, writer: SafetensorsWriter, options: RunOptions,
+    start: UInt64
+  ) throws(RunError) {
+    let (plan, graphs) = (merge.plan, merge.graphs)
+    let byteCounts = Dictionary(
+      layout.shards.flatMap(\.tensors).map { ($0.name, $0.byteCount) },
+      uniquingKeysWith: { a, _ in a })
+    let totalBytes = byteCounts.values.reduce(0, +)
     var bytesDone = 0
     let order = processingOrder(graphs, plan.models)
     for (step, index) in order.enumerated() {
+      if let signal = options.cancellation?.signal { throw .interrupted(signal: signal) }
       let graph = graphs[index]
       // Read the next tensor's inputs ahead while this one computes.
       if options.schedule.prefetch && step + 1 < order.count {
         advise(graphs[order[step + 1]].plan, plan.models, willNeed: true)
       }
-      do {
-        let executor = try TensorExecutor(
-          graph: graph, models: plan.models, threads: options.threads, cache: options.cache,
-          schedule: options.schedule)
-        let name = graph.plan.name
-        try executor.run { offset, bytes in
-          try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
-        }
-        options.footprints?.append(executor.footprint)
-        // Release the mapped input pages: resident memory stays at the working set.
-        advise(graph.plan, plan.models, willNeed: false)
-      } catch let e as ExecutionError {
-        folder.discard()
-        throw .execution(e)
-      } catch let e as ModelError {
-        folder.discard()
-        throw .model(e)
-      } catch {
-        folder.discard()
-        throw .execution(ExecutionError(tensor: graph.plan.name, reason: "\(error)"))
-      }
-      bytesDone += specByName[graph.plan.name]?.byteCount ?? 0
+      try compute(graph, plan: plan, writer: writer, options: options)
+      bytesDone += byteCounts[graph.plan.name] ?? 0
       options.progress?(
         RunProgress(
           tensorsDone: step + 1, tensorCount: graphs.count, bytesDone: bytesDone,
           totalBytes: totalBytes,
           elapsed: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
     }
+  }
+
+  /// Computes one tensor and writes it, then releases its input pages.
+  static func compute(
+    _ graph: TensorGraph, plan: MergePlan, writer: SafetensorsWriter, options: RunOptions
+  ) throws(RunError) {
     do {
-      try writer.finish()
-      for (name, content) in Self.sideFiles(
-        plan, recipeText: merge.recipeText, seed: merge.seed, layout: layout)
-      {
-        switch content {
-        case .bytes(let bytes): try folder.write(name, bytes: bytes)
-        case .copy(let source): try FileSystem.copy(source, to: folder.path(of: name))
-        }
+      let executor = try TensorExecutor(
+        graph: graph, models: plan.models, threads: options.threads, cache: options.cache,
+        schedule: options.schedule, cancellation: options.cancellation)
+      let name = graph.plan.name
+      try executor.run { offset, bytes in
+        try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
       }
-      try folder.commit()
+      options.footprints?.append(executor.footprint)
+      // Release the mapped input pages: resident memory stays at the working set.
+      advise(graph.plan, plan.models, willNeed: false)
+    } catch let e as ExecutionError {
+      throw .execution(e)
+    } catch let e as ModelError {
+      throw .model(e)
+    } catch let e as Interrupted {
+      throw .interrupted(signal: e.signal)
     } catch {
-      folder.discard()
-      throw .model(error)
+      throw .execution(ExecutionError(tensor: graph.plan.name, reason: "\(error)"))
     }
-    return RunSummary(
-      tensorCount: graphs.count, shardCount: layout.shards.count,
-      bytesWritten: layout.totalFileSize,
-      seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+  }
+
+  /// Throws unless `output` lies outside every input model's folder (and holds none).
+  static func requireOutsideInputs(_ output: String, _ plan: MergePlan) throws(ModelError) {
+    var trimmed = output
+    while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+    let parent = FileSystem.directoryName(trimmed)
+    guard let parentReal = FileSystem.realPath(parent) else { throw .notFound(path: parent) }
+    let name = trimmed.split(separator: "/").last.map(String.init) ?? trimmed
+    let target = FileSystem.join(parentReal, name)
+    for m in plan.models {
+      guard let input = FileSystem.realPath(m.path) else { continue }
+      if target == input || target.hasPrefix(input + "/") || input.hasPrefix(target + "/") {
+        throw .outputRefused(
+          path: output,
+          reason: "it is or holds the input model folder '\(m.reference.description)'")
+      }
+    }
   }
 }
 

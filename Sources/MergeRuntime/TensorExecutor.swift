@@ -41,12 +41,15 @@ struct TensorExecutor {
   let schedule: Schedule
   /// What this tensor's computation has allocated so far.
   let allocated: FootprintCounter
+  /// Asks the computation to stop between blocks.
+  let cancellation: Cancellation?
 
   init(
     graph: TensorGraph, models: [ResolvedModel], threads: Int, cache: ReductionCache? = nil,
-    schedule: Schedule = Schedule()
+    schedule: Schedule = Schedule(), cancellation: Cancellation? = nil
   ) throws(ExecutionError) {
     self.graph = graph
+    self.cancellation = cancellation
     self.models = models
     self.cache = cache
     self.threads = max(1, threads)
@@ -207,6 +210,10 @@ struct TensorExecutor {
       evaluator.prepare()
       while true {
         if failure.withLock({ $0 != nil }) { return }
+        if let signal = cancellation?.signal {
+          failure.withLock { if $0 == nil { $0 = Interrupted(signal: signal) } }
+          return
+        }
         let block = next.add(1, ordering: .relaxed).oldValue
         if block >= blocks.upperBound { return }
         do {

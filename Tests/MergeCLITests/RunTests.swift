@@ -38,9 +38,16 @@ import _TestSupport
       tokenizer
         == (try Data(
           contentsOf: URL(fileURLWithPath: Repository.tinyLlama + "/base/tokenizer.json"))))
-    // Running again over a previous output replaces it; the selections come from the cache.
-    let again = merge(
+    // Running again over a previous output needs --force; the selections come from the cache.
+    let refused = merge(
       "run", Repository.parity + "/recipes/ties_bf16.yml", out, "--cache", cache.path)
+    #expect(refused.status == 1)
+    #expect(
+      refused.err
+        == "error: cannot write '\(out)': it holds a previous merge output; pass --force to replace it\n"
+    )
+    let again = merge(
+      "run", Repository.parity + "/recipes/ties_bf16.yml", out, "--cache", cache.path, "--force")
     #expect(again.status == 0)
     #expect(again.out.hasSuffix("(cached reductions: 78 of 78)\n"))
     #expect(result.out.hasSuffix("(cached reductions: 0 of 78)\n"))
@@ -57,9 +64,9 @@ import _TestSupport
     let inside = merge("run", recipe, dir.path + "/models/ft0", "--no-cache")
     #expect(inside.status == 1)
     #expect(
-      inside.err.contains(
-        "refusing to write '\(dir.path)/models/ft0': it is or holds the input model folder 'models/ft0'"
-      ))
+      inside.err
+        == "error: cannot write '\(dir.path)/models/ft0': it is or holds the input model folder 'models/ft0'\n"
+    )
     let within = merge("run", recipe, dir.path + "/models/ft0/sub", "--no-cache")
     #expect(within.status == 1)
     dir.write("precious/notes.txt", "keep me")
@@ -97,7 +104,7 @@ import _TestSupport
       process.executableURL = URL(fileURLWithPath: exe)
       process.arguments = [
         "run", Repository.parity + "/recipes/ties.yml", out, "--quiet", "--no-cache",
-        "--threads", "1",
+        "--threads", "1", "--force",
       ]
       process.standardOutput = FileHandle.nullDevice
       process.standardError = FileHandle.nullDevice
@@ -126,7 +133,9 @@ import _TestSupport
         #expect(!FileManager.default.fileExists(atPath: out))
       }
       // The next run clears the dead run's leftovers and succeeds.
-      #expect(merge("run", Repository.parity + "/recipes/ties.yml", out, "--no-cache").status == 0)
+      #expect(
+        merge("run", Repository.parity + "/recipes/ties.yml", out, "--no-cache", "--force").status
+          == 0)
       #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["out"])
       try FileManager.default.removeItem(atPath: out)
     }

@@ -119,24 +119,30 @@ func writeModel(_ tensors: [(TensorSpec, [UInt8])], to destination: String, shar
     #expect(result.stdout == expected.joined(separator: "\n") + "\n")
   }
 
-  @Test("an output folder appears only on commit, and replaces the old one then")
+  @Test("an output folder appears only on commit, and replaces a previous output only if asked")
   func atomicFolder() throws {
     let dir = TemporaryDirectory()
     let destination = dir.path + "/out"
-    dir.write("out/old.txt", "old")
+    dir.write("out/mergekit_config.yml", "old")
+    #expect(throws: ModelError.self) { try OutputFolder(destination: destination) }
     do {
-      let folder = try OutputFolder(destination: destination)
+      let folder = try OutputFolder(destination: destination, existing: .replaceMergeOutput)
       try folder.write("new.txt", bytes: Array("new".utf8))
-      #expect(FileManager.default.fileExists(atPath: destination + "/old.txt"))
+      #expect(FileManager.default.fileExists(atPath: destination + "/mergekit_config.yml"))
       folder.discard()
     }
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["out"])
-    #expect(FileManager.default.fileExists(atPath: destination + "/old.txt"))
-    let folder = try OutputFolder(destination: destination)
+    #expect(FileManager.default.fileExists(atPath: destination + "/mergekit_config.yml"))
+    let folder = try OutputFolder(destination: destination, existing: .replaceMergeOutput)
     try folder.write("new.txt", bytes: Array("new".utf8))
     try folder.commit()
     #expect(try FileManager.default.contentsOfDirectory(atPath: destination) == ["new.txt"])
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["out"])
+    // A folder that is not a merge output is never replaced, even when asked.
+    dir.write("mine/notes.txt", "keep")
+    #expect(throws: ModelError.self) {
+      try OutputFolder(destination: dir.path + "/mine", existing: .replaceMergeOutput)
+    }
   }
 
   @Test("a folder abandoned without commit is removed, and a dead process's leftovers too")
@@ -150,8 +156,8 @@ func writeModel(_ tensors: [(TensorSpec, [UInt8])], to destination: String, shar
     // A leftover of a process that no longer exists (pid 2^22 + 1 is above Linux's pid_max).
     dir.write(".out.partial-4194305-1/model.safetensors", "x")
     let folder = try OutputFolder(destination: dir.path + "/out")
-    let names = try FileManager.default.contentsOfDirectory(atPath: dir.path)
-    #expect(names == [(folder.temporaryPath as NSString).lastPathComponent])
+    let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+    #expect(names == [".out.lock", (folder.temporaryPath as NSString).lastPathComponent])
   }
 
   @Test("sharded indexes that name missing shards or are not weight maps are rejected")

@@ -82,6 +82,13 @@ public struct Resolver {
     }
     let slices = self.slices(report: report)
     guard !bag.hasErrors, !slices.isEmpty else { return nil }
+    // The output takes the first model's (the base's) side files: each must be copyable.
+    if let donor = models.first {
+      for problem in donor.folder.sideFileProblems() {
+        bag.report(.unusableSideFile(problem), at: donor.reference.range)
+      }
+      if bag.hasErrors { return nil }
+    }
     let (tensors, layerSources) = tensorPlans(slices)
     return MergePlan(
       method: method, models: models, tensors: tensors, outputLayerCount: layerSources.count,
@@ -344,6 +351,10 @@ extension Diagnostic.Message {
   }
   fileprivate static let modulesUnsupported = Self(
     "not-implemented", "'modules' (multi-module merges) are not supported yet")
+  fileprivate static func unusableSideFile(_ error: ModelError) -> Self {
+    Self(
+      "unusable-side-file", "the output copies this model's tokenizer files: \(error.description)")
+  }
   fileprivate static func unavailableModel(_ model: String) -> Self {
     Self("unavailable-model", "model '\(model)' could not be opened")
   }

@@ -1,0 +1,22 @@
+#ifndef MERGE_SUPPORT_H
+#define MERGE_SUPPORT_H
+
+/// Cleanup after a fatal signal, for what Swift cannot do in a signal handler.
+///
+/// A run writes its output into a hidden folder beside the destination. When the process dies
+/// of a fatal signal — SIGBUS when an input file is truncated under its memory mapping, or a
+/// crash — the handler installed here removes that folder (flat: it holds only files) and the
+/// run's lock file with async-signal-safe calls only, says why on standard error, and lets the
+/// signal take its default action.
+
+/// Installs the handlers for SIGBUS, SIGSEGV, SIGILL, SIGFPE, SIGTRAP and SIGABRT.
+void merge_fatal_install(void);
+
+/// Records the folder and lock file to remove if the process dies (NULL: nothing). The paths
+/// are copied; later calls replace earlier ones.
+void merge_fatal_register(const char *partial_folder, const char *lock_file);
+
+/// Forgets the registered paths (the output was committed or discarded).
+void merge_fatal_unregister(void);
+
+#endif

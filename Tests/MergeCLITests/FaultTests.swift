@@ -1,0 +1,240 @@
+import Foundation
+import Testing
+import _TestSupport
+
+/// Faults injected into real `merge` processes.
+///
+/// Signals mid-write, an input truncated under its mapping, a full disk, FIFOs and devices where
+/// files belong: each leaves nothing behind and says what happened.
+@Suite struct FaultTests {
+  /// A workspace with its own copies of the tiny models (so that tests may damage them) and a
+  /// TIES recipe over them.
+  final class Workspace: Sendable {
+    let directory = TemporaryDirectory()
+    var path: String { directory.path }
+    var recipe: String { path + "/ties.yml" }
+
+    init() throws {
+      for model in ["base", "ft0", "ft1", "ft2"] {
+        try FileManager.default.copyItem(
+          atPath: Repository.tinyLlama + "/" + model, toPath: path + "/models/" + model)
+      }
+      directory.write(
+        "ties.yml",
+        """
+        merge_method: ties
+        base_model: models/base
+        models:
+          - {model: models/ft0, parameters: {weight: 1, density: 0.5}}
+          - {model: models/ft1, parameters: {weight: 0.5, density: 0.7}}
+          - {model: models/ft2, parameters: {weight: 0.5, density: 0.3}}
+        """)
+    }
+
+    /// The names in the workspace besides the models and the recipe.
+    func leftovers() throws -> [String] {
+      try FileManager.default.contentsOfDirectory(atPath: path).filter {
+        $0 != "models" && $0 != "ties.yml"
+      }.sorted()
+    }
+  }
+
+  /// Starts `merge` with `arguments`, its output discarded but for standard error.
+  static func start(_ arguments: [String], shell: String? = nil) throws -> (Process, Pipe) {
+    let process = Process()
+    let err = Pipe()
+    if let shell {
+      process.executableURL = URL(fileURLWithPath: "/bin/bash")
+      process.arguments =
+        ["-c", shell + " \"$@\"", "merge", Repository.mergeExecutable] + arguments
+    } else {
+      process.executableURL = URL(fileURLWithPath: Repository.mergeExecutable)
+      process.arguments = arguments
+    }
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = err
+    try process.run()
+    return (process, err)
+  }
+
+  /// Waits up to `seconds` for `condition`, polling every half millisecond.
+  static func wait(seconds: Double, until condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+      if try condition() { return true }
+      usleep(500)
+    }
+    return false
+  }
+
+  /// Whether the hidden output folder of `out` exists in `dir`, holding its shard.
+  static func writing(_ dir: String) throws -> Bool {
+    try FileManager.default.contentsOfDirectory(atPath: dir).contains {
+      $0.hasPrefix(".out.partial-")
+        && FileManager.default.fileExists(atPath: dir + "/" + $0 + "/model.safetensors")
+    }
+  }
+
+  @Test(
+    "SIGINT or SIGTERM mid-write stops the run, removes its hidden folder and lock, exit 128+N",
+    arguments: [SIGINT, SIGTERM])
+  func interrupt(_ signal: Int32) throws {
+    let workspace = try Workspace()
+    let (process, err) = try Self.start([
+      "run", workspace.recipe, workspace.path + "/out", "--no-cache", "--threads", "1",
+    ])
+    #expect(try Self.wait(seconds: 20) { try Self.writing(workspace.path) })
+    kill(process.processIdentifier, signal)
+    process.waitUntilExit()
+    let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(process.terminationReason == .exit)
+    #expect(process.terminationStatus == 128 + signal, "\(message)")
+    let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
+    #expect(message == "error: interrupted by \(name); the output was not written\n")
+    #expect(try workspace.leftovers() == [])
+  }
+
+  @Test("an input truncated under its mapping: a clear error, exit 1, nothing left behind")
+  func truncatedInput() throws {
+    let workspace = try Workspace()
+    let input = workspace.path + "/models/ft1/model.safetensors"
+    let (process, err) = try Self.start([
+      "run", workspace.recipe, workspace.path + "/out", "--no-cache", "--threads", "1",
+    ])
+    // Truncate the file as soon as the run has mapped it (and before it has read it all).
+    let mapped = Self.wait(seconds: 20) {
+      let maps =
+        (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/maps", encoding: .utf8))
+        ?? ""
+      return maps.contains(input)
+    }
+    #expect(mapped)
+    truncate(input, 4096)
+    process.waitUntilExit()
+    let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(process.terminationReason == .exit)
+    #expect(process.terminationStatus == 1, "\(message)")
+    #expect(message.contains("truncated"), "\(message)")
+    #expect(try workspace.leftovers() == [])
+  }
+
+  @Test("a full disk (a 100 KB file-size limit) fails before any tensor, leaving nothing")
+  func fullDisk() throws {
+    let workspace = try Workspace()
+    let (process, err) = try Self.start(
+      ["run", workspace.recipe, workspace.path + "/out", "--no-cache"], shell: "ulimit -f 100; exec"
+    )
+    process.waitUntilExit()
+    let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(process.terminationReason == .exit)
+    #expect(process.terminationStatus == 1, "\(message)")
+    #expect(message.contains("fallocate"), "\(message)")
+    #expect(message.contains("File too large"), "\(message)")
+    #expect(try workspace.leftovers() == [])
+  }
+
+  @Test("'.' and '' are not output folders: refused before any work")
+  func outputNames() throws {
+    let workspace = try Workspace()
+    for output in [".", ""] {
+      let result = try runProcess(
+        Repository.mergeExecutable, ["run", workspace.recipe, output, "--no-cache"],
+        currentDirectory: workspace.path)
+      #expect(result.status == 1)
+      #expect(result.stderr.contains("is not the name of a folder to create"), "\(result.stderr)")
+    }
+    #expect(try workspace.leftovers() == [])
+  }
+
+  @Test("FIFOs and devices where files belong are refused at once, never read")
+  func specialFiles() throws {
+    let workspace = try Workspace()
+    let base = workspace.path + "/models/base"
+    // The donor's tokenizer as a FIFO, then as /dev/zero, then dangling, then a folder.
+    try FileManager.default.removeItem(atPath: base + "/tokenizer.json")
+    #expect(mkfifo(base + "/tokenizer.json", 0o644) == 0)
+    var check = try runProcess(Repository.mergeExecutable, ["check", workspace.recipe])
+    #expect(check.status == 1)
+    #expect(
+      check.stderr.contains("tokenizer.json' is a FIFO, not a regular file"), "\(check.stderr)")
+    for (target, kind) in [
+      ("/dev/zero", "a character device"),
+      ("/nonexistent", "a symbolic link to '/nonexistent', which does not exist"),
+    ] {
+      try FileManager.default.removeItem(atPath: base + "/tokenizer.json")
+      try FileManager.default.createSymbolicLink(
+        atPath: base + "/tokenizer.json", withDestinationPath: target)
+      check = try runProcess(Repository.mergeExecutable, ["check", workspace.recipe])
+      #expect(check.status == 1)
+      #expect(check.stderr.contains("tokenizer.json"), "\(check.stderr)")
+      #expect(check.stderr.contains(kind), "\(check.stderr)")
+    }
+    try FileManager.default.removeItem(atPath: base + "/tokenizer.json")
+    try FileManager.default.createDirectory(
+      atPath: base + "/tokenizer.json", withIntermediateDirectories: false)
+    check = try runProcess(Repository.mergeExecutable, ["check", workspace.recipe])
+    #expect(check.status == 1)
+    #expect(check.stderr.contains("tokenizer.json' is a folder"), "\(check.stderr)")
+    // config.json as a FIFO: check answers (an error) instead of waiting for a writer.
+    try FileManager.default.removeItem(atPath: base + "/tokenizer.json")
+    let config = workspace.path + "/models/ft0/config.json"
+    try FileManager.default.removeItem(atPath: config)
+    #expect(mkfifo(config, 0o644) == 0)
+    let (process, _) = try Self.start(["check", workspace.recipe])
+    let finished = Self.wait(seconds: 20) { !process.isRunning }
+    if !finished { process.terminate() }
+    #expect(finished)
+    #expect(process.terminationStatus == 1)
+  }
+
+  @Test("a FIFO in the cache folder is a cache miss, not a hang")
+  func fifoCacheEntry() throws {
+    let workspace = try Workspace()
+    let cache = workspace.path + "/cache"
+    var result = try runProcess(
+      Repository.mergeExecutable,
+      ["run", workspace.recipe, workspace.path + "/a", "--cache", cache])
+    #expect(result.status == 0)
+    let entries = try FileManager.default.contentsOfDirectory(atPath: cache).filter {
+      !$0.hasPrefix(".")
+    }
+    for entry in entries {
+      try FileManager.default.removeItem(atPath: cache + "/" + entry)
+      #expect(mkfifo(cache + "/" + entry, 0o644) == 0)
+    }
+    let (process, _) = try Self.start(
+      ["run", workspace.recipe, workspace.path + "/b", "--cache", cache])
+    let finished = Self.wait(seconds: 30) { !process.isRunning }
+    if !finished { process.terminate() }
+    #expect(finished)
+    #expect(process.terminationStatus == 0)
+    result = try runProcess(
+      "/usr/bin/cmp",
+      [
+        workspace.path + "/a/model.safetensors", workspace.path + "/b/model.safetensors",
+      ])
+    #expect(result.status == 0)
+  }
+
+  @Test(
+    "commit makes every file durable and renames without replacing anything (strace)",
+    .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"), "needs strace"))
+  func durability() throws {
+    let workspace = try Workspace()
+    let log = workspace.path + "/strace.log"
+    for force in [false, true] {
+      let result = try runProcess(
+        "/usr/bin/strace",
+        [
+          "-f", "-e", "trace=fsync,renameat2,rename", "-o", log, Repository.mergeExecutable, "run",
+          workspace.recipe, workspace.path + "/out", "--no-cache",
+        ] + (force ? ["--force"] : []))
+      #expect(result.status == 0, "\(result.stderr)")
+      let calls = try String(contentsOfFile: log, encoding: .utf8)
+      // The shard, the side files and the folder, then the parent after the rename.
+      #expect(calls.components(separatedBy: "fsync(").count - 1 >= 6, "\(calls)")
+      #expect(calls.contains(force ? "RENAME_EXCHANGE" : "RENAME_NOREPLACE"), "\(calls)")
+      try FileManager.default.removeItem(atPath: log)
+    }
+  }
+}
