@@ -34,7 +34,8 @@ enum CommonOption {
     parse: positiveByteCount)
   static let cache = Option.option(
     "cache", value: "dir",
-    help: "Where reduction results and calibration are kept (default: ~/.cache/merge).")
+    help: "Where reduction results and calibration are kept (default: ~/.cache/merge).",
+    expected: "name a folder", parse: { $0.isEmpty ? nil : $0 })
   static let noCache = Option.flag(
     "no-cache", help: "Use no cache folder: recompute every reduction, keep nothing.")
 

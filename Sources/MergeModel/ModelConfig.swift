@@ -32,10 +32,10 @@ public struct ModelConfig: Sendable, Hashable {
 
   /// Where the layer count lives: the key, and `text_config` when it is nested there.
   public var layerCountPath: (nested: String?, key: String)? {
-    for key in Self.layerCountKeys where json[key]?.intValue != nil { return (nil, key) }
+    for key in Self.layerCountKeys where json[key] != nil { return (nil, key) }
     for nested in ["text_config", "llm_config"] {
       guard let inner = json[nested] else { continue }
-      for key in Self.layerCountKeys where inner[key]?.intValue != nil { return (nested, key) }
+      for key in Self.layerCountKeys where inner[key] != nil { return (nested, key) }
     }
     return nil
   }

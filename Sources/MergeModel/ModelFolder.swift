@@ -147,6 +147,42 @@ public struct ModelFolder: Sendable, Hashable {
     return problems
   }
 
+  /// The model's layer count: config.json's, which must agree with the layers its tensors
+  /// name; the tensors' when config.json gives none.
+  ///
+  /// - Throws: `ModelError.badConfig` for a layer count outside 0...``TensorNaming/layerLimit``
+  ///   or one the tensors contradict (layers would be dropped, or invented);
+  ///   `ModelError.badSafetensors` for a tensor named for a layer past the limit.
+  public func layerCount(weights: ModelWeights) throws(ModelError) -> Int {
+    let limit = TensorNaming.layerLimit
+    for t in weights.tensors {
+      guard let part = TensorNaming.layerComponent(of: t.name),
+        TensorNaming.layerIndex(of: t.name) == nil
+      else { continue }
+      throw .badSafetensors(
+        path: weights.file(for: t.name)?.path ?? path, tensor: t.name,
+        reason: "it names layer \(part); merge handles at most \(limit) layers")
+    }
+    let named = TensorNaming.layerCount(of: weights.tensors.map(\.name))
+    let configPath = FileSystem.join(path, "config.json")
+    guard let (_, key) = config.layerCountPath else { return named }
+    guard let count = config.layerCount else {
+      throw .badConfig(path: configPath, reason: "\(key) is not an integer")
+    }
+    guard (0...limit).contains(count) else {
+      throw .badConfig(
+        path: configPath, reason: "\(key) is \(count); a layer count is from 0 to \(limit)")
+    }
+    if named > 0 && count != named {
+      throw .badConfig(
+        path: configPath,
+        reason:
+          "\(key) is \(count), but the tensors hold layers 0 to \(named - 1); merging would \(count < named ? "drop layers" : "invent layers")"
+      )
+    }
+    return count
+  }
+
   /// Opens every weights file and validates its header (no tensor data is read).
   public func openWeights() throws(ModelError) -> ModelWeights {
     var files: [SafetensorsFile] = []
@@ -177,7 +213,15 @@ public struct ModelWeights: Sendable {
       let shardName = file.path.split(separator: "/").last.map(String.init) ?? file.path
       for t in file.header.tensors.sorted(by: { $0.dataRange.lowerBound < $1.dataRange.lowerBound })
       {
-        if let map = weightMap, map[t.name] != shardName { continue }
+        if let map = weightMap {
+          guard let listed = map[t.name] else {
+            // Reading only what the index lists would silently drop this tensor.
+            throw .badIndex(
+              path: indexPath,
+              reason: "it does not list tensor '\(t.name)', which \(shardName) holds")
+          }
+          if listed != shardName { continue }
+        }
         if let j = location[t.name] {
           throw .badSafetensors(
             path: file.path, tensor: t.name, reason: "the tensor is also in \(files[j].path)")

@@ -11,17 +11,26 @@ public enum TensorRole: Sendable, Hashable {
 /// The naming rules that map tensor names to layers, for Llama, Mistral, Qwen2/3, Gemma,
 /// Phi-3 and GPT-2 style checkpoints and anything named like them.
 public enum TensorNaming {
-  /// The layer index of `name`: the first `.N.` component (`model.layers.12.mlp…`,
-  /// `transformer.h.3.attn…`, `blocks.7.…`), as mergekit's inferred architectures use.
-  public static func layerIndex(of name: String) -> Int? {
+  /// The most layers a model may have (the largest models have a few hundred).
+  public static let layerLimit = 10_000
+
+  /// The component of `name` that numbers its layer: the first all-digit `.N.` component
+  /// (`model.layers.12.mlp…`, `transformer.h.3.attn…`, `blocks.7.…`), as mergekit's inferred
+  /// architectures read it.
+  public static func layerComponent(of name: String) -> Substring? {
     let parts = name.split(separator: ".", omittingEmptySubsequences: false)
     guard parts.count >= 3 else { return nil }
-    for part in parts.dropFirst().dropLast() {
-      if !part.isEmpty, part.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(part) {
-        return n
-      }
+    return parts.dropFirst().dropLast().first {
+      !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber }
     }
-    return nil
+  }
+
+  /// The layer index of `name` (its ``layerComponent(of:)``), or nil when it has none or the
+  /// number is not below ``layerLimit`` (the checker reports such a name).
+  public static func layerIndex(of name: String) -> Int? {
+    guard let part = layerComponent(of: name), part.count <= 9, let n = Int(part), n < layerLimit
+    else { return nil }
+    return n
   }
 
   /// Names (or name endings) of tensors that come after the layers.

@@ -14,28 +14,37 @@ import Synchronization
 /// and L1 norms — in memory within a run and on disk across runs.
 ///
 /// Entries are content-addressed: the key describes the reduction and everything it reads
-/// (operation, parameters, and for each input the file's path, size, modification time and
-/// position of the tensor's data), so a changed input, density or seed is a different entry,
-/// while a changed weight or λ (which no reduction reads) finds the entries of the last run.
-/// Files are written to a temporary name and renamed, so a reader never sees half an entry;
-/// an unreadable entry is recomputed.
+/// (operation, parameters, and for each input the file's device, inode, size, modification and
+/// change times in nanoseconds and the position of the tensor's data — what cannot be made to
+/// match again cheaply once a file is rewritten), so a changed input, density or seed is a
+/// different entry, while a changed weight or λ (which no reduction reads) finds the entries of
+/// the last run.
+///
+/// An entry is not trusted for its name: it holds its own key, the kind of result, the tensor's
+/// element count and a checksum, all checked on reading; an entry that fails any check (copied
+/// over another, damaged, short) is a miss and is recomputed. Files are written to a temporary
+/// name and renamed, so a reader never sees half an entry.
 public final class ReductionCache: Sendable {
   /// The folder on disk, or nil for memory only.
   public let directory: String?
   private let memory = Mutex<[String: CachedReduction]>([:])
   private let counters = Mutex<(hits: Int, misses: Int)>((0, 0))
 
-  /// A cache in `directory` (created if missing), or in memory only.
+  /// A cache in `directory` (created if missing), or in memory only; an empty path is none.
   public init(directory: String?) {
-    self.directory = directory
-    if let directory { try? FileSystem.makeDirectories(directory) }
+    self.directory = directory.flatMap { $0.isEmpty ? nil : $0 }
+    if let directory = self.directory { try? FileSystem.makeDirectories(directory) }
   }
 
-  /// The default folder: `$MERGE_CACHE_DIR`, else `$XDG_CACHE_HOME/merge`, else `~/.cache/merge`.
+  /// The default folder: `$MERGE_CACHE_DIR`, else `$XDG_CACHE_HOME/merge`, else
+  /// `~/.cache/merge`; empty variables count as unset (as the XDG specification says).
   public static var defaultDirectory: String? {
-    if let d = FileSystem.environment("MERGE_CACHE_DIR") { return d }
-    if let d = FileSystem.environment("XDG_CACHE_HOME") { return d + "/merge" }
-    if let home = FileSystem.environment("HOME") {
+    func variable(_ name: String) -> String? {
+      FileSystem.environment(name).flatMap { $0.isEmpty ? nil : $0 }
+    }
+    if let d = variable("MERGE_CACHE_DIR") { return d }
+    if let d = variable("XDG_CACHE_HOME") { return d + "/merge" }
+    if let home = variable("HOME") {
       _ = mkdir(home + "/.cache", 0o755)
       return home + "/.cache/merge"
     }
@@ -45,22 +54,20 @@ public final class ReductionCache: Sendable {
   /// Hits and misses so far.
   public var statistics: (hits: Int, misses: Int) { counters.withLock { $0 } }
 
-  func lookup(_ key: String) -> CachedReduction? {
-    if let hit = memory.withLock({ $0[key] }) {
-      counters.withLock { $0.hits += 1 }
-      return hit
-    }
-    if let directory, let bytes = try? FileSystem.read(directory + "/" + key, limit: 1 << 31),
-      let value = CachedReduction(bytes: bytes)
+  /// The entry for `key`, if there is a sound one for a tensor of `elements` elements.
+  func lookup(_ key: String, elements: Int) -> CachedReduction? {
+    var found = memory.withLock { $0[key] }
+    if found == nil, let directory,
+      let bytes = try? FileSystem.read(directory + "/" + key, limit: 1 << 31)
     {
-      counters.withLock { $0.hits += 1 }
-      return value
+      found = CachedReduction(bytes: bytes, key: key, elements: elements)
     }
-    counters.withLock { $0.misses += 1 }
-    return nil
+    counters.withLock { if found == nil { $0.misses += 1 } else { $0.hits += 1 } }
+    return found
   }
 
-  func store(_ key: String, _ value: CachedReduction) {
+  /// Keeps `value`, the result for a tensor of `elements` elements, under `key`.
+  func store(_ key: String, _ value: CachedReduction, elements: Int) {
     // With a folder, entries live on disk only, so memory does not grow with the model.
     guard let directory else {
       memory.withLock { $0[key] = value }
@@ -68,8 +75,11 @@ public final class ReductionCache: Sendable {
     }
     let temporary = directory + "/." + key + ".\(getpid())"
     do {
-      try FileSystem.write(temporary, bytes: value.bytes)
-      rename(temporary, directory + "/" + key)
+      try FileSystem.write(temporary, bytes: value.bytes(key: key, elements: elements))
+      guard rename(temporary, directory + "/" + key) == 0 else {
+        unlink(temporary)
+        return
+      }
     } catch {
       unlink(temporary)
     }
@@ -77,17 +87,24 @@ public final class ReductionCache: Sendable {
 }
 
 /// A cached reduction result.
+///
+/// On disk (version 3): `MRGC3`, the key's length (u32) and bytes, the element count (u64), the
+/// kind (u8) and its payload, then an FNV-1a checksum (u64) of everything before it; integers
+/// little-endian.
 enum CachedReduction: Sendable {
   case cut(Cut)
   case scalar(Double)
 
-  private static let magic: [UInt8] = Array("MRGC2".utf8)
+  private static let magic: [UInt8] = Array("MRGC3".utf8)
 
-  var bytes: [UInt8] {
+  func bytes(key: String, elements: Int) -> [UInt8] {
     var out = Self.magic
-    func put(_ v: UInt64) {
-      for k in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(k)))) }
+    func put(_ v: UInt64, _ width: Int = 8) {
+      for k in 0..<width { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(k)))) }
     }
+    put(UInt64(key.utf8.count), 4)
+    out += Array(key.utf8)
+    put(UInt64(elements))
     switch self {
     case .scalar(let d):
       out.append(0)
@@ -109,48 +126,89 @@ enum CachedReduction: Sendable {
         for w in bits.words { put(w) }
       }
     }
+    put(Self.checksum(out[...]))
     return out
   }
 
-  init?(bytes: [UInt8]) {
-    guard bytes.count >= 6, Array(bytes[0..<5]) == Self.magic else { return nil }
-    var i = 6
-    func get() -> UInt64? {
-      guard i + 8 <= bytes.count else { return nil }
-      var v: UInt64 = 0
-      for k in 0..<8 { v |= UInt64(bytes[i + k]) << (8 * UInt64(k)) }
-      i += 8
-      return v
-    }
-    switch bytes[5] {
-    case 0:
-      guard let v = get() else { return nil }
-      self = .scalar(Double(bitPattern: v))
-    case 1: self = .cut(Cut(kind: .nothing))
-    case 2: self = .cut(Cut(kind: .everything))
+  /// Decodes an entry, or nil unless it is whole, sound, and for `key` and `elements`.
+  init?(bytes: [UInt8], key: String, elements: Int) {
+    guard bytes.count >= Self.magic.count + 12, bytes.starts(with: Self.magic) else { return nil }
+    let body = bytes.dropLast(8)
+    var reader = ByteReader(bytes: bytes, position: body.endIndex)
+    guard reader.integer() == Self.checksum(body) else { return nil }
+    reader = ByteReader(bytes: Array(body), position: Self.magic.count)
+    guard let keyLength = reader.integer(4), let keyBytes = reader.take(Int(keyLength)),
+      keyBytes == Array(key.utf8), reader.integer() == UInt64(elements),
+      let value = Self.payload(&reader, elements: elements), reader.atEnd
+    else { return nil }
+    self = value
+  }
+
+  private static func payload(_ reader: inout ByteReader, elements: Int) -> CachedReduction? {
+    switch reader.byte() {
+    case 0: return reader.integer().map { .scalar(Double(bitPattern: $0)) }
+    case 1: return .cut(Cut(kind: .nothing))
+    case 2: return .cut(Cut(kind: .everything))
     case 3:
-      guard let t = get(), i + 2 <= bytes.count else { return nil }
-      self = .cut(
+      guard let t = reader.integer(), let ties = reader.byte(), let descending = reader.byte()
+      else { return nil }
+      return .cut(
         Cut(
           kind: .threshold(
-            UInt32(truncatingIfNeeded: t), ties: bytes[i] != 0, descending: bytes[i + 1] != 0)))
+            UInt32(truncatingIfNeeded: t), ties: ties != 0, descending: descending != 0)))
     case 4:
-      guard let t = get(), i < bytes.count else { return nil }
-      let descending = bytes[i] != 0
-      i += 1
-      guard let n = get(), n < 1 << 40 else { return nil }
+      // The ties are a bitset over every element of the tensor.
+      guard let t = reader.integer(), let descending = reader.byte(), let n = reader.integer(),
+        n == UInt64((elements + 63) / 64)
+      else { return nil }
       var words: [UInt64] = []
       words.reserveCapacity(Int(n))
       for _ in 0..<n {
-        guard let w = get() else { return nil }
+        guard let w = reader.integer() else { return nil }
         words.append(w)
       }
-      self = .cut(
+      return .cut(
         Cut(
           kind: .thresholdWithTies(
-            UInt32(truncatingIfNeeded: t), descending: descending, ties: Bitset(words: words))))
+            UInt32(truncatingIfNeeded: t), descending: descending != 0, ties: Bitset(words: words)))
+      )
     default: return nil
     }
+  }
+
+  /// FNV-1a, 64 bits.
+  static func checksum(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+    return h
+  }
+}
+
+/// Reads little-endian integers from bytes, nil past the end.
+private struct ByteReader {
+  let bytes: [UInt8]
+  var position: Int
+
+  var atEnd: Bool { position == bytes.count }
+
+  mutating func byte() -> UInt8? {
+    guard position < bytes.count else { return nil }
+    defer { position += 1 }
+    return bytes[position]
+  }
+
+  mutating func integer(_ width: Int = 8) -> UInt64? {
+    guard position + width <= bytes.count else { return nil }
+    var v: UInt64 = 0
+    for k in 0..<width { v |= UInt64(bytes[position + k]) << (8 * UInt64(k)) }
+    position += width
+    return v
+  }
+
+  mutating func take(_ count: Int) -> [UInt8]? {
+    guard count >= 0, position + count <= bytes.count else { return nil }
+    defer { position += count }
+    return Array(bytes[position..<position + count])
   }
 }
 
@@ -170,11 +228,11 @@ extension ReductionCache {
   static func key(_ id: NodeID, graph: TensorGraph, models: [ResolvedModel]) -> String {
     key(id, graph: graph) { input in
       let file = models[input.model].weights.file(for: input.tensor)
-      let path = file?.path ?? ""
       let offset = (file?.header.dataOffset ?? 0) + input.info.dataRange.lowerBound
       var st = stat()
-      _ = stat(path, &st)
-      return "\(path)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(offset)"
+      _ = stat(file?.path ?? "", &st)
+      return
+        "\(st.st_dev):\(st.st_ino)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)|\(offset)"
     }
   }
 

@@ -271,7 +271,7 @@ struct TensorExecutor {
       }
       let key = ReductionCache.key(id, graph: graph, models: models)
       keys[id.index] = key
-      switch cache.lookup(key) {
+      switch cache.lookup(key, elements: count) {
       case .cut(let c)?: env.cuts[id.index] = c
       case .scalar(let v)?: env.scalars[id.index] = v
       case nil: pending.append(id)
@@ -292,9 +292,9 @@ struct TensorExecutor {
       for id in pending {
         guard let key = keys[id.index] else { continue }
         if let c = env.cuts[id.index] {
-          cache.store(key, .cut(c))
+          cache.store(key, .cut(c), elements: count)
         } else {
-          cache.store(key, .scalar(env.scalars[id.index]))
+          cache.store(key, .scalar(env.scalars[id.index]), elements: count)
         }
       }
     }

@@ -119,3 +119,27 @@ public enum MalformedSafetensors {
   ]
 
 }
+
+/// Writes a model folder `name` in `directory`: `config` as config.json, and `tensors` (name,
+/// shape) as F32 values `0.01·k` in one `model.safetensors`, in the order given.
+@discardableResult
+public func writeModelFolder(
+  _ directory: TemporaryDirectory, _ name: String, config: String, tensors: [(String, [Int])]
+) -> String {
+  var entries: [String] = []
+  var data: [UInt8] = []
+  for (k, (tensor, shape)) in tensors.enumerated() {
+    let count = shape.reduce(1, *)
+    let start = data.count
+    for _ in 0..<count {
+      data += withUnsafeBytes(of: (Float(k) * 0.01).bitPattern.littleEndian, Array.init)
+    }
+    entries.append(
+      "\"\(tensor)\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":[\(start),\(data.count)]}"
+    )
+  }
+  let header = "{" + entries.joined(separator: ",") + "}"
+  directory.write(name + "/model.safetensors", bytes: safetensorsBytes(header: header, data: data))
+  directory.write(name + "/config.json", config)
+  return directory.path + "/" + name
+}

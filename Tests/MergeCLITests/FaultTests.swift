@@ -237,4 +237,25 @@ import _TestSupport
       try FileManager.default.removeItem(atPath: log)
     }
   }
+
+  @Test("empty cache settings are unset, never the root folder; '--cache \"\"' is a usage error")
+  func emptyCacheSettings() throws {
+    let workspace = try Workspace()
+    let home = TemporaryDirectory()
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: Repository.mergeExecutable)
+    process.arguments = ["run", workspace.recipe, workspace.path + "/out"]
+    process.environment = ["HOME": home.path, "MERGE_CACHE_DIR": "", "XDG_CACHE_HOME": ""]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0)
+    let entries = try FileManager.default.contentsOfDirectory(atPath: home.path + "/.cache/merge")
+    #expect(entries.count == 117)
+    let usage = try runProcess(
+      Repository.mergeExecutable, ["run", workspace.recipe, workspace.path + "/x", "--cache", ""])
+    #expect(usage.status == 64)
+    #expect(usage.stderr.hasPrefix("Error: The value '' is invalid for '--cache <dir>'"))
+  }
 }

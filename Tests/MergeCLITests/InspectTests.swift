@@ -23,6 +23,21 @@ import _TestSupport
     #expect(json.objectValue?.map(\.0) == ["tensors", "parameters", "bytes", "layers", "metadata"])
   }
 
+  @Test("a tensor named for layer 2^63 − 1 is listed; the layer count does not overflow")
+  func hugeLayerIndex() throws {
+    let directory = TemporaryDirectory()
+    let path = writeModelFolder(
+      directory, "m", config: "{}",
+      tensors: [
+        ("model.layers.0.mlp.weight", [2, 2]), ("model.layers.9223372036854775807.mlp.weight", [2]),
+      ])
+    let result = merge("inspect", path, "--json")
+    #expect(result.status == 0, "\(result.err)")
+    let json = try JSONValue.parse(result.out)
+    #expect(json["tensors"]?.arrayValue?.count == 2)
+    #expect(json["layers"]?.intValue == 1)
+  }
+
   @Test("inspect prints a line per tensor and the totals")
   func text() {
     let result = merge("inspect", Repository.tinyLlama + "/ft0/model.safetensors")

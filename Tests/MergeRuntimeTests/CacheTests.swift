@@ -82,6 +82,73 @@ import _TestSupport
     #expect(damaged.statistics.hits == 0)
     #expect(try folderBytes(dir.path + "/o1") == (try folderBytes(dir.path + "/o3")))
   }
+
+  /// A workspace of copied models with a TIES recipe over them, and its cache folder.
+  func copiedModels() throws -> (TemporaryDirectory, recipe: String, cache: String) {
+    let dir = TemporaryDirectory()
+    for m in ["base", "ft0", "ft1"] {
+      try FileManager.default.createDirectory(
+        atPath: dir.path + "/" + m, withIntermediateDirectories: true)
+      for f in ["config.json", "model.safetensors"] {
+        try FileManager.default.copyItem(
+          atPath: Repository.tinyLlama + "/\(m)/\(f)", toPath: dir.path + "/\(m)/\(f)")
+      }
+    }
+    let recipe = dir.write(
+      "r.yml",
+      "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft0, parameters: {weight: 1, density: 0.3}}\n  - {model: ft1, parameters: {weight: 1, density: 0.6}}\n"
+    )
+    return (dir, recipe, dir.path + "/cache")
+  }
+
+  @Test("an entry is not trusted for its name: copied over others, short or forged, it is a miss")
+  func entriesCarryTheirIdentity() throws {
+    let (dir, recipe, cacheDir) = try copiedModels()
+    try run(recipe, dir.path + "/cold", cache: ReductionCache(directory: cacheDir))
+    let names = try FileManager.default.contentsOfDirectory(atPath: cacheDir)
+    #expect(names.count == 78)
+    // One sound entry copied over every other: only its own key still finds it.
+    let original = try Data(contentsOf: URL(fileURLWithPath: cacheDir + "/" + names[0]))
+    for name in names.dropFirst() {
+      try original.write(to: URL(fileURLWithPath: cacheDir + "/" + name))
+    }
+    let copied = ReductionCache(directory: cacheDir)
+    try run(recipe, dir.path + "/copied", cache: copied)
+    #expect(copied.statistics.hits == 1)
+    #expect(try folderBytes(dir.path + "/cold") == (try folderBytes(dir.path + "/copied")))
+    // An entry with a well-formed but short tie set (0 words): a miss, not a read past its end.
+    let short = CachedReduction.cut(
+      Cut(kind: .thresholdWithTies(0x3c00, descending: true, ties: Bitset(words: []))))
+    for name in names {
+      try Data(short.bytes(key: name, elements: 4096)).write(
+        to: URL(fileURLWithPath: cacheDir + "/" + name))
+    }
+    let shortCache = ReductionCache(directory: cacheDir)
+    try run(recipe, dir.path + "/short", cache: shortCache)
+    #expect(shortCache.statistics.hits == 0)
+    #expect(try folderBytes(dir.path + "/cold") == (try folderBytes(dir.path + "/short")))
+  }
+
+  @Test("an input rewritten in place with its size and modification time restored is a miss")
+  func rewrittenInPlace() throws {
+    let (dir, recipe, cacheDir) = try copiedModels()
+    try run(recipe, dir.path + "/before", cache: ReductionCache(directory: cacheDir))
+    // Rewrite ft0's data: another fine-tune of the same shape, same size, same mtime.
+    let file = dir.path + "/ft0/model.safetensors"
+    let attributes = try FileManager.default.attributesOfItem(atPath: file)
+    let other = try Data(
+      contentsOf: URL(fileURLWithPath: Repository.tinyLlama + "/ft2/model.safetensors"))
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+    try handle.write(contentsOf: other)
+    try handle.close()
+    try FileManager.default.setAttributes(
+      [.modificationDate: attributes[.modificationDate] as Any], ofItemAtPath: file)
+    let after = ReductionCache(directory: cacheDir)
+    try run(recipe, dir.path + "/after", cache: after)
+    #expect(after.statistics.hits == 39)  // ft1's selections only
+    try run(recipe, dir.path + "/fresh", cache: ReductionCache(directory: nil))
+    #expect(try folderBytes(dir.path + "/after") == (try folderBytes(dir.path + "/fresh")))
+  }
 }
 
 /// Cache keys are part of users' cache folders: they must not change when printed graphs do.

@@ -45,3 +45,29 @@ import _TestSupport
       ])
   }
 }
+
+@Suite struct EmptyTensorTests {
+  @Test(
+    "tensors with no elements (shape [0, 4]) merge with every method that takes two models",
+    arguments: [
+      "merge_method: arcee_fusion\nbase_model: a\nmodels: [{model: a}, {model: b}]",
+      "merge_method: nearswap\nbase_model: a\nmodels: [{model: a}, {model: b}]\nparameters: {t: 0.1}",
+      "merge_method: slerp\nbase_model: a\nmodels: [{model: a}, {model: b}]\nparameters: {t: 0.5}",
+      "merge_method: ties\nbase_model: a\nmodels: [{model: b, parameters: {weight: 1, density: 0.5}}]",
+      "merge_method: sce\nbase_model: a\nmodels: [{model: b}]\nparameters: {select_topk: 0.5}",
+      "merge_method: karcher\nmodels: [{model: a}, {model: b}]",
+    ])
+  func emptyTensors(_ recipe: String) throws {
+    let directory = TemporaryDirectory()
+    let tensors: [(String, [Int])] = [
+      ("model.embed_tokens.weight", [0, 4]), ("model.norm.weight", [4]),
+    ]
+    writeModelFolder(directory, "a", config: "{}", tensors: tensors)
+    writeModelFolder(directory, "b", config: "{}", tensors: tensors)
+    let path = directory.write("r.yml", recipe + "\ndtype: float32\n")
+    try runRecipe(path, output: directory.path + "/out")
+    let out = try loadTensors(directory.path + "/out")
+    #expect(out["model.embed_tokens.weight"]?.shape == [0, 4])
+    #expect(out["model.embed_tokens.weight"]?.values == [])
+  }
+}

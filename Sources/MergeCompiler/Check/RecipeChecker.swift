@@ -94,6 +94,8 @@ private struct StageChecker {
   let earlierStages: Set<String>
   var folders: [String: ModelFolder] = [:]
   var weights: [String: ModelWeights] = [:]
+  /// Each folder's layer count, checked against its tensors.
+  var layerCounts: [String: Int] = [:]
   var spec: MethodSpec?
 
   init(
@@ -202,10 +204,18 @@ private struct StageChecker {
     case .success(let folder):
       if folders[folder.path] == nil && weights[folder.path] == nil {
         // Validate the safetensors headers (never the data) once per folder.
+        let opened: ModelWeights
         do {
-          weights[folder.path] = try folder.openWeights()
+          opened = try folder.openWeights()
         } catch {
           bag.report(.badWeights(error), at: model.model.path.range)
+          return
+        }
+        weights[folder.path] = opened
+        do {
+          layerCounts[folder.path] = try folder.layerCount(weights: opened)
+        } catch {
+          bag.report(.badModel(error, written: model.model.path.value), at: model.model.path.range)
           return
         }
       }
@@ -238,6 +248,11 @@ private struct StageChecker {
   func folder(_ model: ModelReference) -> ModelFolder? {
     if isStage(model) { return nil }
     return folders[resolver.path(of: model)]
+  }
+
+  /// The layer count of `model`'s folder (config.json's, checked against its tensors).
+  func layerCount(_ model: ModelReference) -> Int? {
+    folder(model).flatMap { layerCounts[$0.path] }
   }
 
   // MARK: Models form
@@ -282,7 +297,7 @@ private struct StageChecker {
     // Every input must have the same number of layers (mergekit makes one slice of them all).
     var counts: [(String, Int)] = []
     for input in inputs {
-      if let n = folder(input.0)?.config.layerCount { counts.append((input.0.description, n)) }
+      if let n = layerCount(input.0) { counts.append((input.0.description, n)) }
     }
     if let first = counts.first, let other = counts.first(where: { $0.1 != first.1 }) {
       bag.report(.layerCountsDiffer(first, other), at: keyRange)
@@ -309,12 +324,10 @@ private struct StageChecker {
       if range.start == range.end {
         bag.report(.emptyLayerRange, at: range.range)
       }
-      if let f = folder(source.model), let n = f.config.layerCount, range.end > n {
+      if let n = layerCount(source.model), range.end > n {
         bag.report(
           .layerRangePastEnd(range.start, range.end, model: source.model.description, layers: n),
           at: range.range)
-      } else if let f = folder(source.model), f.config.layerCount == nil {
-        bag.report(.unknownLayerCount(source.model.description), at: source.model.range)
       }
       if let (length, firstRange) = firstLength {
         if range.count != length {
@@ -649,12 +662,6 @@ extension Diagnostic.Message {
     Self(
       "layer-range-past-end",
       "layer_range [\(start), \(end)] goes past the last layer of '\(model)', which has \(layers) layers (0 to \(layers - 1))"
-    )
-  }
-  fileprivate static func unknownLayerCount(_ model: String) -> Self {
-    Self(
-      "unknown-layer-count", .warning,
-      "config.json of '\(model)' has no layer count (num_hidden_layers); layer ranges are not checked"
     )
   }
   fileprivate static func sliceLengthsDiffer(_ found: Int, _ first: Int) -> Self {

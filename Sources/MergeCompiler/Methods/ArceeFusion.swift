@@ -32,6 +32,8 @@ public enum ArceeFusion: WholeTensorMethod {
       let base = inputs[0]
       let other = inputs[1]
       let n = base.count
+      // No entries, no quantiles: nothing to take.
+      if n == 0 { return base }
       let layout = WholeTensorMath.vectors(shape: shape, alongFirst: false)
       var importance = [Float](repeating: 0, count: n)
       for v in 0..<layout.count {

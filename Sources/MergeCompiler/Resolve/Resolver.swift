@@ -90,6 +90,7 @@ public struct Resolver {
       if bag.hasErrors { return nil }
     }
     let (tensors, layerSources) = tensorPlans(slices)
+    guard !bag.hasErrors else { return nil }
     return MergePlan(
       method: method, models: models, tensors: tensors, outputLayerCount: layerSources.count,
       layerSources: layerSources, donor: 0,
@@ -160,6 +161,8 @@ public struct Resolver {
         tensors.append(plan)
       }
     }
+    // Two names can renumber to one output name (`layers.0.w` and `layers.00.w`).
+    var outputNames: [String: String] = [:]
     for slice in slices {
       for offset in 0..<slice.length {
         let t = slice.length > 1 ? Double(offset) / Double(slice.length - 1) : 1
@@ -172,6 +175,10 @@ public struct Resolver {
         }
         for leadName in leadNames {
           let output = Self.renumber(leadName, to: outputLayer)
+          if let first = outputNames.updateValue(leadName, forKey: output) {
+            bag.report(.duplicateOutput(output, first, leadName), at: slice.range)
+            continue
+          }
           let inputNames = slice.sources.map { Self.renumber(leadName, to: $0.start + offset) }
           if let plan = tensorPlan(
             name: output, inputNames: inputNames, role: .layer(outputLayer), slice: slice, t: t)
@@ -354,6 +361,11 @@ extension Diagnostic.Message {
   fileprivate static func unusableSideFile(_ error: ModelError) -> Self {
     Self(
       "unusable-side-file", "the output copies this model's tokenizer files: \(error.description)")
+  }
+  fileprivate static func duplicateOutput(_ name: String, _ a: String, _ b: String) -> Self {
+    Self(
+      "duplicate-output-tensor",
+      "two output tensors would be named '\(name)', from input tensors '\(a)' and '\(b)'")
   }
   fileprivate static func unavailableModel(_ model: String) -> Self {
     Self("unavailable-model", "model '\(model)' could not be opened")
