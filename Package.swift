@@ -22,7 +22,9 @@ let package = Package(
       name: "MergeCLI",
       dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe"]),
     .executableTarget(name: "merge", dependencies: ["MergeCLI"]),
-    .target(name: "MergeBench", dependencies: ["MergeModel", "MergeRuntime"]),
+    .target(
+      name: "MergeBench",
+      dependencies: ["MergeModel", "MergeRuntime", "MergeCompiler", "MergeRecipe"]),
     .executableTarget(name: "merge-bench", dependencies: ["MergeBench"]),
     .target(name: "_TestSupport", dependencies: ["MergeRecipe"]),
     .testTarget(name: "MergeModelTests", dependencies: ["MergeModel", "_TestSupport"]),

@@ -11,12 +11,14 @@ public enum MergeBench {
     let args = Array(CommandLine.arguments.dropFirst())
     guard let command = args.first else {
       print(
-        "usage: merge-bench io [--size GB] [--dir DIR] | generate DIR [--layers N] [--hidden N]")
+        "usage: merge-bench io [--size GB] [--dir DIR] | generate DIR [--layers N] [--hidden N]"
+          + " | parse [--tensors N] [--keys N] [--models N]")
       exit(64)
     }
     switch command {
     case "io": io(args: Array(args.dropFirst()))
     case "generate": generate(args: Array(args.dropFirst()))
+    case "parse": parse(args: Array(args.dropFirst()))
     default:
       print("unknown benchmark '\(command)'")
       exit(64)

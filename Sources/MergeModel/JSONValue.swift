@@ -210,6 +210,26 @@ private struct JSONParser {
 
   mutating func string() throws(JSONParseError) -> String {
     i += 1  // opening quote
+    // Most strings (every name in a safetensors header) have no escapes: take their bytes as
+    // they are, in one scan.
+    let start = i
+    let plainEnd = bytes.withUnsafeBufferPointer { b -> Int? in
+      var j = start
+      while j < b.count {
+        let c = b[j]
+        if c == UInt8(ascii: "\"") { return j }
+        if c == UInt8(ascii: "\\") || c < 0x20 { return nil }
+        j &+= 1
+      }
+      return nil
+    }
+    if let end = plainEnd {
+      guard let text = String(validating: bytes[start..<end], as: UTF8.self) else {
+        throw fail("invalid UTF-8 in string")
+      }
+      i = end + 1
+      return text
+    }
     var out: [UInt8] = []
     while true {
       guard i < bytes.count else { throw fail("unterminated string") }
@@ -217,7 +237,13 @@ private struct JSONParser {
       i += 1
       switch c {
       case UInt8(ascii: "\""):
-        return String(decoding: out, as: UTF8.self)
+        // As Python's json and Rust's serde_json, text that is not UTF-8 is refused, not
+        // repaired (two repaired names could silently become one).
+        guard let text = String(validating: out, as: UTF8.self) else {
+          i = start
+          throw fail("invalid UTF-8 in string")
+        }
+        return text
       case UInt8(ascii: "\\"):
         guard i < bytes.count else { throw fail("unterminated string") }
         let e = bytes[i]
@@ -304,6 +330,8 @@ private struct JSONParser {
     defer { depth -= 1 }
     i += 1
     var members: [(String, JSONValue)] = []
+    // Where each key is, so that a header of a million tensors parses in linear time.
+    var positions: [String: Int] = [:]
     skipSpace()
     if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
       i += 1
@@ -319,10 +347,17 @@ private struct JSONParser {
       guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
       i += 1
       let v = try value()
-      if let index = members.firstIndex(where: { $0.0 == key }) {
+      // Small objects are searched; large ones (a header's tensors) use the index.
+      let index =
+        members.count < 16 ? members.firstIndex { $0.0 == key } : positions[key]
+      if let index {
         if rejectDuplicates { throw fail("duplicate key '\(key)'") }
         members[index].1 = v
       } else {
+        if members.count == 15 {
+          for (k, member) in members.enumerated() { positions[member.0] = k }
+        }
+        if members.count >= 15 { positions[key] = members.count }
         members.append((key, v))
       }
       skipSpace()

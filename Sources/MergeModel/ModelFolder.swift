@@ -200,19 +200,29 @@ public struct ModelWeights: Sendable {
   public let files: [SafetensorsFile]
   /// Every tensor in order: by file, then by position in the file's data section.
   public let tensors: [TensorInfo]
-  private let location: [String: Int]
+  /// Each tensor's file; nil for a model of one file without an index, whose header's own
+  /// positions answer (a million-tensor header is then hashed once, not twice).
+  private let location: [String: Int]?
 
   /// Indexes `files`; with a weight map, every tensor it names must be in its shard, and
   /// only the tensors it names are part of the model.
   public init(files: [SafetensorsFile], weightMap: [String: String]? = nil, indexPath: String = "")
     throws(ModelError)
   {
+    if files.count == 1, weightMap == nil {
+      self.files = files
+      self.tensors = Self.inDataOrder(files[0].header.tensors)
+      self.location = nil
+      return
+    }
     var location: [String: Int] = [:]
     var tensors: [TensorInfo] = []
+    let total = files.reduce(0) { $0 + $1.header.tensors.count }
+    location.reserveCapacity(total)
+    tensors.reserveCapacity(total)
     for (i, file) in files.enumerated() {
       let shardName = file.path.split(separator: "/").last.map(String.init) ?? file.path
-      for t in file.header.tensors.sorted(by: { $0.dataRange.lowerBound < $1.dataRange.lowerBound })
-      {
+      for t in Self.inDataOrder(file.header.tensors) {
         if let map = weightMap {
           guard let listed = map[t.name] else {
             // Reading only what the index lists would silently drop this tensor.
@@ -242,9 +252,18 @@ public struct ModelWeights: Sendable {
     self.location = location
   }
 
+  /// `tensors` ordered by their place in the data section (as they nearly always are).
+  private static func inDataOrder(_ tensors: [TensorInfo]) -> [TensorInfo] {
+    let ordered = zip(tensors, tensors.dropFirst()).allSatisfy {
+      $0.dataRange.lowerBound <= $1.dataRange.lowerBound
+    }
+    return ordered ? tensors : tensors.sorted { $0.dataRange.lowerBound < $1.dataRange.lowerBound }
+  }
+
   /// The file that holds tensor `name`.
   public func file(for name: String) -> SafetensorsFile? {
-    location[name].map { files[$0] }
+    guard let location else { return files[0].info(name) == nil ? nil : files[0] }
+    return location[name].map { files[$0] }
   }
 
   /// The entry of tensor `name`.

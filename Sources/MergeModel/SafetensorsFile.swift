@@ -9,21 +9,17 @@ public final class SafetensorsFile: Sendable {
   public let path: String
   /// The validated header.
   public let header: SafetensorsHeader
-  private let tensorsByName: [String: Int]
   private let mapping = Mutex<MappedFile?>(nil)
 
   /// Opens the file at `path` and validates its header.
   public init(path: String) throws(ModelError) {
     self.path = path
     self.header = try SafetensorsHeader(path: path)
-    var byName: [String: Int] = [:]
-    for (i, t) in header.tensors.enumerated() { byName[t.name] = i }
-    self.tensorsByName = byName
   }
 
   /// The entry for tensor `name`, if the file has it.
   public func info(_ name: String) -> TensorInfo? {
-    tensorsByName[name].map { header.tensors[$0] }
+    header.positions[name].map { header.tensors[$0] }
   }
 
   /// Whether the data has been mapped (tensor data is read only through the mapping).

@@ -44,7 +44,9 @@ public struct SafetensorsHeader: Sendable, Hashable {
   public static let maximumHeaderLength = 100_000_000
 
   /// The tensors in header order.
-  public var tensors: [TensorInfo]
+  public private(set) var tensors: [TensorInfo]
+  /// Each tensor's position in ``tensors``, by name.
+  package let positions: [String: Int]
   /// `__metadata__`, string to string.
   public var metadata: [(String, String)]
   /// The byte offset of the data section in the file (8 + header length).
@@ -75,8 +77,16 @@ public struct SafetensorsHeader: Sendable, Hashable {
   /// Validates a header held in memory: `bytes` is the whole file, or at least its first
   /// 8 + header-length bytes when `fileSize` gives the real size.
   public init(bytes: [UInt8], fileSize: Int? = nil, path: String) throws(ModelError) {
+    try self.init(bytes: bytes, fileSize: fileSize, path: path, fastReader: true)
+  }
+
+  /// As ``init(bytes:fileSize:path:)``; without `fastReader`, through the general JSON reader
+  /// alone (the fuzz target checks that both readers agree).
+  package init(bytes: [UInt8], fileSize: Int? = nil, path: String, fastReader: Bool)
+    throws(ModelError)
+  {
     let size = fileSize ?? bytes.count
-    try self.init(prefix: Array(bytes.prefix(8)), fileSize: size, path: path) {
+    try self.init(prefix: Array(bytes.prefix(8)), fileSize: size, path: path, fast: fastReader) {
       count, offset throws(ModelError) in
       guard offset + count <= bytes.count else {
         throw .badSafetensors(path: path, tensor: nil, reason: "the file is truncated")
@@ -86,12 +96,32 @@ public struct SafetensorsHeader: Sendable, Hashable {
   }
 
   private init(
-    prefix: [UInt8], fileSize size: Int, path: String,
+    prefix: [UInt8], fileSize size: Int, path: String, fast: Bool = true,
     read: (Int, Int) throws(ModelError) -> [UInt8]
   ) throws(ModelError) {
     let fail = Failure(path: path)
     let headerLength = try Self.headerLength(prefix, fileSize: size, fail)
     let headerBytes = try read(headerLength, 8)
+    let dataLength = size - 8 - headerLength
+    let entries: FastHeaderReader.Entries
+    if fast, let sound = FastHeaderReader.read(headerBytes, dataLength: dataLength) {
+      entries = sound
+    } else {
+      entries = try Self.entries(headerBytes, dataLength: dataLength, fail)
+    }
+    try Self.checkTiling(entries.tensors, dataLength: dataLength, fail)
+    self.tensors = entries.tensors
+    self.positions = entries.positions
+    self.metadata = entries.metadata
+    self.dataOffset = 8 + headerLength
+    self.fileSize = size
+  }
+
+  /// The header's tensors and metadata read through the general JSON parser, each field
+  /// checked and each failure worded.
+  private static func entries(_ headerBytes: [UInt8], dataLength: Int, _ fail: Failure)
+    throws(ModelError) -> FastHeaderReader.Entries
+  {
     let json: JSONValue
     do {
       json = try JSONValue.parse(headerBytes, rejectingDuplicateKeys: true)
@@ -101,27 +131,22 @@ public struct SafetensorsHeader: Sendable, Hashable {
     guard let members = json.objectValue else {
       throw fail("the header is not a JSON object")
     }
-    let dataLength = size - 8 - headerLength
-    var tensors: [TensorInfo] = []
-    var metadata: [(String, String)] = []
+    var entries = FastHeaderReader.Entries()
     for (name, value) in members {
       if name == "__metadata__" {
-        guard let entries = value.objectValue else { throw fail("__metadata__ is not an object") }
-        for (k, v) in entries {
+        guard let members = value.objectValue else { throw fail("__metadata__ is not an object") }
+        for (k, v) in members {
           guard let s = v.stringValue else {
             throw fail("__metadata__ value '\(k)' is not a string")
           }
-          metadata.append((k, s))
+          entries.metadata.append((k, s))
         }
         continue
       }
-      tensors.append(try Self.tensor(name, value, dataLength: dataLength, fail))
+      entries.positions[name] = entries.tensors.count
+      entries.tensors.append(try Self.tensor(name, value, dataLength: dataLength, fail))
     }
-    try Self.checkTiling(tensors, dataLength: dataLength, fail)
-    self.tensors = tensors
-    self.metadata = metadata
-    self.dataOffset = 8 + headerLength
-    self.fileSize = size
+    return entries
   }
 
   /// Makes the error of a malformed file at `path`.
@@ -240,6 +265,14 @@ public struct SafetensorsHeader: Sendable, Hashable {
   private static func checkTiling(_ tensors: [TensorInfo], dataLength: Int, _ fail: Failure)
     throws(ModelError)
   {
+    // Writers store tensors in offset order; then there is nothing to sort.
+    var inOrder = true
+    var end = 0
+    for t in tensors {
+      if t.dataRange.lowerBound != end { inOrder = false; break }
+      end = t.dataRange.upperBound
+    }
+    if inOrder, end == dataLength { return }
     let ordered = tensors.sorted {
       ($0.dataRange.lowerBound, $0.dataRange.upperBound) < (
         $1.dataRange.lowerBound, $1.dataRange.upperBound

@@ -18,11 +18,18 @@ public enum TensorNaming {
   /// (`model.layers.12.mlp…`, `transformer.h.3.attn…`, `blocks.7.…`), as mergekit's inferred
   /// architectures read it.
   public static func layerComponent(of name: String) -> Substring? {
-    let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-    guard parts.count >= 3 else { return nil }
-    return parts.dropFirst().dropLast().first {
-      !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber }
+    // The components between the first and the last dot, scanned without splitting.
+    let utf8 = name.utf8
+    guard let firstDot = utf8.firstIndex(of: UInt8(ascii: ".")) else { return nil }
+    var start = utf8.index(after: firstDot)
+    while let dot = utf8[start...].firstIndex(of: UInt8(ascii: ".")) {
+      let part = utf8[start..<dot]
+      if !part.isEmpty && part.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+        return name[start..<dot]
+      }
+      start = utf8.index(after: dot)
     }
+    return nil
   }
 
   /// The layer index of `name` (its ``layerComponent(of:)``), or nil when it has none or the

@@ -70,7 +70,10 @@ final class EventParser {
   private var failed = false
 
   init(_ text: String) {
-    let bytes = Array(text.utf8)
+    var bytes = Array(text.utf8)
+    // A byte-order mark is allowed at the start (PyYAML accepts it); libyaml, told the
+    // encoding, would read it as content. Positions stay those an editor shows.
+    if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
     input = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(1, bytes.count))
     _ = input.initialize(from: bytes)
     parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
@@ -179,10 +182,16 @@ final class EventParser {
 
 /// Builds nodes from events without recursion, so nesting depth costs no stack.
 private struct Composer {
-  private enum Frame {
-    case sequence(items: [YAMLNode], start: SourceLocation, tag: String?, anchor: String?)
-    case mapping(
-      items: [YAMLNode], start: SourceLocation, tag: String?, anchor: String?)
+  /// A collection being built.
+  ///
+  /// A struct kept in the stack, so that each item is appended in place (an enum payload taken
+  /// out and put back copied the items: quadratic).
+  private struct Frame {
+    var isMapping: Bool
+    var items: [YAMLNode] = []
+    var start: SourceLocation
+    var tag: String?
+    var anchor: String?
   }
 
   var documents: [YAMLDocument] = []
@@ -211,45 +220,47 @@ private struct Composer {
       }
       nodeCount += Self.size(of: node)
       try checkSize(event.range)
-      try add(node)
+      add(node)
     case .scalar(let anchor, let tag, let value, let style):
       nodeCount += 1
       try checkSize(event.range)
       let node = YAMLNode(
         .scalar(YAMLScalar(value, style: style)), range: event.range, tag: Self.expand(tag))
       if let anchor { anchors[anchor] = node }
-      try add(node)
+      add(node)
     case .sequenceStart(let anchor, let tag):
       guard stack.count < YAMLParser.maximumDepth else {
         throw YAMLError("nesting deeper than \(YAMLParser.maximumDepth) levels", at: event.range)
       }
       stack.append(
-        .sequence(items: [], start: event.range.start, tag: Self.expand(tag), anchor: anchor))
+        Frame(isMapping: false, start: event.range.start, tag: Self.expand(tag), anchor: anchor))
     case .mappingStart(let anchor, let tag):
       guard stack.count < YAMLParser.maximumDepth else {
         throw YAMLError("nesting deeper than \(YAMLParser.maximumDepth) levels", at: event.range)
       }
       stack.append(
-        .mapping(items: [], start: event.range.start, tag: Self.expand(tag), anchor: anchor))
+        Frame(isMapping: true, start: event.range.start, tag: Self.expand(tag), anchor: anchor))
     case .sequenceEnd:
-      guard case .sequence(let items, let start, let tag, let anchor)? = stack.popLast() else {
+      guard let frame = stack.popLast(), !frame.isMapping else {
         throw YAMLError("unbalanced sequence end", at: event.range)
       }
       nodeCount += 1
       let node = YAMLNode(
-        .sequence(items), range: SourceRange(start: start, end: event.range.end), tag: tag)
-      if let anchor { anchors[anchor] = node }
-      try add(node)
+        .sequence(frame.items), range: SourceRange(start: frame.start, end: event.range.end),
+        tag: frame.tag)
+      if let anchor = frame.anchor { anchors[anchor] = node }
+      add(node)
     case .mappingEnd:
-      guard case .mapping(let items, let start, let tag, let anchor)? = stack.popLast() else {
+      guard let frame = stack.popLast(), frame.isMapping else {
         throw YAMLError("unbalanced mapping end", at: event.range)
       }
       nodeCount += 1
-      let pairs = buildPairs(items)
+      let pairs = buildPairs(frame.items)
       let node = YAMLNode(
-        .mapping(pairs), range: SourceRange(start: start, end: event.range.end), tag: tag)
-      if let anchor { anchors[anchor] = node }
-      try add(node)
+        .mapping(pairs), range: SourceRange(start: frame.start, end: event.range.end),
+        tag: frame.tag)
+      if let anchor = frame.anchor { anchors[anchor] = node }
+      add(node)
     }
   }
 
@@ -261,19 +272,12 @@ private struct Composer {
     }
   }
 
-  private mutating func add(_ node: YAMLNode) throws(YAMLError) {
-    guard let top = stack.popLast() else {
+  private mutating func add(_ node: YAMLNode) {
+    guard !stack.isEmpty else {
       root = node
       return
     }
-    switch top {
-    case .sequence(var items, let start, let tag, let anchor):
-      items.append(node)
-      stack.append(.sequence(items: items, start: start, tag: tag, anchor: anchor))
-    case .mapping(var items, let start, let tag, let anchor):
-      items.append(node)
-      stack.append(.mapping(items: items, start: start, tag: tag, anchor: anchor))
-    }
+    stack[stack.count - 1].items.append(node)
   }
 
   /// Pairs up keys and values, applies merge keys and reports duplicate keys.
@@ -283,6 +287,8 @@ private struct Composer {
   private mutating func buildPairs(_ items: [YAMLNode]) -> [YAMLPair] {
     var explicit: [YAMLPair] = []
     var merged: [YAMLPair] = []
+    // The keys merged so far (a set, so that a merge of many keys stays linear).
+    var mergedKeys = Set<YAMLNode.Kind>()
     var seen: [String: SourceRange] = [:]
     var index = 0
     while index + 1 < items.count {
@@ -303,8 +309,7 @@ private struct Composer {
           continue
         }
         for source in sources {
-          for pair in source.mapping ?? []
-          where !merged.contains(where: { $0.key.kind == pair.key.kind }) {
+          for pair in source.mapping ?? [] where mergedKeys.insert(pair.key.kind).inserted {
             merged.append(pair)
           }
         }

@@ -116,6 +116,16 @@ public enum MalformedSafetensors {
           #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
         data: eight),
       message: "the header is not valid JSON (duplicate key 'a' at byte 114)"),
+    Case(
+      name: "a name that is not UTF-8 (refused, not repaired, as Rust's safetensors does)",
+      bytes: {
+        let header =
+          Array(#"{"a"#.utf8) + [0xFF]
+          + Array(#"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.utf8)
+        return withUnsafeBytes(of: UInt64(header.count).littleEndian, Array.init) + header
+          + [0, 0, 0, 0]
+      }(),
+      message: "the header is not valid JSON (invalid UTF-8 in string at byte 10)"),
   ]
 
 }
