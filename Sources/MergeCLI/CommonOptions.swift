@@ -15,6 +15,9 @@ enum CommonOption {
   static let recipe = Option.positional("recipe", help: "The recipe file (mergekit YAML).")
   static let allowUnknown = Option.flag(
     "allow-unknown", help: "Report unknown keys and parameter names as warnings, not errors.")
+  static let allowNonFinite = Option.flag(
+    "allow-nonfinite",
+    help: "Report an output that is NaN or infinite by construction as a warning, not an error.")
   static let seed = Option.option(
     "seed", value: "n", help: "Seed of the random methods (default: 0).", parse: { UInt64($0) }
   ).defaulted(to: 0)
@@ -45,15 +48,28 @@ enum CommonOption {
   }
 }
 
-/// `--allow-unknown` and `--seed`: how a recipe compiles.
+/// `--allow-unknown` and `--allow-nonfinite`: which findings are warnings rather than errors.
+enum PolicyArguments {
+  static let definitions = [
+    CommonOption.allowUnknown.definition, CommonOption.allowNonFinite.definition,
+  ]
+
+  static func policy(_ arguments: ParsedArguments) throws(UsageError) -> DiagnosticPolicy {
+    DiagnosticPolicy(
+      allowUnknown: try arguments.value(CommonOption.allowUnknown),
+      allowNonFinite: try arguments.value(CommonOption.allowNonFinite))
+  }
+}
+
+/// The policy arguments and `--seed`: how a recipe compiles.
 struct CompileArguments {
-  static let definitions = [CommonOption.allowUnknown.definition, CommonOption.seed.definition]
+  static let definitions = PolicyArguments.definitions + [CommonOption.seed.definition]
 
   /// The compiler's options these arguments set.
   var options = CompileOptions()
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
-    options.policy = DiagnosticPolicy(allowUnknown: try arguments.value(CommonOption.allowUnknown))
+    options.policy = try PolicyArguments.policy(arguments)
     options.seed = try arguments.value(CommonOption.seed)
   }
 }

@@ -57,27 +57,19 @@ public enum MergeCommand {
       console.out(version + "\n")
       return ExitCode.success
     case "help":
-      if arguments.count > 1,
-        let sub = subcommands.first(where: { $0.configuration.commandName == arguments[1] })
-      {
-        console.out(HelpFormatter.help(sub.configuration))
+      guard arguments.count > 1 else {
+        console.out(help())
         return ExitCode.success
       }
-      console.out(help())
+      guard let sub = subcommands.first(where: { $0.configuration.commandName == arguments[1] })
+      else { return unknownSubcommand(arguments[1], console: console) }
+      console.out(HelpFormatter.help(sub.configuration))
       return ExitCode.success
     default:
       break
     }
     guard let command = subcommands.first(where: { $0.configuration.commandName == first }) else {
-      var message = "Error: Unknown subcommand '\(first)'"
-      if first.hasPrefix("-") { message = "Error: Unknown option '\(first)'" }
-      let names = subcommands.map { $0.configuration.commandName }
-      if let s = ArgumentParser.closestOption(to: first, in: names) {
-        message += ". Did you mean '\(s)'?"
-      }
-      console.err(
-        message + "\nUsage: merge <subcommand>\n  See 'merge --help' for more information.\n")
-      return ExitCode.usage
+      return unknownSubcommand(first, console: console)
     }
     let configuration = command.configuration
     do {
@@ -96,6 +88,19 @@ public enum MergeCommand {
       console.err(text)
       return ExitCode.usage
     }
+  }
+
+  /// Reports `name`, which is no subcommand, with the closest one; returns the usage status.
+  private static func unknownSubcommand(_ name: String, console: Console) -> Int32 {
+    var message = "Error: Unknown subcommand '\(name)'"
+    if name.hasPrefix("-") { message = "Error: Unknown option '\(name)'" }
+    let names = subcommands.map { $0.configuration.commandName }
+    if let s = ArgumentParser.closestOption(to: name, in: names) {
+      message += ". Did you mean '\(s)'?"
+    }
+    console.err(
+      message + "\nUsage: merge <subcommand>\n  See 'merge --help' for more information.\n")
+    return ExitCode.usage
   }
 
   static func help() -> String {

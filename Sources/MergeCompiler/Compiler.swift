@@ -121,10 +121,15 @@ public enum Compiler {
     bag.append(contentsOf: report.diagnostics)
     var compilation = Compilation(
       file: file, text: report.text, recipe: report.recipe, diagnostics: [], seed: options.seed)
-    if !bag.hasErrors, options.phase >= .resolution, let recipe = report.recipe {
-      compilation.plan = resolve(recipe, report: report, into: &bag)
+    // A phase runs when the findings so far hold no error under the policy (an unknown key
+    // that --allow-unknown makes a warning does not stop the compile).
+    let policy = options.policy
+    if !policy.hasErrors(bag.diagnostics), options.phase >= .resolution,
+      let recipe = report.recipe
+    {
+      compilation.plan = resolve(recipe, report: report, policy: policy, into: &bag)
     }
-    if !bag.hasErrors, options.phase >= .graphs, let plan = compilation.plan {
+    if !policy.hasErrors(bag.diagnostics), options.phase >= .graphs, let plan = compilation.plan {
       lower(plan, options: options, into: &compilation, bag: &bag)
     }
     compilation.diagnostics = options.policy.applied(to: bag.sorted)
@@ -138,7 +143,8 @@ public enum Compiler {
   /// Resolves the recipe's stage; of a recipe of several stages, which cannot run yet (an
   /// error), every stage that reads no earlier one, for its diagnostics.
   static func resolve(
-    _ recipe: Recipe, report: CheckReport, into bag: inout DiagnosticBag
+    _ recipe: Recipe, report: CheckReport, policy: DiagnosticPolicy,
+    into bag: inout DiagnosticBag
   ) -> MergePlan? {
     if recipe.stages.count > 1, let second = recipe.stages.dropFirst().first {
       bag.report(.multiStageUnsupported, at: SourceRange(at: second.range.start))
@@ -151,7 +157,7 @@ public enum Compiler {
         continue
       }
       let (resolved, diagnostics) = Resolver.resolve(
-        stage: stage, report: report, file: bag.file ?? "")
+        stage: stage, report: report, file: bag.file ?? "", policy: policy)
       bag.append(contentsOf: diagnostics)
       plan = resolved
     }

@@ -100,7 +100,7 @@ public enum FileSystem {
     let (fd, size) = try openRegularFile(path)
     defer { close(fd) }
     if size > limit {
-      throw .notAModel(path: path, reason: "the file is larger than \(limit) bytes")
+      throw .tooLarge(path: path, limit: limit)
     }
     var result: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 1 << 16)
@@ -113,7 +113,7 @@ public enum FileSystem {
       if n == 0 { break }
       result.append(contentsOf: buffer[0..<n])
       if result.count > limit {
-        throw .notAModel(path: path, reason: "the file is larger than \(limit) bytes")
+        throw .tooLarge(path: path, limit: limit)
       }
     }
     return result

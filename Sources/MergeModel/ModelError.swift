@@ -16,6 +16,8 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
   case missingTensor(path: String, tensor: String)
   /// An input path is not a regular file (a folder, a FIFO, a device).
   case notRegularFile(path: String, kind: String)
+  /// An input file is larger than the bound for its kind (a recipe, a config, a tokenizer).
+  case tooLarge(path: String, limit: Int)
   /// The output folder cannot be written where it was asked for.
   case outputRefused(path: String, reason: String)
 
@@ -33,6 +35,9 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
     case .missingTensor(let path, let tensor): return "\(path): no tensor '\(tensor)'"
     case .notRegularFile(let path, let kind):
       return "'\(path)' is \(kind), not a regular file"
+    case .tooLarge(let path, let limit):
+      let bound = limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit) bytes"
+      return "'\(path)' is larger than \(bound), the most merge reads for such a file"
     case .outputRefused(let path, let reason): return "cannot write '\(path)': \(reason)"
     }
   }

@@ -121,7 +121,7 @@ public struct DiagnosticBag: Sendable {
   /// The diagnostics sorted by file and position, errors and warnings interleaved.
   public var sorted: [Diagnostic] {
     var unique: [Diagnostic] = []
-    var seen = Set<Diagnostic>()
+    var seen = Set<Diagnostic>(minimumCapacity: diagnostics.count)
     for d in diagnostics where seen.insert(d).inserted { unique.append(d) }
     return unique.enumerated().sorted { a, b in
       let la = a.element.range?.start ?? SourceLocation(line: 0, column: 0)
@@ -141,22 +141,36 @@ public struct DiagnosticBag: Sendable {
 public struct DiagnosticPolicy: Sendable, Hashable {
   /// Whether unknown keys and parameter names are warnings rather than errors.
   public var allowUnknown: Bool
+  /// Whether a recipe whose output would be NaN or infinite by construction (mergekit writes
+  /// it) is a warning rather than an error.
+  public var allowNonFinite: Bool
 
   /// The ids `--allow-unknown` turns into warnings.
   public static let unknownNames: Set<String> = ["unknown-key", "unknown-parameter"]
+  /// The ids `--allow-nonfinite` turns into warnings.
+  public static let nonFiniteOutputs: Set<String> = ["zero-weight-sum"]
 
   /// The note on the first unknown-name error.
   public static let allowUnknownNote =
     "mergekit silently ignores unknown keys; pass --allow-unknown to report them as warnings"
 
-  /// A policy; `allowUnknown` as `--allow-unknown` sets it.
-  public init(allowUnknown: Bool = false) {
+  /// A policy; `allowUnknown` as `--allow-unknown` sets it, `allowNonFinite` as
+  /// `--allow-nonfinite` does.
+  public init(allowUnknown: Bool = false, allowNonFinite: Bool = false) {
     self.allowUnknown = allowUnknown
+    self.allowNonFinite = allowNonFinite
   }
 
   /// The severity a diagnostic of kind `message` has under this policy.
   public func severity(of message: Diagnostic.Message) -> Diagnostic.Severity {
-    allowUnknown && Self.unknownNames.contains(message.id) ? .warning : message.severity
+    if allowUnknown && Self.unknownNames.contains(message.id) { return .warning }
+    if allowNonFinite && Self.nonFiniteOutputs.contains(message.id) { return .warning }
+    return message.severity
+  }
+
+  /// Whether any of `diagnostics` is an error under this policy.
+  public func hasErrors(_ diagnostics: [Diagnostic]) -> Bool {
+    diagnostics.contains { severity(of: $0.message) == .error }
   }
 
   /// `diagnostics` with this policy's severities, and the `--allow-unknown` note on the first

@@ -6,12 +6,33 @@ public struct DiagnosticRenderer: Sendable {
   /// Creates a renderer that can quote lines from the given files (path → contents).
   public init(sources: [String: String] = [:]) {
     var lines: [String: [Substring]] = [:]
-    for (path, text) in sources {
-      lines[path] = text.split(separator: "\n", omittingEmptySubsequences: false).map {
-        $0.hasSuffix("\r") ? $0.dropLast() : $0
-      }
-    }
+    for (path, text) in sources { lines[path] = Self.lines(of: text) }
     self.sources = lines
+  }
+
+  /// The lines of `text` as libyaml numbers them: a line ends at CR LF, CR, LF, NEL, LS or
+  /// PS (a recipe saved on Windows or classic Mac OS is quoted line by line too).
+  public static func lines(of text: String) -> [Substring] {
+    var lines: [Substring] = []
+    let scalars = text.unicodeScalars
+    var start = scalars.startIndex
+    var i = start
+    while i < scalars.endIndex {
+      let c = scalars[i]
+      guard ["\n", "\r", "\u{85}", "\u{2028}", "\u{2029}"].contains(c) else {
+        i = scalars.index(after: i)
+        continue
+      }
+      lines.append(Substring(scalars[start..<i]))
+      var next = scalars.index(after: i)
+      if c == "\r", next < scalars.endIndex, scalars[next] == "\n" {
+        next = scalars.index(after: next)
+      }
+      start = next
+      i = next
+    }
+    lines.append(Substring(scalars[start...]))
+    return lines
   }
 
   /// Renders one diagnostic, ending with a newline.

@@ -170,8 +170,7 @@ struct TorchSortEmulation {
 
   private let runs = Box<[(Int, Int)]>([])
 
-  private func introsortLoop(_ firstIn: Int, _ lastIn: Int, depth depthIn: Int) {
-    var first = firstIn
+  private func introsortLoop(_ first: Int, _ lastIn: Int, depth depthIn: Int) {
     var last = lastIn
     var depth = depthIn
     while last - first > Self.threshold {

@@ -44,6 +44,20 @@ func assertSnapshot(
     #expect(merge("help", "check").out == result.out)
   }
 
+  @Test("help for a subcommand that does not exist is a usage error")
+  func helpUnknownSubcommand() {
+    let result = merge("help", "chek")
+    #expect(result.status == 64)
+    #expect(result.out == "")
+    #expect(
+      result.err == """
+        Error: Unknown subcommand 'chek'. Did you mean 'check'?
+        Usage: merge <subcommand>
+          See 'merge --help' for more information.
+
+        """)
+  }
+
   @Test("a good recipe prints one summary line and exits 0")
   func checkSucceeds() {
     let recipe = Repository.parity + "/recipes/ties.yml"

@@ -11,10 +11,13 @@ import _TestSupport
     let dir = TemporaryDirectory()
     let out = dir.path + "/merged"
     let cache = TemporaryDirectory()
+    let inputs = try Self.snapshot(Repository.parity + "/models/tiny-llama")
+    #expect(inputs.count >= 16)
     let result = merge(
       "run", Repository.parity + "/recipes/ties_bf16.yml", out, "--threads", "2", "--cache",
       cache.path)
     #expect(result.status == 0, "\(result.err)")
+    #expect(try Self.snapshot(Repository.parity + "/models/tiny-llama") == inputs)
     #expect(result.out.hasPrefix("\(out): 39 tensors, 1 shard, 629.84 KB in "))
     let names = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
     #expect(
@@ -53,6 +56,28 @@ import _TestSupport
     #expect(result.out.hasSuffix("(cached reductions: 0 of 78)\n"))
   }
 
+  /// A file's bytes, and its size and modification and change times.
+  struct FileState: Equatable {
+    var bytes: Data
+    var times: String
+  }
+
+  /// Every regular file under `folder`.
+  static func snapshot(_ folder: String) throws -> [String: FileState] {
+    var files: [String: FileState] = [:]
+    let enumerator = FileManager.default.enumerator(atPath: folder)
+    while let name = enumerator?.nextObject() as? String {
+      var st = stat()
+      guard stat(folder + "/" + name, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
+      files[name] = FileState(
+        bytes: try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name)),
+        times:
+          "\(st.st_size) \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
+      )
+    }
+    return files
+  }
+
   @Test(
     "merge run refuses to write into an input model's folder or over a folder that is not a merge output"
   )
@@ -77,6 +102,52 @@ import _TestSupport
       try String(contentsOfFile: dir.path + "/precious/notes.txt", encoding: .utf8) == "keep me")
     let bad = merge("run", recipe, "/nonexistent/x/out", "--no-cache")
     #expect(bad.status == 1)
+  }
+
+  @Test("--allow-unknown lets run and plan go on past an unknown key, with the warning")
+  func allowUnknown() throws {
+    let workspace = ModelWorkspace()
+    let recipe = workspace.recipe(
+      "merge_method: linear\nmodels:\n  - model: models/ft0\n    parameters: {weight: 1}\nbogus: 1\n"
+    )
+    let out = workspace.path("out")
+    let strict = merge("run", recipe, out, "--no-cache")
+    #expect(strict.status == 1)
+    #expect(strict.err.contains("error: unknown key 'bogus' in the recipe"))
+    let plan = merge("plan", recipe, "--allow-unknown")
+    #expect(plan.status == 0, "\(plan.err)")
+    let lenient = merge("run", recipe, out, "--no-cache", "--allow-unknown")
+    #expect(lenient.status == 0, "\(lenient.err)")
+    #expect(lenient.err.contains("warning: unknown key 'bogus' in the recipe"))
+    #expect(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
+  }
+
+  @Test(
+    "a linear merge whose weights sum to 0 is refused; --allow-nonfinite writes mergekit's NaNs")
+  func zeroWeightSum() throws {
+    let workspace = ModelWorkspace()
+    let recipe = workspace.recipe(
+      """
+      merge_method: linear
+      models:
+        - model: models/ft0
+          parameters: {weight: 1}
+        - model: models/ft1
+          parameters: {weight: -1}
+      dtype: float32
+      """)
+    let out = workspace.path("out")
+    let refused = merge("run", recipe, out, "--no-cache")
+    #expect(refused.status == 1)
+    #expect(refused.err.contains("error: the weights sum to 0, so 'normalize' divides every value"))
+    #expect(!FileManager.default.fileExists(atPath: out))
+    let told = merge("run", recipe, out, "--no-cache", "--allow-nonfinite")
+    #expect(told.status == 0, "\(told.err)")
+    #expect(told.err.contains("warning: the weights sum to 0"))
+    let merged = try SafetensorsFile(path: out + "/model.safetensors")
+    let view = try merged.tensor("model.layers.0.mlp.up_proj.weight")
+    let values = view.bytes.bindMemory(to: Float.self)
+    #expect(values.allSatisfy { !$0.isFinite })
   }
 
   @Test(

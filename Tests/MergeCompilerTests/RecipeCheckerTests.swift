@@ -7,10 +7,12 @@ import _TestSupport
 
 extension ModelWorkspace {
   /// Checks recipe `text` as `merge check` does (through resolution, before any tensor data).
-  func check(_ text: String, allowUnknown: Bool = false) -> Compilation {
+  func check(_ text: String, allowUnknown: Bool = false, allowNonFinite: Bool = false)
+    -> Compilation
+  {
     var options = CompileOptions()
     options.phase = .resolution
-    options.policy = DiagnosticPolicy(allowUnknown: allowUnknown)
+    options.policy = DiagnosticPolicy(allowUnknown: allowUnknown, allowNonFinite: allowNonFinite)
     return Compiler.compile(path: recipe(text), options: options)
   }
 
@@ -215,6 +217,48 @@ extension ModelWorkspace {
       message:
         "DELLA needs density ± epsilon inside (0, 1), but density 0.9 with epsilon 0.15 gives [0.75, 1.05]"
     ),
+    Case(
+      name: "a model listed twice (mergekit refuses duplicate merge inputs)",
+      recipe: """
+        merge_method: ties
+        base_model: models/base
+        models:
+          - model: models/ft0
+            parameters: {weight: 1, density: 0.5}
+          - model: 1️⃣models/ft0
+            parameters: {weight: 0.5, density: 0.5}
+        """,
+      message:
+        "'models/ft0' is listed twice; list each model once (mergekit refuses duplicate merge inputs)"
+    ),
+    Case(
+      name: "an empty list for a required per-model parameter",
+      recipe: """
+        merge_method: linear
+        models:
+          - model: 1️⃣models/ft0
+            parameters: {weight: []}
+        """,
+      message:
+        "no value of 'weight' applies to tensor 'model.embed_tokens.weight' of 'models/ft0' (no filter matches it)"
+    ),
+    Case(
+      name: "too few models, counted in words",
+      recipe: """
+        merge_method: slerp
+        base_model: models/base
+        1️⃣models:
+          - model: models/base
+        parameters: {t: 0.5}
+        """,
+      message: "slerp needs exactly 2 models, found 1"),
+    Case(
+      name: "no models, counted in words",
+      recipe: """
+        merge_method: linear
+        1️⃣models: []
+        """,
+      message: "linear needs at least 1 model, found 0"),
   ]
 
   @Test("keys mergekit applies and merge does not yet are errors, not a silently different model")
@@ -327,6 +371,40 @@ extension ModelWorkspace {
     #expect(lenient.warningCount == 2)
   }
 
+  @Test("linear weights summing to 0 under normalize are refused unless --allow-nonfinite")
+  func zeroWeightSum() {
+    let marked = MarkedText(
+      """
+      merge_method: linear
+      models:
+        - model: models/ft0
+          parameters: {weight: 1️⃣1}
+        - model: models/ft1
+          parameters: {weight: -1}
+      """)
+    let strict = ModelWorkspace().check(marked.text)
+    #expect(strict.diagnostics.map(\.id) == ["zero-weight-sum"])
+    #expect(strict.errorCount == 1)
+    #expect(strict.diagnostics.first?.range?.start == marked["1️⃣"])
+    let told = ModelWorkspace().check(marked.text, allowNonFinite: true)
+    #expect(told.errorCount == 0)
+    #expect(told.diagnostics.map(\.id) == ["zero-weight-sum"])
+    // Without normalize the sum is a plain weighted sum: nothing to report.
+    let plain = ModelWorkspace().check(marked.text + "\nparameters: {normalize: false}\n")
+    #expect(plain.diagnostics.isEmpty)
+    // A gradient that sums to 0 only on some layers is reported too.
+    let layered = ModelWorkspace().check(
+      """
+      merge_method: linear
+      models:
+        - model: models/ft0
+          parameters: {weight: [1, 0.5]}
+        - model: models/ft1
+          parameters: {weight: -0.5}
+      """)
+    #expect(layered.diagnostics.map(\.id) == ["zero-weight-sum"])
+  }
+
   @Test("parameters that have no effect where they stand are warnings")
   func noEffectWarnings() {
     let report = ModelWorkspace().check(
@@ -399,6 +477,28 @@ extension ModelWorkspace {
     #expect(report.recipe == nil)
   }
 
+  @Test("a UTF-8 byte-order mark starts a recipe as PyYAML allows; positions ignore it")
+  func byteOrderMark() {
+    let dir = TemporaryDirectory()
+    let path = dir.write(
+      "r.yml", bytes: [0xEF, 0xBB, 0xBF] + Array("merge_method: linera\nmodels: []\n".utf8))
+    let report = Compiler.compile(path: path)
+    let first = report.diagnostics.first
+    #expect(first?.message.text == "unknown merge method 'linera'; did you mean 'linear'?")
+    #expect(first?.range?.start.description == "1:15")
+  }
+
+  @Test("a recipe over 16 MiB is refused as a recipe, not called a model")
+  func oversizedRecipe() {
+    let dir = TemporaryDirectory()
+    let path = dir.write("r.yml", bytes: [UInt8](repeating: 0x23, count: (16 << 20) + 1))
+    let report = Compiler.compile(path: path)
+    #expect(
+      report.diagnostics.map(\.message.text) == [
+        "cannot read the recipe: '\(path)' is larger than 16 MiB, the most merge reads for such a file"
+      ])
+  }
+
   @Test("a base model that is not among a slice's sources is an error")
   func sliceBase() {
     let report = ModelWorkspace().check(
@@ -440,6 +540,32 @@ extension ModelWorkspace {
     // Each stage checks clean; the one error is that merge cannot run them yet.
     #expect(report.diagnostics.map(\.id) == ["not-implemented"])
     #expect(report.diagnostics.first?.range?.start == SourceLocation(line: 9, column: 1))
+  }
+
+  @Test("a stage that names a later stage is told so, pointing at both")
+  func laterStage() {
+    let marked = MarkedText(
+      """
+      merge_method: linear
+      models:
+        - model: 1️⃣second
+          parameters: {weight: 1}
+      ---
+      name: 2️⃣second
+      merge_method: linear
+      models:
+        - model: models/ft0
+          parameters: {weight: 1}
+      """)
+    let report = ModelWorkspace().check(marked.text)
+    let error = report.diagnostics.first { $0.id == "later-stage" }
+    #expect(
+      error?.message.text
+        == "'second' is a stage defined later in the file; a stage can use only the stages before it"
+    )
+    #expect(error?.range?.start == marked["1️⃣"])
+    #expect(error?.notes.first?.range?.start == marked["2️⃣"])
+    #expect(!report.diagnostics.contains { $0.message.text.contains("does not exist") })
   }
 
   @Test("folders without a model and Hub names get explanations")

@@ -22,6 +22,25 @@ import Testing
         """)
   }
 
+  @Test("lines end where libyaml ends them: CR LF, CR, LF, NEL, LS, PS")
+  func lineBreaks() throws {
+    #expect(
+      DiagnosticRenderer.lines(of: "a\r\nb\rc\nd\u{85}e\u{2028}f\u{2029}g")
+        == ["a", "b", "c", "d", "e", "f", "g"])
+    #expect(DiagnosticRenderer.lines(of: "") == [""])
+    #expect(DiagnosticRenderer.lines(of: "a\n") == ["a", ""])
+    // A recipe saved with CR LF (Windows) or CR (classic Mac OS) quotes the line libyaml
+    // points at, as one with LF does.
+    for newline in ["\n", "\r\n", "\r"] {
+      let text = "merge_method: linear" + newline + "models: 3" + newline
+      let (_, found) = RecipeDecoder.decode(text, file: "r.yml")
+      let d = try #require(found.first, "\(newline.unicodeScalars.map(\.value))")
+      #expect(d.range?.start.line == 2)
+      let rendered = DiagnosticRenderer(sources: ["r.yml": text]).render(d)
+      #expect(rendered.contains("number\nmodels: 3\n        ^"), "\(rendered)")
+    }
+  }
+
   @Test("a note with a location gets its own header and caret")
   func locatedNote() {
     let text = "a: 1\na: 2\n"

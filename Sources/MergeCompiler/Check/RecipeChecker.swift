@@ -61,9 +61,14 @@ public enum RecipeChecker {
     var weights: [String: ModelWeights] = [:]
     if let recipe {
       var earlierStages: Set<String> = []
-      for stage in recipe.stages {
+      for (i, stage) in recipe.stages.enumerated() {
+        var laterStages: [String: SourceRange] = [:]
+        for later in recipe.stages[(i + 1)...] {
+          if let name = later.name { laterStages[name.value] = name.range }
+        }
         var checker = StageChecker(
-          stage: stage, bag: bag, resolver: resolver, earlierStages: earlierStages)
+          stage: stage, bag: bag, resolver: resolver, earlierStages: earlierStages,
+          laterStages: laterStages)
         checker.run()
         bag = checker.bag
         resolver = checker.resolver
@@ -92,6 +97,8 @@ private struct StageChecker {
   var bag: DiagnosticBag
   var resolver: ModelResolver
   let earlierStages: Set<String>
+  /// The stages defined after this one, by name: where each is defined.
+  let laterStages: [String: SourceRange]
   var folders: [String: ModelFolder] = [:]
   var weights: [String: ModelWeights] = [:]
   /// Each folder's layer count, checked against its tensors.
@@ -100,12 +107,13 @@ private struct StageChecker {
 
   init(
     stage: MergeConfiguration, bag: DiagnosticBag, resolver: ModelResolver,
-    earlierStages: Set<String>
+    earlierStages: Set<String>, laterStages: [String: SourceRange]
   ) {
     self.stage = stage
     self.bag = bag
     self.resolver = resolver
     self.earlierStages = earlierStages
+    self.laterStages = laterStages
   }
 
   mutating func run() {
@@ -226,6 +234,12 @@ private struct StageChecker {
     case .failure(let error):
       var notes: [Diagnostic.Note] = []
       let path = model.model.path.value
+      if case .notFound = error, model.lora == nil, let defined = laterStages[path] {
+        bag.report(
+          .laterStage(path), at: model.model.path.range,
+          notes: [Diagnostic.Note("stage '\(path)' is defined here", at: defined)])
+        return
+      }
       if case .notFound = error {
         let resolved = resolver.path(of: model)
         if resolved != path { notes.append(Diagnostic.Note("looked for '\(resolved)'")) }
@@ -262,19 +276,21 @@ private struct StageChecker {
   ) {
     let base = stage.baseModel
     var inputs: [(ModelReference, ParameterTable?, SourceRange)] = []
+    var listed: [String: SourceRange] = [:]
     for entry in models {
       let isBase = base?.identity == entry.model.identity
       checkTable(entry.parameters, level: .model(isBase: isBase && spec?.base != .ignored))
-      if let i = inputs.firstIndex(where: { $0.0.identity == entry.model.identity }) {
+      if let first = listed[entry.model.identity] {
         bag.report(
           .duplicateModel(entry.model.description), at: entry.model.range,
-          notes: [Diagnostic.Note("first listed here", at: inputs[i].2)])
+          notes: [Diagnostic.Note("first listed here", at: first)])
         continue
       }
+      listed[entry.model.identity] = entry.model.range
       inputs.append((entry.model, entry.parameters, entry.model.range))
     }
     var baseAdded = false
-    if let base, !inputs.contains(where: { $0.0.identity == base.identity }) {
+    if let base, listed[base.identity] == nil {
       inputs.append((base, nil, base.range))
       baseAdded = true
     }
@@ -343,14 +359,13 @@ private struct StageChecker {
     guard let spec else { return }
     let inputs = slice.sources.map(\.model)
     var unique: [ModelReference] = []
-    for m in inputs where !unique.contains(where: { $0.identity == m.identity }) {
-      unique.append(m)
-    }
+    var identities = Set<String>()
+    for m in inputs where identities.insert(m.identity).inserted { unique.append(m) }
     if unique.count < inputs.count {
       bag.report(.duplicateSource, at: slice.sourcesRange)
     }
     let effectiveBase = spec.base == .ignored ? nil : base
-    if let effectiveBase, !unique.contains(where: { $0.identity == effectiveBase.identity }) {
+    if let effectiveBase, !identities.contains(effectiveBase.identity) {
       bag.report(
         .baseNotInSlice(effectiveBase.description), at: slice.sourcesRange,
         notes: [Diagnostic.Note("the base model is given here", at: effectiveBase.range)])
@@ -621,6 +636,11 @@ extension Diagnostic.Message {
     }
     return Self("unknown-dtype", "unknown \(key) '\(name)'")
   }
+  fileprivate static func laterStage(_ name: String) -> Self {
+    Self(
+      "later-stage",
+      "'\(name)' is a stage defined later in the file; a stage can use only the stages before it")
+  }
   fileprivate static func loraUnsupported(_ lora: String) -> Self {
     Self(
       "not-implemented",
@@ -642,7 +662,9 @@ extension Diagnostic.Message {
   }
   fileprivate static func duplicateModel(_ model: String) -> Self {
     Self(
-      "duplicate-model", .warning, "'\(model)' is listed twice; mergekit uses only the first entry")
+      "duplicate-model",
+      "'\(model)' is listed twice; list each model once (mergekit refuses duplicate merge inputs)"
+    )
   }
   fileprivate static func layerCountsDiffer(_ a: (String, Int), _ b: (String, Int)) -> Self {
     Self(
@@ -674,21 +696,23 @@ extension Diagnostic.Message {
     Self("base-not-in-slice", "the base model '\(base)' must be one of the slice's sources")
   }
   fileprivate static func tooFewInputs(_ method: String, min: Int, max: Int?, found: Int) -> Self {
-    Self("too-few-inputs", "\(method) needs \(arity(min, max)) models, found \(found)")
+    Self("too-few-inputs", "\(method) needs \(models(min, max)), found \(found)")
   }
   fileprivate static func tooManyInputs(_ method: String, min: Int, max: Int, found: Int) -> Self {
     Self(
       "too-many-inputs",
-      "\(method) merges \(arity(min, max)) models (the base model included), found \(found)")
+      "\(method) merges \(models(min, max)) (the base model included), found \(found)")
   }
   fileprivate static func nonBaseCount(_ method: String, min: Int, max: Int?, found: Int) -> Self {
     Self(
       "non-base-count",
-      "\(method) needs \(arity(min, max)) models besides the base model, found \(found)")
+      "\(method) needs \(models(min, max)) besides the base model, found \(found)")
   }
-  private static func arity(_ min: Int, _ max: Int?) -> String {
-    guard let max else { return "at least \(min)" }
-    return min == max ? "exactly \(min)" : "\(min) to \(max)"
+  /// "at least 1 model", "exactly 2 models", "2 to 3 models".
+  private static func models(_ min: Int, _ max: Int?) -> String {
+    let noun = (max ?? min) == 1 ? "model" : "models"
+    guard let max else { return "at least \(min) \(noun)" }
+    return min == max ? "exactly \(min) \(noun)" : "\(min) to \(max) \(noun)"
   }
   fileprivate static func missingSharedParameter(_ name: String, method: String) -> Self {
     Self(

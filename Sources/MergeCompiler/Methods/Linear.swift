@@ -1,3 +1,5 @@
+import MergeRecipe
+
 /// mergekit's `linear`: the weighted average of the models (model soups).
 ///
 /// `Σ wᵢ·xᵢ`, divided by `Σ wᵢ` (summed in f32, as torch sums a small f32 tensor) when
@@ -13,6 +15,28 @@ public enum Linear: MergeMethod {
     minInputs: 1, summary: "weighted average of the models",
     reference: "https://arxiv.org/abs/2203.05482")
 
+  /// With `normalize`, weights that sum to 0 divide every value by zero: mergekit writes
+  /// the NaN and infinite model; merge refuses it unless `--allow-nonfinite`.
+  public static func validate(_ tensor: TensorPlan) -> [Diagnostic] {
+    guard tensor.shared[normalize.name]?.value.bool == true else { return [] }
+    var sum = Float(0)
+    for i in tensor.inputs.indices {
+      guard let w = tensor.perInput[i][weight.name]?.value.number else { return [] }
+      sum += Float(w)
+    }
+    guard sum == 0 else { return [] }
+    let origins = tensor.inputs.indices.compactMap { tensor.perInput[$0][weight.name]?.origin }
+    return [
+      Diagnostic(
+        .zeroWeightSum, at: origins.first,
+        notes: [
+          Diagnostic.Note(
+            "set 'normalize: false' for the plain weighted sum, or pass --allow-nonfinite to write it as mergekit does"
+          )
+        ])
+    ]
+  }
+
   public static func lower(
     _ tensor: TensorPlan, loads: [NodeID], seed: UInt64, into b: inout GraphBuilder
   ) throws(LoweringError) -> NodeID {
@@ -22,4 +46,11 @@ public enum Linear: MergeMethod {
     guard try tensor.flag(normalize) else { return value }
     return b.node(.divide(weights.reduce(Float(0), +)), value)
   }
+}
+
+extension Diagnostic.Message {
+  fileprivate static let zeroWeightSum = Self(
+    "zero-weight-sum",
+    "the weights sum to 0, so 'normalize' divides every value by zero: the model would be NaN and infinite"
+  )
 }

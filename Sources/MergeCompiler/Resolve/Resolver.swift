@@ -17,6 +17,7 @@ import MergeRecipe
 /// Reads safetensors headers only.
 public struct Resolver {
   private var bag: DiagnosticBag
+  private let policy: DiagnosticPolicy
   private let stage: MergeConfiguration
   private let method: any MergeMethod.Type
   private var spec: MethodSpec { method.spec }
@@ -29,22 +30,32 @@ public struct Resolver {
   ///   - report: the check report (its folders and weights are reused).
   ///   - file: the recipe's path, for diagnostics.
   public static func resolve(
-    stage: MergeConfiguration, report: CheckReport, file: String
+    stage: MergeConfiguration, report: CheckReport, file: String,
+    policy: DiagnosticPolicy = DiagnosticPolicy()
   ) -> (plan: MergePlan?, diagnostics: [Diagnostic]) {
     guard let name = stage.mergeMethod?.value, let method = MethodRegistry.method(named: name)
     else {
       return (nil, [])
     }
-    var resolver = Resolver(bag: DiagnosticBag(file: file), stage: stage, method: method)
+    var resolver = Resolver(
+      bag: DiagnosticBag(file: file), policy: policy, stage: stage, method: method)
     let plan = resolver.run(report: report)
-    return (resolver.bag.hasErrors ? nil : plan, resolver.bag.diagnostics)
+    return (resolver.blocked ? nil : plan, resolver.bag.diagnostics)
   }
 
-  private init(bag: DiagnosticBag, stage: MergeConfiguration, method: any MergeMethod.Type) {
+  private init(
+    bag: DiagnosticBag, policy: DiagnosticPolicy, stage: MergeConfiguration,
+    method: any MergeMethod.Type
+  ) {
     self.bag = bag
+    self.policy = policy
     self.stage = stage
     self.method = method
   }
+
+  /// Whether the findings so far hold an error under the policy (one that the policy makes a
+  /// warning does not stop resolution).
+  private var blocked: Bool { policy.hasErrors(bag.diagnostics) }
 
   /// A slice after normalization: sources with layer ranges and the scopes of parameters.
   private struct Slice {
@@ -53,6 +64,11 @@ public struct Resolver {
     var length: Int
     var base: Int?
     var range: SourceRange
+
+    /// The position in `sources` of each model's source (each model is a source once).
+    var sourceIndex: [Int: Int] {
+      Dictionary(sources.enumerated().map { ($1.model, $0) }, uniquingKeysWith: { a, _ in a })
+    }
   }
 
   private mutating func model(_ reference: ModelReference, report: CheckReport) -> Int? {
@@ -81,16 +97,16 @@ public struct Resolver {
       return nil
     }
     let slices = self.slices(report: report)
-    guard !bag.hasErrors, !slices.isEmpty else { return nil }
+    guard !blocked, !slices.isEmpty else { return nil }
     // The output takes the first model's (the base's) side files: each must be copyable.
     if let donor = models.first {
       for problem in donor.folder.sideFileProblems() {
         bag.report(.unusableSideFile(problem), at: donor.reference.range)
       }
-      if bag.hasErrors { return nil }
+      if blocked { return nil }
     }
     let (tensors, layerSources) = tensorPlans(slices)
-    guard !bag.hasErrors else { return nil }
+    guard !blocked else { return nil }
     return MergePlan(
       method: method, models: models, tensors: tensors, outputLayerCount: layerSources.count,
       layerSources: layerSources, donor: 0,
@@ -297,9 +313,10 @@ public struct Resolver {
       }
       shared[p.name] = v
     }
+    let sourceIndex = slice.sourceIndex
     for p in spec.parameters where p.scope != .shared {
       for (i, input) in inputs.enumerated() where p.scope == .input || i != base {
-        let source = slice.sources.first { $0.model == input.model }
+        let source = sourceIndex[input.model].map { slice.sources[$0] }
         let scopes = ParameterScopes(
           model: source?.parameters, slice: slice.parameters, recipe: stage.parameters)
         guard let v = ParameterEvaluator.resolve(p, scopes: scopes, tensor: input.tensor, t: t)
