@@ -26,6 +26,8 @@ let package = Package(
       name: "MergeBench",
       dependencies: ["MergeModel", "MergeRuntime", "MergeCompiler", "MergeRecipe"]),
     .executableTarget(name: "merge-bench", dependencies: ["MergeBench"]),
+    .target(name: "MergeFuzz", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe"]),
+    .executableTarget(name: "merge-fuzz", dependencies: ["MergeFuzz"]),
     .target(name: "_TestSupport", dependencies: ["MergeRecipe"]),
     .testTarget(name: "MergeModelTests", dependencies: ["MergeModel", "_TestSupport"]),
     .testTarget(
@@ -33,7 +35,8 @@ let package = Package(
       dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe", "_TestSupport"]),
     .testTarget(name: "MergeRecipeTests", dependencies: ["MergeRecipe", "_TestSupport"]),
     .testTarget(
-      name: "MergeCompilerTests", dependencies: ["MergeCompiler", "MergeRecipe", "_TestSupport"]),
+      name: "MergeCompilerTests",
+      dependencies: ["MergeCompiler", "MergeRecipe", "MergeFuzz", "_TestSupport"]),
     .testTarget(
       name: "MergeCLITests", dependencies: ["MergeCLI", "_TestSupport"], exclude: ["Snapshots"]),
   ]

@@ -51,20 +51,7 @@ import _TestSupport
 
   @Test("a changed input file or a damaged entry is recomputed")
   func invalidation() throws {
-    let dir = TemporaryDirectory()
-    for m in ["base", "ft0"] {
-      try FileManager.default.createDirectory(
-        atPath: dir.path + "/" + m, withIntermediateDirectories: true)
-      for f in ["config.json", "model.safetensors"] {
-        try FileManager.default.copyItem(
-          atPath: Repository.tinyLlama + "/\(m)/\(f)", toPath: dir.path + "/\(m)/\(f)")
-      }
-    }
-    let recipe = dir.write(
-      "r.yml",
-      "merge_method: ties\nbase_model: base\nmodels:\n  - model: ft0\n    parameters: {weight: 1, density: 0.3}\n"
-    )
-    let cacheDir = dir.path + "/cache"
+    let (dir, recipe, cacheDir) = try copiedModels(fineTunes: ["ft0"])
     try run(recipe, dir.path + "/o1", cache: ReductionCache(directory: cacheDir))
     // Touch the fine-tune: same bytes, new modification time.
     try FileManager.default.setAttributes(
@@ -83,10 +70,13 @@ import _TestSupport
     #expect(try folderBytes(dir.path + "/o1") == (try folderBytes(dir.path + "/o3")))
   }
 
-  /// A workspace of copied models with a TIES recipe over them, and its cache folder.
-  func copiedModels() throws -> (TemporaryDirectory, recipe: String, cache: String) {
+  /// A workspace of copied models with a TIES recipe over them (density 0.3 for the first
+  /// fine-tune, 0.6 for the second), and its cache folder.
+  func copiedModels(fineTunes: [String] = ["ft0", "ft1"]) throws -> (
+    TemporaryDirectory, recipe: String, cache: String
+  ) {
     let dir = TemporaryDirectory()
-    for m in ["base", "ft0", "ft1"] {
+    for m in ["base"] + fineTunes {
       try FileManager.default.createDirectory(
         atPath: dir.path + "/" + m, withIntermediateDirectories: true)
       for f in ["config.json", "model.safetensors"] {
@@ -94,10 +84,11 @@ import _TestSupport
           atPath: Repository.tinyLlama + "/\(m)/\(f)", toPath: dir.path + "/\(m)/\(f)")
       }
     }
-    let recipe = dir.write(
-      "r.yml",
-      "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft0, parameters: {weight: 1, density: 0.3}}\n  - {model: ft1, parameters: {weight: 1, density: 0.6}}\n"
-    )
+    var text = "merge_method: ties\nbase_model: base\nmodels:\n"
+    for (i, m) in fineTunes.enumerated() {
+      text += "  - {model: \(m), parameters: {weight: 1, density: \(["0.3", "0.6"][i])}}\n"
+    }
+    let recipe = dir.write("r.yml", text)
     return (dir, recipe, dir.path + "/cache")
   }
 
