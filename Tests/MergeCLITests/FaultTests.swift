@@ -1,4 +1,5 @@
 import Foundation
+import MergeModel
 import Testing
 import _TestSupport
 
@@ -92,6 +93,31 @@ import _TestSupport
     let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
     #expect(message == "error: interrupted by \(name); the output was not written\n")
     #expect(try workspace.leftovers() == [])
+  }
+
+  @Test("two runs into one OUTPUT at once: one writes it, the other is refused, nothing is lost")
+  func concurrentRuns() throws {
+    let workspace = try Workspace()
+    let out = workspace.path + "/out"
+    let runs = try (0..<2).map { _ in
+      try Self.start(["run", workspace.recipe, out, "--no-cache", "--threads", "1"])
+    }
+    var statuses: [Int32] = []
+    var messages: [String] = []
+    for (process, err) in runs {
+      messages.append(
+        String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+      process.waitUntilExit()
+      statuses.append(process.terminationStatus)
+    }
+    #expect(statuses.sorted() == [0, 1], "\(messages)")
+    // Refused by the lock while the other writes, or by its finished output (no --force).
+    let refusal = messages[statuses.firstIndex(of: 1) ?? 0]
+    #expect(
+      refusal.contains("is writing it") || refusal.contains("pass --force to replace it"),
+      "\(refusal)")
+    #expect(try workspace.leftovers() == ["out"])
+    #expect(try SafetensorsHeader(path: out + "/model.safetensors").tensors.count == 39)
   }
 
   @Test("an input truncated under its mapping: a clear error, exit 1, nothing left behind")
