@@ -181,11 +181,17 @@ private struct JSONParser {
       }
     }
     var digits = 0
+    let firstDigit = i
     while i < bytes.count, (0x30...0x39).contains(bytes[i]) {
       i += 1
       digits += 1
     }
     guard digits > 0 else { throw fail("invalid value") }
+    // As Python's json and serde_json: no leading zeros ("01").
+    if digits > 1 && bytes[firstDigit] == UInt8(ascii: "0") {
+      i = firstDigit
+      throw fail("invalid number (a leading zero)")
+    }
     if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
       i += 1
       var frac = 0

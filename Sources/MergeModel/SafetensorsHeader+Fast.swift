@@ -133,8 +133,9 @@ struct FastHeaderReader {
         digits += 1
         i += 1
       }
-      // A fraction or an exponent: not an integer as a header writes one.
-      guard digits > 0, i < bytes.count, bytes[i] != UInt8(ascii: "."),
+      // A leading zero, a fraction or an exponent: not an integer as a header writes one.
+      guard digits > 0, digits == 1 || bytes[i - digits] != UInt8(ascii: "0"), i < bytes.count,
+        bytes[i] != UInt8(ascii: "."),
         bytes[i] | 0x20 != UInt8(ascii: "e")
       else { return nil }
       values.append(value)

@@ -117,6 +117,11 @@ public enum MalformedSafetensors {
         data: eight),
       message: "the header is not valid JSON (duplicate key 'a' at byte 114)"),
     Case(
+      name: "a number with a leading zero (not JSON: Python and Rust refuse it)",
+      bytes: safetensorsBytes(
+        header: #"{"a":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
+      message: "the header is not valid JSON (invalid number (a leading zero) at byte 37)"),
+    Case(
       name: "a name that is not UTF-8 (refused, not repaired, as Rust's safetensors does)",
       bytes: {
         let header =

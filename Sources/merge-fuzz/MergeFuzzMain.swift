@@ -10,6 +10,7 @@ import MergeFuzz
 enum MergeFuzzMain {
   static func main() {
     #if FUZZING
+      atexit { FuzzTarget.cleanUp() }
       var argc = CommandLine.argc
       var argv = CommandLine.unsafeArgv
       exit(LLVMFuzzerRunDriver(&argc, &argv, fuzzOneInput))
