@@ -72,7 +72,55 @@ public enum FileSystem {
       throw .notRegularFile(path: path, kind: describeKind(st.st_mode))
     }
     _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+    if st.st_size <= textLinkLimit, let blob = textLinkTarget(path, fd: fd, size: Int(st.st_size)) {
+      close(fd)
+      return try openRegularFile(blob)
+    }
     return (fd, Int(st.st_size))
+  }
+
+  /// The longest text file read as a link written out as text.
+  static let textLinkLimit = 256
+
+  /// The status of the file at `path`, following symbolic links and links written as text.
+  public static func status(of path: String) -> stat? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return nil }
+    guard st.st_mode & S_IFMT == S_IFREG, st.st_size <= textLinkLimit else { return st }
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+    guard fd >= 0 else { return st }
+    defer { close(fd) }
+    if let blob = textLinkTarget(path, fd: fd, size: Int(st.st_size)) {
+      guard stat(blob, &st) == 0 else { return nil }
+    }
+    return st
+  }
+
+  /// The blob a hub cache snapshot entry names as text, if it is such an entry.
+  ///
+  /// A copy that could not keep symbolic links writes each link's target into the file
+  /// instead (a git checkout with `core.symlinks=false` does): a file under `snapshots/`
+  /// holding only `../../blobs/ID` (more `../` in subfolders), where that blob exists.
+  /// Anything else is an ordinary file.
+  static func textLinkTarget(_ path: String, fd: Int32, size: Int) -> String? {
+    guard path.contains("/snapshots/"), size > 0 else { return nil }
+    var bytes = [UInt8](repeating: 0, count: size)
+    guard pread(fd, &bytes, size, 0) == size else { return nil }
+    while let last = bytes.last, last == 0x0A || last == 0x0D { bytes.removeLast() }
+    guard let text = String(validating: bytes, as: UTF8.self) else { return nil }
+    var rest = Substring(text)
+    var ups = 0
+    while rest.hasPrefix("../") {
+      rest = rest.dropFirst(3)
+      ups += 1
+    }
+    guard ups >= 2, rest.hasPrefix("blobs/") else { return nil }
+    let id = rest.dropFirst(6)
+    guard (40...64).contains(id.utf8.count),
+      id.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+    else { return nil }
+    let blob = join(directoryName(path), text)
+    return kind(of: blob) == .file ? blob : nil
   }
 
   /// Where the symbolic link at `path` points, if `path` is one.

@@ -18,6 +18,8 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
   case notRegularFile(path: String, kind: String)
   /// An input file is larger than the bound for its kind (a recipe, a config, a tokenizer).
   case tooLarge(path: String, limit: Int)
+  /// A Hugging Face repository that is not in the hub cache (at the revision asked for).
+  case notCached(repository: String, reason: String)
   /// The output folder cannot be written where it was asked for.
   case outputRefused(path: String, reason: String)
 
@@ -35,6 +37,8 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
     case .missingTensor(let path, let tensor): return "\(path): no tensor '\(tensor)'"
     case .notRegularFile(let path, let kind):
       return "'\(path)' is \(kind), not a regular file"
+    case .notCached(let repository, let reason):
+      return "'\(repository)' is not a local folder, and \(reason)"
     case .tooLarge(let path, let limit):
       let bound = limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit) bytes"
       return "'\(path)' is larger than \(bound), the most merge reads for such a file"

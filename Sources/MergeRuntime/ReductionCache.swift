@@ -229,8 +229,7 @@ extension ReductionCache {
     key(id, graph: graph) { input in
       let file = models[input.model].weights.file(for: input.tensor)
       let offset = (file?.header.dataOffset ?? 0) + input.info.dataRange.lowerBound
-      var st = stat()
-      _ = stat(file?.path ?? "", &st)
+      let st = FileSystem.status(of: file?.path ?? "") ?? stat()
       return
         "\(st.st_dev):\(st.st_ino)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)|\(offset)"
     }

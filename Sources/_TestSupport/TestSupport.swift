@@ -109,13 +109,17 @@ public struct MarkedText: Sendable {
 }
 
 /// Runs an executable and returns its status and output.
-public func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil)
-  throws -> (status: Int32, stdout: String, stderr: String)
-{
+public func runProcess(
+  _ executable: String, _ arguments: [String], currentDirectory: String? = nil,
+  environment: [String: String] = [:]
+) throws -> (status: Int32, stdout: String, stderr: String) {
   let process = Process()
   process.executableURL = URL(fileURLWithPath: executable)
   process.arguments = arguments
   if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+  if !environment.isEmpty {
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+  }
   let out = Pipe()
   let err = Pipe()
   process.standardOutput = out

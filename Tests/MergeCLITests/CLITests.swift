@@ -75,7 +75,10 @@ func assertSnapshot(
     #expect(result.status == 1)
     #expect(result.out == "")
     #expect(result.err.contains("\(path):1:15: error: unknown merge method 'frobnicate'\n"))
-    #expect(result.err.contains("\(path):3:12: error: model folder 'nowhere' does not exist\n"))
+    #expect(
+      result.err.contains(
+        "\(path):3:12: error: 'nowhere' is not a local folder, and it is not in the Hugging Face cache"
+      ))
     #expect(result.err.hasSuffix("2 errors\n"))
   }
 

@@ -28,8 +28,10 @@ import _TestSupport
     let card = try String(contentsOfFile: out + "/README.md", encoding: .utf8)
     #expect(
       card.hasPrefix(
-        "---\nbase_model:\n- ../models/tiny-llama/base\n- ../models/tiny-llama/ft0\n- ../models/tiny-llama/ft1\nlibrary_name: transformers\ntags:\n- merge\n"
+        "---\nbase_model: []\nlibrary_name: transformers\ntags:\n- merge\n"
       ))
+    // Local folders are named, never by a path of this machine.
+    #expect(card.contains("- Base model: `base`\n- Models:\n  - `base`\n  - `ft0`\n  - `ft1`\n"))
     #expect(card.contains("- Method: TIES (`ties`)\n"))
     #expect(card.contains("- Seed: 0\n"))
     #expect(card.contains("```yaml\n# output rounded to bfloat16\nmerge_method: ties\n"))

@@ -596,8 +596,15 @@ extension ModelWorkspace {
     #expect(
       messages[1].hasSuffix("holds PyTorch pickle weights (.bin); merge reads safetensors only"))
     #expect(messages[2].contains("invalid config.json"))
-    #expect(messages[3] == "model folder 'meta-llama/Llama-3.1-8B' does not exist")
-    #expect(report.diagnostics[3].notes.contains { $0.message.contains("local folders only") })
+    #expect(
+      messages[3].hasPrefix(
+        "'meta-llama/Llama-3.1-8B' is not a local folder, and it is not in the Hugging Face cache (no "
+      ))
+    #expect(
+      report.diagnostics[3].notes.map(\.message) == [
+        "no folder '\(workspace.directory.path)/meta-llama/Llama-3.1-8B' either",
+        "merge does not download yet: fetch it into that cache with 'hf download meta-llama/Llama-3.1-8B', or set HF_HOME or HF_HUB_CACHE to the cache that holds it",
+      ])
   }
 
   @Test("checking reads config.json and safetensors headers only, never tensor data")

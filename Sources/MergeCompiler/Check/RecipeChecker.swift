@@ -228,35 +228,40 @@ private struct StageChecker {
         }
       }
       folders[folder.path] = folder
-      if let revision = model.model.revision {
+      if let revision = model.model.revision, case .local = resolver.location(of: model.model) {
         bag.report(.revisionIgnored(revision.value), at: revision.range)
       }
     case .failure(let error):
-      var notes: [Diagnostic.Note] = []
       let path = model.model.path.value
-      if case .notFound = error, model.lora == nil, let defined = laterStages[path] {
+      if model.lora == nil, let defined = laterStages[path] {
         bag.report(
           .laterStage(path), at: model.model.path.range,
           notes: [Diagnostic.Note("stage '\(path)' is defined here", at: defined)])
         return
       }
-      if case .notFound = error {
-        let resolved = resolver.path(of: model)
-        if resolved != path { notes.append(Diagnostic.Note("looked for '\(resolved)'")) }
-        if looksLikeHubID(path) {
-          notes.append(
-            Diagnostic.Note(
-              "merge reads local folders only; download Hub models first, e.g. 'hf download \(path) --local-dir DIR'"
-            ))
-        }
-      }
-      bag.report(.badModel(error, written: path), at: model.model.path.range, notes: notes)
+      bag.report(
+        .badModel(error, written: path), at: model.model.path.range,
+        notes: notes(explaining: error, model.model))
     }
   }
 
-  func looksLikeHubID(_ path: String) -> Bool {
-    let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-    return parts.count == 2 && !path.hasPrefix(".") && parts.allSatisfy { !$0.isEmpty }
+  /// Where `model` was looked for, and how to get it, when it could not be opened.
+  func notes(explaining error: ModelError, _ model: ModelPath) -> [Diagnostic.Note] {
+    switch error {
+    case .notFound:
+      let resolved = resolver.path(of: model.path.value)
+      return resolved == model.path.value ? [] : [Diagnostic.Note("looked for '\(resolved)'")]
+    case .notCached(let repository, _):
+      let revision = model.revision.map { " --revision \($0.value)" } ?? ""
+      return [
+        Diagnostic.Note("no folder '\(resolver.path(of: model.path.value))' either"),
+        Diagnostic.Note(
+          "merge does not download yet: fetch it into that cache with 'hf download \(repository)\(revision)', or set HF_HOME or HF_HUB_CACHE to the cache that holds it"
+        ),
+      ]
+    default:
+      return []
+    }
   }
 
   func folder(_ model: ModelReference) -> ModelFolder? {
@@ -654,6 +659,7 @@ extension Diagnostic.Message {
   fileprivate static func badModel(_ error: ModelError, written: String) -> Self {
     switch error {
     case .notFound: return Self("model-not-found", "model folder '\(written)' does not exist")
+    case .notCached: return Self("model-not-cached", error.description)
     default: return Self("unusable-model", error.description)
     }
   }

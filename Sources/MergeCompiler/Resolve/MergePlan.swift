@@ -9,6 +9,8 @@ public struct ResolvedModel: Sendable {
   public var folder: ModelFolder
   /// Its weights (headers validated).
   public var weights: ModelWeights
+  /// The Hugging Face repository it was read from (nil for a local folder).
+  public var hubRepository: HubRepositoryID? = nil
 
   /// The folder's path.
   public var path: String { folder.path }

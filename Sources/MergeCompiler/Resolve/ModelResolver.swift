@@ -1,21 +1,62 @@
 import MergeModel
 import MergeRecipe
 
-/// Finds the model folders a recipe names, relative to the recipe file's folder, and opens
-/// each at most once.
+/// Where a model a recipe names lives.
+public enum ModelLocation: Sendable, Hashable {
+  /// A folder on disk (it may not exist).
+  case local(String)
+  /// A Hugging Face repository: its snapshot in the hub cache, or why it is not there.
+  case hub(HubRepositoryID, revision: String?, snapshot: Result<String, HubCache.Miss>)
+}
+
+/// Finds the model folders a recipe names and opens each at most once.
+///
+/// A name is a local folder when it exists, relative to the recipe file's folder (absolute and
+/// `~/` paths as they are); otherwise, when it is a Hugging Face repository id (`owner/name`,
+/// with an optional `@revision`) and no local folder `owner` exists, it is that repository's
+/// snapshot in the hub cache, as mergekit treats a path that does not exist as a repository.
 public struct ModelResolver: Sendable {
   /// The folder relative paths are resolved against.
   public let baseDirectory: String
+  /// The Hugging Face hub cache that repository ids are looked up in.
+  public let hubCache: HubCache
   private var cache: [String: Result<ModelFolder, ModelError>] = [:]
 
-  /// Creates a resolver for a recipe in `baseDirectory`.
-  public init(baseDirectory: String) {
+  /// Creates a resolver for a recipe in `baseDirectory`, with the hub cache the environment
+  /// names unless `hubCache` is given.
+  public init(baseDirectory: String, hubCache: HubCache = .fromEnvironment()) {
     self.baseDirectory = baseDirectory
+    self.hubCache = hubCache
   }
 
-  /// The path `reference` names on disk.
+  /// Where `model` lives.
+  public func location(of model: ModelPath) -> ModelLocation {
+    let written = model.path.value
+    let local = path(of: written)
+    let explicit = written.hasPrefix("/") || written.hasPrefix("~") || written.hasPrefix(".")
+    // `models/ft7` beside a folder `models` is a mistyped folder, not a repository.
+    let owner = written.split(separator: "/").dropLast().first.map { path(of: String($0)) }
+    guard !explicit, FileSystem.kind(of: local) == .missing,
+      owner.map({ FileSystem.kind(of: $0) == .missing }) ?? true,
+      let repository = HubRepositoryID(written)
+    else { return .local(local) }
+    let revision = model.revision?.value
+    return .hub(
+      repository, revision: revision,
+      snapshot: hubCache.snapshot(of: repository, revision: revision))
+  }
+
+  /// The path `reference` names on disk: a local folder or a hub snapshot.
+  ///
+  /// A repository that is not cached gets a name that is no path
+  /// (`hub:owner/name@revision`), so that it is still one key.
   public func path(of reference: ModelReference) -> String {
-    path(of: reference.model.path.value)
+    switch location(of: reference.model) {
+    case .local(let path): return path
+    case .hub(_, _, .success(let snapshot)): return snapshot
+    case .hub(let repository, let revision, .failure):
+      return "hub:\(repository)@\(revision ?? "main")"
+    }
   }
 
   /// `path` resolved against the recipe's folder (absolute paths unchanged).
@@ -30,15 +71,21 @@ public struct ModelResolver: Sendable {
 
   /// Opens the folder `reference` names, or reports why it cannot be used.
   public mutating func folder(for reference: ModelReference) -> Result<ModelFolder, ModelError> {
-    let p = path(of: reference)
-    if let cached = cache[p] { return cached }
+    let location = location(of: reference.model)
+    let key = path(of: reference)
+    if let cached = cache[key] { return cached }
     let result: Result<ModelFolder, ModelError>
-    do {
-      result = .success(try ModelFolder(path: p))
-    } catch {
-      result = .failure(error)
+    switch location {
+    case .hub(let repository, _, .failure(let miss)):
+      result = .failure(.notCached(repository: repository.value, reason: miss.description))
+    case .local(let path), .hub(_, _, .success(let path)):
+      do {
+        result = .success(try ModelFolder(path: path))
+      } catch {
+        result = .failure(error)
+      }
     }
-    cache[p] = result
+    cache[key] = result
     return result
   }
 }

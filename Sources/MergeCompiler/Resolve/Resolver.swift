@@ -79,7 +79,11 @@ public struct Resolver {
       bag.report(.unavailableModel(reference.description), at: reference.range)
       return nil
     }
-    models.append(ResolvedModel(reference: reference, folder: folder, weights: weights))
+    var resolved = ResolvedModel(reference: reference, folder: folder, weights: weights)
+    if case .hub(let repository, _, _) = resolver.location(of: reference.model) {
+      resolved.hubRepository = repository
+    }
+    models.append(resolved)
     modelIndex[reference.identity] = models.count - 1
     return models.count - 1
   }
