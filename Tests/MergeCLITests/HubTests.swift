@@ -155,4 +155,31 @@ import _TestSupport
       ), "\(check.stderr)")
     #expect(check.stderr.contains("'hf download tiny-org/llama-ft0 --revision v2'"))
   }
+
+  @Test(
+    "a relative path found only from the working directory is used, as mergekit uses it, with a warning"
+  )
+  func workingDirectory() throws {
+    let workspace = ModelWorkspace()
+    let recipe = workspace.recipe(
+      "merge_method: linear\nmodels:\n  - model: models/ft0\n    parameters: {weight: 1}\n",
+      name: "sub/r.yml")
+    let here = try runProcess(
+      Repository.mergeExecutable, ["check", recipe], currentDirectory: workspace.directory.path)
+    #expect(here.status == 0, "\(here.stderr)")
+    #expect(
+      here.stderr.contains(
+        "r.yml:3:12: warning: 'models/ft0' is read from the working directory, as mergekit reads it"
+      ), "\(here.stderr)")
+    #expect(
+      here.stderr.contains("not beside the recipe ('\(workspace.directory.path)/sub/models/ft0')"))
+    // From elsewhere, neither exists: both places are named.
+    let elsewhere = try runProcess(
+      Repository.mergeExecutable, ["check", recipe], currentDirectory: "/")
+    #expect(elsewhere.status == 1)
+    #expect(
+      elsewhere.stderr.contains(
+        "note: no folder '\(workspace.directory.path)/sub/models/ft0' or 'models/ft0' from the working directory (as mergekit would) either"
+      ), "\(elsewhere.stderr)")
+  }
 }

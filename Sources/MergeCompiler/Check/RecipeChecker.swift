@@ -231,6 +231,15 @@ private struct StageChecker {
       if let revision = model.model.revision, case .local = resolver.location(of: model.model) {
         bag.report(.revisionIgnored(revision.value), at: revision.range)
       }
+      if resolver.isFromWorkingDirectory(model.model) {
+        bag.report(
+          .fromWorkingDirectory(model.model.path.value), at: model.model.path.range,
+          notes: [
+            Diagnostic.Note(
+              "not beside the recipe ('\(resolver.path(of: model.model.path.value))'); mergekit reads paths from the working directory, so the recipe means the same to both only when run from here"
+            )
+          ])
+      }
     case .failure(let error):
       let path = model.model.path.value
       if model.lora == nil, let defined = laterStages[path] {
@@ -247,14 +256,19 @@ private struct StageChecker {
 
   /// Where `model` was looked for, and how to get it, when it could not be opened.
   func notes(explaining error: ModelError, _ model: ModelPath) -> [Diagnostic.Note] {
+    let written = model.path.value
+    var places = ["'\(resolver.path(of: written))'"]
+    if let fromHere = resolver.workingDirectoryPath(of: written) {
+      places.append("'\(fromHere)' from the working directory (as mergekit would)")
+    }
     switch error {
     case .notFound:
-      let resolved = resolver.path(of: model.path.value)
-      return resolved == model.path.value ? [] : [Diagnostic.Note("looked for '\(resolved)'")]
+      guard places != ["'\(written)'"] else { return [] }
+      return [Diagnostic.Note("looked for " + places.joined(separator: " and "))]
     case .notCached(let repository, _):
       let revision = model.revision.map { " --revision \($0.value)" } ?? ""
       return [
-        Diagnostic.Note("no folder '\(resolver.path(of: model.path.value))' either"),
+        Diagnostic.Note("no folder " + places.joined(separator: " or ") + " either"),
         Diagnostic.Note(
           "merge does not download yet: fetch it into that cache with 'hf download \(repository)\(revision)', or set HF_HOME or HF_HUB_CACHE to the cache that holds it"
         ),
@@ -650,6 +664,11 @@ extension Diagnostic.Message {
     Self(
       "not-implemented",
       "LoRA adapters ('+\(lora)') are not supported yet; merge the adapter into its model first")
+  }
+  fileprivate static func fromWorkingDirectory(_ path: String) -> Self {
+    Self(
+      "path-from-working-directory", .warning,
+      "'\(path)' is read from the working directory, as mergekit reads it")
   }
   fileprivate static func revisionIgnored(_ revision: String) -> Self {
     Self(

@@ -32,7 +32,14 @@ public struct ModelResolver: Sendable {
   /// Where `model` lives.
   public func location(of model: ModelPath) -> ModelLocation {
     let written = model.path.value
-    let local = path(of: written)
+    var local = path(of: written)
+    // mergekit resolves a relative path against the working directory: a folder found only
+    // there is used (the checker says so).
+    if FileSystem.kind(of: local) == .missing, let fromHere = workingDirectoryPath(of: written),
+      FileSystem.kind(of: fromHere) != .missing
+    {
+      local = fromHere
+    }
     let explicit = written.hasPrefix("/") || written.hasPrefix("~") || written.hasPrefix(".")
     // `models/ft7` beside a folder `models` is a mistyped folder, not a repository.
     let owner = written.split(separator: "/").dropLast().first.map { path(of: String($0)) }
@@ -57,6 +64,23 @@ public struct ModelResolver: Sendable {
     case .hub(let repository, let revision, .failure):
       return "hub:\(repository)@\(revision ?? "main")"
     }
+  }
+
+  /// `path` as mergekit reads it, from the working directory, when that differs from
+  /// ``path(of:)-(String)`` (a relative path of a recipe outside the working directory).
+  public func workingDirectoryPath(of path: String) -> String? {
+    guard !path.hasPrefix("/"), !path.hasPrefix("~/"), baseDirectory != "." else { return nil }
+    guard let here = FileSystem.realPath("."),
+      let recipeFolder = FileSystem.realPath(baseDirectory),
+      here != recipeFolder
+    else { return nil }
+    return path
+  }
+
+  /// Whether `model` is a folder found from the working directory only.
+  public func isFromWorkingDirectory(_ model: ModelPath) -> Bool {
+    guard case .local(let path) = location(of: model) else { return false }
+    return path != self.path(of: model.path.value)
   }
 
   /// `path` resolved against the recipe's folder (absolute paths unchanged).
