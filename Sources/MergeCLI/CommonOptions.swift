@@ -18,6 +18,9 @@ enum CommonOption {
   static let allowNonFinite = Option.flag(
     "allow-nonfinite",
     help: "Report an output that is NaN or infinite by construction as a warning, not an error.")
+  static let allowCrimes = Option.flag(
+    "allow-crimes",
+    help: "Merge models of different architectures (mergekit's flag), with a warning.")
   static let seed = Option.option(
     "seed", value: "n", help: "Seed of the random methods (default: 0).", parse: { UInt64($0) }
   ).defaulted(to: 0)
@@ -48,16 +51,19 @@ enum CommonOption {
   }
 }
 
-/// `--allow-unknown` and `--allow-nonfinite`: which findings are warnings rather than errors.
+/// `--allow-unknown`, `--allow-nonfinite` and `--allow-crimes`: which findings are warnings
+/// rather than errors.
 enum PolicyArguments {
   static let definitions = [
     CommonOption.allowUnknown.definition, CommonOption.allowNonFinite.definition,
+    CommonOption.allowCrimes.definition,
   ]
 
   static func policy(_ arguments: ParsedArguments) throws(UsageError) -> DiagnosticPolicy {
     DiagnosticPolicy(
       allowUnknown: try arguments.value(CommonOption.allowUnknown),
-      allowNonFinite: try arguments.value(CommonOption.allowNonFinite))
+      allowNonFinite: try arguments.value(CommonOption.allowNonFinite),
+      allowCrimes: try arguments.value(CommonOption.allowCrimes))
   }
 }
 

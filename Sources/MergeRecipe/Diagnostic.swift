@@ -144,27 +144,33 @@ public struct DiagnosticPolicy: Sendable, Hashable {
   /// Whether a recipe whose output would be NaN or infinite by construction (mergekit writes
   /// it) is a warning rather than an error.
   public var allowNonFinite: Bool
+  /// Whether models of different architectures may be merged (mergekit's `--allow-crimes`).
+  public var allowCrimes: Bool
 
   /// The ids `--allow-unknown` turns into warnings.
   public static let unknownNames: Set<String> = ["unknown-key", "unknown-parameter"]
   /// The ids `--allow-nonfinite` turns into warnings.
   public static let nonFiniteOutputs: Set<String> = ["zero-weight-sum"]
+  /// The ids `--allow-crimes` turns into warnings.
+  public static let crimes: Set<String> = ["mixed-architectures"]
 
   /// The note on the first unknown-name error.
   public static let allowUnknownNote =
     "mergekit silently ignores unknown keys; pass --allow-unknown to report them as warnings"
 
   /// A policy; `allowUnknown` as `--allow-unknown` sets it, `allowNonFinite` as
-  /// `--allow-nonfinite` does.
-  public init(allowUnknown: Bool = false, allowNonFinite: Bool = false) {
+  /// `--allow-nonfinite` and `allowCrimes` as `--allow-crimes` do.
+  public init(allowUnknown: Bool = false, allowNonFinite: Bool = false, allowCrimes: Bool = false) {
     self.allowUnknown = allowUnknown
     self.allowNonFinite = allowNonFinite
+    self.allowCrimes = allowCrimes
   }
 
   /// The severity a diagnostic of kind `message` has under this policy.
   public func severity(of message: Diagnostic.Message) -> Diagnostic.Severity {
     if allowUnknown && Self.unknownNames.contains(message.id) { return .warning }
     if allowNonFinite && Self.nonFiniteOutputs.contains(message.id) { return .warning }
+    if allowCrimes && Self.crimes.contains(message.id) { return .warning }
     return message.severity
   }
 

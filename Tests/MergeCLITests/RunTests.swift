@@ -106,6 +106,37 @@ import _TestSupport
     #expect(bad.status == 1)
   }
 
+  @Test("a Llama merged with a model whose config says Mistral is refused without --allow-crimes")
+  func mixedArchitectures() throws {
+    let dir = TemporaryDirectory()
+    for model in ["base", "ft0"] {
+      try FileManager.default.copyItem(
+        atPath: Repository.tinyLlama + "/" + model, toPath: dir.path + "/" + model)
+    }
+    let config = dir.path + "/ft0/config.json"
+    let text = try String(contentsOfFile: config, encoding: .utf8)
+      .replacingOccurrences(of: "LlamaForCausalLM", with: "MistralForCausalLM")
+      .replacingOccurrences(of: "\"llama\"", with: "\"mistral\"")
+    try FileManager.default.removeItem(atPath: config)
+    try text.write(toFile: config, atomically: true, encoding: .utf8)
+    let recipe = dir.write(
+      "r.yml",
+      "merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: ft0\n    parameters: {weight: 0.5}\n"
+    )
+    let refused = merge("run", recipe, dir.path + "/out", "--no-cache")
+    #expect(refused.status == 1)
+    #expect(
+      refused.err.contains(
+        "r.yml:4:12: error: 'ft0' is MistralForCausalLM, not LlamaForCausalLM as the model before it; mixing architectures needs --allow-crimes (as in mergekit)"
+      ), "\(refused.err)")
+    #expect(refused.err.contains("r.yml:2:13: note: 'base' is LlamaForCausalLM"))
+    #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+    let allowed = merge("run", recipe, dir.path + "/out", "--no-cache", "--allow-crimes")
+    #expect(allowed.status == 0, "\(allowed.err)")
+    #expect(allowed.err.contains("warning: 'ft0' is MistralForCausalLM"))
+    #expect(FileManager.default.fileExists(atPath: dir.path + "/out/model.safetensors"))
+  }
+
   @Test("--allow-unknown lets run and plan go on past an unknown key, with the warning")
   func allowUnknown() throws {
     let workspace = ModelWorkspace()

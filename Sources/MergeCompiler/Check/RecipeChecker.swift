@@ -121,6 +121,7 @@ private struct StageChecker {
     checkDtype(stage.dtype, key: "dtype")
     checkDtype(stage.outDtype, key: "out_dtype")
     for model in stage.referencedModels { checkModel(model) }
+    checkArchitectures()
     if case .model(let m)? = stage.tokenizerSource { checkModel(m) }
     if case .model(let m)? = stage.tokenizer?.source { checkModel(m) }
 
@@ -251,6 +252,32 @@ private struct StageChecker {
       bag.report(
         .badModel(error, written: path), at: model.model.path.range,
         notes: notes(explaining: error, model.model))
+    }
+  }
+
+  /// The models' architectures (config.json's `architectures`, or `override_architecture`)
+  /// agree: mergekit refuses to mix them without `--allow-crimes`, and so does merge.
+  mutating func checkArchitectures() {
+    var first: (ModelReference, String)?
+    for model in stage.referencedModels {
+      guard
+        let architecture = model.overrideArchitecture?.value ?? folder(model)?.config.architecture
+      else { continue }
+      guard let (firstModel, firstArchitecture) = first else {
+        first = (model, architecture)
+        continue
+      }
+      if architecture != firstArchitecture {
+        bag.report(
+          .mixedArchitectures(model.description, architecture, firstArchitecture),
+          at: model.model.path.range,
+          notes: [
+            Diagnostic.Note(
+              "'\(firstModel.description)' is \(firstArchitecture)", at: firstModel.model.path.range
+            )
+          ])
+        return
+      }
     }
   }
 
@@ -664,6 +691,16 @@ extension Diagnostic.Message {
     Self(
       "not-implemented",
       "LoRA adapters ('+\(lora)') are not supported yet; merge the adapter into its model first")
+  }
+  fileprivate static func mixedArchitectures(
+    _ model: String, _ architecture: String, _ other: String
+  )
+    -> Self
+  {
+    Self(
+      "mixed-architectures",
+      "'\(model)' is \(architecture), not \(other) as the model before it; mixing architectures needs --allow-crimes (as in mergekit)"
+    )
   }
   fileprivate static func fromWorkingDirectory(_ path: String) -> Self {
     Self(
