@@ -15,14 +15,14 @@ struct CheckCommand: Subcommand {
       summary and exits 0 when the recipe is sound; prints each finding as
       'file:line:column: error: message' and exits 1 when it is not.
       """,
-    arguments: [CommonOption.recipe.definition] + PolicyArguments.definitions)
+    arguments: [CommonOption.recipe.definition] + CheckArguments.definitions)
 
   var recipe: String
   var options = CompileOptions()
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = try arguments.value(CommonOption.recipe)
-    options.policy = try PolicyArguments.policy(arguments)
+    options = try CheckArguments(arguments).options
     options.phase = .resolution
   }
 

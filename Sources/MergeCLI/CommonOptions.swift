@@ -1,4 +1,5 @@
 import MergeCompiler
+import MergeModel
 import MergeRecipe
 import MergeRuntime
 
@@ -21,6 +22,11 @@ enum CommonOption {
   static let allowCrimes = Option.flag(
     "allow-crimes",
     help: "Merge models of different architectures (mergekit's flag), with a warning.")
+  static let hubCache = Option.option(
+    "hub-cache", value: "dir",
+    help:
+      "The Hugging Face hub cache of repository ids (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub).",
+    expected: "name a folder", parse: { $0.isEmpty ? nil : HubCache(path: $0) })
   static let seed = Option.option(
     "seed", value: "n", help: "Seed of the random methods (default: 0).", parse: { UInt64($0) }
   ).defaulted(to: 0)
@@ -67,15 +73,28 @@ enum PolicyArguments {
   }
 }
 
-/// The policy arguments and `--seed`: how a recipe compiles.
-struct CompileArguments {
-  static let definitions = PolicyArguments.definitions + [CommonOption.seed.definition]
+/// The policy arguments and `--hub-cache`: how a recipe is checked.
+struct CheckArguments {
+  static let definitions = PolicyArguments.definitions + [CommonOption.hubCache.definition]
 
   /// The compiler's options these arguments set.
   var options = CompileOptions()
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     options.policy = try PolicyArguments.policy(arguments)
+    if let cache = try arguments.value(CommonOption.hubCache) { options.hubCache = cache }
+  }
+}
+
+/// The check arguments and `--seed`: how a recipe compiles.
+struct CompileArguments {
+  static let definitions = CheckArguments.definitions + [CommonOption.seed.definition]
+
+  /// The compiler's options these arguments set.
+  var options: CompileOptions
+
+  init(_ arguments: ParsedArguments) throws(UsageError) {
+    options = try CheckArguments(arguments).options
     options.seed = try arguments.value(CommonOption.seed)
   }
 }

@@ -39,7 +39,11 @@ public enum MergeCommand {
     // output folder; a file-size limit makes writes fail with EFBIG instead of killing.
     OutputFolder.cleanUpOnFatalSignals()
     signal(SIGXFSZ, SIG_IGN)
-    let status = run(Array(CommandLine.arguments.dropFirst()), console: .standard())
+    var arguments = Array(CommandLine.arguments.dropFirst())
+    // Installed (or linked) as `mergekit-yaml`, merge is `merge run`: scripts switch by name.
+    let program = CommandLine.arguments.first?.split(separator: "/").last ?? ""
+    if program == "mergekit-yaml" { arguments.insert("run", at: 0) }
+    let status = run(arguments, console: .standard())
     exit(status)
   }
 
@@ -73,7 +77,13 @@ public enum MergeCommand {
     }
     let configuration = command.configuration
     do {
-      let parsed = try ArgumentParser.parse(Array(arguments.dropFirst()), for: configuration)
+      var rest = Array(arguments.dropFirst())
+      if command == RunCommand.self {
+        let translated = try MergekitCommandLine.translate(rest)
+        rest = translated.arguments
+        for note in translated.notes { console.err(note + "\n") }
+      }
+      let parsed = try ArgumentParser.parse(rest, for: configuration)
       if parsed.wantsHelp {
         console.out(HelpFormatter.help(configuration))
         return ExitCode.success

@@ -27,7 +27,8 @@ struct RunCommand: Subcommand {
       """,
     arguments: [CommonOption.recipe.definition, output.definition] + MergeArguments.definitions
       + [
-        force.definition, noFuse.definition, quiet.definition,
+        force.definition, noCopyTokenizer.definition, noModelCard.definition, noFuse.definition,
+        quiet.definition,
       ])
 
   static let output = Option.positional("output", help: "The model folder to write.")
@@ -36,12 +37,18 @@ struct RunCommand: Subcommand {
   static let quiet = Option.flag("quiet", short: "q", help: "Print no progress.")
   static let force = Option.flag(
     "force", help: "Replace OUTPUT when it holds a previous merge output (mergekit_config.yml).")
+  static let noCopyTokenizer = Option.flag(
+    "no-copy-tokenizer",
+    help: "Do not copy the tokenizer, generation config and chat template files.")
+  static let noModelCard = Option.flag(
+    "no-write-model-card", help: "Write neither README.md nor mergekit_config.yml.")
 
   var recipe: String
   var output: String
   var settings: MergeArguments
   var quiet: Bool
   var force: Bool
+  var contents = MergeRunner.OutputContents()
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = try arguments.value(CommonOption.recipe)
@@ -50,6 +57,8 @@ struct RunCommand: Subcommand {
     settings.compile.options.fuse = !(try arguments.value(Self.noFuse))
     quiet = try arguments.value(Self.quiet)
     force = try arguments.value(Self.force)
+    contents.tokenizer = !(try arguments.value(Self.noCopyTokenizer))
+    contents.modelCard = !(try arguments.value(Self.noModelCard))
   }
 
   func run(console: Console) -> Int32 {
@@ -61,6 +70,7 @@ struct RunCommand: Subcommand {
     let showProgress = console.standardErrorIsTerminal && !quiet
     var options = settings.execution.runOptions(
       progress: showProgress ? { @Sendable p in console.err("\r" + progressLine(p)) } : nil)
+    options.contents = contents
     guard let schedule = schedule(for: merge, options: options, console: console) else {
       return ExitCode.failure
     }

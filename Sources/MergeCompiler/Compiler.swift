@@ -20,6 +20,9 @@ public enum CompilePhase: Int, Sendable, Comparable {
 public struct CompileOptions: Sendable {
   /// Which diagnostics are errors (`--allow-unknown`).
   public var policy = DiagnosticPolicy()
+  /// The Hugging Face hub cache repository ids are read from (the environment's by default;
+  /// mergekit's `--transformers-cache` names another).
+  public var hubCache = HubCache.fromEnvironment()
   /// The seed of the random methods' streams (`--seed`).
   public var seed: UInt64 = 0
   /// How far to go.
@@ -103,7 +106,7 @@ public enum Compiler {
   public static func compile(path: String, options: CompileOptions = CompileOptions())
     -> Compilation
   {
-    let report = RecipeChecker.check(path: path)
+    let report = RecipeChecker.check(path: path, hubCache: options.hubCache)
     return compile(report, file: path, options: options)
   }
 
@@ -111,7 +114,9 @@ public enum Compiler {
   public static func compile(
     text: String, file: String, options: CompileOptions = CompileOptions()
   ) -> Compilation {
-    compile(RecipeChecker.check(text: text, file: file), file: file, options: options)
+    compile(
+      RecipeChecker.check(text: text, file: file, hubCache: options.hubCache), file: file,
+      options: options)
   }
 
   static func compile(_ report: CheckReport, file: String, options: CompileOptions)

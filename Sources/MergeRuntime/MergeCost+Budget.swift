@@ -14,7 +14,8 @@ extension MergeCost {
     var options = options
     let layout = MergeRunner.layout(merge.plan, options: options)
     let side = MergeRunner.sideFileBytes(
-      merge.plan, recipeText: merge.recipeText, seed: merge.seed, layout: layout)
+      merge.plan, recipeText: merge.recipeText, seed: merge.seed, layout: layout,
+      contents: options.contents)
     let baseline = ProcessMemory.residentBytes()
     func price() -> MergeCost {
       estimate(

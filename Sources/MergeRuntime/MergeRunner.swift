@@ -28,6 +28,8 @@ public struct RunOptions: Sendable {
   public var footprints: FootprintLog?
   /// Whether an existing merge output at the destination may be replaced (`--force`).
   public var replaceExisting = false
+  /// Which files besides the weights and config.json the output holds.
+  public var contents = MergeRunner.OutputContents()
   /// Set by a signal handler to stop the run.
   public var cancellation: Cancellation?
 
@@ -144,7 +146,8 @@ public enum MergeRunner {
       try computeTensors(merge, layout: layout, writer: writer, options: options, start: start)
       try writer.finish()
       for (name, content) in Self.sideFiles(
-        merge.plan, recipeText: merge.recipeText, seed: merge.seed, layout: layout)
+        merge.plan, recipeText: merge.recipeText, seed: merge.seed, layout: layout,
+        contents: options.contents)
       {
         switch content {
         case .bytes(let bytes): try folder.write(name, bytes: bytes)
@@ -253,6 +256,18 @@ extension MergeRunner {
       tensors: specs, shardSize: options.shardSize, metadata: ShardLayout.defaultMetadata)
   }
 
+  /// Which optional files a merge writes, as mergekit's `--copy-tokenizer` and
+  /// `--write-model-card` choose.
+  public struct OutputContents: Sendable {
+    /// The donor's tokenizer, generation config and chat-template files.
+    public var tokenizer = true
+    /// `README.md` and `mergekit_config.yml`.
+    public var modelCard = true
+
+    /// Everything.
+    public init() {}
+  }
+
   /// A file of the output folder besides the shards.
   public enum SideFile: Sendable {
     case bytes([UInt8])
@@ -260,17 +275,21 @@ extension MergeRunner {
   }
 
   /// The output's files besides the shards and their index: config.json, the donor's
-  /// tokenizer and side files, the recipe, the model card.
+  /// tokenizer and side files, the recipe, the model card (as `contents` asks).
   public static func sideFiles(
-    _ plan: MergePlan, recipeText: String, seed: UInt64, layout: ShardLayout
+    _ plan: MergePlan, recipeText: String, seed: UInt64, layout: ShardLayout,
+    contents: OutputContents = OutputContents()
   ) -> [(String, SideFile)] {
     let donor = plan.models[plan.donor]
     var files: [(String, SideFile)] = [
       ("config.json", .bytes(Array(OutputFiles.config(for: plan).formatted().utf8) + [0x0A]))
     ]
-    for name in donor.folder.sideFiles() where name != "config.json" {
-      files.append((name, .copy(from: FileSystem.join(donor.path, name))))
+    if contents.tokenizer {
+      for name in donor.folder.sideFiles() where name != "config.json" {
+        files.append((name, .copy(from: FileSystem.join(donor.path, name))))
+      }
     }
+    guard contents.modelCard else { return files }
     files.append(("mergekit_config.yml", .bytes(Array(recipeText.utf8))))
     files.append(
       (
@@ -285,10 +304,13 @@ extension MergeRunner {
 
   /// Bytes of the output's files besides the shards (the index included).
   public static func sideFileBytes(
-    _ plan: MergePlan, recipeText: String, seed: UInt64, layout: ShardLayout
+    _ plan: MergePlan, recipeText: String, seed: UInt64, layout: ShardLayout,
+    contents: OutputContents = OutputContents()
   ) -> Int {
     var total = layout.shards.count > 1 ? layout.indexJSON().utf8.count : 0
-    for (_, content) in sideFiles(plan, recipeText: recipeText, seed: seed, layout: layout) {
+    for (_, content) in sideFiles(
+      plan, recipeText: recipeText, seed: seed, layout: layout, contents: contents)
+    {
       switch content {
       case .bytes(let b): total += b.count
       case .copy(let source): total += (try? FileSystem.size(of: source)) ?? 0

@@ -14,6 +14,8 @@ public struct CheckReport: Sendable {
   public var folders: [String: ModelFolder]
   /// The weights of those folders, headers validated, by resolved path.
   public var weights: [String: ModelWeights] = [:]
+  /// The hub cache repository ids were looked up in.
+  public var hubCache = HubCache.fromEnvironment()
 
   /// Whether any diagnostic is an error.
   public var hasErrors: Bool { diagnostics.contains { $0.isError } }
@@ -33,7 +35,7 @@ public enum RecipeChecker {
   public static let dtypeNames = ["bfloat16", "float16", "float32", "float64"]
 
   /// Reads and checks the recipe file at `path`.
-  public static func check(path: String) -> CheckReport {
+  public static func check(path: String, hubCache: HubCache = .fromEnvironment()) -> CheckReport {
     let bytes: [UInt8]
     do {
       bytes = try FileSystem.read(path, limit: 16 << 20)
@@ -47,16 +49,18 @@ public enum RecipeChecker {
       bag.report(.notUTF8, at: nil)
       return CheckReport(recipe: nil, diagnostics: bag.diagnostics, folders: [:])
     }
-    return check(text: text, file: path)
+    return check(text: text, file: path, hubCache: hubCache)
   }
 
   /// Checks recipe `text` as if read from `file`; relative model paths are resolved against
   /// the folder of `file`.
-  public static func check(text: String, file: String) -> CheckReport {
+  public static func check(
+    text: String, file: String, hubCache: HubCache = .fromEnvironment()
+  ) -> CheckReport {
     let (recipe, decodeDiagnostics) = RecipeDecoder.decode(text, file: file)
     var bag = DiagnosticBag(file: file)
     bag.append(contentsOf: decodeDiagnostics)
-    var resolver = ModelResolver(baseDirectory: FileSystem.directoryName(file))
+    var resolver = ModelResolver(baseDirectory: FileSystem.directoryName(file), hubCache: hubCache)
     var folders: [String: ModelFolder] = [:]
     var weights: [String: ModelWeights] = [:]
     if let recipe {
@@ -80,6 +84,7 @@ public enum RecipeChecker {
     var report = CheckReport(recipe: recipe, diagnostics: bag.sorted, folders: folders)
     report.text = text
     report.weights = weights
+    report.hubCache = hubCache
     return report
   }
 }

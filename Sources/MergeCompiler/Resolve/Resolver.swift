@@ -73,7 +73,8 @@ public struct Resolver {
 
   private mutating func model(_ reference: ModelReference, report: CheckReport) -> Int? {
     if let i = modelIndex[reference.identity] { return i }
-    let resolver = ModelResolver(baseDirectory: FileSystem.directoryName(bag.file ?? "."))
+    let resolver = ModelResolver(
+      baseDirectory: FileSystem.directoryName(bag.file ?? "."), hubCache: report.hubCache)
     let path = resolver.path(of: reference)
     guard let folder = report.folders[path], let weights = report.weights[path] else {
       bag.report(.unavailableModel(reference.description), at: reference.range)
