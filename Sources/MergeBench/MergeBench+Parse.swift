@@ -18,7 +18,11 @@ extension MergeBench {
     try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     var missed = false
-    func report(_ what: String, seconds: Double) {
+    func report(_ what: String, seconds: Double, target: Bool = true) {
+      guard target else {
+        print(String(format: "%@: %.2f s", what, seconds))
+        return
+      }
       let verdict = seconds < 2 ? "within" : "MISSES"
       print(String(format: "%@: %.2f s (%@ the 2 s target)", what, seconds, verdict))
       if seconds >= 2 { missed = true }
@@ -49,6 +53,20 @@ extension MergeBench {
           "\(what) parsed and checked (\(compilation.diagnostics.count) findings)",
           seconds: now() - start)
       }
+      // The same model checked through resolution (its tensors are named for 1,000 layers):
+      // finding each layer's tensors was a scan of every tensor per layer.
+      let layers = min(1_000, tensors)
+      try "{\"num_hidden_layers\": \(layers)}".write(
+        toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+      var resolution = CompileOptions()
+      resolution.phase = .resolution
+      let resolveStart = now()
+      let resolved = Compiler.compile(
+        text: "merge_method: linear\nmodels:\n  - model: .\n    parameters: {weight: 1}\n",
+        file: dir + "/r.yml", options: resolution)
+      report(
+        "that model, \(layers) layers, checked and resolved (\(resolved.plan?.tensors.count ?? 0) tensor plans)",
+        seconds: now() - resolveStart, target: false)
     } catch {
       print("parse benchmark failed: \(error)")
       exit(1)

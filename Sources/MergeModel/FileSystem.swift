@@ -51,7 +51,9 @@ public enum FileSystem {
   /// Input files are hostile: a FIFO would block a plain `open` forever, and a device such as
   /// `/dev/zero` would read without end. The file is opened without blocking and refused unless
   /// it is a regular file.
-  public static func openRegularFile(_ path: String) throws(ModelError) -> (fd: Int32, size: Int) {
+  public static func openRegularFile(
+    _ path: String, followTextLinks: Bool = true
+  ) throws(ModelError) -> (fd: Int32, size: Int) {
     let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else {
       let e = errno
@@ -72,9 +74,13 @@ public enum FileSystem {
       throw .notRegularFile(path: path, kind: describeKind(st.st_mode))
     }
     _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
-    if st.st_size <= textLinkLimit, let blob = textLinkTarget(path, fd: fd, size: Int(st.st_size)) {
+    if followTextLinks, st.st_size <= textLinkLimit,
+      let blob = textLinkTarget(path, fd: fd, size: Int(st.st_size))
+    {
       close(fd)
-      return try openRegularFile(blob)
+      // The blob itself is opened as it is: a blob written as another link is not followed,
+      // so crafted links cannot lead anywhere but one step into `blobs/`.
+      return try openRegularFile(blob, followTextLinks: false)
     }
     return (fd, Int(st.st_size))
   }
@@ -181,10 +187,17 @@ public enum FileSystem {
     return String(cString: p)
   }
 
-  /// The value of environment variable `name`, if it is set.
+  /// The value of environment variable `name`, if it is set and not empty (an empty value
+  /// counts as unset, as the XDG specification and `huggingface_hub` treat it).
   public static func environment(_ name: String) -> String? {
-    guard let p = getenv(name) else { return nil }
+    guard let p = getenv(name), p.pointee != 0 else { return nil }
     return String(cString: p)
+  }
+
+  /// `path` with a leading `~` (alone or before `/`) replaced by `$HOME`.
+  public static func expandingHome(_ path: String) -> String {
+    guard path == "~" || path.hasPrefix("~/"), let home = environment("HOME") else { return path }
+    return home + path.dropFirst()
   }
 
   /// The folder that holds `path` (`.` for a bare name).

@@ -45,7 +45,7 @@ public struct HubCache: Sendable, Hashable {
   /// (empty values count as unset).
   public static func fromEnvironment() -> HubCache {
     func variable(_ name: String) -> String? {
-      FileSystem.environment(name).flatMap { $0.isEmpty ? nil : expandingHome($0) }
+      FileSystem.environment(name).map(FileSystem.expandingHome)
     }
     if let hub = variable("HF_HUB_CACHE") ?? variable("HUGGINGFACE_HUB_CACHE") {
       return HubCache(path: hub)
@@ -54,14 +54,6 @@ public struct HubCache: Sendable, Hashable {
     let cache =
       variable("XDG_CACHE_HOME") ?? FileSystem.join(variable("HOME") ?? "/", ".cache")
     return HubCache(path: FileSystem.join(FileSystem.join(cache, "huggingface"), "hub"))
-  }
-
-  /// `~/x` with the home folder.
-  private static func expandingHome(_ path: String) -> String {
-    guard path == "~" || path.hasPrefix("~/"),
-      let home = FileSystem.environment("HOME"), !home.isEmpty
-    else { return path }
-    return home + path.dropFirst()
   }
 
   /// Why a repository's snapshot is not in the cache.

@@ -137,8 +137,7 @@ public struct ModelFolder: Sendable, Hashable {
         let (fd, size) = try FileSystem.openRegularFile(file)
         close(fd)
         if size > Self.sideFileLimit {
-          problems.append(
-            .notAModel(path: file, reason: "the file is larger than \(Self.sideFileLimit) bytes"))
+          problems.append(.tooLarge(path: file, limit: Self.sideFileLimit))
         }
       } catch {
         problems.append(error)
@@ -262,7 +261,7 @@ public struct ModelWeights: Sendable {
 
   /// The file that holds tensor `name`.
   public func file(for name: String) -> SafetensorsFile? {
-    guard let location else { return files[0].info(name) == nil ? nil : files[0] }
+    guard let location else { return files[0].header.positions[name] == nil ? nil : files[0] }
     return location[name].map { files[$0] }
   }
 

@@ -39,12 +39,9 @@ public final class ReductionCache: Sendable {
   /// The default folder: `$MERGE_CACHE_DIR`, else `$XDG_CACHE_HOME/merge`, else
   /// `~/.cache/merge`; empty variables count as unset (as the XDG specification says).
   public static var defaultDirectory: String? {
-    func variable(_ name: String) -> String? {
-      FileSystem.environment(name).flatMap { $0.isEmpty ? nil : $0 }
-    }
-    if let d = variable("MERGE_CACHE_DIR") { return d }
-    if let d = variable("XDG_CACHE_HOME") { return d + "/merge" }
-    if let home = variable("HOME") {
+    if let d = FileSystem.environment("MERGE_CACHE_DIR") { return d }
+    if let d = FileSystem.environment("XDG_CACHE_HOME") { return d + "/merge" }
+    if let home = FileSystem.environment("HOME") {
       _ = mkdir(home + "/.cache", 0o755)
       return home + "/.cache/merge"
     }
@@ -134,9 +131,9 @@ enum CachedReduction: Sendable {
   init?(bytes: [UInt8], key: String, elements: Int) {
     guard bytes.count >= Self.magic.count + 12, bytes.starts(with: Self.magic) else { return nil }
     let body = bytes.dropLast(8)
-    var reader = ByteReader(bytes: bytes, position: body.endIndex)
+    var reader = ByteReader(bytes: bytes, position: body.endIndex, end: bytes.count)
     guard reader.integer() == Self.checksum(body) else { return nil }
-    reader = ByteReader(bytes: Array(body), position: Self.magic.count)
+    reader = ByteReader(bytes: bytes, position: Self.magic.count, end: body.endIndex)
     guard let keyLength = reader.integer(4), let keyBytes = reader.take(Int(keyLength)),
       keyBytes == Array(key.utf8), reader.integer() == UInt64(elements),
       let value = Self.payload(&reader, elements: elements), reader.atEnd
@@ -184,21 +181,22 @@ enum CachedReduction: Sendable {
   }
 }
 
-/// Reads little-endian integers from bytes, nil past the end.
+/// Reads little-endian integers from `bytes[position..<end]`, nil past the end.
 private struct ByteReader {
   let bytes: [UInt8]
   var position: Int
+  let end: Int
 
-  var atEnd: Bool { position == bytes.count }
+  var atEnd: Bool { position == end }
 
   mutating func byte() -> UInt8? {
-    guard position < bytes.count else { return nil }
+    guard position < end else { return nil }
     defer { position += 1 }
     return bytes[position]
   }
 
   mutating func integer(_ width: Int = 8) -> UInt64? {
-    guard position + width <= bytes.count else { return nil }
+    guard position + width <= end else { return nil }
     var v: UInt64 = 0
     for k in 0..<width { v |= UInt64(bytes[position + k]) << (8 * UInt64(k)) }
     position += width
@@ -206,7 +204,7 @@ private struct ByteReader {
   }
 
   mutating func take(_ count: Int) -> [UInt8]? {
-    guard count >= 0, position + count <= bytes.count else { return nil }
+    guard count >= 0, position + count <= end else { return nil }
     defer { position += count }
     return Array(bytes[position..<position + count])
   }

@@ -54,5 +54,12 @@ import _TestSupport
     let plain = dir.write(
       "snapshots/x/config.json", "../../blobs/" + String(repeating: "a", count: 40))
     #expect(try FileSystem.read(plain).count == 52)
+    // A blob that is itself written as a link is not followed further: crafted links lead one
+    // step into `blobs/`, never round a cycle.
+    let id = String(repeating: "b", count: 40)
+    let link = dir.write("w/hub/snapshots/x/config.json", "../../blobs/" + id)
+    _ = dir.write("w/hub/blobs/" + id, "../../blobs/" + id)
+    _ = dir.write("w/blobs/" + id, "the second hop")
+    #expect(try FileSystem.read(link) == Array(("../../blobs/" + id).utf8))
   }
 }

@@ -579,11 +579,6 @@ private struct StageChecker {
     bag.report(.unknownParameterOfAnyMethod(name.value, suggestion: suggestion), at: name.range)
   }
 
-  /// A scalar as a number, read as the evaluator reads it (quoted numbers included).
-  func numericValue(_ s: ParameterScalar) -> Double? {
-    ParameterEvaluator.convert(s.value, type: .float)?.number
-  }
-
   mutating func checkValues(_ setting: ParameterSetting, parameter p: ParameterSpec) {
     if case .gradient(let values, let range) = setting, values.isEmpty {
       bag.report(.emptyGradient(p.name), at: range)

@@ -7,6 +7,19 @@ public enum ModelLocation: Sendable, Hashable {
   case local(String)
   /// A Hugging Face repository: its snapshot in the hub cache, or why it is not there.
   case hub(HubRepositoryID, revision: String?, snapshot: Result<String, HubCache.Miss>)
+
+  /// The path on disk: a local folder or a hub snapshot.
+  ///
+  /// A repository that is not cached gets a name that is no path
+  /// (`hub:owner/name@revision`), so that it is still one key.
+  public var path: String {
+    switch self {
+    case .local(let path): return path
+    case .hub(_, _, .success(let snapshot)): return snapshot
+    case .hub(let repository, let revision, .failure):
+      return "hub:\(repository)@\(revision ?? "main")"
+    }
+  }
 }
 
 /// Finds the model folders a recipe names and opens each at most once.
@@ -53,17 +66,9 @@ public struct ModelResolver: Sendable {
       snapshot: hubCache.snapshot(of: repository, revision: revision))
   }
 
-  /// The path `reference` names on disk: a local folder or a hub snapshot.
-  ///
-  /// A repository that is not cached gets a name that is no path
-  /// (`hub:owner/name@revision`), so that it is still one key.
+  /// The path `reference` names on disk (``ModelLocation/path``).
   public func path(of reference: ModelReference) -> String {
-    switch location(of: reference.model) {
-    case .local(let path): return path
-    case .hub(_, _, .success(let snapshot)): return snapshot
-    case .hub(let repository, let revision, .failure):
-      return "hub:\(repository)@\(revision ?? "main")"
-    }
+    location(of: reference.model).path
   }
 
   /// `path` as mergekit reads it, from the working directory, when that differs from
@@ -86,9 +91,7 @@ public struct ModelResolver: Sendable {
   /// `path` resolved against the recipe's folder (absolute paths unchanged).
   public func path(of path: String) -> String {
     if path.hasPrefix("/") { return path }
-    if path.hasPrefix("~/"), let home = FileSystem.environment("HOME") {
-      return FileSystem.join(home, String(path.dropFirst(2)))
-    }
+    if path.hasPrefix("~/") { return FileSystem.expandingHome(path) }
     if baseDirectory == "." { return path }
     return FileSystem.join(baseDirectory, path)
   }
@@ -96,7 +99,7 @@ public struct ModelResolver: Sendable {
   /// Opens the folder `reference` names, or reports why it cannot be used.
   public mutating func folder(for reference: ModelReference) -> Result<ModelFolder, ModelError> {
     let location = location(of: reference.model)
-    let key = path(of: reference)
+    let key = location.path
     if let cached = cache[key] { return cached }
     let result: Result<ModelFolder, ModelError>
     switch location {

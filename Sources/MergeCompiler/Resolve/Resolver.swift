@@ -23,6 +23,9 @@ public struct Resolver {
   private var spec: MethodSpec { method.spec }
   private var models: [ResolvedModel] = []
   private var modelIndex: [String: Int] = [:]
+  /// Each model's tensor names by layer, in data order (built once per model: looking them up
+  /// per layer by scanning every tensor was quadratic).
+  private var namesByLayer: [Int: [Int: [String]]] = [:]
 
   /// Resolves `stage` of a recipe that checked without errors.
   ///
@@ -75,13 +78,14 @@ public struct Resolver {
     if let i = modelIndex[reference.identity] { return i }
     let resolver = ModelResolver(
       baseDirectory: FileSystem.directoryName(bag.file ?? "."), hubCache: report.hubCache)
-    let path = resolver.path(of: reference)
+    let location = resolver.location(of: reference.model)
+    let path = location.path
     guard let folder = report.folders[path], let weights = report.weights[path] else {
       bag.report(.unavailableModel(reference.description), at: reference.range)
       return nil
     }
     var resolved = ResolvedModel(reference: reference, folder: folder, weights: weights)
-    if case .hub(let repository, _, _) = resolver.location(of: reference.model) {
+    if case .hub(let repository, _, _) = location {
       resolved.hubRepository = repository
     }
     models.append(resolved)
@@ -191,10 +195,7 @@ public struct Resolver {
         let leadLayer = lead.start + offset
         let outputLayer = layerSources.count
         layerSources.append((lead.model, leadLayer))
-        let leadNames = models[lead.model].weights.tensors.map(\.name).filter {
-          TensorNaming.layerIndex(of: $0) == leadLayer
-        }
-        for leadName in leadNames {
+        for leadName in names(of: lead.model, layer: leadLayer) {
           let output = Self.renumber(leadName, to: outputLayer)
           if let first = outputNames.updateValue(leadName, forKey: output) {
             bag.report(.duplicateOutput(output, first, leadName), at: slice.range)
@@ -217,6 +218,17 @@ public struct Resolver {
       }
     }
     return (tensors, layerSources)
+  }
+
+  /// The tensors of model `model` in layer `layer`, in data order.
+  private mutating func names(of model: Int, layer: Int) -> [String] {
+    if let byLayer = namesByLayer[model] { return byLayer[layer] ?? [] }
+    var byLayer: [Int: [String]] = [:]
+    for t in models[model].weights.tensors {
+      if let l = TensorNaming.layerIndex(of: t.name) { byLayer[l, default: []].append(t.name) }
+    }
+    namesByLayer[model] = byLayer
+    return byLayer[layer] ?? []
   }
 
   /// Non-layer tensors of a role, in the data order of the slice's first source, then any
