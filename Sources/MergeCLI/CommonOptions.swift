@@ -27,6 +27,11 @@ enum CommonOption {
     help:
       "The Hugging Face hub cache of repository ids (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub).",
     expected: "name a folder", parse: { $0.isEmpty ? nil : HubCache(path: $0) })
+  static let loraMergeDType = Option.option(
+    "lora-merge-dtype", value: "dtype",
+    help:
+      "Round each weight a LoRA adapter changes to this dtype before merging, as mergekit's flag does (default: keep it in float32).",
+    expected: "be one of bfloat16, float16, float32, float64", parse: { DType(recipeName: $0) })
   static let seed = Option.option(
     "seed", value: "n", help: "Seed of the random methods (default: 0).", parse: { UInt64($0) }
   ).defaulted(to: 0)
@@ -88,7 +93,10 @@ struct CheckArguments {
 
 /// The check arguments and `--seed`: how a recipe compiles.
 struct CompileArguments {
-  static let definitions = CheckArguments.definitions + [CommonOption.seed.definition]
+  static let definitions =
+    CheckArguments.definitions + [
+      CommonOption.seed.definition, CommonOption.loraMergeDType.definition,
+    ]
 
   /// The compiler's options these arguments set.
   var options: CompileOptions
@@ -96,6 +104,7 @@ struct CompileArguments {
   init(_ arguments: ParsedArguments) throws(UsageError) {
     options = try CheckArguments(arguments).options
     options.seed = try arguments.value(CommonOption.seed)
+    options.loraMergeDType = try arguments.value(CommonOption.loraMergeDType)
   }
 }
 

@@ -44,7 +44,7 @@ enum MergekitCommandLine {
     "--no-unsafe-truncate-embeddings": .ignored(note: nil, takesValue: false),
     "--lora-merge-cache": .ignored(
       note: "merge needs no folder of merged LoRA models", takesValue: true),
-    "--lora-merge-dtype": .refused("LoRA adapters are not supported yet"),
+    "--lora-merge-dtype": .same("--lora-merge-dtype", takesValue: true),
     "--trust-remote-code": .ignored(note: noCode, takesValue: false),
     "--no-trust-remote-code": .ignored(note: nil, takesValue: false),
     "--lazy-unpickle": .ignored(note: "merge reads safetensors, mapped lazily", takesValue: false),

@@ -35,6 +35,9 @@ public struct CompileOptions: Sendable {
   public var onlyTensor: String?
   /// Whether to keep each graph as lowered and after each pass (`merge graph --passes`).
   public var keepTrace = false
+  /// The dtype a LoRA-adapted weight is rounded to before merging (`--lora-merge-dtype`);
+  /// nil keeps it in f32, as every input is computed.
+  public var loraMergeDType: DType?
 
   /// The defaults: everything, optimized, seed 0, unknown names are errors.
   public init() {}
@@ -133,6 +136,10 @@ public enum Compiler {
       let recipe = report.recipe
     {
       compilation.plan = resolve(recipe, report: report, policy: policy, into: &bag)
+      if let dtype = options.loraMergeDType, var plan = compilation.plan {
+        for i in plan.tensors.indices { plan.tensors[i].adapterDType = dtype }
+        compilation.plan = plan
+      }
     }
     if !policy.hasErrors(bag.diagnostics), options.phase >= .graphs, let plan = compilation.plan {
       lower(plan, options: options, into: &compilation, bag: &bag)

@@ -22,6 +22,8 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
   case notCached(repository: String, reason: String)
   /// The output folder cannot be written where it was asked for.
   case outputRefused(path: String, reason: String)
+  /// A LoRA adapter folder or its config cannot be used.
+  case badAdapter(path: String, reason: String)
 
   public var description: String {
     switch self {
@@ -43,6 +45,8 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
       let bound = limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit) bytes"
       return "'\(path)' is larger than \(bound), the most merge reads for such a file"
     case .outputRefused(let path, let reason): return "cannot write '\(path)': \(reason)"
+    case .badAdapter(let path, let reason):
+      return "'\(path)' is not a LoRA adapter merge can apply: \(reason)"
     }
   }
 }

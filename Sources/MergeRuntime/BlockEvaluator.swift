@@ -48,7 +48,7 @@ final class BlockEvaluator {
   }
 
   let graph: TensorGraph
-  let views: [TensorView]
+  let inputs: [InputTensor]
   let blockSize: Int
   private var buffers: [UnsafeMutablePointer<Float>?]
   private var stamps: [Int]
@@ -62,9 +62,9 @@ final class BlockEvaluator {
   private var scratch: UnsafeMutableRawPointer?
 
   /// An evaluator whose buffers ``prepare()`` allocates.
-  init(graph: TensorGraph, views: [TensorView], blockSize: Int, layout: Layout) {
+  init(graph: TensorGraph, inputs: [InputTensor], blockSize: Int, layout: Layout) {
     self.graph = graph
-    self.views = views
+    self.inputs = inputs
     self.blockSize = blockSize
     self.layout = layout
     buffers = [UnsafeMutablePointer<Float>?](repeating: nil, count: graph.nodes.count)
@@ -138,10 +138,7 @@ final class BlockEvaluator {
     let n = range.count
     switch node.op {
     case .load(let input):
-      views[input].decode(range, into: UnsafeMutableBufferPointer(start: out, count: n))
-      if let dtype = graph.plan.inputDType, dtype != views[input].info.dtype {
-        Kernels.roundTrip(out, n, to: dtype)
-      }
+      inputs[input].read(range, into: UnsafeMutableBufferPointer(start: out, count: n))
     case .taskVector: Kernels.subtract(operand(0), operand(1), out, n)
     case .add: Kernels.add(operand(0), operand(1), out, n)
     case .scale(let c): Kernels.scale(operand(0), c, out, n)

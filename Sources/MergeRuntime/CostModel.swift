@@ -249,7 +249,8 @@ public struct MergeCost: Sendable {
       let n = graph[output.inputs[0]].inputs.count
       let largestInput = graph.plan.inputs.map(\.info.byteCount).max() ?? 0
       cost.workingSetBytes =
-        footprint.wholeTensorBytes + kernel.base.cost.temporaryBytes(inputs: n) * count
+        footprint.wholeTensorBytes + footprint.adapterBytes
+        + kernel.base.cost.temporaryBytes(inputs: n) * count
         + (options.schedule.releaseWindow == nil ? mapped : largestInput)
       cost.seconds +=
         Double(count * n) * kernel.base.cost.weight * constants.wholeNanoseconds / 1e9
@@ -318,7 +319,7 @@ public struct MergeCost: Sendable {
     var sets = 0
     for node in graph.nodes where node.op.kind == .selection { sets += (count + 63) / 64 * 8 }
     cost.workingSetBytes =
-      sets
+      sets + footprint.adapterBytes
       + (window == nil
         ? pages + max(passPeak, selectionPeak) : max(pages + passPeak, selectionPeak))
   }

@@ -225,12 +225,28 @@ extension ReductionCache {
   /// can look entries up without reading tensor data.
   static func key(_ id: NodeID, graph: TensorGraph, models: [ResolvedModel]) -> String {
     key(id, graph: graph) { input in
-      let file = models[input.model].weights.file(for: input.tensor)
-      let offset = (file?.header.dataOffset ?? 0) + input.info.dataRange.lowerBound
-      let st = FileSystem.status(of: file?.path ?? "") ?? stat()
-      return
-        "\(st.st_dev):\(st.st_ino)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)|\(offset)"
+      let model = models[input.model]
+      guard let change = input.adapter, let adapter = model.adapter?.weights else {
+        return fingerprint(model.weights, input.tensor)
+      }
+      // An adapted input is also named by the adapter's tensors it reads.
+      switch change {
+      case .delta(let d):
+        return fingerprint(model.weights, input.tensor)
+          + "+lora[\(fingerprint(adapter, d.a)),\(fingerprint(adapter, d.b)),\(d.scale.bitPattern),\(d.transposed)]"
+      case .replaced(let stored):
+        return "replaced[\(fingerprint(adapter, stored))]"
+      }
     }
+  }
+
+  /// Names tensor `name`'s bytes by its file's identity and status and its offset.
+  private static func fingerprint(_ weights: ModelWeights, _ name: String) -> String {
+    let file = weights.file(for: name)
+    let offset = (file?.header.dataOffset ?? 0) + (file?.info(name)?.dataRange.lowerBound ?? 0)
+    let st = FileSystem.status(of: file?.path ?? "") ?? stat()
+    return
+      "\(st.st_dev):\(st.st_ino)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)|\(offset)"
   }
 
   /// The cache key of reduction `id` of `graph`, each load's file named by `fingerprint`.
@@ -249,7 +265,9 @@ extension ReductionCache {
       if case .load(let i) = node.op {
         let input = graph.plan.inputs[i]
         d +=
-          "[\(fingerprint(input))|\(input.info.dtype.rawValue)|\(input.info.shape)|\(graph.plan.inputDType?.rawValue ?? "-")]"
+          "[\(fingerprint(input))|\(input.info.dtype.rawValue)|\(input.info.shape)|\(graph.plan.inputDType?.rawValue ?? "-")"
+        if input.adapter != nil { d += "|\(graph.plan.adapterDType?.rawValue ?? "-")" }
+        d += "]"
       }
       d += "(" + node.inputs.map(describe).joined(separator: ",") + ")"
       memo[id.index] = d

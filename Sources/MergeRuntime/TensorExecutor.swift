@@ -32,7 +32,7 @@ struct TensorExecutor {
 
   let graph: TensorGraph
   let models: [ResolvedModel]
-  let views: [TensorView]
+  let inputs: [InputTensor]
   let cache: ReductionCache?
   let threads: Int
   let blockSize: Int
@@ -54,22 +54,23 @@ struct TensorExecutor {
     self.cache = cache
     self.threads = max(1, threads)
     self.schedule = schedule
-    var views: [TensorView] = []
+    var inputs: [InputTensor] = []
     for input in graph.plan.inputs {
       do {
-        views.append(try models[input.model].weights.tensor(input.tensor))
+        inputs.append(try InputTensor(input, plan: graph.plan, models: models))
       } catch {
         throw ExecutionError(tensor: graph.plan.name, reason: error.description)
       }
     }
-    self.views = views
+    self.inputs = inputs
     count = graph.plan.count
     blockSize = Self.blockSize(of: graph)
     blockCount = max(1, (count + blockSize - 1) / blockSize)
-    allocated = FootprintCounter(
-      TensorFootprint(
-        tensor: graph.plan.name, blockSize: blockSize,
-        workers: Self.workers(threads: self.threads, blocks: blockCount)))
+    var footprint = TensorFootprint(
+      tensor: graph.plan.name, blockSize: blockSize,
+      workers: Self.workers(threads: self.threads, blocks: blockCount))
+    footprint.adapterBytes = inputs.reduce(0) { $0 + ($1.delta?.bytes ?? 0) }
+    allocated = FootprintCounter(footprint)
   }
 
   /// Worker threads of a pass: one per block at most.
@@ -95,7 +96,7 @@ struct TensorExecutor {
   func run(write: @Sendable (Int, UnsafeRawBufferPointer) throws -> Void) throws {
     let output = graph[graph.output]
     if case .copyBytes = output.op {
-      try write(0, views[0].bytes)
+      try write(0, inputs[0].view.bytes)
       return
     }
     guard case .store(let dtype) = output.op else {
@@ -103,7 +104,7 @@ struct TensorExecutor {
     }
     if case .wholeTensor(let kernel) = graph[output.inputs[0]].op {
       try runWholeTensor(
-        kernel.base, inputs: graph[output.inputs[0]].inputs, dtype: dtype, write: write)
+        kernel.base, loads: graph[output.inputs[0]].inputs, dtype: dtype, write: write)
       return
     }
     var env = Environment(nodeCount: graph.nodes.count)
@@ -126,22 +127,17 @@ struct TensorExecutor {
 
   /// Decodes the kernel's inputs whole, runs it on this thread, and writes the result.
   func runWholeTensor(
-    _ kernel: any WholeTensorKernel, inputs: [NodeID], dtype: DType,
+    _ kernel: any WholeTensorKernel, loads: [NodeID], dtype: DType,
     write: @Sendable (Int, UnsafeRawBufferPointer) throws -> Void
   ) throws {
     var arrays: [[Float]] = []
-    for id in inputs {
+    for id in loads {
       guard case .load(let input) = graph[id].op else {
         throw ExecutionError(
           tensor: graph.plan.name, reason: "a whole-tensor kernel reads loads only")
       }
       let values = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-        views[input].decode(0..<count, into: buffer)
-        if let d = graph.plan.inputDType, d != views[input].info.dtype,
-          let base = buffer.baseAddress
-        {
-          Kernels.roundTrip(base, count, to: d)
-        }
+        inputs[input].read(0..<count, into: buffer)
         initialized = count
       }
       if schedule.releaseWindow != nil { release(input, upTo: count) }
@@ -181,7 +177,7 @@ struct TensorExecutor {
     let layout = BlockEvaluator.Layout(graph: graph, roots: roots)
     let evaluators = EvaluatorPool(
       (0..<workers).map { _ in
-        BlockEvaluator(graph: graph, views: views, blockSize: blockSize, layout: layout)
+        BlockEvaluator(graph: graph, inputs: inputs, blockSize: blockSize, layout: layout)
       })
     defer {
       let bytes = evaluators.items.reduce(0) { $0 + $1.allocatedBytes }
@@ -192,7 +188,7 @@ struct TensorExecutor {
       let end = min(blockCount, start + window)
       try forEachBlock(in: start..<end, evaluators: evaluators, body)
       if schedule.releaseWindow != nil {
-        for input in views.indices { release(input, upTo: min(count, end * blockSize)) }
+        for input in inputs.indices { release(input, upTo: min(count, end * blockSize)) }
       }
       start = end
     }
@@ -229,7 +225,7 @@ struct TensorExecutor {
 
   /// Drops the pages of input `input` that hold its first `elements` elements from the process.
   func release(_ input: Int, upTo elements: Int) {
-    let view = views[input]
+    let view = inputs[input].view
     guard let start = view.bytes.baseAddress, let base = view.file.bytes.baseAddress else { return }
     let offset = start - base
     let bytes = min(view.bytes.count, elements * view.info.dtype.byteSize)

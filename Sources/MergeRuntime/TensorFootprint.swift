@@ -19,6 +19,8 @@ public struct TensorFootprint: Sendable, Equatable {
   public var gatherBytes = 0
   /// The decoded inputs, the result and its encoded bytes, for a whole-tensor kernel.
   public var wholeTensorBytes = 0
+  /// The LoRA factors of adapted inputs, decoded to f32 (`rank · (rows + columns)` each).
+  public var adapterBytes = 0
 
   /// An empty footprint of a tensor computed in `blockSize` blocks by `workers` threads.
   public init(tensor: String, blockSize: Int, workers: Int) {
@@ -104,6 +106,14 @@ extension TensorExecutor {
     return passes
   }
 
+  /// The bytes of the decoded LoRA factors of `plan`'s adapted inputs.
+  static func adapterBytes(_ plan: TensorPlan) -> Int {
+    plan.inputs.reduce(0) { total, input in
+      guard case .delta(let d)? = input.adapter else { return total }
+      return total + d.rank * ((input.info.shape.first ?? 1) + (input.info.shape.last ?? 1)) * 4
+    }
+  }
+
   /// What computing `graph` will allocate with `threads` workers and `schedule`, the
   /// reductions in `known` (node indices) being taken from the cache.
   static func predictedFootprint(
@@ -114,6 +124,7 @@ extension TensorExecutor {
     let workers = Self.workers(
       threads: max(1, threads), blocks: max(1, (count + blockSize - 1) / blockSize))
     var footprint = TensorFootprint(tensor: graph.plan.name, blockSize: blockSize, workers: workers)
+    footprint.adapterBytes = adapterBytes(graph.plan)
     let output = graph[graph.output]
     if case .copyBytes = output.op { return footprint }
     if case .wholeTensor = graph[output.inputs[0]].op {

@@ -27,9 +27,7 @@ import _TestSupport
     Flag(
       arguments: ["--lora-merge-cache", "/tmp/lora-cache"],
       expected: "note: mergekit's --lora-merge-cache has no effect: merge needs no folder"),
-    Flag(
-      arguments: ["--lora-merge-dtype", "bfloat16"],
-      expected: "Error: mergekit's '--lora-merge-dtype' is not supported"),
+    Flag(arguments: ["--lora-merge-dtype", "bfloat16"], expected: nil),
     Flag(arguments: ["--cuda"], expected: "note: mergekit's --cuda " + cpu),
     Flag(arguments: ["--no-cuda"], expected: nil),
     Flag(arguments: ["--device", "cuda:0"], expected: "note: mergekit's --device " + cpu),

@@ -46,6 +46,19 @@ import _TestSupport
     }
   }
 
+  @Test(
+    "so do LoRA sources: the decoded factors are priced",
+    arguments: ["lora_linear", "lora_task_arithmetic"])
+  func lora(_ name: String) throws {
+    let (actual, predicted) = try footprints(
+      Repository.parity + "/lora-recipes/\(name).yml", schedule: Schedule())
+    #expect(actual == predicted, "\(name)")
+    // q_proj [64, 64] and v_proj [32, 64] of 4 layers: rank 4 · (rows + columns) f32 values.
+    let factors = actual.map(\.adapterBytes).reduce(0, +)
+    let expected = 4 * (4 * (64 + 64) + 4 * (32 + 64)) * 4
+    #expect(factors == expected)
+  }
+
   @Test("so do tensors of several blocks on two workers, selections together and apart")
   func multiBlock() throws {
     let models = try SyntheticModels()

@@ -16,6 +16,8 @@ public struct CheckReport: Sendable {
   public var weights: [String: ModelWeights] = [:]
   /// The hub cache repository ids were looked up in.
   public var hubCache = HubCache.fromEnvironment()
+  /// The LoRA adapters the recipe names, by resolved path (only those that fit their models).
+  public var adapters: [String: LoraAdapter] = [:]
 
   /// Whether any diagnostic is an error.
   public var hasErrors: Bool { diagnostics.contains { $0.isError } }
@@ -63,6 +65,7 @@ public enum RecipeChecker {
     var resolver = ModelResolver(baseDirectory: FileSystem.directoryName(file), hubCache: hubCache)
     var folders: [String: ModelFolder] = [:]
     var weights: [String: ModelWeights] = [:]
+    var adapters: [String: LoraAdapter] = [:]
     if let recipe {
       var earlierStages: Set<String> = []
       for (i, stage) in recipe.stages.enumerated() {
@@ -78,12 +81,14 @@ public enum RecipeChecker {
         resolver = checker.resolver
         folders.merge(checker.folders) { a, _ in a }
         weights.merge(checker.weights) { a, _ in a }
+        adapters.merge(checker.adapters) { a, _ in a }
         if let name = stage.name?.value { earlierStages.insert(name) }
       }
     }
     var report = CheckReport(recipe: recipe, diagnostics: bag.sorted, folders: folders)
     report.text = text
     report.weights = weights
+    report.adapters = adapters
     report.hubCache = hubCache
     return report
   }
@@ -106,6 +111,7 @@ private struct StageChecker {
   let laterStages: [String: SourceRange]
   var folders: [String: ModelFolder] = [:]
   var weights: [String: ModelWeights] = [:]
+  var adapters: [String: LoraAdapter] = [:]
   /// Each folder's layer count, checked against its tensors.
   var layerCounts: [String: Int] = [:]
   var spec: MethodSpec?
@@ -211,9 +217,6 @@ private struct StageChecker {
 
   mutating func checkModel(_ model: ModelReference) {
     if isStage(model) { return }
-    if let lora = model.lora {
-      bag.report(.loraUnsupported(lora.description), at: lora.path.range)
-    }
     switch resolver.folder(for: model) {
     case .success(let folder):
       if folders[folder.path] == nil && weights[folder.path] == nil {
@@ -234,6 +237,7 @@ private struct StageChecker {
         }
       }
       folders[folder.path] = folder
+      if let opened = weights[folder.path] { checkAdapter(model, weights: opened) }
       if let revision = model.model.revision, case .local = resolver.location(of: model.model) {
         bag.report(.revisionIgnored(revision.value), at: revision.range)
       }
@@ -307,6 +311,23 @@ private struct StageChecker {
       ]
     default:
       return []
+    }
+  }
+
+  /// Opens `model`'s LoRA adapter, if it has one, and checks that it fits `weights`.
+  mutating func checkAdapter(_ model: ModelReference, weights: ModelWeights) {
+    guard let lora = model.lora, let opened = resolver.adapter(for: model) else { return }
+    switch opened {
+    case .success(let adapter):
+      let problems = adapter.problems(with: weights)
+      for problem in problems {
+        bag.report(.badAdapter(problem, written: lora.path.value), at: lora.path.range)
+      }
+      if problems.isEmpty { adapters[adapter.path] = adapter }
+    case .failure(let error):
+      bag.report(
+        .badAdapter(error, written: lora.path.value), at: lora.path.range,
+        notes: notes(explaining: error, lora))
     }
   }
 
@@ -687,10 +708,13 @@ extension Diagnostic.Message {
       "later-stage",
       "'\(name)' is a stage defined later in the file; a stage can use only the stages before it")
   }
-  fileprivate static func loraUnsupported(_ lora: String) -> Self {
-    Self(
-      "not-implemented",
-      "LoRA adapters ('+\(lora)') are not supported yet; merge the adapter into its model first")
+  fileprivate static func badAdapter(_ error: ModelError, written: String) -> Self {
+    switch error {
+    case .notFound:
+      return Self("adapter-not-found", "LoRA adapter folder '\(written)' does not exist")
+    case .notCached: return Self("adapter-not-cached", error.description)
+    default: return Self("unusable-adapter", error.description)
+    }
   }
   fileprivate static func mixedArchitectures(
     _ model: String, _ architecture: String, _ other: String

@@ -72,6 +72,11 @@ public struct TensorGraph: Sendable {
         let ti = plan.inputs[input]
         line +=
           "    ; \(models[ti.model].reference.description):\(ti.tensor) \(ti.info.dtype.rawValue)"
+        switch ti.adapter {
+        case .delta(let d)?: line += " + \(d.scale)·B·A (LoRA rank \(d.rank))"
+        case .replaced(let stored)?: line += " replaced by the adapter's '\(stored)'"
+        case nil: break
+        }
         if plan.baseIndex == input { line += " (base)" }
       }
       out += line + "\n"

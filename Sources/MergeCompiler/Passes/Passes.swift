@@ -163,7 +163,9 @@ public struct ByteCopy: GraphPass {
       return false
     }
     let stored = graph.plan.inputs[input].info.dtype
-    guard stored == dtype, graph.plan.inputDType == nil || graph.plan.inputDType == stored else {
+    guard stored == dtype, graph.plan.inputs[input].adapter == nil,
+      graph.plan.inputDType == nil || graph.plan.inputDType == stored
+    else {
       return false
     }
     graph = rebuild(graph) { id, _, builder, mapped in

@@ -11,6 +11,8 @@ public struct ResolvedModel: Sendable {
   public var weights: ModelWeights
   /// The Hugging Face repository it was read from (nil for a local folder).
   public var hubRepository: HubRepositoryID? = nil
+  /// The LoRA adapter applied to it (`model+adapter`), if any.
+  public var adapter: LoraAdapter? = nil
 
   /// The folder's path.
   public var path: String { folder.path }
@@ -22,8 +24,18 @@ public struct TensorInput: Sendable, Hashable {
   public var model: Int
   /// The tensor's name in that model.
   public var tensor: String
-  /// Its header entry.
+  /// Its header entry (the adapter's, for a tensor the adapter replaces).
   public var info: TensorInfo
+  /// What the model's LoRA adapter does to the tensor, if anything.
+  public var adapter: InputAdapter? = nil
+}
+
+/// What a LoRA adapter does to one input tensor.
+public enum InputAdapter: Sendable, Hashable {
+  /// `W + scale · B·A`, computed as the tensor is read.
+  case delta(LoraDelta)
+  /// The adapter stores the whole tensor (`modules_to_save`): this adapter tensor is read instead.
+  case replaced(by: String)
 }
 
 /// Everything needed to compute one output tensor: its inputs in merge order, the parameters
@@ -48,6 +60,9 @@ public struct TensorPlan: Sendable {
   public var t: Double
   /// The dtype inputs are rounded to before computing (the recipe's `dtype`), if any.
   public var inputDType: DType?
+  /// The dtype an adapted input is rounded to once its adapter is applied, before
+  /// ``inputDType`` (`--lora-merge-dtype`: mergekit's model with the adapter merged, as stored).
+  public var adapterDType: DType? = nil
   /// The dtype stored.
   public var outputDType: DType
   /// Where in the recipe the tensor's slice (or model list) is.

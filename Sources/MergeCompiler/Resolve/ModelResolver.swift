@@ -115,4 +115,19 @@ public struct ModelResolver: Sendable {
     cache[key] = result
     return result
   }
+
+  /// Opens the LoRA adapter `reference` names, if it names one.
+  public func adapter(for reference: ModelReference) -> Result<LoraAdapter, ModelError>? {
+    guard let lora = reference.lora else { return nil }
+    switch location(of: lora) {
+    case .hub(let repository, _, .failure(let miss)):
+      return .failure(.notCached(repository: repository.value, reason: miss.description))
+    case .local(let path), .hub(_, _, .success(let path)):
+      do {
+        return .success(try LoraAdapter(path: path))
+      } catch {
+        return .failure(error)
+      }
+    }
+  }
 }

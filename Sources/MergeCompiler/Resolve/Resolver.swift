@@ -88,6 +88,13 @@ public struct Resolver {
     if case .hub(let repository, _, _) = location {
       resolved.hubRepository = repository
     }
+    if let lora = reference.lora {
+      guard let adapter = report.adapters[resolver.location(of: lora).path] else {
+        bag.report(.unavailableModel(reference.description), at: reference.range)
+        return nil
+      }
+      resolved.adapter = adapter
+    }
     models.append(resolved)
     modelIndex[reference.identity] = models.count - 1
     return models.count - 1
@@ -269,12 +276,25 @@ public struct Resolver {
       {
         resolvedName = tied
       }
-      guard let info = weights.info(resolvedName) else {
+      guard var info = weights.info(resolvedName) else {
         missing.append((source.model, inputName))
         continue
       }
+      var adapted: InputAdapter?
+      if let adapter = models[source.model].adapter {
+        if let delta = adapter.deltas[resolvedName] {
+          adapted = .delta(delta)
+        } else if let stored = adapter.replacements[resolvedName],
+          let storedInfo = adapter.weights.info(stored)
+        {
+          adapted = .replaced(by: stored)
+          info.dtype = storedInfo.dtype
+          info.dataRange = storedInfo.dataRange
+        }
+      }
       if source.model == slice.base { baseInput = inputs.count }
-      inputs.append(TensorInput(model: source.model, tensor: resolvedName, info: info))
+      inputs.append(
+        TensorInput(model: source.model, tensor: resolvedName, info: info, adapter: adapted))
     }
     if !missing.isEmpty {
       // An output head that no input has is left out (tied embeddings).

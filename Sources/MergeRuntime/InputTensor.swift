@@ -1,0 +1,131 @@
+import MergeCompiler
+import MergeModel
+
+/// One input of an output tensor as the merge reads it: the stored tensor decoded to f32, with
+/// its model's LoRA adapter applied, rounded as the recipe's `dtype` says.
+///
+/// A LoRA change `W + scale · B·A` is computed a block of rows at a time as the tensor is read:
+/// the factors (`r · (rows + columns)` values) are decoded once, and no dense `B·A` is ever
+/// held. The sums are PEFT's: `Σₖ B[i,k]·A[k,j]` in order of `k`, times the scale, added to `W`.
+struct InputTensor: @unchecked Sendable {
+  /// The stored tensor (the adapter's, for a tensor the adapter replaces).
+  let view: TensorView
+  /// The adapter's factors, when it changes this tensor.
+  let delta: Delta?
+  /// The dtype the adapted value is rounded to (`--lora-merge-dtype`), if any.
+  let adapterDType: DType?
+  /// The dtype the value is rounded to before computing (the recipe's `dtype`), if any.
+  let inputDType: DType?
+
+  /// `W[i, j] += scale · Σₖ left[i, k] · right[k, j]`, in f32.
+  struct Delta {
+    /// `[rows, rank]`, row-major.
+    var left: [Float]
+    /// `[rank, columns]`, row-major.
+    var right: [Float]
+    var rank: Int
+    var columns: Int
+    var scale: Float
+
+    /// The bytes of the decoded factors.
+    var bytes: Int { (left.count + right.count) * 4 }
+  }
+
+  /// The tensor's dtype, name and shape as stored.
+  var info: TensorInfo { view.info }
+
+  /// Opens input `input` of `plan`.
+  init(_ input: TensorInput, plan: TensorPlan, models: [ResolvedModel]) throws(ModelError) {
+    let model = models[input.model]
+    inputDType = plan.inputDType
+    adapterDType = input.adapter == nil ? nil : plan.adapterDType
+    switch input.adapter {
+    case nil:
+      view = try model.weights.tensor(input.tensor)
+      delta = nil
+    case .replaced(let stored)?:
+      view = try Self.adapterWeights(model).tensor(stored)
+      delta = nil
+    case .delta(let d)?:
+      view = try model.weights.tensor(input.tensor)
+      let weights = try Self.adapterWeights(model)
+      delta = Self.factors(
+        d, a: try weights.tensor(d.a), b: try weights.tensor(d.b),
+        columns: view.info.shape.last ?? 1)
+    }
+  }
+
+  private static func adapterWeights(_ model: ResolvedModel) throws(ModelError) -> ModelWeights {
+    guard let adapter = model.adapter else {
+      throw .badAdapter(path: model.path, reason: "the model has no adapter")
+    }
+    return adapter.weights
+  }
+
+  /// The factors of `d` decoded to f32 in the `left · right` layout of the adapted tensor.
+  private static func factors(_ d: LoraDelta, a: TensorView, b: TensorView, columns: Int) -> Delta {
+    func decoded(_ v: TensorView) -> [Float] {
+      [Float](unsafeUninitializedCapacity: v.count) { buffer, initialized in
+        v.decode(0..<v.count, into: buffer)
+        initialized = v.count
+      }
+    }
+    let (a32, b32) = (decoded(a), decoded(b))
+    let r = d.rank
+    guard d.transposed else {
+      // B is [rows, r], A is [r, columns]: already left · right.
+      return Delta(left: b32, right: a32, rank: r, columns: columns, scale: d.scale)
+    }
+    // (B·A)ᵀ: A is [r, rows], B is [columns, r]; left = Aᵀ, right = Bᵀ.
+    let rows = a.info.shape[1]
+    var left = [Float](repeating: 0, count: rows * r)
+    var right = [Float](repeating: 0, count: r * columns)
+    for k in 0..<r {
+      for i in 0..<rows { left[i * r + k] = a32[k * rows + i] }
+      for j in 0..<columns { right[k * columns + j] = b32[j * r + k] }
+    }
+    return Delta(left: left, right: right, rank: r, columns: columns, scale: d.scale)
+  }
+
+  /// Elements `range` as f32 into `out` (which holds `range.count`).
+  func read(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) {
+    view.decode(range, into: out)
+    guard let base = out.baseAddress else { return }
+    if let delta {
+      Self.add(delta, range, base)
+      if let adapterDType { Kernels.roundTrip(base, range.count, to: adapterDType) }
+    }
+    if let inputDType, delta != nil || inputDType != view.info.dtype {
+      Kernels.roundTrip(base, range.count, to: inputDType)
+    }
+  }
+
+  /// Adds `scale · left · right` over `range` of the flattened tensor, one row segment at a
+  /// time, each term summed over `k` in order before it is scaled (as `(B @ A) * scale`).
+  static func add(_ d: Delta, _ range: Range<Int>, _ out: UnsafeMutablePointer<Float>) {
+    let columns = max(1, d.columns)
+    var sum = [Float](repeating: 0, count: columns)
+    d.left.withUnsafeBufferPointer { left in
+      d.right.withUnsafeBufferPointer { right in
+        var e = range.lowerBound
+        while e < range.upperBound {
+          let i = e / columns
+          let j0 = e % columns
+          let j1 = min(columns, j0 + (range.upperBound - e))
+          let n = j1 - j0
+          sum.withUnsafeMutableBufferPointer { s in
+            for j in 0..<n { s[j] = 0 }
+            for k in 0..<d.rank {
+              let l = left[i * d.rank + k]
+              let row = k * columns + j0
+              for j in 0..<n { s[j] += l * right[row + j] }
+            }
+            let o = out + (e - range.lowerBound)
+            for j in 0..<n { o[j] += s[j] * d.scale }
+          }
+          e += n
+        }
+      }
+    }
+  }
+}
