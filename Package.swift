@@ -13,14 +13,20 @@ let package = Package(
       pkgConfig: "yaml-0.1",
       providers: [.apt(["libyaml-dev"])]
     ),
+    .systemLibrary(
+      name: "CCrypto",
+      pkgConfig: "libcrypto",
+      providers: [.apt(["libssl-dev"])]
+    ),
     .target(name: "CMergeSupport"),
     .target(name: "MergeRecipe", dependencies: ["CYAML"]),
-    .target(name: "MergeModel", dependencies: ["CMergeSupport"]),
+    .target(name: "MergeModel", dependencies: ["CMergeSupport", "CCrypto"]),
+    .target(name: "MergeHub", dependencies: ["MergeModel"]),
     .target(name: "MergeCompiler", dependencies: ["MergeRecipe", "MergeModel"]),
     .target(name: "MergeRuntime", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe"]),
     .target(
       name: "MergeCLI",
-      dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe"]),
+      dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe", "MergeHub"]),
     .executableTarget(name: "merge", dependencies: ["MergeCLI"]),
     .target(
       name: "MergeBench",
@@ -29,7 +35,8 @@ let package = Package(
     .target(name: "MergeFuzz", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe"]),
     .executableTarget(name: "merge-fuzz", dependencies: ["MergeFuzz"]),
     .target(name: "_TestSupport", dependencies: ["MergeRecipe"]),
-    .testTarget(name: "MergeModelTests", dependencies: ["MergeModel", "_TestSupport"]),
+    .testTarget(
+      name: "MergeModelTests", dependencies: ["MergeModel", "MergeHub", "_TestSupport"]),
     .testTarget(
       name: "MergeRuntimeTests",
       dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe", "_TestSupport"]),

@@ -1,4 +1,5 @@
 import MergeCompiler
+import MergeHub
 import MergeModel
 import MergeRecipe
 import MergeRuntime
@@ -88,6 +89,12 @@ struct CheckArguments {
   init(_ arguments: ParsedArguments) throws(UsageError) {
     options.policy = try PolicyArguments.policy(arguments)
     if let cache = try arguments.value(CommonOption.hubCache) { options.hubCache = cache }
+    // Repositories missing from the cache are read from the Hub (configs and headers only),
+    // unless HF_HUB_OFFLINE forbids the network.
+    let hub = HubSettings.fromEnvironment()
+    if !hub.offline {
+      options.remote = HubRemoteReader(client: HubClient(settings: hub), cache: options.hubCache)
+    }
   }
 }
 

@@ -130,19 +130,25 @@ struct PlanCommand: Subcommand {
     var files: Int
     var bytes: Int
     var cached: Int
+    /// Whether it is on the Hub, not downloaded yet.
+    var remote: Bool
+  }
+
+  func whereItIs(_ s: Source) -> String {
+    s.remote ? "on the Hub, not downloaded yet" : "\(percent(s.cached, s.bytes)) in the page cache"
   }
 
   func sources(_ plan: MergePlan) -> [Source] {
     plan.models.map { m in
       var cached = 0
-      for file in m.weights.files {
+      for file in m.weights.files where m.folder.remote == nil {
         let size = file.header.fileSize - file.header.dataOffset
         cached += MappedFile.cachedBytes(
           path: file.path, range: file.header.dataOffset..<(file.header.dataOffset + size))
       }
       return Source(
         name: m.reference.description, files: m.weights.files.count, bytes: m.weights.byteCount,
-        cached: cached)
+        cached: cached, remote: m.folder.remote != nil)
     }
   }
 
@@ -177,11 +183,13 @@ struct PlanCommand: Subcommand {
     for s in srcs {
       out += "  " + s.name + String(repeating: " ", count: width - s.name.count + 2)
       out += "\(formatBytes(s.bytes)) in \(s.files) file\(s.files == 1 ? "" : "s"), "
-      out += "\(percent(s.cached, s.bytes)) in the page cache\n"
+      out += whereItIs(s) + "\n"
     }
     out += "read:     \(formatBytes(cost.inputBytes)) of tensor data"
     out += " (\(formatBytes(cost.bytesRead)) over all passes; "
     out += "\(formatBytes(cost.uncachedInputBytes)) from disk)\n"
+    let download = HubFetch.downloadBytes(plan)
+    if download > 0 { out += "download: \(formatBytes(download)) from the Hub before the merge\n" }
     out += "write:    \(formatBytes(cost.bytesWritten))\n"
     out += "memory:   peak \(formatBytes(cost.peakMemoryBytes)) at \(cost.peakTensor)"
     out += " (process \(formatBytes(cost.baselineBytes)) + working set); "
@@ -217,13 +225,15 @@ struct PlanCommand: Subcommand {
     out += "(\(cost.constants.calibrated ? "calibrated" : "default constants")) |\n"
     out +=
       "| Read | \(formatBytes(cost.inputBytes)) (\(formatBytes(cost.uncachedInputBytes)) from disk) |\n"
+    let download = HubFetch.downloadBytes(plan)
+    if download > 0 { out += "| Download | \(formatBytes(download)) from the Hub |\n" }
     out += "| Written | \(formatBytes(cost.bytesWritten)) |\n"
     out += "| Schedule | \(scheduleName(cost.schedule)) |\n"
     out += "| Cache | \(reductionsLine(cost)) |\n\n"
     out += "| Source | Size | Files | In page cache |\n|---|---:|---:|---:|\n"
     for s in sources(plan) {
       out +=
-        "| `\(s.name)` | \(formatBytes(s.bytes)) | \(s.files) | \(percent(s.cached, s.bytes)) |\n"
+        "| `\(s.name)` | \(formatBytes(s.bytes)) | \(s.files) | \(s.remote ? "on the Hub" : percent(s.cached, s.bytes)) |\n"
     }
     out += "\n| Largest working sets | Memory | Elements | Time |\n|---|---:|---:|---:|\n"
     for t in largest(cost) {
@@ -245,6 +255,7 @@ struct PlanCommand: Subcommand {
       ("bytes_read_all_passes", .integer(cost.bytesRead)),
       ("bytes_read_from_disk", .integer(cost.uncachedInputBytes)),
       ("bytes_written", .integer(cost.bytesWritten)),
+      ("bytes_to_download", .integer(HubFetch.downloadBytes(plan))),
       ("tensors", .integer(plan.tensors.count)),
       ("shards", .integer(cost.shards)),
       ("threads", .integer(cost.threads)),

@@ -63,10 +63,24 @@ struct RunCommand: Subcommand {
 
   func run(console: Console) -> Int32 {
     guard
-      let compilation = compileReporting(
+      var compilation = compileReporting(
         recipe, options: settings.compile.options, console: console),
-      let merge = compilation.merge
+      var merge = compilation.merge
     else { return ExitCode.failure }
+    // Hub repositories checked from their headers are downloaded now, then read from the cache.
+    if !HubFetch.missing(merge.plan, file: recipe, options: settings.compile.options).isEmpty {
+      guard
+        HubFetch.download(
+          merge.plan, file: recipe, options: settings.compile.options, quiet: quiet,
+          console: console)
+      else { return ExitCode.failure }
+      let again = Compiler.compile(path: recipe, options: settings.compile.options)
+      guard let downloaded = again.merge else {
+        console.report(again)
+        return ExitCode.failure
+      }
+      (compilation, merge) = (again, downloaded)
+    }
     let showProgress = console.standardErrorIsTerminal && !quiet
     var options = settings.execution.runOptions(
       progress: showProgress ? { @Sendable p in console.err("\r" + progressLine(p)) } : nil)

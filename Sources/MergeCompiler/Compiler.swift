@@ -23,6 +23,9 @@ public struct CompileOptions: Sendable {
   /// The Hugging Face hub cache repository ids are read from (the environment's by default;
   /// mergekit's `--transformers-cache` names another).
   public var hubCache = HubCache.fromEnvironment()
+  /// Where repositories missing from the hub cache are read from (configs and safetensors
+  /// headers only); nil keeps the compile offline.
+  public var remote: (any RemoteSnapshotReader)?
   /// The seed of the random methods' streams (`--seed`).
   public var seed: UInt64 = 0
   /// How far to go.
@@ -109,7 +112,7 @@ public enum Compiler {
   public static func compile(path: String, options: CompileOptions = CompileOptions())
     -> Compilation
   {
-    let report = RecipeChecker.check(path: path, hubCache: options.hubCache)
+    let report = RecipeChecker.check(path: path, hubCache: options.hubCache, remote: options.remote)
     return compile(report, file: path, options: options)
   }
 
@@ -118,7 +121,8 @@ public enum Compiler {
     text: String, file: String, options: CompileOptions = CompileOptions()
   ) -> Compilation {
     compile(
-      RecipeChecker.check(text: text, file: file, hubCache: options.hubCache), file: file,
+      RecipeChecker.check(
+        text: text, file: file, hubCache: options.hubCache, remote: options.remote), file: file,
       options: options)
   }
 

@@ -130,7 +130,7 @@ public enum FileSystem {
   }
 
   /// Where the symbolic link at `path` points, if `path` is one.
-  static func linkTarget(_ path: String) -> String? {
+  public static func linkTarget(_ path: String) -> String? {
     var buffer = [CChar](repeating: 0, count: 4097)
     let n = readlink(path, &buffer, 4096)
     guard n >= 0 else { return nil }

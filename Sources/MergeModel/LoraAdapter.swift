@@ -1,5 +1,3 @@
-import Foundation
-
 /// How an adapter changes one tensor of its model: `W + scale · left · right`, where `left` is
 /// `[rows, r]` and `right` is `[r, columns]` in the layout of `W`.
 ///
@@ -35,6 +33,8 @@ public struct LoraAdapter: Sendable {
   public let deltas: [String: LoraDelta]
   /// The model tensors it replaces, by model tensor name: the adapter tensor that replaces each.
   public let replacements: [String: String]
+  /// The Hub snapshot it was read from, when its files are not downloaded yet.
+  public private(set) var remote: RemoteSnapshot?
 
   /// The config file's name.
   public static let configFileName = "adapter_config.json"
@@ -48,7 +48,36 @@ public struct LoraAdapter: Sendable {
     case .file, .other: throw .badAdapter(path: path, reason: "it is a file, not an adapter folder")
     case .directory: break
     }
-    let names = try FileSystem.contents(of: path)
+    let weightsPath = FileSystem.join(path, Self.weightsFileName)
+    try self.init(
+      path: path, names: try FileSystem.contents(of: path),
+      read: { name throws(ModelError) in
+        try FileSystem.read(FileSystem.join(path, name), limit: 16 << 20)
+      },
+      openWeights: { () throws(ModelError) in try SafetensorsFile(path: weightsPath) })
+  }
+
+  /// The adapter of a snapshot on the Hub, from its config and weights header (no download).
+  public init(remote: RemoteSnapshot) throws(ModelError) {
+    let weightsPath = FileSystem.join(remote.path, Self.weightsFileName)
+    try self.init(
+      path: remote.path, names: remote.files.keys.sorted(),
+      read: { name throws(ModelError) in try remote.read(name) },
+      openWeights: { () throws(ModelError) in
+        guard let header = remote.headers[Self.weightsFileName] else {
+          throw .notCached(
+            repository: remote.repository.value,
+            reason: "the header of '\(Self.weightsFileName)' was not read")
+        }
+        return SafetensorsFile(path: weightsPath, header: header)
+      })
+    self.remote = remote
+  }
+
+  private init(
+    path: String, names: [String], read: (String) throws(ModelError) -> [UInt8],
+    openWeights: () throws(ModelError) -> SafetensorsFile
+  ) throws(ModelError) {
     guard names.contains(Self.configFileName) else {
       throw .badAdapter(path: path, reason: "it has no \(Self.configFileName)")
     }
@@ -61,9 +90,9 @@ public struct LoraAdapter: Sendable {
           : "it has no \(Self.weightsFileName)")
     }
     let configPath = FileSystem.join(path, Self.configFileName)
-    let config = try Self.readConfig(configPath)
+    let config = try Self.readConfig(try read(Self.configFileName), path: configPath)
     self.path = path
-    let file = try SafetensorsFile(path: FileSystem.join(path, Self.weightsFileName))
+    let file = try openWeights()
     self.weights = try ModelWeights(files: [file])
     (deltas, replacements) = try Self.pair(weights.tensors, config: config, path: file.path)
   }
@@ -88,20 +117,17 @@ public struct LoraAdapter: Sendable {
     /// The value of the first pattern key that matches the end of `module` (`(.*\.)?KEY$`).
     static func match<T>(_ module: String, _ pattern: [(String, T)]) -> T? {
       for (key, value) in pattern {
-        guard let regex = try? NSRegularExpression(pattern: "^(.*\\.)?(\(key))$") else { continue }
-        let range = NSRange(module.startIndex..., in: module)
-        if regex.firstMatch(in: module, range: range) != nil { return value }
+        guard let regex = try? Regex("(.*\\.)?(\(key))") else { continue }
+        if (try? regex.wholeMatch(in: module)) != nil { return value }
       }
       return nil
     }
   }
 
-  static func readConfig(_ configPath: String) throws(ModelError) -> Config {
+  static func readConfig(_ bytes: [UInt8], path configPath: String) throws(ModelError) -> Config {
     let json: JSONValue
     do {
-      json = try JSONValue.parse(try FileSystem.read(configPath, limit: 16 << 20))
-    } catch let error as ModelError {
-      throw error
+      json = try JSONValue.parse(bytes)
     } catch {
       throw .badAdapter(path: configPath, reason: "it is not valid JSON (\(error))")
     }
@@ -172,8 +198,10 @@ public struct LoraAdapter: Sendable {
           path: path, tensor: t.name,
           reason: "a LoRA tensor merge cannot apply (only lora_A/lora_B pairs are)")
       } else {
-        let target = name.replacingOccurrences(of: ".modules_to_save.default.", with: ".")
-          .replacingOccurrences(of: ".modules_to_save.", with: ".")
+        var target = String(name)
+        for wrapper in [".modules_to_save.default.", ".modules_to_save."] {
+          target = target.replacing(wrapper, with: ".")
+        }
         replacements[target] = t.name
       }
     }

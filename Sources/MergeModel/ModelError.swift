@@ -22,6 +22,9 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
   case notCached(repository: String, reason: String)
   /// The output folder cannot be written where it was asked for.
   case outputRefused(path: String, reason: String)
+  /// The Hugging Face Hub cannot give what a repository needs (network, access, a missing
+  /// file, a download that does not match its checksum).
+  case hub(repository: String, reason: String)
   /// A LoRA adapter folder or its config cannot be used.
   case badAdapter(path: String, reason: String)
 
@@ -45,6 +48,7 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
       let bound = limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit) bytes"
       return "'\(path)' is larger than \(bound), the most merge reads for such a file"
     case .outputRefused(let path, let reason): return "cannot write '\(path)': \(reason)"
+    case .hub(let repository, let reason): return "'\(repository)' on the Hub: \(reason)"
     case .badAdapter(let path, let reason):
       return "'\(path)' is not a LoRA adapter merge can apply: \(reason)"
     }

@@ -19,6 +19,8 @@ public struct ModelFolder: Sendable, Hashable {
   public var weightFiles: [String]
   /// For a sharded model, the shard of each tensor named by the index.
   public var weightMap: [String: String]?
+  /// The Hub snapshot the folder was read from, when its files are not downloaded yet.
+  public var remote: RemoteSnapshot?
 
   /// Names of files copied from a donor model into the output: tokenizer and generation files.
   public static let sideFileNames: Set<String> = [
@@ -48,16 +50,32 @@ public struct ModelFolder: Sendable, Hashable {
     case .file, .other: throw .notAModel(path: path, reason: "it is a file, not a model folder")
     case .directory: break
     }
-    let names = try FileSystem.contents(of: path)
+    try self.init(path: path, names: try FileSystem.contents(of: path)) { name throws(ModelError) in
+      try FileSystem.read(FileSystem.join(path, name))
+    }
+  }
+
+  /// The folder of a snapshot on the Hub, from its file list and small files (no download).
+  public init(remote: RemoteSnapshot) throws(ModelError) {
+    try self.init(path: remote.path, names: remote.files.keys.sorted()) {
+      name throws(ModelError) in try remote.read(name)
+    }
+    self.remote = remote
+  }
+
+  /// A folder holding files `names`, whose config and index `read` gives.
+  private init(
+    path: String, names: [String], read: (String) throws(ModelError) -> [UInt8]
+  ) throws(ModelError) {
     guard names.contains("config.json") else {
       throw .notAModel(path: path, reason: "it has no config.json")
     }
     let configPath = FileSystem.join(path, "config.json")
-    self.config = try ModelConfig(bytes: try FileSystem.read(configPath), path: configPath)
+    self.config = try ModelConfig(bytes: try read("config.json"), path: configPath)
     self.path = path
     if names.contains(Self.indexFileName) {
       let indexPath = FileSystem.join(path, Self.indexFileName)
-      let map = try Self.readIndex(indexPath)
+      let map = try Self.readIndex(bytes: try read(Self.indexFileName), path: indexPath)
       for shard in Set(map.values).sorted() where !names.contains(shard) {
         throw .badIndex(
           path: indexPath, reason: "it names shard '\(shard)', which is not in the folder")
@@ -89,7 +107,13 @@ public struct ModelFolder: Sendable, Hashable {
 
   /// Reads a `model.safetensors.index.json`: its `weight_map`, tensor name → shard file.
   public static func readIndex(_ indexPath: String) throws(ModelError) -> [String: String] {
-    let bytes = try FileSystem.read(indexPath)
+    try readIndex(bytes: try FileSystem.read(indexPath), path: indexPath)
+  }
+
+  /// Reads the bytes of a `model.safetensors.index.json` at `indexPath`.
+  public static func readIndex(bytes: [UInt8], path indexPath: String = indexFileName)
+    throws(ModelError) -> [String: String]
+  {
     let json: JSONValue
     do {
       json = try JSONValue.parse(bytes, rejectingDuplicateKeys: true)
@@ -121,7 +145,8 @@ public struct ModelFolder: Sendable, Hashable {
 
   /// The side files present in the folder (tokenizer, generation config, chat template).
   public func sideFiles() -> [String] {
-    ((try? FileSystem.contents(of: path)) ?? []).filter { Self.sideFileNames.contains($0) }
+    let names = remote.map { $0.files.keys.sorted() } ?? (try? FileSystem.contents(of: path)) ?? []
+    return names.filter { Self.sideFileNames.contains($0) }
   }
 
   /// The largest side file copied into an output.
@@ -133,6 +158,13 @@ public struct ModelFolder: Sendable, Hashable {
     var problems: [ModelError] = []
     for name in sideFiles() {
       let file = FileSystem.join(path, name)
+      // Not downloaded yet: the size the Hub lists (the files are checked again once fetched).
+      if let size = remote?.files[name] {
+        if size > Self.sideFileLimit {
+          problems.append(.tooLarge(path: file, limit: Self.sideFileLimit))
+        }
+        continue
+      }
       do {
         let (fd, size) = try FileSystem.openRegularFile(file)
         close(fd)
@@ -186,7 +218,16 @@ public struct ModelFolder: Sendable, Hashable {
   public func openWeights() throws(ModelError) -> ModelWeights {
     var files: [SafetensorsFile] = []
     for name in weightFiles {
-      files.append(try SafetensorsFile(path: FileSystem.join(path, name)))
+      let file = FileSystem.join(path, name)
+      if let remote {
+        guard let header = remote.headers[name] else {
+          throw .notCached(
+            repository: remote.repository.value, reason: "the header of '\(name)' was not read")
+        }
+        files.append(SafetensorsFile(path: file, header: header))
+      } else {
+        files.append(try SafetensorsFile(path: file))
+      }
     }
     return try ModelWeights(
       files: files, weightMap: weightMap, indexPath: FileSystem.join(path, Self.indexFileName))

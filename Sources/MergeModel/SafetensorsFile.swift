@@ -17,6 +17,13 @@ public final class SafetensorsFile: Sendable {
     self.header = try SafetensorsHeader(path: path)
   }
 
+  /// A file not on disk yet (a Hub file not downloaded), known by its header: ``mapped()``
+  /// fails until the file is there.
+  public init(path: String, header: SafetensorsHeader) {
+    self.path = path
+    self.header = header
+  }
+
   /// The entry for tensor `name`, if the file has it.
   public func info(_ name: String) -> TensorInfo? {
     header.positions[name].map { header.tensors[$0] }

@@ -308,12 +308,15 @@ extension MergeRunner {
     contents: OutputContents = OutputContents()
   ) -> Int {
     var total = layout.shards.count > 1 ? layout.indexJSON().utf8.count : 0
-    for (_, content) in sideFiles(
+    // A donor on the Hub not downloaded yet: the sizes the Hub lists.
+    let remote = plan.models[plan.donor].folder.remote
+    for (name, content) in sideFiles(
       plan, recipeText: recipeText, seed: seed, layout: layout, contents: contents)
     {
       switch content {
       case .bytes(let b): total += b.count
-      case .copy(let source): total += (try? FileSystem.size(of: source)) ?? 0
+      case .copy(let source):
+        total += remote?.files[name] ?? (try? FileSystem.size(of: source)) ?? 0
       }
     }
     return total

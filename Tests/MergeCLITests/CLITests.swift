@@ -70,14 +70,14 @@ func assertSnapshot(
   @Test("a bad recipe prints located diagnostics and exits 1")
   func checkFails() {
     let dir = TemporaryDirectory()
-    let path = dir.write("r.yml", "merge_method: frobnicate\nmodels:\n  - model: nowhere\n")
+    let path = dir.write("r.yml", "merge_method: frobnicate\nmodels:\n  - model: ./nowhere\n")
     let result = merge("check", path)
     #expect(result.status == 1)
     #expect(result.out == "")
     #expect(result.err.contains("\(path):1:15: error: unknown merge method 'frobnicate'\n"))
     #expect(
       result.err.contains(
-        "\(path):3:12: error: 'nowhere' is not a local folder, and it is not in the Hugging Face cache"
+        "\(path):3:12: error: model folder './nowhere' does not exist"
       ))
     #expect(result.err.hasSuffix("2 errors\n"))
   }

@@ -147,7 +147,7 @@ import _TestSupport
       ), "\(check.stderr)")
     #expect(
       check.stderr.contains(
-        "note: merge does not download yet: fetch it into that cache with 'hf download tiny-org/llama-ft9'"
+        "note: with the network off (HF_HUB_OFFLINE) merge cannot fetch it: unset HF_HUB_OFFLINE, fetch it into that cache with 'hf download tiny-org/llama-ft9'"
       ))
     #expect(
       check.stderr.contains(

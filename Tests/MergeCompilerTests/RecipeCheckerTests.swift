@@ -603,7 +603,7 @@ extension ModelWorkspace {
     #expect(
       report.diagnostics[3].notes.map(\.message) == [
         "no folder '\(workspace.directory.path)/meta-llama/Llama-3.1-8B' or 'meta-llama/Llama-3.1-8B' from the working directory (as mergekit would) either",
-        "merge does not download yet: fetch it into that cache with 'hf download meta-llama/Llama-3.1-8B', or set HF_HOME or HF_HUB_CACHE to the cache that holds it",
+        "with the network off (HF_HUB_OFFLINE) merge cannot fetch it: unset HF_HUB_OFFLINE, fetch it into that cache with 'hf download meta-llama/Llama-3.1-8B', or set HF_HOME or HF_HUB_CACHE to the cache that holds it",
       ])
   }
 

@@ -37,7 +37,10 @@ public enum RecipeChecker {
   public static let dtypeNames = ["bfloat16", "float16", "float32", "float64"]
 
   /// Reads and checks the recipe file at `path`.
-  public static func check(path: String, hubCache: HubCache = .fromEnvironment()) -> CheckReport {
+  public static func check(
+    path: String, hubCache: HubCache = .fromEnvironment(),
+    remote: (any RemoteSnapshotReader)? = nil
+  ) -> CheckReport {
     let bytes: [UInt8]
     do {
       bytes = try FileSystem.read(path, limit: 16 << 20)
@@ -51,18 +54,20 @@ public enum RecipeChecker {
       bag.report(.notUTF8, at: nil)
       return CheckReport(recipe: nil, diagnostics: bag.diagnostics, folders: [:])
     }
-    return check(text: text, file: path, hubCache: hubCache)
+    return check(text: text, file: path, hubCache: hubCache, remote: remote)
   }
 
   /// Checks recipe `text` as if read from `file`; relative model paths are resolved against
   /// the folder of `file`.
   public static func check(
-    text: String, file: String, hubCache: HubCache = .fromEnvironment()
+    text: String, file: String, hubCache: HubCache = .fromEnvironment(),
+    remote: (any RemoteSnapshotReader)? = nil
   ) -> CheckReport {
     let (recipe, decodeDiagnostics) = RecipeDecoder.decode(text, file: file)
     var bag = DiagnosticBag(file: file)
     bag.append(contentsOf: decodeDiagnostics)
-    var resolver = ModelResolver(baseDirectory: FileSystem.directoryName(file), hubCache: hubCache)
+    var resolver = ModelResolver(
+      baseDirectory: FileSystem.directoryName(file), hubCache: hubCache, remote: remote)
     var folders: [String: ModelFolder] = [:]
     var weights: [String: ModelWeights] = [:]
     var adapters: [String: LoraAdapter] = [:]
@@ -306,9 +311,12 @@ private struct StageChecker {
       return [
         Diagnostic.Note("no folder " + places.joined(separator: " or ") + " either"),
         Diagnostic.Note(
-          "merge does not download yet: fetch it into that cache with 'hf download \(repository)\(revision)', or set HF_HOME or HF_HUB_CACHE to the cache that holds it"
+          "with the network off (HF_HUB_OFFLINE) merge cannot fetch it: unset HF_HUB_OFFLINE, fetch it into that cache with 'hf download \(repository)\(revision)', or set HF_HOME or HF_HUB_CACHE to the cache that holds it"
         ),
       ]
+    case .hub:
+      // Read from the Hub because no folder had that name: say so, in case one was meant.
+      return [Diagnostic.Note("no folder " + places.joined(separator: " or ") + " either")]
     default:
       return []
     }
@@ -713,6 +721,7 @@ extension Diagnostic.Message {
     case .notFound:
       return Self("adapter-not-found", "LoRA adapter folder '\(written)' does not exist")
     case .notCached: return Self("adapter-not-cached", error.description)
+    case .hub: return Self("hub-unavailable", error.description)
     default: return Self("unusable-adapter", error.description)
     }
   }
@@ -740,6 +749,7 @@ extension Diagnostic.Message {
     switch error {
     case .notFound: return Self("model-not-found", "model folder '\(written)' does not exist")
     case .notCached: return Self("model-not-cached", error.description)
+    case .hub: return Self("hub-unavailable", error.description)
     default: return Self("unusable-model", error.description)
     }
   }

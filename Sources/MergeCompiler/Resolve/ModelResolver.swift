@@ -33,13 +33,20 @@ public struct ModelResolver: Sendable {
   public let baseDirectory: String
   /// The Hugging Face hub cache that repository ids are looked up in.
   public let hubCache: HubCache
+  /// Where repositories that are not in the cache are read from (their configs and headers),
+  /// if the network may be used.
+  public let remote: (any RemoteSnapshotReader)?
   private var cache: [String: Result<ModelFolder, ModelError>] = [:]
 
   /// Creates a resolver for a recipe in `baseDirectory`, with the hub cache the environment
   /// names unless `hubCache` is given.
-  public init(baseDirectory: String, hubCache: HubCache = .fromEnvironment()) {
+  public init(
+    baseDirectory: String, hubCache: HubCache = .fromEnvironment(),
+    remote: (any RemoteSnapshotReader)? = nil
+  ) {
     self.baseDirectory = baseDirectory
     self.hubCache = hubCache
+    self.remote = remote
   }
 
   /// Where `model` lives.
@@ -103,14 +110,15 @@ public struct ModelResolver: Sendable {
     if let cached = cache[key] { return cached }
     let result: Result<ModelFolder, ModelError>
     switch location {
-    case .hub(let repository, _, .failure(let miss)):
-      result = .failure(.notCached(repository: repository.value, reason: miss.description))
-    case .local(let path), .hub(_, _, .success(let path)):
-      do {
-        result = .success(try ModelFolder(path: path))
-      } catch {
-        result = .failure(error)
+    case .hub(let repository, let revision, .failure(let miss)):
+      result = Result { () throws(ModelError) in
+        try ModelFolder(
+          remote: try remoteSnapshot(
+            repository, revision: revision, miss: miss, key: key,
+            smallFiles: ["config.json", ModelFolder.indexFileName]))
       }
+    case .local(let path), .hub(_, _, .success(let path)):
+      result = Result { () throws(ModelError) in try ModelFolder(path: path) }
     }
     cache[key] = result
     return result
@@ -119,15 +127,31 @@ public struct ModelResolver: Sendable {
   /// Opens the LoRA adapter `reference` names, if it names one.
   public func adapter(for reference: ModelReference) -> Result<LoraAdapter, ModelError>? {
     guard let lora = reference.lora else { return nil }
-    switch location(of: lora) {
-    case .hub(let repository, _, .failure(let miss)):
-      return .failure(.notCached(repository: repository.value, reason: miss.description))
-    case .local(let path), .hub(_, _, .success(let path)):
-      do {
-        return .success(try LoraAdapter(path: path))
-      } catch {
-        return .failure(error)
+    let location = location(of: lora)
+    switch location {
+    case .hub(let repository, let revision, .failure(let miss)):
+      return Result { () throws(ModelError) in
+        try LoraAdapter(
+          remote: try remoteSnapshot(
+            repository, revision: revision, miss: miss, key: location.path,
+            smallFiles: [LoraAdapter.configFileName]))
       }
+    case .local(let path), .hub(_, _, .success(let path)):
+      return Result { () throws(ModelError) in try LoraAdapter(path: path) }
     }
+  }
+
+  /// The repository read from the Hub (configs and headers only), known by `key`; without a
+  /// remote reader (offline), why it is not in the cache.
+  private func remoteSnapshot(
+    _ repository: HubRepositoryID, revision: String?, miss: HubCache.Miss, key: String,
+    smallFiles: [String]
+  ) throws(ModelError) -> RemoteSnapshot {
+    guard let remote else {
+      throw .notCached(repository: repository.value, reason: miss.description)
+    }
+    var snapshot = try remote.snapshot(of: repository, revision: revision, smallFiles: smallFiles)
+    snapshot.path = key
+    return snapshot
   }
 }

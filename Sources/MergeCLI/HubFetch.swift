@@ -1,0 +1,73 @@
+import MergeCompiler
+import MergeHub
+import MergeModel
+import MergeRecipe
+
+/// Hub repositories a compiled merge reads that are not downloaded yet: the commands that need
+/// them whole (`merge run`) fetch them after the check, the others price them.
+enum HubFetch {
+  /// The repositories (models and LoRA adapters) of `plan` missing from the cache, once each.
+  static func missing(_ plan: MergePlan, file: String, options: CompileOptions) -> [(
+    HubRepositoryID, revision: String?
+  )] {
+    let resolver = ModelResolver(
+      baseDirectory: FileSystem.directoryName(file), hubCache: options.hubCache)
+    var seen: Set<String> = []
+    var out: [(HubRepositoryID, revision: String?)] = []
+    for model in plan.models {
+      for path in [model.reference.model] + (model.reference.lora.map { [$0] } ?? []) {
+        guard case .hub(let repository, let revision, .failure) = resolver.location(of: path),
+          seen.insert(repository.value + "@" + (revision ?? "main")).inserted
+        else { continue }
+        out.append((repository, revision))
+      }
+    }
+    return out
+  }
+
+  /// The bytes `merge run` would download for `plan`: the files of each model read from the Hub
+  /// that a merge needs.
+  static func downloadBytes(_ plan: MergePlan) -> Int {
+    var seen: Set<String> = []
+    var total = 0
+    for model in plan.models {
+      for remote in [model.folder.remote, model.adapter?.remote].compactMap({ $0 })
+      where seen.insert(remote.path).inserted {
+        let names = HubDownloader.neededFiles(
+          { remote.files[$0] != nil },
+          index: remote.path == model.folder.path ? model.folder.weightMap : nil)
+        total += remote.downloadBytes(of: names)
+      }
+    }
+    return total
+  }
+
+  /// Downloads each missing repository of `plan` into the hub cache; false after reporting why
+  /// one could not be.
+  static func download(
+    _ plan: MergePlan, file: String, options: CompileOptions, quiet: Bool, console: Console
+  ) -> Bool {
+    let repositories = missing(plan, file: file, options: options)
+    guard !repositories.isEmpty else { return true }
+    let downloader = HubDownloader(
+      client: HubClient(settings: .fromEnvironment()), cache: options.hubCache)
+    for (repository, revision) in repositories {
+      do {
+        let snapshot = try downloader.download(repository, revision: revision) { line in
+          if !quiet { console.err(line + "\n") }
+        }
+        if !quiet { console.err("\(repository): in \(snapshot)\n") }
+      } catch {
+        console.report(.downloadFailed(error))
+        return false
+      }
+    }
+    return true
+  }
+}
+
+extension Diagnostic.Message {
+  static func downloadFailed(_ error: ModelError) -> Self {
+    Self("download-failed", "cannot download: \(error.description)")
+  }
+}
