@@ -78,9 +78,12 @@ struct InspectCommand: Subcommand {
   static func open(_ path: String) throws(ModelError) -> ModelWeights {
     switch FileSystem.kind(of: path) {
     case .missing: throw .notFound(path: path)
-    case .file: return try ModelWeights(files: [try SafetensorsFile(path: path)])
+    case .file: return try ModelWeights(files: [try SafetensorsFile.open(path)])
     case .other: throw .notAModel(path: path, reason: "it is not a file or folder")
     case .directory:
+      if FileSystem.kind(of: FileSystem.join(path, "config.json")) == .file {
+        return try ModelFolder(path: path).openWeights()
+      }
       let index = FileSystem.join(path, ModelFolder.indexFileName)
       if FileSystem.kind(of: index) == .file {
         let map = try ModelFolder.readIndex(index)
@@ -99,8 +102,13 @@ struct InspectCommand: Subcommand {
       if FileSystem.kind(of: single) == .file {
         return try ModelWeights(files: [try SafetensorsFile(path: single)])
       }
+      let pickle = FileSystem.join(path, ModelFolder.pickleFileName)
+      if FileSystem.kind(of: pickle) == .file {
+        return try ModelWeights(files: [try SafetensorsFile.open(pickle)])
+      }
       throw .notAModel(
-        path: path, reason: "it has no model.safetensors or model.safetensors.index.json")
+        path: path,
+        reason: "it has no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
     }
   }
 }

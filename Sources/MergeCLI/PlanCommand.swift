@@ -148,7 +148,7 @@ struct PlanCommand: Subcommand {
       }
       return Source(
         name: m.reference.description, files: m.weights.files.count, bytes: m.weights.byteCount,
-        cached: cached, remote: m.folder.remote != nil)
+        cached: min(cached, m.weights.byteCount), remote: m.folder.remote != nil)
     }
   }
 

@@ -32,6 +32,10 @@ public struct ModelFolder: Sendable, Hashable {
 
   /// The single-file weights' name.
   public static let singleFileName = "model.safetensors"
+  /// The PyTorch checkpoint's name, read when a folder has no safetensors weights.
+  public static let pickleFileName = "pytorch_model.bin"
+  /// The index of a sharded PyTorch checkpoint.
+  public static let pickleIndexFileName = "pytorch_model.bin.index.json"
   /// The index file's name.
   public static let indexFileName = "model.safetensors.index.json"
 
@@ -73,9 +77,16 @@ public struct ModelFolder: Sendable, Hashable {
     let configPath = FileSystem.join(path, "config.json")
     self.config = try ModelConfig(bytes: try read("config.json"), path: configPath)
     self.path = path
-    if names.contains(Self.indexFileName) {
-      let indexPath = FileSystem.join(path, Self.indexFileName)
-      let map = try Self.readIndex(bytes: try read(Self.indexFileName), path: indexPath)
+    // Safetensors first, then a PyTorch checkpoint, as transformers looks for them.
+    let hasSafetensors =
+      names.contains(Self.indexFileName) || names.contains(Self.singleFileName)
+      || names.contains(where: { $0.hasSuffix(".safetensors") })
+    let index =
+      names.contains(Self.indexFileName) || hasSafetensors
+      ? Self.indexFileName : Self.pickleIndexFileName
+    if names.contains(index) {
+      let indexPath = FileSystem.join(path, index)
+      let map = try Self.readIndex(bytes: try read(index), path: indexPath)
       for shard in Set(map.values).sorted() where !names.contains(shard) {
         throw .badIndex(
           path: indexPath, reason: "it names shard '\(shard)', which is not in the folder")
@@ -85,6 +96,9 @@ public struct ModelFolder: Sendable, Hashable {
     } else if names.contains(Self.singleFileName) {
       self.weightMap = nil
       self.weightFiles = [Self.singleFileName]
+    } else if !hasSafetensors && names.contains(Self.pickleFileName) {
+      self.weightMap = nil
+      self.weightFiles = [Self.pickleFileName]
     } else {
       let others = names.filter { $0.hasSuffix(".safetensors") }
       if !others.isEmpty {
@@ -99,9 +113,11 @@ public struct ModelFolder: Sendable, Hashable {
       }) {
         throw .notAModel(
           path: path,
-          reason: "it holds PyTorch pickle weights (.bin); merge reads safetensors only")
+          reason:
+            "it holds PyTorch weights under other names; merge reads model.safetensors (or its index) and pytorch_model.bin (or its index)"
+        )
       }
-      throw .notAModel(path: path, reason: "it has no .safetensors weights")
+      throw .notAModel(path: path, reason: "it has no weights (.safetensors or pytorch_model.bin)")
     }
   }
 
@@ -226,7 +242,7 @@ public struct ModelFolder: Sendable, Hashable {
         }
         files.append(SafetensorsFile(path: file, header: header))
       } else {
-        files.append(try SafetensorsFile(path: file))
+        files.append(try SafetensorsFile.open(file))
       }
     }
     return try ModelWeights(

@@ -17,8 +17,17 @@ public final class SafetensorsFile: Sendable {
     self.header = try SafetensorsHeader(path: path)
   }
 
-  /// A file not on disk yet (a Hub file not downloaded), known by its header: ``mapped()``
-  /// fails until the file is there.
+  /// The weights file at `path`: a PyTorch checkpoint (`.bin`, read by ``TorchCheckpoint``
+  /// without running it) or a safetensors file.
+  public static func open(_ path: String) throws(ModelError) -> SafetensorsFile {
+    if path.hasSuffix(".bin") {
+      return SafetensorsFile(path: path, header: try TorchCheckpoint.header(path: path))
+    }
+    return try SafetensorsFile(path: path)
+  }
+
+  /// A file known by a header read another way: a Hub file not downloaded yet (``mapped()``
+  /// fails until it is there), or a PyTorch checkpoint (offsets from the start of the file).
   public init(path: String, header: SafetensorsHeader) {
     self.path = path
     self.header = header

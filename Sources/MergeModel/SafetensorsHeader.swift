@@ -74,6 +74,17 @@ public struct SafetensorsHeader: Sendable, Hashable {
     }
   }
 
+  /// A header built by another reader (a PyTorch checkpoint's tensors), taken as it is.
+  init(unchecked tensors: [TensorInfo], dataOffset: Int, fileSize: Int) {
+    self.tensors = tensors
+    var positions: [String: Int] = [:]
+    for (i, t) in tensors.enumerated() { positions[t.name] = i }
+    self.positions = positions
+    self.metadata = []
+    self.dataOffset = dataOffset
+    self.fileSize = fileSize
+  }
+
   /// Validates a header held in memory: `bytes` is the whole file, or at least its first
   /// 8 + header-length bytes when `fileSize` gives the real size.
   public init(bytes: [UInt8], fileSize: Int? = nil, path: String) throws(ModelError) {

@@ -594,7 +594,9 @@ extension ModelWorkspace {
     #expect(
       messages[0] == "'\(workspace.directory.path)/empty' holds no model: it has no config.json")
     #expect(
-      messages[1].hasSuffix("holds PyTorch pickle weights (.bin); merge reads safetensors only"))
+      messages[1].hasSuffix(
+        "pickle/pytorch_model.bin: it is not a zip archive merge can read: no end-of-central-directory record"
+      ), "\(messages[1])")
     #expect(messages[2].contains("invalid config.json"))
     #expect(
       messages[3].hasPrefix(

@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// A `pytorch_model.bin` (torch.save's zip format) read without running anything from it.
+///
+/// `torch.load` unpickles the file, and a pickle can call any Python function. This reader
+/// interprets only what a saved state dict contains: dicts, tuples, numbers and strings; the
+/// globals `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, `_rebuild_parameter`
+/// and the `torch.*Storage` types; storages as persistent ids. Any other global or opcode is an
+/// error naming it. The archive's entries are stored uncompressed, so each tensor is a byte range
+/// of the file: the result is a header in safetensors' terms (offsets from the start of the file),
+/// and tensors are read through the same mapping as safetensors.
+public enum TorchCheckpoint {
+  /// The most `data.pkl` may hold.
+  static let pickleLimit = 64 << 20
+
+  /// The tensors of the checkpoint at `path`, as a header whose data ranges are offsets in the file.
+  public static func header(path: String) throws(ModelError) -> SafetensorsHeader {
+    let (fd, size) = try FileSystem.openRegularFile(path)
+    defer { close(fd) }
+    func fail(_ reason: String, tensor: String? = nil) -> ModelError {
+      .badSafetensors(path: path, tensor: tensor, reason: reason)
+    }
+    var first: UInt8 = 0
+    if size > 0, pread(fd, &first, 1, 0) == 1, first == 0x80 {
+      throw fail(
+        "it is in torch's legacy (pre-1.6) format, a bare pickle; re-save it with a current torch.save or convert it to safetensors"
+      )
+    }
+    let entries = try ZipDirectory(fd: fd, size: size, path: path).entries
+    guard let pickleEntry = entries.first(where: { $0.key.hasSuffix("/data.pkl") }) else {
+      throw fail(
+        "it is not a torch.save zip archive (no data.pkl); merge reads safetensors and zip-format .bin files"
+      )
+    }
+    let prefix = String(pickleEntry.key.dropLast("data.pkl".count))
+    if let order = entries[prefix + "byteorder"] {
+      let bytes = try read(fd, order, path: path, limit: 16)
+      guard bytes == Array("little".utf8) else { throw fail("its byte order is not little-endian") }
+    }
+    let pickle = try read(fd, pickleEntry.value, path: path, limit: pickleLimit)
+    var machine = PickleMachine(bytes: pickle, path: path)
+    let root = try machine.run()
+    guard case .dict(let items) = root else {
+      throw fail("its pickle is not a dict of tensors (a state dict)")
+    }
+    var tensors: [TensorInfo] = []
+    for (key, value) in items {
+      guard case .string(let name) = key else { throw fail("a state dict key is not a string") }
+      guard case .tensor(let t) = value else {
+        throw fail("the value is not a tensor", tensor: name)
+      }
+      guard let entry = entries[prefix + "data/" + t.storage] else {
+        throw fail("its storage '\(t.storage)' is not in the archive", tensor: name)
+      }
+      let count = t.shape.reduce(1, *)
+      var expected = 1
+      for (dimension, stride) in zip(t.shape, t.stride).reversed() {
+        guard stride == expected || dimension == 1 else {
+          throw fail(
+            "it is not contiguous (strides \(t.stride) for shape \(t.shape)); save it with .contiguous()",
+            tensor: name)
+        }
+        expected *= dimension
+      }
+      let start = entry.dataOffset + t.offset * t.dtype.byteSize
+      let end = start + count * t.dtype.byteSize
+      guard t.offset >= 0, end <= entry.dataOffset + entry.size else {
+        throw fail("it reaches past its storage", tensor: name)
+      }
+      tensors.append(TensorInfo(name: name, dtype: t.dtype, shape: t.shape, dataRange: start..<end))
+    }
+    return SafetensorsHeader(checkpointTensors: tensors, fileSize: size)
+  }
+
+  private static func read(_ fd: Int32, _ entry: ZipDirectory.Entry, path: String, limit: Int)
+    throws(ModelError) -> [UInt8]
+  {
+    guard entry.size <= limit else { throw .tooLarge(path: path, limit: limit) }
+    guard entry.size > 0 else { return [] }
+    var buffer = [UInt8](repeating: 0, count: entry.size)
+    var done = 0
+    while done < entry.size {
+      let n = buffer.withUnsafeMutableBytes { raw -> Int in
+        guard let base = raw.baseAddress else { return 0 }
+        return pread(fd, base + done, entry.size - done, off_t(entry.dataOffset + done))
+      }
+      if n < 0 && errno == EINTR { continue }
+      guard n > 0 else {
+        throw .badSafetensors(path: path, tensor: nil, reason: "the archive is truncated")
+      }
+      done += n
+    }
+    return buffer
+  }
+}
+
+extension SafetensorsHeader {
+  /// The tensors of a checkpoint whose data ranges are offsets from the start of its file.
+  init(checkpointTensors tensors: [TensorInfo], fileSize: Int) {
+    self.init(unchecked: tensors, dataOffset: 0, fileSize: fileSize)
+  }
+}
+
+/// The central directory of a zip archive: each entry's stored data, located.
+struct ZipDirectory {
+  struct Entry {
+    var dataOffset: Int
+    var size: Int
+  }
+
+  var entries: [String: Entry] = [:]
+
+  init(fd: Int32, size: Int, path: String) throws(ModelError) {
+    func fail(_ reason: String) -> ModelError {
+      .badSafetensors(
+        path: path, tensor: nil, reason: "it is not a zip archive merge can read: \(reason)")
+    }
+    func bytes(_ offset: Int, _ count: Int) throws(ModelError) -> [UInt8] {
+      guard offset >= 0, count >= 0, offset + count <= size else {
+        throw fail("a record lies past the end")
+      }
+      var b = [UInt8](repeating: 0, count: count)
+      let n = b.withUnsafeMutableBytes { raw -> Int in
+        guard let base = raw.baseAddress else { return 0 }
+        return pread(fd, base, count, off_t(offset))
+      }
+      guard n == count else { throw fail("a record cannot be read") }
+      return b
+    }
+    func u(_ b: [UInt8], _ at: Int, _ width: Int) -> Int {
+      var v = 0
+      for k in 0..<width { v |= Int(b[at + k]) << (8 * k) }
+      return v
+    }
+    // The end-of-central-directory record, within the last 64 KiB + 22 bytes.
+    let tailLength = min(size, 65_557)
+    let tail = try bytes(size - tailLength, tailLength)
+    guard tailLength >= 22,
+      let eocd = stride(from: tailLength - 22, through: 0, by: -1).first(where: {
+        u(tail, $0, 4) == 0x0605_4b50
+      })
+    else { throw fail("no end-of-central-directory record") }
+    var count = u(tail, eocd + 10, 2)
+    var directory = u(tail, eocd + 16, 4)
+    var directorySize = u(tail, eocd + 12, 4)
+    // ZIP64: the locator just before it points at the 64-bit record.
+    let locatorAt = size - tailLength + eocd - 20
+    if locatorAt >= 0, u(try bytes(locatorAt, 4), 0, 4) == 0x0706_4b50 {
+      let locator = try bytes(locatorAt, 20)
+      let record = try bytes(u(locator, 8, 8), 56)
+      guard u(record, 0, 4) == 0x0606_4b50 else { throw fail("a broken ZIP64 record") }
+      count = u(record, 32, 8)
+      directorySize = u(record, 40, 8)
+      directory = u(record, 48, 8)
+    }
+    guard count <= 1_000_000, directorySize <= 256 << 20 else {
+      throw fail("an implausible directory")
+    }
+    let central = try bytes(directory, directorySize)
+    var at = 0
+    for _ in 0..<count {
+      guard at + 46 <= central.count, u(central, at, 4) == 0x0201_4b50 else {
+        throw fail("a broken central directory")
+      }
+      let method = u(central, at + 10, 2)
+      var compressed = u(central, at + 20, 4)
+      var uncompressed = u(central, at + 24, 4)
+      let nameLength = u(central, at + 28, 2)
+      let extraLength = u(central, at + 30, 2)
+      let commentLength = u(central, at + 32, 2)
+      var local = u(central, at + 42, 4)
+      guard at + 46 + nameLength + extraLength + commentLength <= central.count else {
+        throw fail("a broken central directory")
+      }
+      let name = String(decoding: central[(at + 46)..<(at + 46 + nameLength)], as: UTF8.self)
+      // ZIP64 sizes and offset, in the order of the fields that are 0xFFFFFFFF.
+      var extra = at + 46 + nameLength
+      let extraEnd = extra + extraLength
+      while extra + 4 <= extraEnd {
+        let id = u(central, extra, 2)
+        let length = u(central, extra + 2, 2)
+        if id == 1 {
+          var field = extra + 4
+          if uncompressed == 0xFFFF_FFFF, field + 8 <= extraEnd {
+            uncompressed = u(central, field, 8)
+            field += 8
+          }
+          if compressed == 0xFFFF_FFFF, field + 8 <= extraEnd {
+            compressed = u(central, field, 8)
+            field += 8
+          }
+          if local == 0xFFFF_FFFF, field + 8 <= extraEnd { local = u(central, field, 8) }
+        }
+        extra += 4 + length
+      }
+      at += 46 + nameLength + extraLength + commentLength
+      guard method == 0, compressed == uncompressed else {
+        throw fail("'\(name)' is compressed; torch.save stores entries uncompressed")
+      }
+      let header = try bytes(local, 30)
+      guard u(header, 0, 4) == 0x0403_4b50 else {
+        throw fail("a broken local header for '\(name)'")
+      }
+      let start = local + 30 + u(header, 26, 2) + u(header, 28, 2)
+      guard start + uncompressed <= size else { throw fail("'\(name)' lies past the end") }
+      entries[name] = Entry(dataOffset: start, size: uncompressed)
+    }
+  }
+}
