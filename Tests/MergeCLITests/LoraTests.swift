@@ -266,6 +266,58 @@ import _TestSupport
     #expect(first != fresh)
   }
 
+  @Test("a whole tensor in the adapter (modules_to_save) replaces the model's; factors still apply")
+  func modulesToSave() throws {
+    let dir = TemporaryDirectory()
+    let adapter = dir.path + "/lora"
+    try FileManager.default.copyItem(atPath: Self.adapter, toPath: adapter)
+    // The adapter's own factors, plus a new lm_head stored whole (as PEFT saves modules_to_save).
+    let factors = try SafetensorsFile(path: adapter + "/adapter_model.safetensors")
+    var tensors: [(String, [Int], [Float])] = []
+    for t in factors.header.tensors {
+      tensors.append((t.name, t.shape, try factors.tensor(t.name).floats()))
+    }
+    let head = (0..<(1024 * 64)).map { Float($0 % 97) / 97 }
+    tensors.append(("base_model.model.lm_head.modules_to_save.default.weight", [1024, 64], head))
+    Self.writeTensors(adapter + "/adapter_model.safetensors", tensors)
+    let recipe = dir.write(
+      "r.yml",
+      "merge_method: linear\nmodels:\n  - model: \(Repository.tinyLlama)/base+\(adapter)\n    parameters: {weight: 1}\ndtype: float32\n"
+    )
+    let run = try Self.merge(["run", recipe, dir.path + "/out", "--no-cache"])
+    #expect(run.status == 0, "\(run.stderr)")
+    let out = try ModelFolder(path: dir.path + "/out").openWeights()
+    #expect(try out.tensor("lm_head.weight").floats() == head)
+    let base = try ModelFolder(path: Repository.tinyLlama + "/base").openWeights()
+    #expect(
+      try out.tensor("model.layers.0.self_attn.q_proj.weight").floats()
+        != base.tensor("model.layers.0.self_attn.q_proj.weight").floats())
+    #expect(
+      try out.tensor("model.layers.0.self_attn.k_proj.weight").floats()
+        == base.tensor("model.layers.0.self_attn.k_proj.weight").floats())
+  }
+
+  @Test("the mapping form {model, lora} is the same source as MODEL+ADAPTER")
+  func mappingForm() throws {
+    let dir = TemporaryDirectory()
+    let model = Repository.tinyLlama + "/ft0"
+    var outputs: [Data?] = []
+    for (name, source) in [
+      ("plus", "\(model)+\(Self.adapter)"), ("map", "{model: \(model), lora: \(Self.adapter)}"),
+    ] {
+      let recipe = dir.write(
+        name + ".yml",
+        "merge_method: linear\nmodels:\n  - model: \(source)\n    parameters: {weight: 1}\ndtype: float32\n"
+      )
+      let run = try Self.merge(["run", recipe, dir.path + "/" + name, "--no-cache"])
+      #expect(run.status == 0, "\(run.stderr)")
+      outputs.append(FileManager.default.contents(atPath: dir.path + "/\(name)/model.safetensors"))
+    }
+    #expect(outputs[0] != nil && outputs[0] == outputs[1])
+    // The adapter changed the weights.
+    #expect(outputs[0] != FileManager.default.contents(atPath: model + "/model.safetensors"))
+  }
+
   @Test("an adapter named by Hugging Face id is read from the hub cache, offline")
   func hubAdapter() throws {
     let dir = TemporaryDirectory()
