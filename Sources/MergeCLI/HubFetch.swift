@@ -6,20 +6,19 @@ import MergeRecipe
 /// Hub repositories a compiled merge reads that are not downloaded yet: the commands that need
 /// them whole (`merge run`) fetch them after the check, the others price them.
 enum HubFetch {
-  /// The repositories (models and LoRA adapters) of `plan` missing from the cache, once each.
-  static func missing(_ plan: MergePlan, file: String, options: CompileOptions) -> [(
-    HubRepositoryID, revision: String?
-  )] {
-    let resolver = ModelResolver(
-      baseDirectory: FileSystem.directoryName(file), hubCache: options.hubCache)
+  /// The repositories (models and LoRA adapters) of `plan` read from the Hub rather than the
+  /// cache (missing, or missing files), once each.
+  static func missing(_ plan: MergePlan) -> [(HubRepositoryID, revision: String?)] {
     var seen: Set<String> = []
     var out: [(HubRepositoryID, revision: String?)] = []
     for model in plan.models {
-      for path in [model.reference.model] + (model.reference.lora.map { [$0] } ?? []) {
-        guard case .hub(let repository, let revision, .failure) = resolver.location(of: path),
-          seen.insert(repository.value + "@" + (revision ?? "main")).inserted
-        else { continue }
-        out.append((repository, revision))
+      let sources = [
+        (model.folder.remote, model.reference.model.revision?.value),
+        (model.adapter?.remote, model.reference.lora?.revision?.value),
+      ]
+      for case (let remote?, let revision) in sources
+      where seen.insert(remote.repository.value + "@" + (revision ?? "main")).inserted {
+        out.append((remote.repository, revision))
       }
     }
     return out
@@ -45,9 +44,9 @@ enum HubFetch {
   /// Downloads each missing repository of `plan` into the hub cache; false after reporting why
   /// one could not be.
   static func download(
-    _ plan: MergePlan, file: String, options: CompileOptions, quiet: Bool, console: Console
+    _ plan: MergePlan, options: CompileOptions, quiet: Bool, console: Console
   ) -> Bool {
-    let repositories = missing(plan, file: file, options: options)
+    let repositories = missing(plan)
     guard !repositories.isEmpty else { return true }
     let downloader = HubDownloader(
       client: HubClient(settings: .fromEnvironment()), cache: options.hubCache)

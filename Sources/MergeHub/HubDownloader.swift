@@ -184,6 +184,9 @@ public struct HubDownloader: Sendable {
     let depth = file.split(separator: "/").count - 1
     let target = String(repeating: "../", count: 2 + depth) + "blobs/" + blob
     if FileSystem.linkTarget(path) == target { return }
+    // A file another tool put there (a copy, a link of its own) is left as it is; only a
+    // dangling link is replaced.
+    if FileSystem.kind(of: path) != .missing { return }
     _ = unlink(path)
     guard symlink(target, path) == 0 else { throw .io(path: path, call: "symlink", errno: errno) }
   }

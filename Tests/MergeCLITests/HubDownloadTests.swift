@@ -105,6 +105,37 @@ struct HubDownloadTests {
     #expect(after["bytes_to_download"]?.intValue == 0)
   }
 
+  @Test(
+    "a cached snapshot that lacks files (only config.json) is completed from the Hub; its own file is left as it is"
+  )
+  func partialSnapshot() throws {
+    let dir = TemporaryDirectory()
+    let server = try Self.server(in: dir)
+    let cache = dir.path + "/cache"
+    let info = try JSONValue.parse(
+      [UInt8](
+        try Data(
+          contentsOf: #require(
+            URL(string: server.endpoint + "/api/models/tiny-org/llama-base/revision/main")))))
+    let commit = try #require(info["sha"]?.stringValue)
+    let folder = cache + "/models--tiny-org--llama-base"
+    let config = dir.write(
+      "cache/models--tiny-org--llama-base/snapshots/\(commit)/config.json",
+      try String(contentsOfFile: Repository.tinyLlama + "/base/config.json", encoding: .utf8))
+    dir.write("cache/models--tiny-org--llama-base/refs/main", commit)
+    let recipe = dir.write("r.yml", Self.recipe)
+    let run = try Self.merge(
+      ["run", recipe, dir.path + "/out", "--no-cache"], server.environment(cache: cache))
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(run.stderr.contains("downloading tiny-org/llama-base/model.safetensors"))
+    #expect(FileSystem.linkTarget(config) == nil, "the plain config.json stays a plain file")
+    #expect(
+      FileManager.default.fileExists(atPath: folder + "/snapshots/\(commit)/model.safetensors"))
+    #expect(
+      FileManager.default.contents(atPath: dir.path + "/out/model.safetensors")
+        == (try Self.localOutput(in: dir)))
+  }
+
   @Test("a download killed midway is resumed from its .incomplete file with a range request")
   func resumeAfterKill() throws {
     let dir = TemporaryDirectory()

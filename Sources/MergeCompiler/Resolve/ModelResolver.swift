@@ -117,8 +117,21 @@ public struct ModelResolver: Sendable {
             repository, revision: revision, miss: miss, key: key,
             smallFiles: ["config.json", ModelFolder.indexFileName]))
       }
-    case .local(let path), .hub(_, _, .success(let path)):
+    case .local(let path):
       result = Result { () throws(ModelError) in try ModelFolder(path: path) }
+    case .hub(let repository, let revision, .success(let path)):
+      // A snapshot that lacks files (another tool fetched only some) is completed from the Hub.
+      result = Result { () throws(ModelError) in
+        do throws(ModelError) {
+          return try ModelFolder(path: path)
+        } catch {
+          guard remote != nil else { throw error }
+          return try ModelFolder(
+            remote: try remoteSnapshot(
+              repository, revision: revision, miss: .repository(folder: path), key: key,
+              smallFiles: ["config.json", ModelFolder.indexFileName]))
+        }
+      }
     }
     cache[key] = result
     return result
