@@ -25,6 +25,8 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
   /// The Hugging Face Hub cannot give what a repository needs (network, access, a missing
   /// file, a download that does not match its checksum).
   case hub(repository: String, reason: String)
+  /// A tokenizer's files cannot be read as a merge needs them.
+  case badTokenizer(path: String, reason: String)
   /// A LoRA adapter folder or its config cannot be used.
   case badAdapter(path: String, reason: String)
 
@@ -49,6 +51,7 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
       return "'\(path)' is larger than \(bound), the most merge reads for such a file"
     case .outputRefused(let path, let reason): return "cannot write '\(path)': \(reason)"
     case .hub(let repository, let reason): return "'\(repository)' on the Hub: \(reason)"
+    case .badTokenizer(let path, let reason): return "\(path): \(reason)"
     case .badAdapter(let path, let reason):
       return "'\(path)' is not a LoRA adapter merge can apply: \(reason)"
     }
