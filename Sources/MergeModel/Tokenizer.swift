@@ -173,8 +173,17 @@ public struct OutputVocabulary: Sendable {
       }
       for token in model.added where limit.map({ token.id < $0 }) ?? true { add(token) }
     }
-    for content in extra {
-      add(AddedToken(id: 0, content: content, special: false, normalized: true))
+    return out.adding(extra)
+  }
+
+  /// The vocabulary with `extra` tokens that are not in it yet appended, in order (the
+  /// recipe's `tokens:` keys; added as transformers adds tokens: not special, normalized).
+  public func adding(_ extra: [String]) -> OutputVocabulary {
+    var out = self
+    for content in extra where out.vocabulary[content] == nil {
+      let token = AddedToken(id: out.size, content: content, special: false, normalized: true)
+      out.added.append(token)
+      out.vocabulary[content] = token.id
     }
     return out
   }

@@ -16,6 +16,9 @@ struct InputTensor: @unchecked Sendable {
   let adapterDType: DType?
   /// The dtype the value is rounded to before computing (the recipe's `dtype`), if any.
   let inputDType: DType?
+  /// For a vocabulary tensor of a merge with a tokenizer section: its rows laid out in the
+  /// output vocabulary, read from this input and the others.
+  var aligned: Alignment?
 
   /// `W[i, j] += scale · Σₖ left[i, k] · right[k, j]`, in f32.
   struct Delta {
@@ -89,14 +92,115 @@ struct InputTensor: @unchecked Sendable {
 
   /// Elements `range` as f32 into `out` (which holds `range.count`).
   func read(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) {
-    view.decode(range, into: out)
     guard let base = out.baseAddress else { return }
+    if let aligned {
+      aligned.read(range, into: base)
+    } else {
+      readStored(range, into: base)
+    }
+    if let inputDType, aligned != nil || delta != nil || inputDType != view.info.dtype {
+      Kernels.roundTrip(base, range.count, to: inputDType)
+    }
+  }
+
+  /// Elements `range` of the stored tensor, its adapter applied.
+  func readStored(_ range: Range<Int>, into base: UnsafeMutablePointer<Float>) {
+    view.decode(range, into: UnsafeMutableBufferPointer(start: base, count: range.count))
     if let delta {
       Self.add(delta, range, base)
       if let adapterDType { Kernels.roundTrip(base, range.count, to: adapterDType) }
     }
-    if let inputDType, delta != nil || inputDType != view.info.dtype {
-      Kernels.roundTrip(base, range.count, to: inputDType)
+  }
+
+  /// Opens every input of `plan`, the vocabulary tensors' rows aligned to the output's
+  /// vocabulary.
+  static func open(_ plan: TensorPlan, models: [ResolvedModel]) throws(ModelError) -> [InputTensor]
+  {
+    var inputs: [InputTensor] = []
+    for input in plan.inputs { inputs.append(try InputTensor(input, plan: plan, models: models)) }
+    let stored = inputs
+    for (i, input) in plan.inputs.enumerated() {
+      guard let alignment = input.alignment else { continue }
+      let aligned = Alignment(alignment, peers: stored, columns: plan.shape.last ?? 1, owner: i)
+      inputs[i].aligned = aligned
+    }
+    return inputs
+  }
+
+  /// An input's rows in the output vocabulary: each its own row, another input's, a mean of
+  /// several, or zeros (mergekit's embedding permutation), computed a row segment at a time;
+  /// padding rows are the mean of the real ones.
+  final class Alignment: @unchecked Sendable {
+    let alignment: RowAlignment
+    let peers: [InputTensor]
+    let columns: Int
+    /// The mean of the real rows, for padding rows.
+    private(set) var padding: [Float] = []
+
+    init(_ alignment: RowAlignment, peers: [InputTensor], columns: Int, owner: Int) {
+      self.alignment = alignment
+      self.peers = peers
+      self.columns = max(1, columns)
+      self.owner = owner
+      if alignment.paddedCount > alignment.rows.count { padding = meanRow() }
+    }
+
+    /// The mean of the aligned real rows (f64 sums).
+    private func meanRow() -> [Float] {
+      var sums = [Double](repeating: 0, count: columns)
+      var row = [Float](repeating: 0, count: columns)
+      for r in alignment.rows.indices {
+        row.withUnsafeMutableBufferPointer { b in
+          if let p = b.baseAddress { fill(r, 0..<columns, into: p) }
+        }
+        for c in 0..<columns { sums[c] += Double(row[c]) }
+      }
+      let n = Double(max(1, alignment.rows.count))
+      return sums.map { Float($0 / n) }
+    }
+
+    /// Columns `cols` of output row `r` into `out`.
+    private func fill(_ r: Int, _ cols: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+      func stored(_ input: Int, _ row: Int, _ to: UnsafeMutablePointer<Float>) {
+        let start = row * columns + cols.lowerBound
+        peers[input].readStored(start..<(start + cols.count), into: to)
+      }
+      guard r < alignment.rows.count else {
+        for (k, c) in cols.enumerated() { out[k] = padding[c] }
+        return
+      }
+      switch alignment.rows[r] {
+      case .own(let row):
+        // `own` rows were made relative to the input this alignment belongs to.
+        stored(owner, row, out)
+      case .other(let input, let row): stored(input, row, out)
+      case .zero: out.update(repeating: 0, count: cols.count)
+      case .mean(let sources):
+        out.update(repeating: 0, count: cols.count)
+        var term = [Float](repeating: 0, count: cols.count)
+        for s in sources {
+          term.withUnsafeMutableBufferPointer { b in
+            if let p = b.baseAddress { stored(s.input, s.row, p) }
+          }
+          for k in 0..<cols.count { out[k] += term[k] }
+        }
+        let n = Float(max(1, sources.count))
+        for k in 0..<cols.count { out[k] /= n }
+      }
+    }
+
+    /// The input this alignment lays out.
+    let owner: Int
+
+    func read(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+      var e = range.lowerBound
+      while e < range.upperBound {
+        let r = e / columns
+        let c = e % columns
+        let n = min(columns - c, range.upperBound - e)
+        fill(r, c..<(c + n), into: out + (e - range.lowerBound))
+        e += n
+      }
     }
   }
 

@@ -284,7 +284,18 @@ extension MergeRunner {
     var files: [(String, SideFile)] = [
       ("config.json", .bytes(Array(OutputFiles.config(for: plan).formatted().utf8) + [0x0A]))
     ]
-    if contents.tokenizer {
+    if contents.tokenizer, let vocabulary = plan.vocabulary {
+      // A built tokenizer is saved as transformers saves one: tokenizer.json,
+      // tokenizer_config.json and the template in chat_template.jinja; no generation config.
+      files.append(
+        ("tokenizer.json", .bytes(Array(vocabulary.vocabulary.tokenizerJSON.formatted().utf8))))
+      if let config = vocabulary.vocabulary.tokenizerConfig {
+        files.append(("tokenizer_config.json", .bytes(Array(config.formatted().utf8))))
+      }
+      if let template = vocabulary.template {
+        files.append(("chat_template.jinja", .bytes(Array(template.utf8))))
+      }
+    } else if contents.tokenizer {
       for name in donor.folder.sideFiles() where name != "config.json" {
         files.append((name, .copy(from: FileSystem.join(donor.path, name))))
       }

@@ -51,6 +51,10 @@ public enum OutputFiles {
       named = true
     }
     if !named { json.set("torch_dtype", dtype) }
+    // A built tokenizer's vocabulary, padded as the vocabulary tensors are.
+    if let vocabulary = plan.vocabulary, json["vocab_size"] != nil {
+      json.set("vocab_size", .integer(vocabulary.paddedSize))
+    }
     return json
   }
 

@@ -225,20 +225,56 @@ extension ReductionCache {
   /// can look entries up without reading tensor data.
   static func key(_ id: NodeID, graph: TensorGraph, models: [ResolvedModel]) -> String {
     key(id, graph: graph) { input in
-      let model = models[input.model]
-      guard let change = input.adapter, let adapter = model.adapter?.weights else {
-        return fingerprint(model.weights, input.tensor)
-      }
-      // An adapted input is also named by the adapter's tensors it reads.
-      switch change {
-      case .delta(let d):
-        return fingerprint(model.weights, input.tensor)
-          + "+lora[\(fingerprint(adapter, d.a)),\(fingerprint(adapter, d.b)),\(d.scale.bitPattern),\(d.transposed)]"
-      case .replaced(let stored):
-        return "replaced[\(fingerprint(adapter, stored))]"
-      }
+      let own = stored(input, models)
+      guard let alignment = input.alignment else { return own }
+      // Rows laid out in a built vocabulary come from every input, as the alignment says.
+      let peers = graph.plan.inputs.map { stored($0, models) }.joined(separator: ";")
+      return own + "+aligned[\(alignment.digest)|\(peers)]"
     }
   }
+
+  /// Names input `input`'s stored bytes (and its adapter's).
+  private static func stored(_ input: TensorInput, _ models: [ResolvedModel]) -> String {
+    let model = models[input.model]
+    guard let change = input.adapter, let adapter = model.adapter?.weights else {
+      return fingerprint(model.weights, input.tensor)
+    }
+    // An adapted input is also named by the adapter's tensors it reads.
+    switch change {
+    case .delta(let d):
+      return fingerprint(model.weights, input.tensor)
+        + "+lora[\(fingerprint(adapter, d.a)),\(fingerprint(adapter, d.b)),\(d.scale.bitPattern),\(d.transposed)]"
+    case .replaced(let stored):
+      return "replaced[\(fingerprint(adapter, stored))]"
+    }
+  }
+}
+
+extension RowAlignment {
+  /// A digest of the rows that is the same in every process (FNV-1a over their description).
+  var digest: String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    func mix(_ v: Int) {
+      for k in 0..<8 {
+        h = (h ^ UInt64(UInt8(truncatingIfNeeded: v >> (8 * k)))) &* 0x0000_0100_0000_01b3
+      }
+    }
+    mix(paddedCount)
+    for row in rows {
+      switch row {
+      case .own(let r): mix(1); mix(r)
+      case .other(let i, let r): mix(2); mix(i); mix(r)
+      case .zero: mix(3)
+      case .mean(let sources):
+        mix(4); mix(sources.count)
+        for s in sources { mix(s.input); mix(s.row) }
+      }
+    }
+    return String(h, radix: 16)
+  }
+}
+
+extension ReductionCache {
 
   /// Names tensor `name`'s bytes by its file's identity and status and its offset.
   private static func fingerprint(_ weights: ModelWeights, _ name: String) -> String {

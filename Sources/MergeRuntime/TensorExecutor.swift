@@ -54,22 +54,18 @@ struct TensorExecutor {
     self.cache = cache
     self.threads = max(1, threads)
     self.schedule = schedule
-    var inputs: [InputTensor] = []
-    for input in graph.plan.inputs {
-      do {
-        inputs.append(try InputTensor(input, plan: graph.plan, models: models))
-      } catch {
-        throw ExecutionError(tensor: graph.plan.name, reason: error.description)
-      }
+    do {
+      self.inputs = try InputTensor.open(graph.plan, models: models)
+    } catch {
+      throw ExecutionError(tensor: graph.plan.name, reason: error.description)
     }
-    self.inputs = inputs
     count = graph.plan.count
     blockSize = Self.blockSize(of: graph)
     blockCount = max(1, (count + blockSize - 1) / blockSize)
     var footprint = TensorFootprint(
       tensor: graph.plan.name, blockSize: blockSize,
       workers: Self.workers(threads: self.threads, blocks: blockCount))
-    footprint.adapterBytes = inputs.reduce(0) { $0 + ($1.delta?.bytes ?? 0) }
+    footprint.adapterBytes = self.inputs.reduce(0) { $0 + ($1.delta?.bytes ?? 0) }
     allocated = FootprintCounter(footprint)
   }
 

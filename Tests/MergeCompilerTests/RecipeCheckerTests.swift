@@ -261,7 +261,9 @@ extension ModelWorkspace {
       message: "linear needs at least 1 model, found 0"),
   ]
 
-  @Test("keys mergekit applies and merge does not yet are errors, not a silently different model")
+  @Test(
+    "what merge does not carry yet is an error, not a silently different model: a built-in chat template name"
+  )
   func notImplemented() throws {
     let marked = MarkedText(
       """
@@ -269,13 +271,17 @@ extension ModelWorkspace {
       models:
         - model: models/ft0
           parameters: {weight: 1}
-      tokenizer_source: 1️⃣union
-      chat_template: 2️⃣chatml
+      tokenizer_source: union
+      chat_template: 1️⃣chatml
       """)
     let report = ModelWorkspace().check(marked.text)
-    #expect(report.diagnostics.map(\.id) == ["not-implemented", "not-implemented"])
-    #expect(report.diagnostics.map(\.range?.start) == [marked["1️⃣"], marked["2️⃣"]])
+    #expect(report.diagnostics.map(\.id) == ["bad-chat-template"])
+    #expect(report.diagnostics.map(\.range?.start) == [marked["1️⃣"]])
     #expect(report.diagnostics.allSatisfy { $0.isError })
+    #expect(
+      report.diagnostics.first?.message.text
+        == "chat_template: the built-in template 'chatml' is not available yet; write the template inline"
+    )
   }
 
   @Test("each mistake is a located, specific error", arguments: rejections)

@@ -77,6 +77,11 @@ public struct TensorGraph: Sendable {
         case .replaced(let stored)?: line += " replaced by the adapter's '\(stored)'"
         case nil: break
         }
+        if let alignment = ti.alignment {
+          let moved = alignment.rows.enumerated().filter { $0.element != .own($0.offset) }.count
+          line +=
+            " rows laid out in the output vocabulary (\(alignment.paddedCount) rows, \(moved) not its own same-id row)"
+        }
         if plan.baseIndex == input { line += " (base)" }
       }
       out += line + "\n"

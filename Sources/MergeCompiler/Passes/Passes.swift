@@ -164,6 +164,7 @@ public struct ByteCopy: GraphPass {
     }
     let stored = graph.plan.inputs[input].info.dtype
     guard stored == dtype, graph.plan.inputs[input].adapter == nil,
+      graph.plan.inputs[input].alignment == nil,
       graph.plan.inputDType == nil || graph.plan.inputDType == stored
     else {
       return false

@@ -28,6 +28,9 @@ public struct TensorInput: Sendable, Hashable {
   public var info: TensorInfo
   /// What the model's LoRA adapter does to the tensor, if anything.
   public var adapter: InputAdapter? = nil
+  /// For a vocabulary tensor of a merge with a tokenizer section: its rows in the output
+  /// vocabulary's order.
+  public var alignment: RowAlignment? = nil
 }
 
 /// What a LoRA adapter does to one input tensor.
@@ -90,6 +93,8 @@ public struct MergePlan: Sendable {
   public var inputDType: DType?
   /// The recipe's `out_dtype`, if any.
   public var outDType: DType?
+  /// The output's tokenizer, when the recipe has a tokenizer section or a chat template.
+  public var vocabulary: VocabularyPlan? = nil
 
   /// The dtype the output's config.json names (out_dtype, else dtype, else the stored dtype
   /// of most tensors).

@@ -26,6 +26,8 @@ public struct Resolver {
   /// Each model's tensor names by layer, in data order (built once per model: looking them up
   /// per layer by scanning every tensor was quadratic).
   private var namesByLayer: [Int: [Int: [String]]] = [:]
+  /// The output's tokenizer, when the recipe has a tokenizer section or a chat template.
+  private var vocabulary: VocabularyPlan?
 
   /// Resolves `stage` of a recipe that checked without errors.
   ///
@@ -101,13 +103,6 @@ public struct Resolver {
   }
 
   private mutating func run(report: CheckReport) -> MergePlan? {
-    let unsupported: [(String, SourceRange?)] = [
-      ("tokenizer_source", stage.tokenizerSource?.range), ("tokenizer", stage.tokenizer?.range),
-      ("chat_template", stage.chatTemplate?.range),
-    ]
-    for (key, range) in unsupported where range != nil {
-      bag.report(.notImplemented(key), at: range)
-    }
     if let modules = stage.modules {
       bag.report(.modulesUnsupported, at: modules.range)
       return nil
@@ -121,13 +116,110 @@ public struct Resolver {
       }
       if blocked { return nil }
     }
+    vocabulary = vocabularyPlan(report: report)
+    guard !blocked else { return nil }
     let (tensors, layerSources) = tensorPlans(slices)
     guard !blocked else { return nil }
-    return MergePlan(
+    var plan = MergePlan(
       method: method, models: models, tensors: tensors, outputLayerCount: layerSources.count,
       layerSources: layerSources, donor: 0,
       inputDType: stage.dtype.flatMap { DType(recipeName: $0.value) },
       outDType: stage.outDtype.flatMap { DType(recipeName: $0.value) })
+    plan.vocabulary = vocabulary
+    return plan
+  }
+
+  /// The output's tokenizer, when the recipe has `tokenizer_source`, `tokenizer:` or
+  /// `chat_template` (without a tokenizer section, the donor's tokenizer with the template, as
+  /// mergekit re-saves it); nil after reporting why it cannot be built.
+  private mutating func vocabularyPlan(report: CheckReport) -> VocabularyPlan? {
+    let config = stage.tokenizer
+    let source = stage.tokenizerSource ?? config?.source ?? config.map { .union($0.range) }
+    guard source != nil || stage.chatTemplate != nil, !models.isEmpty else { return nil }
+    let at = source?.range ?? stage.chatTemplate?.range
+    var files: [TokenizerFiles] = []
+    for m in models.indices {
+      do {
+        files.append(try TokenizerFiles(folder: models[m].path))
+      } catch {
+        bag.report(.unusableTokenizer(error, model: models[m].reference.description), at: at)
+        return nil
+      }
+    }
+    var output: OutputVocabulary
+    switch source {
+    case .union?:
+      let limits = models.map { $0.folder.config.json["vocab_size"]?.intValue }
+      output = OutputVocabulary.union(base: files[0], models: files, limits: limits)
+    case .model(let reference)?:
+      guard let m = model(reference, report: report) else { return nil }
+      if m >= files.count {
+        do {
+          files.append(try TokenizerFiles(folder: models[m].path))
+        } catch {
+          bag.report(.unusableTokenizer(error, model: reference.description), at: reference.range)
+          return nil
+        }
+      }
+      output = OutputVocabulary(source: files[m])
+    case .base?, nil:
+      output = OutputVocabulary(source: files[0])
+    }
+    output = output.adding(config?.tokens.map(\.token.value) ?? [])
+    var rowsOfModel: [Int: [String: Int]] = [:]
+    for (m, f) in files.enumerated() {
+      let limit = models[m].folder.config.json["vocab_size"]?.intValue ?? f.size
+      rowsOfModel[m] = f.vocabulary.filter { $0.value < limit }
+    }
+    var choices: [String: VocabularyPlan.Choice] = [:]
+    for entry in config?.tokens ?? [] {
+      guard let choice = tokenChoice(entry, files: &files, report: report) else { continue }
+      choices[entry.token.value] = choice
+    }
+    var template = output.source.template
+    if let setting = stage.chatTemplate {
+      switch ChatTemplate.resolve(setting.value, models: files) {
+      case .success(let resolved): template = resolved ?? template
+      case .failure(let problem): bag.report(.badChatTemplate(problem), at: setting.range)
+      }
+    }
+    let size = output.size
+    let pad = config?.padToMultipleOf?.value ?? 0
+    let padded = pad > 0 && size % pad != 0 ? (size / pad + 1) * pad : size
+    return VocabularyPlan(
+      vocabulary: output, paddedSize: padded, template: template, rowsOfModel: rowsOfModel,
+      choices: choices, base: stage.baseModel == nil ? nil : 0)
+  }
+
+  /// One `tokens:` entry as the rows it names; nil (reported) when it names what is not there.
+  private mutating func tokenChoice(
+    _ entry: TokenEmbedding, files: inout [TokenizerFiles], report: CheckReport
+  ) -> VocabularyPlan.Choice? {
+    let force = entry.force?.value ?? false
+    switch entry.source {
+    case nil:
+      return nil
+    case .zero?:
+      return VocabularyPlan.Choice(model: nil, modelRow: nil, force: force)
+    case .model(let reference)?:
+      guard let m = model(reference, report: report) else { return nil }
+      return VocabularyPlan.Choice(model: m, modelRow: nil, force: force)
+    case .modelToken(let reference, let id, let token)?:
+      guard let m = model(reference, report: report) else { return nil }
+      if let id { return VocabularyPlan.Choice(model: m, modelRow: id.value, force: force) }
+      while files.count <= m {
+        guard let f = try? TokenizerFiles(folder: models[files.count].path) else { return nil }
+        files.append(f)
+      }
+      guard let token, let row = files[m].vocabulary[token.value] else {
+        bag.report(
+          .tokenNotInModel(
+            entry.token.value, token: token?.value ?? "", model: reference.description),
+          at: token?.range ?? entry.token.range)
+        return nil
+      }
+      return VocabularyPlan.Choice(model: m, modelRow: row, force: force)
+    }
   }
 
   /// The stage's slices; `models:` is one slice of every model over all its layers, with the
@@ -305,7 +397,17 @@ public struct Resolver {
       }
       return nil
     }
-    guard let first = inputs.first else { return nil }
+    guard var first = inputs.first else { return nil }
+    // With a tokenizer section, each vocabulary tensor's rows are laid out in the output
+    // vocabulary (models may have different vocabularies: only the columns must agree).
+    if let vocabulary, VocabularyPlan.isVocabularyTensor(name),
+      inputs.allSatisfy({ $0.info.shape.count == 2 && $0.info.shape[1] == first.info.shape[1] })
+    {
+      let alignments = vocabulary.alignments(models: inputs.map(\.model))
+      for i in inputs.indices { inputs[i].alignment = alignments[i] }
+      first.info.shape[0] = vocabulary.paddedSize
+      for i in inputs.indices { inputs[i].info.shape = first.info.shape }
+    }
     for input in inputs.dropFirst() where input.info.shape != first.info.shape {
       bag.report(
         .shapeMismatch(
@@ -404,10 +506,19 @@ public struct Resolver {
 }
 
 extension Diagnostic.Message {
-  fileprivate static func notImplemented(_ key: String) -> Self {
+  fileprivate static func unusableTokenizer(_ error: ModelError, model: String) -> Self {
     Self(
-      "not-implemented",
-      "'\(key)' is not supported yet; merge refuses the recipe rather than silently copying the tokenizer and chat template of the base model (or the first model)"
+      "unusable-tokenizer",
+      "the output's tokenizer is built from the models' tokenizers, and '\(model)''s cannot be read: \(error.description)"
+    )
+  }
+  fileprivate static func badChatTemplate(_ problem: ChatTemplate.Problem) -> Self {
+    Self("bad-chat-template", "chat_template: \(problem.description)")
+  }
+  fileprivate static func tokenNotInModel(_ entry: String, token: String, model: String) -> Self {
+    Self(
+      "token-not-in-model",
+      "the row for '\(entry)' comes from token '\(token)' of '\(model)', which its tokenizer does not have"
     )
   }
   fileprivate static let modulesUnsupported = Self(
