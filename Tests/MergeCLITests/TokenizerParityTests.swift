@@ -101,3 +101,81 @@ import _TestSupport
     #expect(first != fresh)
   }
 }
+
+extension TokenizerParityTests {
+  @Test(
+    "without a tokenizer section, vocabularies that differ are an error that names the tokens and suggests union; ids past vocab_size are a warning"
+  )
+  func compatibility() throws {
+    let dir = TemporaryDirectory()
+    let models = Repository.parity + "/models/tiny-chat"
+    let recipe = dir.write(
+      "r.yml",
+      "merge_method: linear\nbase_model: \(models)/base\nmodels:\n  - model: \(models)/base\n    parameters: {weight: 0.5}\n  - model: \(models)/ft-tools\n    parameters: {weight: 0.5}\n"
+    )
+    let check = try runProcess(Repository.mergeExecutable, ["check", recipe])
+    #expect(check.status == 1)
+    #expect(
+      check.stderr.contains(
+        "note: the vocabularies differ: '\(models)/ft-tools' has 3 tokens the other lacks ('<tool_call>', '</tool_call>', '<|im_end|>')"
+      ), "\(check.stderr)")
+    #expect(
+      check.stderr.contains("note: add 'tokenizer_source: union' to keep every model's tokens"))
+    // A model whose config says 1025 rows but whose tokenizer has 1027 ids.
+    let copy = dir.path + "/short"
+    try FileManager.default.copyItem(atPath: models + "/ft-tools", toPath: copy)
+    var config = try String(contentsOfFile: copy + "/config.json", encoding: .utf8)
+    config = config.replacingOccurrences(of: "\"vocab_size\": 1027", with: "\"vocab_size\": 1025")
+    try config.write(toFile: copy + "/config.json", atomically: true, encoding: .utf8)
+    let union = dir.write(
+      "u.yml",
+      "merge_method: linear\nbase_model: \(models)/base\nmodels:\n  - model: \(models)/base\n    parameters: {weight: 0.5}\n  - model: \(copy)\n    parameters: {weight: 0.5}\ntokenizer_source: union\n"
+    )
+    let warned = try runProcess(Repository.mergeExecutable, ["check", union])
+    #expect(
+      warned.stderr.contains(
+        "warning: the tokenizer of '\(copy)' has 2 tokens with ids at or past its vocab_size 1025 ('</tool_call>', '<|im_end|>')"
+      ), "\(warned.stderr)")
+  }
+}
+
+extension TokenizerParityTests {
+  @Test(
+    "transformers loads each output's tokenizer and encodes every added token as it encodes mergekit's output",
+    .requiresPython("transformers"))
+  func transformersEncodes() throws {
+    let dir = TemporaryDirectory()
+    // One Python process for every output (importing transformers takes seconds).
+    let script = """
+      import json, sys
+      from transformers import AutoTokenizer
+      args = sys.argv[1:]
+      for ours, theirs in zip(args[::2], args[1::2]):
+          added = [t["content"] for t in json.load(open(theirs + "/tokenizer.json"))["added_tokens"]]
+          text = " hello ".join(added) + " world"
+          a = AutoTokenizer.from_pretrained(ours).encode(text)
+          b = AutoTokenizer.from_pretrained(theirs).encode(text)
+          print(len(added), a == b)
+      """
+    var pairs: [String] = []
+    for name in Self.recipes {
+      let out = dir.path + "/" + name
+      let run = try runProcess(
+        Repository.mergeExecutable,
+        ["run", Repository.parity + "/tok-recipes/\(name).yml", out, "--no-cache", "--quiet"])
+      #expect(run.status == 0, "\(run.stderr)")
+      pairs += [out, Repository.parity + "/expected/" + name]
+    }
+    let result = try runProcess(
+      "/usr/bin/env", ["python3", "-c", script] + pairs,
+      environment: ["HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let lines = result.stdout.split(separator: "\n").filter {
+      $0.hasSuffix("True") || $0.hasSuffix("False")
+    }
+    #expect(lines.count == Self.recipes.count, "\(result.stdout)")
+    for (name, line) in zip(Self.recipes, lines) {
+      #expect(line.hasSuffix(" True"), "\(name): \(line)")
+    }
+  }
+}

@@ -170,6 +170,13 @@ public struct Resolver {
     for (m, f) in files.enumerated() {
       let limit = models[m].folder.config.json["vocab_size"]?.intValue ?? f.size
       rowsOfModel[m] = f.vocabulary.filter { $0.value < limit }
+      let beyond = f.vocabulary.filter { $0.value >= limit }.sorted { $0.value < $1.value }
+      if !beyond.isEmpty {
+        bag.report(
+          .tokensBeyondVocabulary(
+            models[m].reference.description, limit: limit, tokens: beyond.map(\.key)),
+          at: models[m].reference.range)
+      }
     }
     var choices: [String: VocabularyPlan.Choice] = [:]
     for entry in config?.tokens ?? [] {
@@ -189,6 +196,34 @@ public struct Resolver {
     return VocabularyPlan(
       vocabulary: output, paddedSize: padded, template: template, rowsOfModel: rowsOfModel,
       choices: choices, base: stage.baseModel == nil ? nil : 0)
+  }
+
+  /// For vocabulary tensors that differ without a tokenizer section: the tokens one model has
+  /// and the other lacks, and what to write.
+  private func vocabularyNotes(_ name: String, _ a: Int, _ b: Int) -> [Diagnostic.Note] {
+    guard vocabulary == nil, VocabularyPlan.isVocabularyTensor(name),
+      let ta = try? TokenizerFiles(folder: models[a].path),
+      let tb = try? TokenizerFiles(folder: models[b].path)
+    else { return [] }
+    func only(_ x: TokenizerFiles, _ y: TokenizerFiles) -> [String] {
+      x.vocabulary.filter { y.vocabulary[$0.key] == nil }.sorted { $0.value < $1.value }.map(\.key)
+    }
+    var notes: [Diagnostic.Note] = []
+    for (m, tokens) in [(b, only(tb, ta)), (a, only(ta, tb))] where !tokens.isEmpty {
+      let shown = tokens.prefix(8).map { "'\($0)'" }.joined(separator: ", ")
+      let more = tokens.count > 8 ? " and \(tokens.count - 8) more" : ""
+      notes.append(
+        Diagnostic.Note(
+          "the vocabularies differ: '\(models[m].reference.description)' has \(tokens.count) token\(tokens.count == 1 ? "" : "s") the other lacks (\(shown)\(more))"
+        ))
+    }
+    if !notes.isEmpty {
+      notes.append(
+        Diagnostic.Note(
+          "add 'tokenizer_source: union' to keep every model's tokens (their rows laid out in one vocabulary), or 'tokenizer_source: base' to keep the base's vocabulary only"
+        ))
+    }
+    return notes
   }
 
   /// One `tokens:` entry as the rows it names; nil (reported) when it names what is not there.
@@ -413,7 +448,8 @@ public struct Resolver {
         .shapeMismatch(
           name, models[first.model].reference.description, first.info.shape,
           models[input.model].reference.description, input.info.shape),
-        at: slice.range)
+        at: slice.range,
+        notes: vocabularyNotes(name, first.model, input.model))
       return nil
     }
     guard
@@ -510,6 +546,15 @@ extension Diagnostic.Message {
     Self(
       "unusable-tokenizer",
       "the output's tokenizer is built from the models' tokenizers, and '\(model)''s cannot be read: \(error.description)"
+    )
+  }
+  fileprivate static func tokensBeyondVocabulary(_ model: String, limit: Int, tokens: [String])
+    -> Self
+  {
+    let shown = tokens.prefix(8).map { "'\($0)'" }.joined(separator: ", ")
+    return Self(
+      "tokens-beyond-vocab-size", .warning,
+      "the tokenizer of '\(model)' has \(tokens.count) token\(tokens.count == 1 ? "" : "s") with ids at or past its vocab_size \(limit) (\(shown)\(tokens.count > 8 ? ", …" : "")); the model has no rows for them, so they count as tokens it lacks"
     )
   }
   fileprivate static func badChatTemplate(_ problem: ChatTemplate.Problem) -> Self {
