@@ -132,15 +132,15 @@ struct PickleMachine {
           throw fail("reads an unset memo")
         }
         stack.append(v)
-      case 0x74: stack.append(.tuple(try popMark()))  // TUPLE
-      case 0x85: stack.append(.tuple([try pop()]))  // TUPLE1
+      case 0x74: stack.append(try nested(.tuple(popMark())))  // TUPLE
+      case 0x85: stack.append(try nested(.tuple([pop()])))  // TUPLE1
       case 0x86:  // TUPLE2
         let b = try pop()
-        stack.append(.tuple([try pop(), b]))
+        stack.append(try nested(.tuple([pop(), b])))
       case 0x87:  // TUPLE3
         let c = try pop()
         let b = try pop()
-        stack.append(.tuple([try pop(), b, c]))
+        stack.append(try nested(.tuple([pop(), b, c])))
       case 0x63:  // GLOBAL
         let module = try line()
         stack.append(try global(module + "." + line()))
@@ -166,6 +166,36 @@ struct PickleMachine {
       default:
         throw fail("uses opcode 0x\(String(op, radix: 16)), which a state dict does not need")
       }
+    }
+  }
+
+  /// The most containers nested in one another (a state dict needs four; a deeper pickle
+  /// would only make the values' recursive release deep enough to overflow the stack).
+  static let depthLimit = 32
+
+  /// `value`, unless it nests containers deeper than ``depthLimit``.
+  func nested(_ value: Value) throws(ModelError) -> Value {
+    guard Self.depth(value, limit: Self.depthLimit) <= Self.depthLimit else {
+      throw fail("nests containers more than \(Self.depthLimit) deep")
+    }
+    return value
+  }
+
+  /// How deeply `value` nests containers, counting no further than `limit + 1`.
+  static func depth(_ value: Value, limit: Int) -> Int {
+    guard limit >= 0 else { return 1 }
+    func deepest(_ items: some Sequence<Value>) -> Int {
+      var d = 0
+      for item in items {
+        d = max(d, depth(item, limit: limit - 1))
+        if d > limit { break }
+      }
+      return d + 1
+    }
+    switch value {
+    case .tuple(let items), .list(let items): return deepest(items)
+    case .dict(let pairs): return deepest(pairs.lazy.flatMap { [$0.0, $0.1] })
+    default: return 0
     }
   }
 
@@ -227,7 +257,7 @@ struct PickleMachine {
       throw fail("sets items of something that is not a dict")
     }
     for i in stride(from: 0, to: items.count, by: 2) { d.append((items[i], items[i + 1])) }
-    stack.append(.dict(d))
+    stack.append(try nested(.dict(d)))
   }
 
   mutating func append(_ items: [Value]) throws(ModelError) {
@@ -235,6 +265,6 @@ struct PickleMachine {
       throw fail("appends to something that is not a list")
     }
     l += items
-    stack.append(.list(l))
+    stack.append(try nested(.list(l)))
   }
 }

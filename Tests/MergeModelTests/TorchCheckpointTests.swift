@@ -147,6 +147,13 @@ import _TestSupport
         "'a/data.pkl' is compressed; torch.save stores entries uncompressed"
       ),
       ("notzip", Array("not a zip at all, just text".utf8), "no end-of-central-directory record"),
+      (
+        "deep",
+        Self.zip([
+          ("a/data.pkl", [0x80, 0x02, 0x4E] + [UInt8](repeating: 0x85, count: 200_000) + [0x2E])
+        ]),
+        "its pickle nests containers more than 32 deep"
+      ),
     ]
     for (name, bytes, message) in cases {
       let path = dir.write(name + ".bin", bytes: bytes)
