@@ -6,7 +6,8 @@ Serves the repositories described by a JSON file:
     {"repos": {"org/name": {"path": "/folder/of/files", "private": false, "gated": false}},
      "token": "secret",                       # the token private and gated repositories accept
      "corrupt_once": ["org/name/model.safetensors"],   # first GET sends a flipped byte
-     "stall_once": {"org/name/model.safetensors": 4096}}  # first GET sends N bytes, then hangs
+     "stall_once": {"org/name/model.safetensors": 4096},  # first GET sends N bytes, then hangs
+     "redirect_lfs": true}                     # LFS files answer 302 to /lfs/..., as the Hub's CDN
 
 Endpoints, as huggingface_hub uses them:
     GET /api/models/{org}/{name}/revision/{rev}?blobs=true   commit and file list (sizes, blob ids, LFS sha256)
@@ -108,7 +109,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) >= 6 and parts[0] == "api" and parts[1] == "models" and parts[4] == "revision":
             return self.info(parts[2] + "/" + parts[3], "/".join(parts[5:]))
         if len(parts) >= 5 and parts[2] == "resolve":
-            return self.file(parts[0] + "/" + parts[1], parts[3], "/".join(parts[4:]))
+            rid, name = parts[0] + "/" + parts[1], "/".join(parts[4:])
+            f = REPOS.get(rid, {}).get("files", {}).get(name)
+            # As the Hub does for LFS files: a redirect to the content store (another path here).
+            if CONFIG.get("redirect_lfs") and f is not None and "sha256" in f:
+                if self.repo(rid, parts[3]) is None:
+                    return
+                self.send_response(302)
+                self.send_header("Location", "/lfs/%s/%s/%s" % (rid, parts[3], urllib.parse.quote(name)))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            return self.file(rid, parts[3], name)
+        if len(parts) >= 5 and parts[0] == "lfs":
+            return self.file(parts[1] + "/" + parts[2], parts[3], "/".join(parts[4:]), check=False)
         self.fail(404, None, "no such endpoint")
 
     def repo(self, rid, revision):
@@ -143,8 +157,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def file(self, rid, revision, name):
-        repo = self.repo(rid, revision)
+    def file(self, rid, revision, name, check=True):
+        repo = self.repo(rid, revision) if check else REPOS.get(rid)
         if repo is None:
             return
         f = repo["files"].get(name)

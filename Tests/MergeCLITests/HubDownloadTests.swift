@@ -136,6 +136,26 @@ struct HubDownloadTests {
         == (try Self.localOutput(in: dir)))
   }
 
+  @Test(
+    "LFS files answered with a redirect (as the Hub sends them to its content store) keep their byte ranges"
+  )
+  func redirects() throws {
+    let dir = TemporaryDirectory()
+    let server = try Self.server(in: dir, faults: ["redirect_lfs": true])
+    let cache = dir.path + "/cache"
+    let env = server.environment(cache: cache)
+    let recipe = dir.write("r.yml", Self.recipe)
+    let check = try Self.merge(["check", recipe], env)
+    #expect(check.status == 0, "\(check.stderr)")
+    let followed = try server.stats().requests.filter { $0.path.hasPrefix("/lfs/") }
+    #expect(followed.count == 4 && followed.allSatisfy { $0.range != nil }, "\(followed)")
+    let run = try Self.merge(["run", recipe, dir.path + "/out", "--no-cache"], env)
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(
+      FileManager.default.contents(atPath: dir.path + "/out/model.safetensors")
+        == (try Self.localOutput(in: dir)))
+  }
+
   @Test("a download killed midway is resumed from its .incomplete file with a range request")
   func resumeAfterKill() throws {
     let dir = TemporaryDirectory()
