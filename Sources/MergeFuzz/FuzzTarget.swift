@@ -13,6 +13,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
   case recipe
   /// The safetensors header reader, the fast path checked against the general one.
   case header
+  /// The restricted reader of `pytorch_model.bin` (zip archive and pickle): whatever it
+  /// accepts lies inside the file and reads without a crash.
+  case checkpoint
 
   /// Runs the target on `bytes`; a violated property stops the process (a finding).
   public func run(_ bytes: [UInt8]) {
@@ -27,6 +30,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     switch self {
     case .recipe: Self.recipe(bytes, &violations)
     case .header: Self.header(bytes, &violations)
+    case .checkpoint: Self.checkpoint(bytes, &violations)
     }
     return violations.found
   }
@@ -79,6 +83,29 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     }
     if !compilation.hasErrors, let plan = compilation.plan {
       v.require(compilation.graphs.count == plan.tensors.count, "a tensor without a graph")
+    }
+  }
+
+  private static func checkpoint(_ bytes: [UInt8], _ v: inout Violations) {
+    // The reader works on a file (it maps tensors from it): one of its own per input, apart
+    // from the recipe target's folder.
+    let path = NSTemporaryDirectory() + "merge-fuzz-checkpoint-\(getpid())-\(UUID().uuidString).bin"
+    defer { unlink(path) }
+    do {
+      try FileSystem.write(path, bytes: bytes)
+    } catch {
+      v.require(false, "cannot write the input: \(error)")
+      return
+    }
+    guard let file = try? SafetensorsFile.open(path) else { return }
+    for t in file.header.tensors {
+      v.require(
+        t.dataRange.lowerBound >= 0 && t.dataRange.upperBound <= bytes.count,
+        "tensor '\(t.name)' lies outside the file")
+      v.require(t.byteCount == t.count * t.dtype.byteSize, "a size that does not match its shape")
+      if let view = try? file.tensor(t.name) {
+        v.require(view.floats().count == t.count, "tensor '\(t.name)' reads a wrong count")
+      }
     }
   }
 

@@ -56,7 +56,27 @@ public enum TorchCheckpoint {
       guard let entry = entries[prefix + "data/" + t.storage] else {
         throw fail("its storage '\(t.storage)' is not in the archive", tensor: name)
       }
-      let count = t.shape.reduce(1, *)
+      // Sizes from the file are checked before any arithmetic could overflow: the storage
+      // bounds every element count and offset.
+      let limit = entry.size / t.dtype.byteSize
+      // Even an empty tensor's other dimensions must multiply without overflow (everything
+      // downstream multiplies them).
+      var product = 1
+      for dimension in t.shape where dimension != 0 {
+        let (p, overflow) = product.multipliedReportingOverflow(by: dimension)
+        guard !overflow, p <= 1 << 50 else {
+          throw fail("its shape \(t.shape) is implausible", tensor: name)
+        }
+        product = p
+      }
+      var count = t.shape.contains(0) ? 0 : 1
+      for dimension in t.shape where count > 0 {
+        let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+        guard !overflow, product <= limit else {
+          throw fail("it reaches past its storage", tensor: name)
+        }
+        count = product
+      }
       var expected = 1
       for (dimension, stride) in zip(t.shape, t.stride).reversed() {
         guard stride == expected || dimension == 1 else {
@@ -64,13 +84,13 @@ public enum TorchCheckpoint {
             "it is not contiguous (strides \(t.stride) for shape \(t.shape)); save it with .contiguous()",
             tensor: name)
         }
-        expected *= dimension
+        expected = expected &* dimension
+      }
+      guard t.offset >= 0, t.offset <= limit, count <= limit - t.offset else {
+        throw fail("it reaches past its storage", tensor: name)
       }
       let start = entry.dataOffset + t.offset * t.dtype.byteSize
       let end = start + count * t.dtype.byteSize
-      guard t.offset >= 0, end <= entry.dataOffset + entry.size else {
-        throw fail("it reaches past its storage", tensor: name)
-      }
       tensors.append(TensorInfo(name: name, dtype: t.dtype, shape: t.shape, dataRange: start..<end))
     }
     return SafetensorsHeader(checkpointTensors: tensors, fileSize: size)
@@ -157,7 +177,8 @@ struct ZipDirectory {
       directorySize = u(record, 40, 8)
       directory = u(record, 48, 8)
     }
-    guard count <= 1_000_000, directorySize <= 256 << 20 else {
+    // 64-bit fields read as Int may be negative: nothing past 2^63 is plausible.
+    guard (0...1_000_000).contains(count), (0...(256 << 20)).contains(directorySize) else {
       throw fail("an implausible directory")
     }
     let central = try bytes(directory, directorySize)
@@ -198,6 +219,9 @@ struct ZipDirectory {
         extra += 4 + length
       }
       at += 46 + nameLength + extraLength + commentLength
+      guard uncompressed >= 0, local >= 0 else {
+        throw fail("'\(name)' has an impossible size or offset")
+      }
       guard method == 0, compressed == uncompressed else {
         throw fail("'\(name)' is compressed; torch.save stores entries uncompressed")
       }

@@ -5,7 +5,7 @@ import MergeFuzz
 ///
 /// Built with `-sanitize=fuzzer -DFUZZING` (Scripts/fuzz/run), libFuzzer drives the target that
 /// $MERGE_FUZZ_TARGET names, taking libFuzzer's arguments; built plainly, it replays files
-/// through a target: `merge-fuzz recipe|header FILE...`.
+/// through a target: `merge-fuzz recipe|header|checkpoint FILE...`.
 @main
 enum MergeFuzzMain {
   static func main() {
@@ -21,7 +21,7 @@ enum MergeFuzzMain {
 
   static func replay(_ args: [String]) {
     guard let name = args.first, let target = FuzzTarget(rawValue: name) else {
-      print("usage: merge-fuzz recipe|header FILE...")
+      print("usage: merge-fuzz recipe|header|checkpoint FILE...")
       exit(64)
     }
     defer { FuzzTarget.cleanUp() }

@@ -33,4 +33,15 @@ import _TestSupport
       #expect(FuzzTarget.header.check(bytes) == [], "\(file)")
     }
   }
+
+  @Test("the checkpoint corpus reads without a crash, every tensor inside its file")
+  func checkpoints() throws {
+    let files = try Self.corpus(.checkpoint)
+    #expect(files.count >= 4)
+    defer { FuzzTarget.cleanUp() }
+    for file in files {
+      let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+      #expect(FuzzTarget.checkpoint.check(bytes) == [], "\(file)")
+    }
+  }
 }

@@ -34,6 +34,22 @@ import _TestSupport
     }
   }
 
+  @Test(
+    "a view sharing its storage with offset, a Parameter, and f16/bf16/i64 storages read as torch saved them"
+  )
+  func storages() throws {
+    let corpus = Repository.root + "/Scripts/fuzz/corpus/checkpoint"
+    let shared = try SafetensorsFile.open(corpus + "/shared-storage.bin")
+    #expect(try shared.tensor("y").floats() == (0..<12).map(Float.init))
+    #expect(try shared.tensor("x").floats() == (2..<8).map(Float.init))
+    #expect(
+      try SafetensorsFile.open(corpus + "/parameter.bin").tensor("p").floats() == [1, 1, 1, 1])
+    let two = try SafetensorsFile.open(corpus + "/two-dtypes.bin")
+    #expect(try two.tensor("w").info.dtype == .bfloat16)
+    #expect(try two.tensor("w").floats() == [0, 0, 0, 0])
+    #expect(try two.tensor("b").floats() == [1, 1, 1])
+  }
+
   @Test("a pickle that would run os.system is refused, naming the call; nothing runs")
   func hostile() throws {
     let dir = TemporaryDirectory()

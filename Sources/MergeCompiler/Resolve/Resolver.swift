@@ -438,7 +438,19 @@ public struct Resolver {
     if let vocabulary, VocabularyPlan.isVocabularyTensor(name),
       inputs.allSatisfy({ $0.info.shape.count == 2 && $0.info.shape[1] == first.info.shape[1] })
     {
-      let alignments = vocabulary.alignments(models: inputs.map(\.model))
+      let rows = inputs.map { $0.info.shape[0] }
+      for (token, choice) in vocabulary.choices {
+        guard let m = choice.model, let r = choice.modelRow,
+          let i = inputs.firstIndex(where: { $0.model == m }),
+          r >= rows[i] || r < 0
+        else { continue }
+        bag.report(
+          .tokenRowOutOfRange(
+            token, row: r, tensor: name, rows: rows[i], model: models[m].reference.description),
+          at: stage.tokenizer?.range)
+        return nil
+      }
+      let alignments = vocabulary.alignments(models: inputs.map(\.model), rows: rows)
       for i in inputs.indices { inputs[i].alignment = alignments[i] }
       first.info.shape[0] = vocabulary.paddedSize
       for i in inputs.indices { inputs[i].info.shape = first.info.shape }
@@ -556,6 +568,13 @@ extension Diagnostic.Message {
       "tokens-beyond-vocab-size", .warning,
       "the tokenizer of '\(model)' has \(tokens.count) token\(tokens.count == 1 ? "" : "s") with ids at or past its vocab_size \(limit) (\(shown)\(tokens.count > 8 ? ", …" : "")); the model has no rows for them, so they count as tokens it lacks"
     )
+  }
+  fileprivate static func tokenRowOutOfRange(
+    _ token: String, row: Int, tensor: String, rows: Int, model: String
+  ) -> Self {
+    Self(
+      "token-row-out-of-range",
+      "the row for '\(token)' is row \(row) of '\(model)', whose '\(tensor)' has \(rows) rows")
   }
   fileprivate static func badChatTemplate(_ problem: ChatTemplate.Problem) -> Self {
     Self("bad-chat-template", "chat_template: \(problem.description)")

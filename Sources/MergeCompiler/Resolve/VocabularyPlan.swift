@@ -63,20 +63,28 @@ public struct VocabularyPlan: Sendable {
   /// by mergekit's rules: a model's own row when it has the token (unless `force`); else the
   /// `tokens:` entry; else the only model that has it; else the base's row; else the mean of
   /// the models that have it; a token no model has is zeros.
-  func alignments(models: [Int]) -> [RowAlignment] {
+  ///
+  /// `rows` are the row counts of the inputs' tensors: a token whose id is past them counts as
+  /// one the model lacks (a config's `vocab_size` larger than its tensor).
+  func alignments(models: [Int], rows: [Int]) -> [RowAlignment] {
     let tokens = vocabulary.vocabulary.sorted { $0.value < $1.value }
+    func rowOf(_ token: String, _ input: Int) -> Int? {
+      guard let r = rowsOfModel[models[input]]?[token], r < rows[input] else { return nil }
+      return r
+    }
     var defaults: [Int: RowAlignment.Row] = [:]
     for (token, id) in tokens {
-      let present = models.indices.filter { rowsOfModel[models[$0]]?[token] != nil }
+      let present = models.indices.filter { rowOf(token, $0) != nil }
       let choice = choices[token]
       guard choice?.force == true || present.count < models.count else { continue }
-      defaults[id] = defaultRow(token, choice: choice, present: present, models: models)
+      defaults[id] = defaultRow(
+        token, choice: choice, present: present, models: models, rows: rows, rowOf: rowOf)
     }
     return models.indices.map { i in
       var rows: [RowAlignment.Row] = []
       rows.reserveCapacity(tokens.count)
       for (token, id) in tokens {
-        if let own = rowsOfModel[models[i]]?[token], choices[token]?.force != true {
+        if let own = rowOf(token, i), choices[token]?.force != true {
           rows.append(.own(own))
         } else {
           rows.append(Self.relative(defaults[id] ?? .zero, to: i))
@@ -88,15 +96,17 @@ public struct VocabularyPlan: Sendable {
 
   /// The row a model without `token` (or forced) takes, in input positions.
   private func defaultRow(
-    _ token: String, choice: Choice?, present: [Int], models: [Int]
+    _ token: String, choice: Choice?, present: [Int], models: [Int], rows: [Int],
+    rowOf: (String, Int) -> Int?
   ) -> RowAlignment.Row {
     func row(of input: Int) -> RowAlignment.Row {
-      guard let r = rowsOfModel[models[input]]?[token] else { return .zero }
+      guard let r = rowOf(token, input) else { return .zero }
       return .other(input: input, row: r)
     }
     if let choice {
       guard let model = choice.model, let input = models.firstIndex(of: model) else { return .zero }
-      if let r = choice.modelRow { return .other(input: input, row: r) }
+      // A row given by id is checked against the tensor when the plan is resolved.
+      if let r = choice.modelRow { return r < rows[input] ? .other(input: input, row: r) : .zero }
       return row(of: input)
     }
     if present.count == 1 { return row(of: present[0]) }
@@ -104,8 +114,7 @@ public struct VocabularyPlan: Sendable {
     if let base, let input = models.firstIndex(of: base), present.contains(input) {
       return row(of: input)
     }
-    return .mean(
-      present.compactMap { i in rowsOfModel[models[i]]?[token].map { .init(input: i, row: $0) } })
+    return .mean(present.compactMap { i in rowOf(token, i).map { .init(input: i, row: $0) } })
   }
 
   /// `.other` rows of input `i` itself are its own rows.
