@@ -179,3 +179,36 @@ extension TokenizerParityTests {
     }
   }
 }
+
+extension TokenizerParityTests {
+  @Test(
+    "a token whose id is past its model's embedding rows (vocab_size larger than the tensor) counts as one it lacks"
+  )
+  func rowsPastTensor() throws {
+    let dir = TemporaryDirectory()
+    let models = Repository.parity + "/models/tiny-chat"
+    let copy = dir.path + "/big"
+    try FileManager.default.copyItem(atPath: models + "/ft-tools", toPath: copy)
+    var config = try String(contentsOfFile: copy + "/config.json", encoding: .utf8)
+    config = config.replacingOccurrences(of: "\"vocab_size\": 1027", with: "\"vocab_size\": 1040")
+    try config.write(toFile: copy + "/config.json", atomically: true, encoding: .utf8)
+    var tokenizer = try JSONValue.parse(try FileSystem.read(copy + "/tokenizer.json"))
+    var added = tokenizer["added_tokens"]?.arrayValue ?? []
+    added.append(AddedToken(id: 1030, content: "<|ghost|>", special: true, normalized: false).json)
+    tokenizer.set("added_tokens", .array(added))
+    try FileSystem.write(copy + "/tokenizer.json", bytes: Array(tokenizer.formatted().utf8))
+    let recipe = dir.write(
+      "r.yml",
+      "merge_method: linear\nbase_model: \(models)/base\nmodels:\n  - model: \(models)/base\n    parameters: {weight: 0.5}\n  - model: \(copy)\n    parameters: {weight: 0.5}\ntokenizer_source: union\ndtype: float32\n"
+    )
+    let run = try runProcess(
+      Repository.mergeExecutable, ["run", recipe, dir.path + "/out", "--no-cache"])
+    #expect(run.status == 0, "\(run.stderr)")
+    let out = try ModelFolder(path: dir.path + "/out").openWeights()
+    let embed = try out.tensor("model.embed_tokens.weight")
+    // base's 1024 + <tool_call>, </tool_call>, <|im_end|>, <|ghost|>: the ghost's row is zeros
+    // (no model has a row for it).
+    #expect(embed.info.shape == [1028, 64])
+    #expect(try embed.floats()[(1027 * 64)..<(1028 * 64)].allSatisfy { $0 == 0 })
+  }
+}
