@@ -54,20 +54,31 @@ public struct TokenizerFiles: Sendable {
   /// The number of ids the tokenizer uses (its largest id + 1).
   public var size: Int { (vocabulary.values.max() ?? -1) + 1 }
 
+  /// The files a tokenizer is read from.
+  public static let fileNames = ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"]
+
   /// Reads the tokenizer of the model folder at `folder`.
   public init(folder: String) throws(ModelError) {
+    try self.init(folder: folder) { name throws(ModelError) -> [UInt8]? in
+      let path = FileSystem.join(folder, name)
+      guard FileSystem.kind(of: path) == .file else { return nil }
+      return try FileSystem.read(path, limit: 1 << 30)
+    }
+  }
+
+  /// Reads a tokenizer whose files `read` gives (nil for a file that is not there): a folder
+  /// on disk, or a Hub snapshot's small files.
+  public init(folder: String, read: (String) throws(ModelError) -> [UInt8]?) throws(ModelError) {
     self.folder = folder
     let path = FileSystem.join(folder, "tokenizer.json")
     func fail(_ reason: String) -> ModelError {
       .badTokenizer(path: path, reason: reason)
     }
-    guard FileSystem.kind(of: path) == .file else {
+    guard let bytes = try read("tokenizer.json") else {
       throw fail("there is no tokenizer.json (merge builds vocabularies from tokenizers' JSON)")
     }
     do {
-      json = try JSONValue.parse(try FileSystem.read(path, limit: 1 << 30))
-    } catch let error as ModelError {
-      throw error
+      json = try JSONValue.parse(bytes)
     } catch {
       throw fail("it is not valid JSON (\(error))")
     }
@@ -104,19 +115,17 @@ public struct TokenizerFiles: Sendable {
     }
     self.vocabulary = vocabulary
     self.added = added.sorted { $0.id < $1.id }
-    let configPath = FileSystem.join(folder, "tokenizer_config.json")
-    if FileSystem.kind(of: configPath) == .file {
+    if let bytes = try read("tokenizer_config.json") {
       do {
-        config = try JSONValue.parse(try FileSystem.read(configPath))
-      } catch let error as ModelError {
-        throw error
+        config = try JSONValue.parse(bytes)
       } catch {
-        throw .badTokenizer(path: configPath, reason: "it is not valid JSON (\(error))")
+        throw .badTokenizer(
+          path: FileSystem.join(folder, "tokenizer_config.json"),
+          reason: "it is not valid JSON (\(error))")
       }
     }
-    let templatePath = FileSystem.join(folder, "chat_template.jinja")
-    if FileSystem.kind(of: templatePath) == .file {
-      template = String(decoding: try FileSystem.read(templatePath), as: UTF8.self)
+    if let bytes = try read("chat_template.jinja") {
+      template = String(decoding: bytes, as: UTF8.self)
     } else if let value = config?["chat_template"] {
       // A string, or (older files) a list of named templates of which "default" is used.
       template =

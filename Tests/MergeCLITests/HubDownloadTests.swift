@@ -156,6 +156,52 @@ struct HubDownloadTests {
         == (try Self.localOutput(in: dir)))
   }
 
+  @Test(
+    "a union tokenizer over Hub models is checked from their tokenizer files, then built as from local folders"
+  )
+  func remoteTokenizers() throws {
+    let dir = TemporaryDirectory()
+    let chat = Repository.parity + "/models/tiny-chat"
+    let server = try HubServer(
+      repos: [
+        "chat/base": (chat + "/base", false, false),
+        "chat/tools": (chat + "/ft-tools", false, false),
+      ], in: dir)
+    let env = server.environment(cache: dir.path + "/cache")
+    let text =
+      "merge_method: linear\nbase_model: BASE\nmodels:\n  - model: BASE\n    parameters: {weight: 0.5}\n  - model: TOOLS\n    parameters: {weight: 0.5}\ntokenizer_source: union\ndtype: float32\n"
+    let hub = dir.write(
+      "hub.yml",
+      text.replacingOccurrences(of: "BASE", with: "chat/base").replacingOccurrences(
+        of: "TOOLS", with: "chat/tools"))
+    let check = try Self.merge(["plan", hub, "--json", "--no-cache"], env)
+    #expect(check.status == 0, "\(check.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: dir.path + "/cache"))
+    let run = try Self.merge(["run", hub, dir.path + "/hub-out", "--no-cache"], env)
+    #expect(run.status == 0, "\(run.stderr)")
+    let local = dir.write(
+      "local.yml",
+      text.replacingOccurrences(of: "BASE", with: chat + "/base").replacingOccurrences(
+        of: "TOOLS", with: chat + "/ft-tools"))
+    let twin = try Self.merge(["run", local, dir.path + "/local-out", "--no-cache"], [:])
+    #expect(twin.status == 0, "\(twin.stderr)")
+    for file in ["model.safetensors", "tokenizer.json", "config.json"] {
+      #expect(
+        FileManager.default.contents(atPath: dir.path + "/hub-out/" + file)
+          == FileManager.default.contents(atPath: dir.path + "/local-out/" + file), "\(file)")
+    }
+    // Priced from the Hub as from the downloaded copy.
+    var offline = env
+    offline["HF_HUB_OFFLINE"] = "1"
+    let localPlan = try Self.merge(["plan", hub, "--json", "--no-cache"], offline)
+    #expect(localPlan.status == 0, "\(localPlan.stderr)")
+    let before = try JSONValue.parse(check.stdout)
+    let after = try JSONValue.parse(localPlan.stdout)
+    for key in ["bytes_read", "bytes_written", "tensors"] {
+      #expect(before[key] == after[key], "\(key)")
+    }
+  }
+
   @Test("a download killed midway is resumed from its .incomplete file with a range request")
   func resumeAfterKill() throws {
     let dir = TemporaryDirectory()

@@ -68,6 +68,10 @@ public enum RecipeChecker {
     bag.append(contentsOf: decodeDiagnostics)
     var resolver = ModelResolver(
       baseDirectory: FileSystem.directoryName(file), hubCache: hubCache, remote: remote)
+    resolver.remoteTokenizers =
+      recipe?.stages.contains {
+        $0.tokenizerSource != nil || $0.tokenizer != nil || $0.chatTemplate != nil
+      } ?? false
     var folders: [String: ModelFolder] = [:]
     var weights: [String: ModelWeights] = [:]
     var adapters: [String: LoraAdapter] = [:]

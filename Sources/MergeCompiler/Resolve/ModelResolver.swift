@@ -36,6 +36,9 @@ public struct ModelResolver: Sendable {
   /// Where repositories that are not in the cache are read from (their configs and headers),
   /// if the network may be used.
   public let remote: (any RemoteSnapshotReader)?
+  /// Whether repositories read from the Hub also need their tokenizer files (a recipe with a
+  /// tokenizer section or a chat template builds the output's tokenizer from them).
+  public var remoteTokenizers = false
   private var cache: [String: Result<ModelFolder, ModelError>] = [:]
 
   /// Creates a resolver for a recipe in `baseDirectory`, with the hub cache the environment
@@ -115,7 +118,7 @@ public struct ModelResolver: Sendable {
         try ModelFolder(
           remote: try remoteSnapshot(
             repository, revision: revision, miss: miss, key: key,
-            smallFiles: ["config.json", ModelFolder.indexFileName]))
+            smallFiles: modelFiles))
       }
     case .local(let path):
       result = Result { () throws(ModelError) in try ModelFolder(path: path) }
@@ -129,12 +132,17 @@ public struct ModelResolver: Sendable {
           return try ModelFolder(
             remote: try remoteSnapshot(
               repository, revision: revision, miss: .repository(folder: path), key: key,
-              smallFiles: ["config.json", ModelFolder.indexFileName]))
+              smallFiles: modelFiles))
         }
       }
     }
     cache[key] = result
     return result
+  }
+
+  /// The small files a model read from the Hub is opened from.
+  private var modelFiles: [String] {
+    ["config.json", ModelFolder.indexFileName] + (remoteTokenizers ? TokenizerFiles.fileNames : [])
   }
 
   /// Opens the LoRA adapter `reference` names, if it names one.

@@ -140,7 +140,7 @@ public struct Resolver {
     var files: [TokenizerFiles] = []
     for m in models.indices {
       do {
-        files.append(try TokenizerFiles(folder: models[m].path))
+        files.append(try tokenizer(of: m))
       } catch {
         bag.report(.unusableTokenizer(error, model: models[m].reference.description), at: at)
         return nil
@@ -155,7 +155,7 @@ public struct Resolver {
       guard let m = model(reference, report: report) else { return nil }
       if m >= files.count {
         do {
-          files.append(try TokenizerFiles(folder: models[m].path))
+          files.append(try tokenizer(of: m))
         } catch {
           bag.report(.unusableTokenizer(error, model: reference.description), at: reference.range)
           return nil
@@ -202,8 +202,7 @@ public struct Resolver {
   /// and the other lacks, and what to write.
   private func vocabularyNotes(_ name: String, _ a: Int, _ b: Int) -> [Diagnostic.Note] {
     guard vocabulary == nil, VocabularyPlan.isVocabularyTensor(name),
-      let ta = try? TokenizerFiles(folder: models[a].path),
-      let tb = try? TokenizerFiles(folder: models[b].path)
+      let ta = try? tokenizer(of: a), let tb = try? tokenizer(of: b)
     else { return [] }
     func only(_ x: TokenizerFiles, _ y: TokenizerFiles) -> [String] {
       x.vocabulary.filter { y.vocabulary[$0.key] == nil }.sorted { $0.value < $1.value }.map(\.key)
@@ -226,6 +225,16 @@ public struct Resolver {
     return notes
   }
 
+  /// Model `m`'s tokenizer: from its folder, or from the Hub snapshot it was read from.
+  private func tokenizer(of m: Int) throws(ModelError) -> TokenizerFiles {
+    guard let remote = models[m].folder.remote else {
+      return try TokenizerFiles(folder: models[m].path)
+    }
+    return try TokenizerFiles(folder: remote.path) { name throws(ModelError) in
+      remote.smallFiles[name]
+    }
+  }
+
   /// One `tokens:` entry as the rows it names; nil (reported) when it names what is not there.
   private mutating func tokenChoice(
     _ entry: TokenEmbedding, files: inout [TokenizerFiles], report: CheckReport
@@ -243,7 +252,7 @@ public struct Resolver {
       guard let m = model(reference, report: report) else { return nil }
       if let id { return VocabularyPlan.Choice(model: m, modelRow: id.value, force: force) }
       while files.count <= m {
-        guard let f = try? TokenizerFiles(folder: models[files.count].path) else { return nil }
+        guard let f = try? tokenizer(of: files.count) else { return nil }
         files.append(f)
       }
       guard let token, let row = files[m].vocabulary[token.value] else {
