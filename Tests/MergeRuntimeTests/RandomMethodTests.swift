@@ -119,6 +119,22 @@ import _TestSupport
     #expect(one == (try folderBytes(dir.path + "/again")))
   }
 
+  @Test(
+    "tokenizer sections and LoRA sources are bit-identical across runs and thread counts too",
+    arguments: [
+      "tok-recipes/tok_tokens_block", "tok-recipes/tok_union_ties",
+      "lora-recipes/lora_task_arithmetic",
+    ])
+  func identicalWithVocabularyAndAdapters(_ name: String) throws {
+    let recipe = Repository.parity + "/\(name).yml"
+    let dir = TemporaryDirectory()
+    try runRecipe(recipe, output: dir.path + "/one", threads: 1)
+    try runRecipe(recipe, output: dir.path + "/two", threads: 2)
+    let one = try folderBytes(dir.path + "/one")
+    #expect(one.keys.contains("model.safetensors") && one.keys.contains("tokenizer.json"))
+    #expect(one == (try folderBytes(dir.path + "/two")))
+  }
+
   @Test("sharded output is identical to the single file, tensor for tensor")
   func sharded() throws {
     let recipe = Repository.parity + "/recipes/ties.yml"
