@@ -1,3 +1,4 @@
+import Dispatch
 import MergeCompiler
 import MergeHub
 import MergeModel
@@ -50,11 +51,24 @@ enum HubFetch {
     guard !repositories.isEmpty else { return true }
     let downloader = HubDownloader(
       client: HubClient(settings: .fromEnvironment()), cache: options.hubCache)
+    // On a terminal, one line that keeps count; otherwise a line per file.
+    let live = console.standardErrorIsTerminal && !quiet
+    let start = DispatchTime.now().uptimeNanoseconds
+    let progress = HubDownloader.Progress { done, total in
+      let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      let rate = seconds > 0 ? Double(done) / seconds : 0
+      let left = rate > 0 ? Int((Double(total - done) / rate).rounded()) : 0
+      console.err(
+        "\r[download] \(formatBytes(done)) of \(formatBytes(total)), \(formatBytes(Int(rate)))/s, \(left) s left \u{1B}[K"
+      )
+    }
     for (repository, revision) in repositories {
       do {
-        let snapshot = try downloader.download(repository, revision: revision) { line in
-          if !quiet { console.err(line + "\n") }
-        }
+        let snapshot = try downloader.download(
+          repository, revision: revision,
+          log: { line in if !quiet && !live { console.err(line + "\n") } },
+          progress: live ? progress : nil)
+        if live { console.err("\r\u{1B}[K") }
         if !quiet { console.err("\(repository): in \(snapshot)\n") }
       } catch {
         console.report(.downloadFailed(error))

@@ -47,11 +47,35 @@ public struct HubDownloader: Sendable {
     return names.filter(has).sorted()
   }
 
+  /// Bytes received so far of a download, reported at most four times a second.
+  public final class Progress: Sendable {
+    private let state = Mutex<(done: Int, total: Int, reported: UInt64)>((0, 0, 0))
+    private let report: @Sendable (_ done: Int, _ total: Int) -> Void
+
+    /// Progress told to `report` (bytes received, bytes to receive).
+    public init(report: @escaping @Sendable (_ done: Int, _ total: Int) -> Void) {
+      self.report = report
+    }
+
+    func expect(_ bytes: Int) { state.withLock { $0.total += bytes } }
+
+    func add(_ bytes: Int) {
+      let now = DispatchTime.now().uptimeNanoseconds
+      let due: (Int, Int)? = state.withLock { s in
+        s.done += bytes
+        guard now - s.reported >= 250_000_000 || s.done >= s.total else { return nil }
+        s.reported = now
+        return (s.done, s.total)
+      }
+      if let (done, total) = due { report(done, total) }
+    }
+  }
+
   /// Downloads what a merge needs of `repository` at `revision` and returns the snapshot
-  /// folder; `log` is told of each file fetched.
+  /// folder; `log` is told of each file fetched, `progress` of the bytes as they arrive.
   public func download(
     _ repository: HubRepositoryID, revision: String?,
-    log: @escaping @Sendable (String) -> Void = { _ in }
+    log: @escaping @Sendable (String) -> Void = { _ in }, progress: Progress? = nil
   ) throws(ModelError) -> String {
     let info = try client.info(repository, revision: revision ?? "main")
     let folder = FileSystem.join(cache.path, repository.cacheFolderName)
@@ -63,10 +87,18 @@ public struct HubDownloader: Sendable {
         FileSystem.join(snapshot, ModelFolder.indexFileName))
     }
     let names = Self.neededFiles({ info.files[$0] != nil }, index: index)
+    for name in names {
+      guard let entry = info.files[name] else { continue }
+      let blob = FileSystem.join(FileSystem.join(folder, "blobs"), entry.blobID)
+      if FileSystem.status(of: blob)?.st_size != off_t(entry.size) {
+        let partial = Int(FileSystem.status(of: blob + ".incomplete")?.st_size ?? 0)
+        progress?.expect(max(0, entry.size - partial))
+      }
+    }
     let failures = Mutex<[ModelError]>([])
     DispatchQueue.concurrentPerform(iterations: names.count) { i in
       do {
-        try fetch(repository, info: info, file: names[i], log: log)
+        try fetch(repository, info: info, file: names[i], log: log, progress: progress)
       } catch {
         failures.withLock { $0.append(Self.described(error, repository: repository)) }
       }
@@ -83,7 +115,7 @@ public struct HubDownloader: Sendable {
   /// Fetches `file` into its blob (unless there) and links it from the snapshot.
   func fetch(
     _ repository: HubRepositoryID, info: HubClient.RepositoryInfo, file: String,
-    log: @escaping @Sendable (String) -> Void
+    log: @escaping @Sendable (String) -> Void, progress: Progress? = nil
   ) throws(ModelError) {
     guard let entry = info.files[file] else {
       throw .hub(repository: repository.value, reason: "it has no file '\(file)' at \(info.commit)")
@@ -99,7 +131,9 @@ public struct HubDownloader: Sendable {
           entry.blobID + ".lock"))
       defer { lock.release() }
       if FileSystem.status(of: blob)?.st_size != off_t(entry.size) {
-        try receive(repository, commit: info.commit, file: file, entry: entry, blob: blob, log: log)
+        try receive(
+          repository, commit: info.commit, file: file, entry: entry, blob: blob, log: log,
+          progress: progress)
       }
       try link(
         file, blob: entry.blobID,
@@ -112,7 +146,7 @@ public struct HubDownloader: Sendable {
   /// Downloads `file` into `blob`, resuming `blob.incomplete`, checking its SHA-256.
   private func receive(
     _ repository: HubRepositoryID, commit: String, file: String, entry: HubClient.FileEntry,
-    blob: String, log: @escaping @Sendable (String) -> Void
+    blob: String, log: @escaping @Sendable (String) -> Void, progress: Progress?
   ) throws(ModelError) {
     let partial = blob + ".incomplete"
     for attempt in 0..<2 {
@@ -124,7 +158,9 @@ public struct HubDownloader: Sendable {
           : "downloading \(repository)/\(file) (\(entry.size) bytes)")
       if start < entry.size {
         _ = try client.stream(repository, commit: commit, file: file, from: start) { data in
-          sink.write(data)
+          let ok = sink.write(data)
+          if ok { progress?.add(data.count) }
+          return ok
         }
       }
       try sink.finish(path: partial)
