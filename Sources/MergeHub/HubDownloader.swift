@@ -39,10 +39,13 @@ public struct HubDownloader: Sendable {
     ]
     names.formUnion(ModelFolder.sideFileNames)
     if let index {
-      names.insert(ModelFolder.indexFileName)
+      names.formUnion([ModelFolder.indexFileName, ModelFolder.pickleIndexFileName])
       names.formUnion(index.values)
-    } else {
+    } else if has(ModelFolder.singleFileName) {
       names.insert(ModelFolder.singleFileName)
+    } else {
+      // No safetensors: the PyTorch checkpoint, read without running it.
+      names.insert(ModelFolder.pickleFileName)
     }
     return names.filter(has).sorted()
   }
@@ -81,10 +84,13 @@ public struct HubDownloader: Sendable {
     let folder = FileSystem.join(cache.path, repository.cacheFolderName)
     let snapshot = FileSystem.join(FileSystem.join(folder, "snapshots"), info.commit)
     var index: [String: String]?
-    if info.files[ModelFolder.indexFileName] != nil {
-      try fetch(repository, info: info, file: ModelFolder.indexFileName, log: log)
-      index = try ModelFolder.readIndex(
-        FileSystem.join(snapshot, ModelFolder.indexFileName))
+    let hasSafetensors = info.files.keys.contains { $0.hasSuffix(".safetensors") }
+    for name in [ModelFolder.indexFileName, ModelFolder.pickleIndexFileName]
+    where index == nil && info.files[name] != nil
+      && (name == ModelFolder.indexFileName || !hasSafetensors)
+    {
+      try fetch(repository, info: info, file: name, log: log)
+      index = try ModelFolder.readIndex(FileSystem.join(snapshot, name))
     }
     let names = Self.neededFiles({ info.files[$0] != nil }, index: index)
     for name in names {

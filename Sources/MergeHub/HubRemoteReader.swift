@@ -25,9 +25,20 @@ public struct HubRemoteReader: RemoteSnapshotReader {
       small[name] = try client.bytes(repository, commit: info.commit, file: name)
     }
     var headers: [String: SafetensorsHeader] = [:]
-    for name in Self.weightFiles(info.files.keys, index: small[ModelFolder.indexFileName]) {
+    for name in Self.weightFiles(info.files.keys, small: small) {
       guard let size = info.files[name]?.size else { continue }
-      headers[name] = try header(repository, commit: info.commit, file: name, size: size)
+      if name.hasSuffix(".bin") {
+        // A PyTorch checkpoint: its zip directory and pickle, by byte ranges.
+        headers[name] = try TorchCheckpoint.header(
+          size: size, path: client.fileURL(repository, commit: info.commit, file: name),
+          exactOffsets: false
+        ) { offset, count throws(ModelError) in
+          try client.bytes(
+            repository, commit: info.commit, file: name, range: offset..<(offset + count))
+        }
+      } else {
+        headers[name] = try header(repository, commit: info.commit, file: name, size: size)
+      }
     }
     let folder = FileSystem.join(
       FileSystem.join(FileSystem.join(cache.path, repository.cacheFolderName), "snapshots"),
@@ -37,13 +48,20 @@ public struct HubRemoteReader: RemoteSnapshotReader {
       files: info.files.mapValues(\.size), smallFiles: small, headers: headers)
   }
 
-  /// The safetensors files whose headers a check reads: the shards the index names (those the
-  /// repository has), else the top-level `.safetensors` files.
-  static func weightFiles(_ names: some Collection<String>, index: [UInt8]?) -> [String] {
-    if let index, let map = try? ModelFolder.readIndex(bytes: index) {
-      return Set(map.values).filter { names.contains($0) }.sorted()
+  /// The weights files whose headers a check reads, as a folder is read: the shards the
+  /// safetensors index names, else the top-level `.safetensors` files, else the PyTorch
+  /// checkpoint's shards (by its index) or `pytorch_model.bin`.
+  static func weightFiles(_ names: some Collection<String>, small: [String: [UInt8]]) -> [String] {
+    for index in [ModelFolder.indexFileName, ModelFolder.pickleIndexFileName] {
+      if let bytes = small[index], let map = try? ModelFolder.readIndex(bytes: bytes) {
+        return Set(map.values).filter { names.contains($0) }.sorted()
+      }
+      if index == ModelFolder.indexFileName {
+        let safetensors = names.filter { $0.hasSuffix(".safetensors") && !$0.contains("/") }
+        if !safetensors.isEmpty { return safetensors.sorted() }
+      }
     }
-    return names.filter { $0.hasSuffix(".safetensors") && !$0.contains("/") }.sorted()
+    return names.contains(ModelFolder.pickleFileName) ? [ModelFolder.pickleFileName] : []
   }
 
   /// The header of a safetensors file of `size` bytes, from two byte-range requests.

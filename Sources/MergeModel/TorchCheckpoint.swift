@@ -21,35 +21,61 @@ public enum TorchCheckpoint {
   public static func header(path: String) throws(ModelError) -> SafetensorsHeader {
     let (fd, size) = try FileSystem.openRegularFile(path)
     defer { close(fd) }
+    return try header(size: size, path: path, exactOffsets: true) {
+      offset, count throws(ModelError) in try Self.pread(fd, offset, count, path: path)
+    }
+  }
+
+  /// The tensors of a checkpoint of `size` bytes whose bytes `read(offset, count)` gives.
+  ///
+  /// The bytes come from a file, or as byte ranges of a file on the Hub. Without
+  /// `exactOffsets` only the records that are read (the directory, the pickle) are located
+  /// exactly; the tensors' data ranges then have their exact sizes but offsets that may be off
+  /// by a local header's extra field — enough to check and price a model before it is
+  /// downloaded.
+  public static func header(
+    size: Int, path: String, exactOffsets: Bool,
+    read: (Int, Int) throws(ModelError) -> [UInt8]
+  ) throws(ModelError) -> SafetensorsHeader {
     func fail(_ reason: String, tensor: String? = nil) -> ModelError {
       .badSafetensors(path: path, tensor: tensor, reason: reason)
     }
-    var first: UInt8 = 0
-    if size > 0, pread(fd, &first, 1, 0) == 1, first == 0x80 {
+    if size > 0, try read(0, 1) == [0x80] {
       throw fail(
         "it is in torch's legacy (pre-1.6) format, a bare pickle; re-save it with a current torch.save or convert it to safetensors"
       )
     }
-    let entries = try ZipDirectory(fd: fd, size: size, path: path).entries
+    var directory = try ZipDirectory(size: size, path: path, exactOffsets: exactOffsets, read: read)
+    let entries = directory.entries
     guard let pickleEntry = entries.first(where: { $0.key.hasSuffix("/data.pkl") }) else {
       throw fail(
         "it is not a torch.save zip archive (no data.pkl); merge reads safetensors and zip-format .bin files"
       )
     }
     let prefix = String(pickleEntry.key.dropLast("data.pkl".count))
-    if let order = entries[prefix + "byteorder"] {
-      let bytes = try read(fd, order, path: path, limit: 16)
+    if entries[prefix + "byteorder"] != nil {
+      let order = try directory.located(prefix + "byteorder", read: read)
+      let bytes = try contents(order, path: path, limit: 16, read: read)
       guard bytes == Array("little".utf8) else { throw fail("its byte order is not little-endian") }
     }
-    let pickle = try read(fd, pickleEntry.value, path: path, limit: pickleLimit)
+    let pickle = try contents(
+      try directory.located(pickleEntry.key, read: read), path: path, limit: pickleLimit, read: read
+    )
     var machine = PickleMachine(bytes: pickle, path: path)
     let root = try machine.run()
     guard case .dict(let items) = root else {
       throw fail("its pickle is not a dict of tensors (a state dict)")
     }
-    var tensors: [TensorInfo] = []
+    // As a Python dict: a key set again keeps its first place and takes the last value.
+    var order: [String] = []
+    var values: [String: PickleMachine.Value] = [:]
     for (key, value) in items {
       guard case .string(let name) = key else { throw fail("a state dict key is not a string") }
+      if values.updateValue(value, forKey: name) == nil { order.append(name) }
+    }
+    var tensors: [TensorInfo] = []
+    for name in order {
+      guard let value = values[name] else { continue }
       guard case .tensor(let t) = value else {
         throw fail("the value is not a tensor", tensor: name)
       }
@@ -96,17 +122,30 @@ public enum TorchCheckpoint {
     return SafetensorsHeader(checkpointTensors: tensors, fileSize: size)
   }
 
-  private static func read(_ fd: Int32, _ entry: ZipDirectory.Entry, path: String, limit: Int)
-    throws(ModelError) -> [UInt8]
-  {
+  private static func contents(
+    _ entry: ZipDirectory.Entry, path: String, limit: Int,
+    read: (Int, Int) throws(ModelError) -> [UInt8]
+  ) throws(ModelError) -> [UInt8] {
     guard entry.size <= limit else { throw .tooLarge(path: path, limit: limit) }
     guard entry.size > 0 else { return [] }
-    var buffer = [UInt8](repeating: 0, count: entry.size)
+    let bytes = try read(entry.dataOffset, entry.size)
+    guard bytes.count == entry.size else {
+      throw .badSafetensors(path: path, tensor: nil, reason: "the archive is truncated")
+    }
+    return bytes
+  }
+
+  /// `count` bytes of the file open as `fd` from `offset`.
+  static func pread(_ fd: Int32, _ offset: Int, _ count: Int, path: String) throws(ModelError)
+    -> [UInt8]
+  {
+    guard count > 0 else { return [] }
+    var buffer = [UInt8](repeating: 0, count: count)
     var done = 0
-    while done < entry.size {
+    while done < count {
       let n = buffer.withUnsafeMutableBytes { raw -> Int in
         guard let base = raw.baseAddress else { return 0 }
-        return pread(fd, base + done, entry.size - done, off_t(entry.dataOffset + done))
+        return Glibc.pread(fd, base + done, count - done, off_t(offset + done))
       }
       if n < 0 && errno == EINTR { continue }
       guard n > 0 else {
@@ -128,27 +167,34 @@ extension SafetensorsHeader {
 /// The central directory of a zip archive: each entry's stored data, located.
 struct ZipDirectory {
   struct Entry {
+    /// Where the data starts (provisional until ``exact``: the local header's extra field is
+    /// not read).
     var dataOffset: Int
     var size: Int
+    /// The local header's offset.
+    var local: Int
+    var exact: Bool
   }
 
   var entries: [String: Entry] = [:]
+  let path: String
+  let size: Int
 
-  init(fd: Int32, size: Int, path: String) throws(ModelError) {
+  init(
+    size: Int, path: String, exactOffsets: Bool, read: (Int, Int) throws(ModelError) -> [UInt8]
+  ) throws(ModelError) {
+    self.path = path
+    self.size = size
     func fail(_ reason: String) -> ModelError {
       .badSafetensors(
         path: path, tensor: nil, reason: "it is not a zip archive merge can read: \(reason)")
     }
     func bytes(_ offset: Int, _ count: Int) throws(ModelError) -> [UInt8] {
-      guard offset >= 0, count >= 0, offset + count <= size else {
+      guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
         throw fail("a record lies past the end")
       }
-      var b = [UInt8](repeating: 0, count: count)
-      let n = b.withUnsafeMutableBytes { raw -> Int in
-        guard let base = raw.baseAddress else { return 0 }
-        return pread(fd, base, count, off_t(offset))
-      }
-      guard n == count else { throw fail("a record cannot be read") }
+      let b = try read(offset, count)
+      guard b.count == count else { throw fail("a record cannot be read") }
       return b
     }
     func u(_ b: [UInt8], _ at: Int, _ width: Int) -> Int {
@@ -225,13 +271,57 @@ struct ZipDirectory {
       guard method == 0, compressed == uncompressed else {
         throw fail("'\(name)' is compressed; torch.save stores entries uncompressed")
       }
-      let header = try bytes(local, 30)
-      guard u(header, 0, 4) == 0x0403_4b50 else {
-        throw fail("a broken local header for '\(name)'")
+      var entry = Entry(
+        dataOffset: local + 30 + nameLength, size: uncompressed, local: local, exact: false)
+      if exactOffsets { entry = try Self.locate(entry, name: name, path: path, bytes: bytes) }
+      guard entry.dataOffset <= size, uncompressed <= size - entry.dataOffset else {
+        throw fail("'\(name)' lies past the end")
       }
-      let start = local + 30 + u(header, 26, 2) + u(header, 28, 2)
-      guard start + uncompressed <= size else { throw fail("'\(name)' lies past the end") }
-      entries[name] = Entry(dataOffset: start, size: uncompressed)
+      entries[name] = entry
     }
+  }
+
+  /// `entry` with its data offset read from its local header.
+  static func locate(
+    _ entry: Entry, name: String, path: String = "",
+    bytes: (Int, Int) throws(ModelError) -> [UInt8]
+  ) throws(ModelError) -> Entry {
+    let header = try bytes(entry.local, 30)
+    guard header.count == 30, header[0] == 0x50, header[1] == 0x4B, header[2] == 3, header[3] == 4
+    else {
+      throw .badSafetensors(
+        path: path, tensor: nil,
+        reason: "it is not a zip archive merge can read: a broken local header for '\(name)'")
+    }
+    var e = entry
+    e.dataOffset =
+      entry.local + 30 + (Int(header[26]) | Int(header[27]) << 8)
+      + (Int(header[28]) | Int(header[29]) << 8)
+    e.exact = true
+    return e
+  }
+
+  /// Entry `name`, its data offset read from its local header if it was not yet.
+  mutating func located(_ name: String, read: (Int, Int) throws(ModelError) -> [UInt8])
+    throws(ModelError) -> Entry
+  {
+    guard var entry = entries[name] else {
+      throw .badSafetensors(path: path, tensor: nil, reason: "it has no '\(name)'")
+    }
+    if !entry.exact {
+      let size = self.size
+      let path = self.path
+      entry = try Self.locate(entry, name: name, path: path) { offset, count throws(ModelError) in
+        guard offset >= 0, offset <= size, count <= size - offset else {
+          throw .badSafetensors(path: path, tensor: nil, reason: "a record lies past the end")
+        }
+        return try read(offset, count)
+      }
+      guard entry.dataOffset <= size, entry.size <= size - entry.dataOffset else {
+        throw .badSafetensors(path: path, tensor: nil, reason: "'\(name)' lies past the end")
+      }
+      entries[name] = entry
+    }
+    return entry
   }
 }

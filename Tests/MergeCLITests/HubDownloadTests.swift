@@ -202,6 +202,52 @@ struct HubDownloadTests {
     }
   }
 
+  @Test(
+    "Hub repositories of pytorch_model.bin (one file, sharded) are checked from their zip directories and pickles, then downloaded and merged"
+  )
+  func pickleRepositories() throws {
+    let dir = TemporaryDirectory()
+    let bins = Repository.parity + "/bin-models"
+    let server = try HubServer(
+      repos: [
+        "old/base": (bins + "/base", false, false),
+        "old/ft0": (bins + "/ft0-sharded", false, false),
+      ], in: dir)
+    let env = server.environment(cache: dir.path + "/cache")
+    let text =
+      "merge_method: task_arithmetic\nbase_model: BASE\nmodels:\n  - model: FT0\n    parameters: {weight: 0.5}\ndtype: float32\n"
+    let hub = dir.write(
+      "hub.yml",
+      text.replacingOccurrences(of: "BASE", with: "old/base").replacingOccurrences(
+        of: "FT0", with: "old/ft0"))
+    let plan = try Self.merge(["plan", hub, "--json", "--no-cache"], env)
+    #expect(plan.status == 0, "\(plan.stderr)")
+    let fetched = try server.stats().bodyBytes
+    // The directories and pickles of three archives, not their 1.28 MB of tensors.
+    #expect(fetched < 300_000, "\(fetched)")
+    #expect(!FileManager.default.fileExists(atPath: dir.path + "/cache"))
+    let run = try Self.merge(["run", hub, dir.path + "/hub-out", "--no-cache"], env)
+    #expect(run.status == 0, "\(run.stderr)")
+    let local = dir.write(
+      "local.yml",
+      text.replacingOccurrences(of: "BASE", with: Repository.tinyLlama + "/base")
+        .replacingOccurrences(
+          of: "FT0", with: Repository.tinyLlama + "/ft0"))
+    let twin = try Self.merge(["run", local, dir.path + "/local-out", "--no-cache"], [:])
+    #expect(twin.status == 0, "\(twin.stderr)")
+    #expect(
+      FileManager.default.contents(atPath: dir.path + "/hub-out/model.safetensors")
+        == FileManager.default.contents(atPath: dir.path + "/local-out/model.safetensors"))
+    var offline = env
+    offline["HF_HUB_OFFLINE"] = "1"
+    let after = try Self.merge(["plan", hub, "--json", "--no-cache"], offline)
+    for key in ["bytes_read", "bytes_written", "tensors"] {
+      #expect(
+        (try JSONValue.parse(plan.stdout))[key] == (try JSONValue.parse(after.stdout))[key],
+        "\(key)")
+    }
+  }
+
   @Test("a download killed midway is resumed from its .incomplete file with a range request")
   func resumeAfterKill() throws {
     let dir = TemporaryDirectory()

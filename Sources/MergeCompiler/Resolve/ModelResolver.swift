@@ -142,7 +142,8 @@ public struct ModelResolver: Sendable {
 
   /// The small files a model read from the Hub is opened from.
   private var modelFiles: [String] {
-    ["config.json", ModelFolder.indexFileName] + (remoteTokenizers ? TokenizerFiles.fileNames : [])
+    ["config.json", ModelFolder.indexFileName, ModelFolder.pickleIndexFileName]
+      + (remoteTokenizers ? TokenizerFiles.fileNames : [])
   }
 
   /// Opens the LoRA adapter `reference` names, if it names one.
