@@ -212,3 +212,34 @@ extension TokenizerParityTests {
     #expect(try embed.floats()[(1027 * 64)..<(1028 * 64)].allSatisfy { $0 == 0 })
   }
 }
+
+extension TokenizerParityTests {
+  @Test("a tokens: entry whose source model is not merged is an error, not a silent zero row")
+  func tokenSourceNotMerged() throws {
+    let dir = TemporaryDirectory()
+    let models = Repository.parity + "/models/tiny-chat"
+    let recipe = dir.write(
+      "r.yml",
+      """
+      merge_method: linear
+      base_model: \(models)/base
+      models:
+        - model: \(models)/base
+          parameters: {weight: 0.5}
+        - model: \(models)/ft-chatml
+          parameters: {weight: 0.5}
+      tokenizer:
+        source: union
+        tokens:
+          <|im_end|>:
+            source: \(models)/ft-tools
+
+      """)
+    let check = try runProcess(Repository.mergeExecutable, ["check", recipe])
+    #expect(check.status == 1)
+    #expect(
+      check.stderr.contains(
+        "error: the row for '<|im_end|>' comes from '\(models)/ft-tools', which is not one of the models merged into"
+      ), "\(check.stderr)")
+  }
+}

@@ -144,6 +144,15 @@ private struct StageChecker {
     checkArchitectures()
     if case .model(let m)? = stage.tokenizerSource { checkModel(m) }
     if case .model(let m)? = stage.tokenizer?.source { checkModel(m) }
+    // Models a `tokens:` entry takes rows from are opened too (the resolver requires them to be
+    // among the models merged).
+    for entry in stage.tokenizer?.tokens ?? [] {
+      switch entry.source {
+      case .model(let m)?, .modelToken(let m, _, _)?:
+        if !stage.referencedModels.contains(where: { $0.identity == m.identity }) { checkModel(m) }
+      default: break
+      }
+    }
 
     checkTable(stage.parameters, level: .global)
     if let models = stage.models {

@@ -448,11 +448,16 @@ public struct Resolver {
       inputs.allSatisfy({ $0.info.shape.count == 2 && $0.info.shape[1] == first.info.shape[1] })
     {
       let rows = inputs.map { $0.info.shape[0] }
-      for (token, choice) in vocabulary.choices {
-        guard let m = choice.model, let r = choice.modelRow,
-          let i = inputs.firstIndex(where: { $0.model == m }),
-          r >= rows[i] || r < 0
-        else { continue }
+      for (token, choice) in vocabulary.choices.sorted(by: { $0.key < $1.key }) {
+        guard let m = choice.model else { continue }
+        // The row must come from a tensor this merge reads (mergekit fails the merge there).
+        guard let i = inputs.firstIndex(where: { $0.model == m }) else {
+          bag.report(
+            .tokenSourceNotMerged(token, model: models[m].reference.description, tensor: name),
+            at: stage.tokenizer?.range)
+          return nil
+        }
+        guard let r = choice.modelRow, r >= rows[i] || r < 0 else { continue }
         bag.report(
           .tokenRowOutOfRange(
             token, row: r, tensor: name, rows: rows[i], model: models[m].reference.description),
@@ -576,6 +581,14 @@ extension Diagnostic.Message {
     return Self(
       "tokens-beyond-vocab-size", .warning,
       "the tokenizer of '\(model)' has \(tokens.count) token\(tokens.count == 1 ? "" : "s") with ids at or past its vocab_size \(limit) (\(shown)\(tokens.count > 8 ? ", …" : "")); the model has no rows for them, so they count as tokens it lacks"
+    )
+  }
+  fileprivate static func tokenSourceNotMerged(_ token: String, model: String, tensor: String)
+    -> Self
+  {
+    Self(
+      "token-source-not-merged",
+      "the row for '\(token)' comes from '\(model)', which is not one of the models merged into '\(tensor)'; list it among the models"
     )
   }
   fileprivate static func tokenRowOutOfRange(
