@@ -34,7 +34,7 @@ let package = Package(
     .executableTarget(name: "merge-bench", dependencies: ["MergeBench"]),
     .target(name: "MergeFuzz", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe"]),
     .executableTarget(name: "merge-fuzz", dependencies: ["MergeFuzz"]),
-    .target(name: "_TestSupport", dependencies: ["MergeRecipe"]),
+    .target(name: "_TestSupport", dependencies: ["MergeRecipe", "MergeModel"]),
     .testTarget(
       name: "MergeModelTests", dependencies: ["MergeModel", "MergeHub", "_TestSupport"]),
     .testTarget(

@@ -35,7 +35,7 @@ public struct HubSettings: Sendable, Hashable {
     if let token = FileSystem.environment("HF_TOKEN")
       ?? FileSystem.environment("HUGGING_FACE_HUB_TOKEN")
     {
-      return token.trimmed()
+      return token.trimmingWhiteSpace()
     }
     let file =
       FileSystem.environment("HF_TOKEN_PATH").map(FileSystem.expandingHome)
@@ -45,17 +45,7 @@ public struct HubSettings: Sendable, Hashable {
     guard let bytes = try? FileSystem.read(file, limit: 4096),
       let text = String(validating: bytes, as: UTF8.self)
     else { return nil }
-    let token = text.trimmed()
+    let token = text.trimmingWhiteSpace()
     return token.isEmpty ? nil : token
-  }
-}
-
-extension String {
-  /// The text without leading and trailing spaces and line breaks.
-  func trimmed() -> String {
-    var s = Substring(self)
-    while let c = s.first, c.isWhitespace { s = s.dropFirst() }
-    while let c = s.last, c.isWhitespace { s = s.dropLast() }
-    return String(s)
   }
 }

@@ -99,7 +99,7 @@ public struct HubCache: Sendable, Hashable {
       else {
         return .failure(.revision(revision, known: knownRevisions(folder), folder: folder))
       }
-      commit = text.trimmingWhitespace()
+      commit = text.trimmingWhiteSpace()
     }
     let snapshot = FileSystem.join(snapshots, commit)
     guard Self.isCommitID(commit), FileSystem.kind(of: snapshot) == .directory else {
@@ -123,8 +123,8 @@ public struct HubCache: Sendable, Hashable {
 }
 
 extension String {
-  /// The text without leading and trailing spaces and line breaks.
-  fileprivate func trimmingWhitespace() -> String {
+  /// The text without leading and trailing white space (Python's `str.strip()`).
+  public func trimmingWhiteSpace() -> String {
     var s = Substring(self)
     while let c = s.first, c.isWhitespace { s = s.dropFirst() }
     while let c = s.last, c.isWhitespace { s = s.dropLast() }

@@ -322,7 +322,7 @@ public struct SafetensorsHeader: Sendable, Hashable {
       }.joined(separator: ", ") + "]"
   }
 
-  private static func pread(_ fd: Int32, path: String, count: Int, offset: Int) throws(ModelError)
+  static func pread(_ fd: Int32, path: String, count: Int, offset: Int) throws(ModelError)
     -> [UInt8]
   {
     guard count > 0 else { return [] }

@@ -260,13 +260,3 @@ public enum ChatTemplate {
     return .success(setting)
   }
 }
-
-extension String {
-  /// The text without leading and trailing white space (Python's `str.strip()`).
-  func trimmingWhiteSpace() -> String {
-    var s = Substring(self)
-    while let c = s.first, c.isWhitespace { s = s.dropFirst() }
-    while let c = s.last, c.isWhitespace { s = s.dropLast() }
-    return String(s)
-  }
-}

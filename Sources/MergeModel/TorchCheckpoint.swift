@@ -22,7 +22,8 @@ public enum TorchCheckpoint {
     let (fd, size) = try FileSystem.openRegularFile(path)
     defer { close(fd) }
     return try header(size: size, path: path, exactOffsets: true) {
-      offset, count throws(ModelError) in try Self.pread(fd, offset, count, path: path)
+      offset, count throws(ModelError) in
+      try SafetensorsHeader.pread(fd, path: path, count: count, offset: offset)
     }
   }
 
@@ -133,27 +134,6 @@ public enum TorchCheckpoint {
       throw .badSafetensors(path: path, tensor: nil, reason: "the archive is truncated")
     }
     return bytes
-  }
-
-  /// `count` bytes of the file open as `fd` from `offset`.
-  static func pread(_ fd: Int32, _ offset: Int, _ count: Int, path: String) throws(ModelError)
-    -> [UInt8]
-  {
-    guard count > 0 else { return [] }
-    var buffer = [UInt8](repeating: 0, count: count)
-    var done = 0
-    while done < count {
-      let n = buffer.withUnsafeMutableBytes { raw -> Int in
-        guard let base = raw.baseAddress else { return 0 }
-        return Glibc.pread(fd, base + done, count - done, off_t(offset + done))
-      }
-      if n < 0 && errno == EINTR { continue }
-      guard n > 0 else {
-        throw .badSafetensors(path: path, tensor: nil, reason: "the archive is truncated")
-      }
-      done += n
-    }
-    return buffer
   }
 }
 

@@ -11,19 +11,6 @@ import _TestSupport
     "tok_union_linear", "tok_union_ties",
   ]
 
-  /// `value` with every object's members sorted by key, less `dropping`.
-  static func canonical(_ value: JSONValue, dropping: Set<String> = []) -> JSONValue {
-    switch value {
-    case .object(let members):
-      return .object(
-        members.filter { !dropping.contains($0.0) }.sorted { $0.0 < $1.0 }.map {
-          ($0.0, canonical($0.1))
-        })
-    case .array(let items): return .array(items.map { canonical($0) })
-    default: return value
-    }
-  }
-
   static func json(_ path: String) throws -> JSONValue {
     try JSONValue.parse(try FileSystem.read(path))
   }
@@ -44,11 +31,11 @@ import _TestSupport
       .filter { $0 != "README.md" && $0 != "mergekit_config.yml" }.sorted()
     #expect(written == (try FileManager.default.contentsOfDirectory(atPath: expected)).sorted())
     #expect(
-      Self.canonical(try Self.json(out + "/tokenizer.json"))
-        == Self.canonical(try Self.json(expected + "/tokenizer.json")))
+      canonicalJSON(try Self.json(out + "/tokenizer.json"))
+        == canonicalJSON(try Self.json(expected + "/tokenizer.json")))
     #expect(
-      Self.canonical(try Self.json(out + "/tokenizer_config.json"))
-        == Self.canonical(
+      canonicalJSON(try Self.json(out + "/tokenizer_config.json"))
+        == canonicalJSON(
           try Self.json(expected + "/tokenizer_config.json"),
           dropping: ["is_local", "local_files_only"]))
     #expect(

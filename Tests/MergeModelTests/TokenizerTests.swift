@@ -12,19 +12,6 @@ import _TestSupport
     try TokenizerFiles(folder: models + "/" + name)
   }
 
-  /// `value` with every object's members sorted by key (tokenizer.json compares as JSON).
-  static func canonical(_ value: JSONValue, dropping: Set<String> = []) -> JSONValue {
-    switch value {
-    case .object(let members):
-      return .object(
-        members.filter { !dropping.contains($0.0) }.sorted { $0.0 < $1.0 }.map {
-          ($0.0, canonical($0.1))
-        })
-    case .array(let items): return .array(items.map { canonical($0) })
-    default: return value
-    }
-  }
-
   static func expected(_ recipe: String, _ file: String) throws -> JSONValue {
     try JSONValue.parse(try FileSystem.read(Repository.parity + "/expected/\(recipe)/\(file)"))
   }
@@ -66,12 +53,12 @@ import _TestSupport
     let vocabulary = OutputVocabulary.union(
       base: base, models: tokenizers, limits: limits, extra: extra)
     #expect(
-      Self.canonical(vocabulary.tokenizerJSON)
-        == Self.canonical(try Self.expected(recipe, "tokenizer.json")))
+      canonicalJSON(vocabulary.tokenizerJSON)
+        == canonicalJSON(try Self.expected(recipe, "tokenizer.json")))
     let config = try #require(vocabulary.tokenizerConfig)
     #expect(
-      Self.canonical(config)
-        == Self.canonical(
+      canonicalJSON(config)
+        == canonicalJSON(
           try Self.expected(recipe, "tokenizer_config.json"),
           dropping: ["is_local", "local_files_only"]))
     if extra.isEmpty {
@@ -88,11 +75,11 @@ import _TestSupport
     let vocabulary = OutputVocabulary(source: try Self.tokenizer(model))
     #expect(vocabulary.added.isEmpty)
     #expect(
-      Self.canonical(vocabulary.tokenizerJSON)
-        == Self.canonical(try Self.expected(recipe, "tokenizer.json")))
+      canonicalJSON(vocabulary.tokenizerJSON)
+        == canonicalJSON(try Self.expected(recipe, "tokenizer.json")))
     #expect(
-      Self.canonical(try #require(vocabulary.tokenizerConfig))
-        == Self.canonical(
+      canonicalJSON(try #require(vocabulary.tokenizerConfig))
+        == canonicalJSON(
           try Self.expected(recipe, "tokenizer_config.json"),
           dropping: ["is_local", "local_files_only"]))
   }

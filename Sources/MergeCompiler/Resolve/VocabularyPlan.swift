@@ -55,10 +55,6 @@ public struct VocabularyPlan: Sendable {
     var force: Bool
   }
 
-  /// Whether the plan changes the vocabulary tensors at all (a named tokenizer that every
-  /// model shares leaves them as they are, but the alignment still checks them).
-  public var size: Int { vocabulary.size }
-
   /// The alignment of each of `models` (the inputs of one vocabulary tensor, by model index),
   /// by mergekit's rules: a model's own row when it has the token (unless `force`); else the
   /// `tokens:` entry; else the only model that has it; else the base's row; else the mean of
