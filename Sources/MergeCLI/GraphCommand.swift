@@ -45,7 +45,9 @@ struct GraphCommand: Subcommand {
     var out = ""
     for (i, graph) in compilation.graphs.enumerated() {
       guard passes else {
-        out += graph.text(models: plan.models)
+        out +=
+          compilation.stages.isEmpty
+          ? graph.text(models: plan.models) : inlined(graph, compilation)
         continue
       }
       for step in compilation.traces[i] {
@@ -61,5 +63,39 @@ struct GraphCommand: Subcommand {
     }
     console.out(out)
     return ExitCode.success
+  }
+
+  /// An output tensor's graph with the stage tensors it reads inlined before it, each node
+  /// tagged with its stage, numbered as one program; a stage tensor read twice is listed once.
+  func inlined(_ graph: TensorGraph, _ compilation: Compilation) -> String {
+    guard let plan = compilation.plan else { return "" }
+    var lines: [String] = []
+    var next = 0
+    var stores: [String: Int] = [:]
+    func emit(_ g: TensorGraph, _ models: [ResolvedModel], stage: String?) -> Int {
+      var produced: [Int: Int] = [:]
+      for (i, input) in g.plan.inputs.enumerated() {
+        guard let s = models[input.model].stage,
+          let compiled = compilation.stages.first(where: { $0.name == s }),
+          let producer = compiled.graphs[input.tensor]
+        else { continue }
+        let key = s + "\u{0}" + input.tensor
+        if let known = stores[key] {
+          produced[i] = known
+        } else {
+          let store = emit(producer, compiled.plan.models, stage: s)
+          stores[key] = store
+          produced[i] = store
+        }
+      }
+      lines += g.nodeLines(
+        models: models, first: next, tag: stage ?? compilation.outputStage ?? "output",
+        produced: produced)
+      next += g.nodes.count
+      return next - g.nodes.count + g.output.index
+    }
+    _ = emit(graph, plan.models, stage: nil)
+    return "tensor \(graph.plan.name) \(graph.plan.shape) → \(graph.plan.outputDType.rawValue)\n"
+      + lines.joined(separator: "\n") + "\n"
   }
 }

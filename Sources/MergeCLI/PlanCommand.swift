@@ -82,11 +82,10 @@ struct PlanCommand: Subcommand {
       constants: CostConstants.load(from: settings.execution.cacheDirectory),
       startupSeconds: startup,
       maxMemory: settings.execution.maxMemory)
-    let plan = merge.plan
     switch format {
-    case .json: console.out(json(plan, cost, fits: fits).formatted() + "\n")
-    case .markdown: console.out(markdown(recipe, plan, cost, fits: fits))
-    case .text: console.out(text(recipe, plan, cost, fits: fits))
+    case .json: console.out(json(merge, cost, fits: fits).formatted() + "\n")
+    case .markdown: console.out(markdown(recipe, merge, cost, fits: fits))
+    case .text: console.out(text(recipe, merge, cost, fits: fits))
     }
     if !fits, let maxMemory = settings.execution.maxMemory {
       console.report(.doesNotFit(cost, maxMemory: maxMemory))
@@ -138,8 +137,9 @@ struct PlanCommand: Subcommand {
     s.remote ? "on the Hub, not downloaded yet" : "\(percent(s.cached, s.bytes)) in the page cache"
   }
 
-  func sources(_ plan: MergePlan) -> [Source] {
-    plan.models.map { m in
+  /// Every model read from a folder, those of intermediate stages included.
+  func sources(_ merge: CompiledMerge) -> [Source] {
+    merge.inputModels.map { m in
       var cached = 0
       for file in m.weights.files where m.folder.remote == nil {
         let size = file.header.fileSize - file.header.dataOffset
@@ -174,11 +174,17 @@ struct PlanCommand: Subcommand {
       ? "calibrated" : "default constants; run 'merge plan --calibrate' to measure this machine"
   }
 
-  func text(_ recipe: String, _ plan: MergePlan, _ cost: MergeCost, fits: Bool) -> String {
+  func text(_ recipe: String, _ merge: CompiledMerge, _ cost: MergeCost, fits: Bool) -> String {
+    let plan = merge.plan
     var out = "\(recipe): \(plan.method.spec.name), \(plan.models.count) models, "
     out += "\(plan.tensors.count) tensors → \(cost.shards) shard\(cost.shards == 1 ? "" : "s")\n"
+    if !merge.stages.isEmpty {
+      let computed = merge.stages.reduce(0) { $0 + $1.graphs.count }
+      out += "stages:   \(merge.stages.map(\.name).joined(separator: ", ")) before the output; "
+      out += "\(computed) of their tensors computed in memory, none written\n"
+    }
     out += "sources:\n"
-    let srcs = sources(plan)
+    let srcs = sources(merge)
     let width = srcs.map(\.name.count).max() ?? 0
     for s in srcs {
       out += "  " + s.name + String(repeating: " ", count: width - s.name.count + 2)
@@ -211,7 +217,8 @@ struct PlanCommand: Subcommand {
     return out
   }
 
-  func markdown(_ recipe: String, _ plan: MergePlan, _ cost: MergeCost, fits: Bool) -> String {
+  func markdown(_ recipe: String, _ merge: CompiledMerge, _ cost: MergeCost, fits: Bool) -> String {
+    let plan = merge.plan
     var out = "### `merge plan` — `\(recipe)`\n\n"
     out +=
       "**\(plan.method.spec.name)** of \(plan.models.count) models → \(plan.tensors.count) tensors "
@@ -231,7 +238,7 @@ struct PlanCommand: Subcommand {
     out += "| Schedule | \(scheduleName(cost.schedule)) |\n"
     out += "| Cache | \(reductionsLine(cost)) |\n\n"
     out += "| Source | Size | Files | In page cache |\n|---|---:|---:|---:|\n"
-    for s in sources(plan) {
+    for s in sources(merge) {
       out +=
         "| `\(s.name)` | \(formatBytes(s.bytes)) | \(s.files) | \(s.remote ? "on the Hub" : percent(s.cached, s.bytes)) |\n"
     }
@@ -243,7 +250,8 @@ struct PlanCommand: Subcommand {
     return out
   }
 
-  func json(_ plan: MergePlan, _ cost: MergeCost, fits: Bool) -> JSONValue {
+  func json(_ merge: CompiledMerge, _ cost: MergeCost, fits: Bool) -> JSONValue {
+    let plan = merge.plan
     func number(_ x: Double) -> JSONValue { .number(String((x * 1000).rounded() / 1000)) }
     var fields: [(String, JSONValue)] = [
       ("method", .string(plan.method.spec.name)),
@@ -277,7 +285,7 @@ struct PlanCommand: Subcommand {
       (
         "sources",
         .array(
-          sources(plan).map {
+          sources(merge).map {
             .object([
               ("model", .string($0.name)), ("bytes", .integer($0.bytes)),
               ("files", .integer($0.files)), ("bytes_in_page_cache", .integer($0.cached)),

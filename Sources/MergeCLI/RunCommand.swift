@@ -27,11 +27,15 @@ struct RunCommand: Subcommand {
       """,
     arguments: [CommonOption.recipe.definition, output.definition] + MergeArguments.definitions
       + [
-        force.definition, noCopyTokenizer.definition, noModelCard.definition, noFuse.definition,
-        quiet.definition,
+        intermediates.definition, force.definition, noCopyTokenizer.definition,
+        noModelCard.definition, noFuse.definition, quiet.definition,
       ])
 
   static let output = Option.positional("output", help: "The model folder to write.")
+  static let intermediates = Option.option(
+    "intermediates", value: "dir",
+    help:
+      "Also write each named stage of a multi-stage recipe as the model folder DIR/<name>, as mergekit-multi's -I does (by default they are computed in memory and never written).")
   static let noFuse = Option.flag(
     "no-fuse", help: "Do not fuse elementwise chains (for comparison; the bytes are the same).")
   static let quiet = Option.flag("quiet", short: "q", help: "Print no progress.")
@@ -48,6 +52,7 @@ struct RunCommand: Subcommand {
   var settings: MergeArguments
   var quiet: Bool
   var force: Bool
+  var intermediates: String?
   var contents = MergeRunner.OutputContents()
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
@@ -57,6 +62,8 @@ struct RunCommand: Subcommand {
     settings.compile.options.fuse = !(try arguments.value(Self.noFuse))
     quiet = try arguments.value(Self.quiet)
     force = try arguments.value(Self.force)
+    intermediates = try arguments.value(Self.intermediates)
+    settings.compile.options.allStageTensors = intermediates != nil
     contents.tokenizer = !(try arguments.value(Self.noCopyTokenizer))
     contents.modelCard = !(try arguments.value(Self.noModelCard))
   }
@@ -84,6 +91,7 @@ struct RunCommand: Subcommand {
     var options = settings.execution.runOptions(
       progress: showProgress ? { @Sendable p in console.err("\r" + progressLine(p)) } : nil)
     options.contents = contents
+    options.intermediates = intermediates
     guard let schedule = schedule(for: merge, options: options, console: console) else {
       return ExitCode.failure
     }

@@ -41,6 +41,9 @@ public struct CompileOptions: Sendable {
   /// The dtype a LoRA-adapted weight is rounded to before merging (`--lora-merge-dtype`);
   /// nil keeps it in f32, as every input is computed.
   public var loraMergeDType: DType?
+  /// Whether every tensor of every intermediate stage is compiled (`--intermediates`, which
+  /// writes them), not only those the output depends on.
+  public var allStageTensors = false
 
   /// The defaults: everything, optimized, seed 0, unknown names are errors.
   public init() {}
@@ -56,6 +59,22 @@ public struct PassTrace: Sendable {
   public var changed: Bool
 }
 
+/// An intermediate stage of a compiled multi-stage recipe: what the output reads of it.
+///
+/// Its tensors are computed in memory where a later stage reads them (``ResolvedModel/stage``
+/// names the stage a model of a later plan is), never written unless asked.
+public struct CompiledStage: Sendable {
+  /// The stage's name.
+  public var name: String
+  /// The stage's resolved merge.
+  public var plan: MergePlan
+  /// The graphs of the stage's tensors a run computes, by tensor name: those later stages
+  /// read, or all of them with ``CompileOptions/allStageTensors``.
+  public var graphs: [String: TensorGraph]
+  /// The stage's YAML document (an intermediate folder's `mergekit_config.yml`).
+  public var recipeText: String
+}
+
 /// A compiled merge, ready to run or to price.
 public struct CompiledMerge: Sendable {
   /// The resolved merge: models and tensor plans.
@@ -66,6 +85,19 @@ public struct CompiledMerge: Sendable {
   public var recipeText: String
   /// The seed the random methods' streams were keyed by.
   public var seed: UInt64
+  /// The intermediate stages, each after the stages it reads (none for one stage).
+  public var stages: [CompiledStage] = []
+
+  /// The intermediate stage named `name`.
+  public func stage(_ name: String) -> CompiledStage? { stages.first { $0.name == name } }
+
+  /// The models the merge reads from folders, its stages' included, each once, stages first.
+  public var inputModels: [ResolvedModel] {
+    var seen = Set<String>()
+    return (stages.flatMap(\.plan.models) + plan.models).filter {
+      $0.stage == nil && seen.insert($0.reference.identity).inserted
+    }
+  }
 }
 
 /// The result of compiling a recipe: every diagnostic, and as much of the program as its
@@ -87,6 +119,10 @@ public struct Compilation: Sendable {
   public var traces: [[PassTrace]] = []
   /// The seed the graphs were compiled with.
   public var seed: UInt64
+  /// The intermediate stages of a multi-stage recipe (from phase `graphs`).
+  public var stages: [CompiledStage] = []
+  /// The name of the stage whose output is the recipe's, when it has one.
+  public var outputStage: String?
 
   /// Whether any diagnostic is an error.
   public var hasErrors: Bool { diagnostics.contains { $0.isError } }
@@ -98,7 +134,8 @@ public struct Compilation: Sendable {
   /// The merge, when the compilation reached its graphs without errors.
   public var merge: CompiledMerge? {
     guard !hasErrors, let plan, let text, graphs.count == plan.tensors.count else { return nil }
-    return CompiledMerge(plan: plan, graphs: graphs, recipeText: text, seed: seed)
+    return CompiledMerge(
+      plan: plan, graphs: graphs, recipeText: text, seed: seed, stages: stages)
   }
 }
 
@@ -112,7 +149,8 @@ public enum Compiler {
   public static func compile(path: String, options: CompileOptions = CompileOptions())
     -> Compilation
   {
-    let report = RecipeChecker.check(path: path, hubCache: options.hubCache, remote: options.remote)
+    let report = RecipeChecker.check(
+      path: path, hubCache: options.hubCache, remote: options.remote, policy: options.policy)
     return compile(report, file: path, options: options)
   }
 
@@ -122,8 +160,8 @@ public enum Compiler {
   ) -> Compilation {
     compile(
       RecipeChecker.check(
-        text: text, file: file, hubCache: options.hubCache, remote: options.remote), file: file,
-      options: options)
+        text: text, file: file, hubCache: options.hubCache, remote: options.remote,
+        policy: options.policy), file: file, options: options)
   }
 
   static func compile(_ report: CheckReport, file: String, options: CompileOptions)
@@ -136,6 +174,9 @@ public enum Compiler {
     // A phase runs when the findings so far hold no error under the policy (an unknown key
     // that --allow-unknown makes a warning does not stop the compile).
     let policy = options.policy
+    if let recipe = report.recipe, let output = report.stages?.output {
+      compilation.outputStage = recipe.stages[output].name?.value
+    }
     if !policy.hasErrors(bag.diagnostics), options.phase >= .resolution,
       let recipe = report.recipe
     {
@@ -147,37 +188,80 @@ public enum Compiler {
     }
     if !policy.hasErrors(bag.diagnostics), options.phase >= .graphs, let plan = compilation.plan {
       lower(plan, options: options, into: &compilation, bag: &bag)
+      if let recipe = report.recipe, let text = report.text, let graph = report.stages {
+        compilation.stages = lowerStages(
+          recipe, graph: graph, plans: report.stagePlans, text: text, output: plan,
+          graphs: compilation.graphs, options: options, bag: &bag)
+      }
     }
     compilation.diagnostics = options.policy.applied(to: bag.sorted)
     if compilation.hasErrors {
       compilation.plan = nil
       compilation.graphs = []
+      compilation.stages = []
     }
     return compilation
   }
 
-  /// Resolves the recipe's stage; of a recipe of several stages, which cannot run yet (an
-  /// error), every stage that reads no earlier one, for its diagnostics.
+  /// Resolves the recipe's output stage (the stages it reads were resolved by the checker).
   static func resolve(
     _ recipe: Recipe, report: CheckReport, policy: DiagnosticPolicy,
     into bag: inout DiagnosticBag
   ) -> MergePlan? {
-    if recipe.stages.count > 1, let second = recipe.stages.dropFirst().first {
-      bag.report(.multiStageUnsupported, at: SourceRange(at: second.range.start))
+    guard let graph = report.stages, let output = graph.output else { return nil }
+    // A stage it reads that could not be resolved has its own errors.
+    for read in graph.reads[output] {
+      guard let name = recipe.stages[read.stage].name?.value, report.stageFolders[name] != nil
+      else { return nil }
     }
-    var plan: MergePlan?
-    var earlier: Set<String> = []
-    for stage in recipe.stages {
-      defer { if let name = stage.name?.value { earlier.insert(name) } }
-      if stage.referencedModels.contains(where: { earlier.contains($0.model.path.value) }) {
-        continue
+    let (resolved, diagnostics) = Resolver.resolve(
+      stage: recipe.stages[output], report: report, file: bag.file ?? "", policy: policy)
+    bag.append(contentsOf: diagnostics)
+    return resolved
+  }
+
+  /// Lowers the tensors of the intermediate stages that the output's graphs read, directly or
+  /// through other stages (every tensor with ``CompileOptions/allStageTensors``).
+  static func lowerStages(
+    _ recipe: Recipe, graph: StageGraph, plans: [String: MergePlan], text: String,
+    output: MergePlan, graphs: [TensorGraph], options: CompileOptions,
+    bag: inout DiagnosticBag
+  ) -> [CompiledStage] {
+    var needed: [String: Set<String>] = [:]
+    func note(_ g: TensorGraph, _ models: [ResolvedModel]) {
+      for input in g.plan.inputs {
+        if let stage = models[input.model].stage { needed[stage, default: []].insert(input.tensor) }
       }
-      let (resolved, diagnostics) = Resolver.resolve(
-        stage: stage, report: report, file: bag.file ?? "", policy: policy)
-      bag.append(contentsOf: diagnostics)
-      plan = resolved
     }
-    return recipe.stages.count == 1 ? plan : nil
+    for g in graphs { note(g, output.models) }
+    var stages: [CompiledStage] = []
+    // Readers before the stages they read, so that every tensor read is known when its
+    // stage is lowered.
+    for i in graph.order.reversed() {
+      guard let name = recipe.stages[i].name?.value, let plan = plans[name] else { continue }
+      let wanted = needed[name] ?? []
+      let tensors = plan.tensors.filter { options.allStageTensors || wanted.contains($0.name) }
+      guard !tensors.isEmpty else { continue }
+      var lowered: [String: TensorGraph] = [:]
+      var traces: [[PassTrace]] = []
+      for g in lower(tensors, method: plan.method, options: options, bag: &bag, traces: &traces) {
+        note(g, plan.models)
+        lowered[g.plan.name] = g
+      }
+      stages.append(
+        CompiledStage(
+          name: name, plan: plan, graphs: lowered,
+          recipeText: document(recipe.stages[i].range, of: text)))
+    }
+    return stages.reversed()
+  }
+
+  /// The lines of `text` that `range` (a stage's document) spans.
+  static func document(_ range: SourceRange, of text: String) -> String {
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    let last = range.end.column > 1 ? range.end.line : range.end.line - 1
+    guard range.start.line >= 1, last >= range.start.line, last <= lines.count else { return "" }
+    return lines[(range.start.line - 1)..<last].joined(separator: "\n") + "\n"
   }
 
   /// Lowers every tensor of `plan` (or the one asked for) and runs the passes.
@@ -194,18 +278,29 @@ public enum Compiler {
         return
       }
     }
+    compilation.graphs += lower(
+      tensors, method: plan.method, options: options, bag: &bag, traces: &compilation.traces)
+  }
+
+  /// Lowers `tensors` and runs the passes; each failure is reported and its tensor left out.
+  /// With ``CompileOptions/keepTrace``, each graph's steps are appended to `traces`.
+  static func lower(
+    _ tensors: [TensorPlan], method: any MergeMethod.Type, options: CompileOptions,
+    bag: inout DiagnosticBag, traces: inout [[PassTrace]]
+  ) -> [TensorGraph] {
+    var graphs: [TensorGraph] = []
     let pipeline = PassPipeline.standard(fuse: options.fuse)
     for tensor in tensors {
       do {
-        var graph = try Lowering.lower(tensor, method: plan.method, seed: options.seed)
+        var graph = try Lowering.lower(tensor, method: method, seed: options.seed)
         var trace = [PassTrace(pass: "lowering", graph: graph, changed: true)]
         if options.optimize {
           try pipeline.run(&graph) { pass, g, changed in
             if options.keepTrace { trace.append(PassTrace(pass: pass, graph: g, changed: changed)) }
           }
         }
-        compilation.graphs.append(graph)
-        if options.keepTrace { compilation.traces.append(trace) }
+        graphs.append(graph)
+        if options.keepTrace { traces.append(trace) }
       } catch let error as LoweringError {
         bag.report(.loweringFailed(error), at: error.origin)
       } catch let error as PassError {
@@ -214,13 +309,11 @@ public enum Compiler {
         bag.report(.loweringFailed(tensor.name, "\(error)"), at: tensor.origin)
       }
     }
+    return graphs
   }
 }
 
 extension Diagnostic.Message {
-  fileprivate static let multiStageUnsupported = Self(
-    "not-implemented",
-    "recipes of several stages are not supported yet; each stage is checked, none can run")
   fileprivate static func unknownTensor(_ name: String, suggestion: String?) -> Self {
     Self(
       "unknown-tensor",

@@ -15,12 +15,16 @@ public final class MappedFile: @unchecked Sendable {
   public let path: String
   /// The mapped bytes.
   public let bytes: UnsafeRawBufferPointer
+  /// Whether the memory is anonymous (a computed tensor), not a file's pages: it cannot be
+  /// dropped and read again, so ``dontNeed(_:)`` leaves it.
+  public let isAnonymous: Bool
 
   /// Maps the file at `path`.
   ///
   /// - Throws: `ModelError.io` naming the failing call and errno.
   public init(path: String) throws(ModelError) {
     self.path = path
+    self.isAnonymous = false
     let (fd, size) = try FileSystem.openRegularFile(path)
     defer { close(fd) }
     guard size > 0 else {
@@ -30,6 +34,28 @@ public final class MappedFile: @unchecked Sendable {
     let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
     guard let p, p != MAP_FAILED else { throw .io(path: path, call: "mmap", errno: errno) }
     bytes = UnsafeRawBufferPointer(start: p, count: size)
+  }
+
+  /// Zeroed anonymous memory of `size` bytes, known by `name`, which `fill` writes once (from
+  /// any threads, to disjoint ranges) before it is read.
+  public init(anonymous size: Int, name: String) throws(ModelError) {
+    self.path = name
+    self.isAnonymous = true
+    guard size > 0 else {
+      bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+      return
+    }
+    let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    guard let p, p != MAP_FAILED else { throw .io(path: name, call: "mmap", errno: errno) }
+    bytes = UnsafeRawBufferPointer(start: p, count: size)
+  }
+
+  /// Copies `source` to byte `offset` of anonymous memory (nothing for a file's mapping).
+  public func fill(at offset: Int, with source: UnsafeRawBufferPointer) {
+    guard isAnonymous, let base = bytes.baseAddress, let from = source.baseAddress,
+      offset >= 0, offset + source.count <= bytes.count
+    else { return }
+    UnsafeMutableRawPointer(mutating: base + offset).copyMemory(from: from, byteCount: source.count)
   }
 
   deinit {
@@ -49,6 +75,7 @@ public final class MappedFile: @unchecked Sendable {
 
   /// Tells the kernel that `range` will not be needed again, so its pages can be dropped.
   public func dontNeed(_ range: Range<Int>) {
+    if isAnonymous { return }
     advise(range, MADV_DONTNEED)
   }
 

@@ -21,6 +21,8 @@ public struct ModelFolder: Sendable, Hashable {
   public var weightMap: [String: String]?
   /// The Hub snapshot the folder was read from, when its files are not downloaded yet.
   public var remote: RemoteSnapshot?
+  /// The stage of a multi-stage recipe that produces the model, when no folder holds it.
+  public var produced: ProducedModel?
 
   /// Names of files copied from a donor model into the output: tokenizer and generation files.
   public static let sideFileNames: Set<String> = [
@@ -65,6 +67,16 @@ public struct ModelFolder: Sendable, Hashable {
       name throws(ModelError) in try remote.read(name)
     }
     self.remote = remote
+  }
+
+  /// The model stage `produced.stage` produces, known by ``ProducedModel/path(ofStage:)``.
+  public init(produced: ProducedModel) throws(ModelError) {
+    self.path = ProducedModel.path(ofStage: produced.stage)
+    self.config = try ModelConfig(
+      bytes: Array(produced.config.formatted().utf8), path: FileSystem.join(path, "config.json"))
+    self.weightFiles = [Self.singleFileName]
+    self.weightMap = nil
+    self.produced = produced
   }
 
   /// A folder holding files `names`, whose config and index `read` gives.
@@ -161,8 +173,14 @@ public struct ModelFolder: Sendable, Hashable {
 
   /// The side files present in the folder (tokenizer, generation config, chat template).
   public func sideFiles() -> [String] {
+    if let produced { return produced.files.keys.sorted().filter { Self.sideFileNames.contains($0) } }
     let names = remote.map { $0.files.keys.sorted() } ?? (try? FileSystem.contents(of: path)) ?? []
     return names.filter { Self.sideFileNames.contains($0) }
+  }
+
+  /// What side file `name` holds: a stage's own content, or the file in the folder.
+  public func content(of name: String) -> FileContent {
+    produced?.files[name] ?? .copy(from: FileSystem.join(path, name))
   }
 
   /// The largest side file copied into an output.
@@ -172,6 +190,8 @@ public struct ModelFolder: Sendable, Hashable {
   /// its place, a file over ``sideFileLimit``), checked by opening it, without reading it.
   public func sideFileProblems() -> [ModelError] {
     var problems: [ModelError] = []
+    // A stage's files are its donor's, checked when that stage was.
+    if produced != nil { return [] }
     for name in sideFiles() {
       let file = FileSystem.join(path, name)
       // Not downloaded yet: the size the Hub lists (the files are checked again once fetched).
@@ -232,6 +252,9 @@ public struct ModelFolder: Sendable, Hashable {
 
   /// Opens every weights file and validates its header (no tensor data is read).
   public func openWeights() throws(ModelError) -> ModelWeights {
+    if let produced {
+      return try ModelWeights(files: [SafetensorsFile(path: path, header: produced.header)])
+    }
     var files: [SafetensorsFile] = []
     for name in weightFiles {
       let file = FileSystem.join(path, name)

@@ -79,6 +79,19 @@ public struct TensorView: @unchecked Sendable {
   /// The number of elements.
   public var count: Int { info.count }
 
+  /// A view of a tensor held whole in `memory` (a stage's tensor, computed in memory).
+  public init(info: TensorInfo, memory: MappedFile) {
+    self.info = info
+    self.bytes = memory.bytes
+    self.file = memory
+  }
+
+  init(info: TensorInfo, bytes: UnsafeRawBufferPointer, file: MappedFile) {
+    self.info = info
+    self.bytes = bytes
+    self.file = file
+  }
+
   /// Converts elements `range` to `Float` into `destination` (which holds `range.count`).
   ///
   /// Floating-point dtypes widen exactly (f64 rounds to nearest); integer dtypes convert by

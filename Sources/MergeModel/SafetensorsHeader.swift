@@ -74,6 +74,13 @@ public struct SafetensorsHeader: Sendable, Hashable {
     }
   }
 
+  /// The header of tensors laid out one after another from offset 0, which no file holds (a
+  /// stage's output, computed in memory).
+  public init(laidOut tensors: [TensorInfo]) {
+    self.init(
+      unchecked: tensors, dataOffset: 0, fileSize: tensors.last?.dataRange.upperBound ?? 0)
+  }
+
   /// A header built by another reader (a PyTorch checkpoint's tensors), taken as it is.
   init(unchecked tensors: [TensorInfo], dataOffset: Int, fileSize: Int) {
     self.tensors = tensors

@@ -62,7 +62,6 @@ public struct RecipeDecoder {
       guard let root = document.root else { continue }
       if let stage = decoder.configuration(root) { stages.append(stage) }
     }
-    decoder.checkStages(stages)
     return (Recipe(file: file, stages: stages), decoder.bag.diagnostics)
   }
 
@@ -113,23 +112,6 @@ public struct RecipeDecoder {
       bag.report(.tokenizerAndSource, at: r)
     }
     return config
-  }
-
-  private mutating func checkStages(_ stages: [MergeConfiguration]) {
-    guard stages.count > 1 else { return }
-    var names: [String: SourceRange] = [:]
-    for (i, stage) in stages.enumerated() {
-      if let name = stage.name {
-        if let first = names[name.value] {
-          bag.report(
-            .duplicateStageName(name.value), at: name.range,
-            notes: [Diagnostic.Note("first used here", at: first)])
-        }
-        names[name.value] = name.range
-      } else if i != stages.count - 1 {
-        bag.report(.unnamedStage, at: SourceRange(at: stage.range.start))
-      }
-    }
   }
 
   // MARK: - Models and slices
@@ -628,8 +610,6 @@ extension Diagnostic.Message {
     "missing-models", "the recipe needs one of 'models', 'slices' or 'modules'")
   fileprivate static let tokenizerAndSource = Diagnostic.Message(
     "tokenizer-and-source", "'tokenizer' and 'tokenizer_source' cannot both be given")
-  fileprivate static let unnamedStage = Diagnostic.Message(
-    "unnamed-stage", "every stage of a multi-stage recipe but the last needs a 'name'")
   fileprivate static let nonScalarKey = Diagnostic.Message(
     "non-scalar-key", "keys must be plain strings")
   fileprivate static let tokenIDOrToken = Diagnostic.Message(
@@ -643,9 +623,6 @@ extension Diagnostic.Message {
       "exclusive-keys",
       "'\(keys[0])' and '\(keys[1])' cannot be used together; a recipe uses exactly one of 'models', 'slices' and 'modules'"
     )
-  }
-  fileprivate static func duplicateStageName(_ name: String) -> Self {
-    Self("duplicate-stage-name", "two stages are named '\(name)'")
   }
   fileprivate static func emptyList(_ key: String) -> Self {
     Self("empty-list", "'\(key)' is empty")

@@ -155,28 +155,32 @@ public struct MergeCost: Sendable {
     constants: CostConstants, baselineBytes: Int, startupSeconds: Double,
     residency: ((String, Range<Int>) -> Int)? = nil
   ) -> MergeCost {
-    let plan = merge.plan
-    let graphs = merge.graphs
     let threads = max(1, options.threads)
     let schedule = options.schedule
-    let order = processingOrder(graphs, plan.models)
+    // The program's steps: intermediate stages' tensors where they are first read, held in
+    // memory until their last reader is done.
+    let steps = programSteps(merge, everyStageTensor: options.intermediates != nil)
+    let identities = StageTensors(merge).identities
     var tensors: [TensorCost] = []
     var uncached = 0
     var inputs = 0
     var seconds = startupSeconds
     var peak = 0
     var peakTensor = ""
-    let mapped = graphs.map { mappedBytes($0) }
-    for (step, index) in order.enumerated() {
-      let graph = graphs[index]
-      var cost = price(graph, plan: plan, options: options, constants: constants)
-      let next = step + 1 < order.count && schedule.prefetch ? mapped[order[step + 1]] : 0
+    let mapped = steps.map { mappedBytes($0.graph, models: $0.models) }
+    for (step, s) in steps.enumerated() {
+      let graph = s.graph
+      var cost = price(
+        graph, models: s.models, stages: identities, options: options, constants: constants,
+        inMemory: s.stage != nil && options.intermediates == nil)
+      if let stage = s.stage { cost.name = stage + ":" + cost.name }
+      let next = step + 1 < steps.count && schedule.prefetch ? mapped[step + 1] : 0
       cost.readAheadBytes = next
-      // Inputs not in the page cache come from disk.
+      // Inputs not in the page cache come from disk (a stage's tensors are in memory).
       var cold = 0
       if let residency {
-        for input in Set(graph.plan.inputs) {
-          guard let file = plan.models[input.model].weights.file(for: input.tensor) else {
+        for input in Set(graph.plan.inputs) where s.models[input.model].stage == nil {
+          guard let file = s.models[input.model].weights.file(for: input.tensor) else {
             continue
           }
           let start = file.header.dataOffset + input.info.dataRange.lowerBound
@@ -188,11 +192,19 @@ public struct MergeCost: Sendable {
       inputs += cost.inputBytes
       cost.seconds += Double(cold) / constants.diskBytesPerSecond
       seconds += cost.seconds
-      if cost.workingSetBytes + cost.readAheadBytes > peak {
-        peak = cost.workingSetBytes + cost.readAheadBytes
+      if cost.workingSetBytes + cost.readAheadBytes + s.heldBytes > peak {
+        peak = cost.workingSetBytes + cost.readAheadBytes + s.heldBytes
         peakTensor = cost.name
       }
       tensors.append(cost)
+    }
+    for stage in merge.stages where options.intermediates != nil {
+      let layout = MergeRunner.layout(stage.plan, options: options)
+      seconds +=
+        Double(
+          MergeRunner.sideFileBytes(
+            stage.plan, recipeText: stage.recipeText, seed: merge.seed, layout: layout,
+            contents: options.contents)) / constants.writeBytesPerSecond
     }
     seconds += Double(outputFiles) / constants.writeBytesPerSecond
     return MergeCost(
@@ -201,35 +213,45 @@ public struct MergeCost: Sendable {
       peakMemoryBytes: baselineBytes + constants.overheadBytes + peak, peakTensor: peakTensor,
       inputBytes: inputs, uncachedInputBytes: uncached,
       bytesRead: tensors.reduce(0) { $0 + $1.bytesRead },
-      bytesWritten: layout.totalFileSize + outputFiles, shards: layout.shards.count,
+      bytesWritten: layout.totalFileSize + outputFiles
+        + (options.intermediates == nil
+          ? 0
+          : merge.stages.reduce(0) {
+            $0 + MergeRunner.layout($1.plan, options: options).totalFileSize
+          }),
+      shards: layout.shards.count,
       estimatedSeconds: seconds)
   }
 
   static let page = 4096
 
-  /// Bytes of a tensor's distinct inputs, in whole pages.
-  static func mappedBytes(_ graph: TensorGraph) -> Int {
+  /// Bytes of a tensor's distinct inputs mapped from files, in whole pages (a stage's tensors
+  /// are in memory already, and counted there).
+  static func mappedBytes(_ graph: TensorGraph, models: [ResolvedModel]) -> Int {
     var total = 0
-    for input in Set(graph.plan.inputs) {
+    for input in Set(graph.plan.inputs) where models[input.model].stage == nil {
       total += (input.info.byteCount + page - 1) / page * page + page
     }
     return total
   }
 
-  /// One tensor's cost without the next tensor's prefetch or disk reads.
+  /// One tensor's cost without the next tensor's prefetch or disk reads; `inMemory`: its
+  /// result is kept in memory (a stage's tensor), not written to a file.
   static func price(
-    _ graph: TensorGraph, plan: MergePlan, options: RunOptions, constants: CostConstants
+    _ graph: TensorGraph, models: [ResolvedModel], stages: [StageKey: String],
+    options: RunOptions, constants: CostConstants, inMemory: Bool = false
   ) -> TensorCost {
     let count = graph.plan.count
     let output = graph[graph.output]
     let outputBytes = count * graph.plan.outputDType.byteSize
-    let mapped = mappedBytes(graph)
+    let mapped = mappedBytes(graph, models: models)
     let inputBytes = graph.plan.inputs.reduce(0) { $0 + $1.info.byteCount }
     var cost = TensorCost(
       name: graph.plan.name, elements: count, inputBytes: inputBytes, bytesRead: inputBytes,
       outputBytes: outputBytes, workingSetBytes: mapped, readAheadBytes: 0, seconds: 0,
       reductions: 0, cachedReductions: 0)
-    cost.seconds = Double(outputBytes) / constants.writeBytesPerSecond
+    cost.seconds =
+      Double(outputBytes) / (inMemory ? constants.mapBytesPerSecond : constants.writeBytesPerSecond)
     cost.seconds += Double(mapped) / constants.mapBytesPerSecond
     if case .copyBytes = output.op { return cost }
     // Reductions the cache holds are not computed, and their passes not made.
@@ -237,7 +259,8 @@ public struct MergeCost: Sendable {
     for (i, node) in graph.nodes.enumerated() where node.op.isReduction {
       cost.reductions += 1
       if let cache = options.cache,
-        cache.contains(ReductionCache.key(NodeID(index: i), graph: graph, models: plan.models))
+        cache.contains(
+          ReductionCache.key(NodeID(index: i), graph: graph, models: models, stages: stages))
       {
         known.insert(i)
       }
@@ -257,8 +280,8 @@ public struct MergeCost: Sendable {
       return cost
     }
     priceBlockwise(
-      graph, footprint: footprint, known: known, options: options, constants: constants,
-      into: &cost)
+      graph, footprint: footprint, known: known, mapped: mapped, options: options,
+      constants: constants, into: &cost)
     return cost
   }
 
@@ -268,8 +291,8 @@ public struct MergeCost: Sendable {
   /// gather fills), then each level's selections; the sets they leave stay to the end. Input
   /// pages stay mapped until the tensor is done, unless released window by window.
   static func priceBlockwise(
-    _ graph: TensorGraph, footprint: TensorFootprint, known: Set<Int>, options: RunOptions,
-    constants: CostConstants, into cost: inout TensorCost
+    _ graph: TensorGraph, footprint: TensorFootprint, known: Set<Int>, mapped: Int,
+    options: RunOptions, constants: CostConstants, into cost: inout TensorCost
   ) {
     let schedule = options.schedule
     let count = graph.plan.count
@@ -286,7 +309,6 @@ public struct MergeCost: Sendable {
     // Blocks are written by the workers that compute them, side by side.
     cost.seconds -=
       Double(cost.outputBytes) / constants.writeBytesPerSecond * (1 - 1 / Double(workers))
-    let mapped = mappedBytes(graph)
     if schedule.releaseWindow != nil {
       // Released pages are mapped again by each later pass.
       cost.seconds += Double(max(0, bytesRead - cost.inputBytes)) / constants.mapBytesPerSecond

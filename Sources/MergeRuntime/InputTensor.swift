@@ -37,20 +37,26 @@ struct InputTensor: @unchecked Sendable {
   /// The tensor's dtype, name and shape as stored.
   var info: TensorInfo { view.info }
 
-  /// Opens input `input` of `plan`.
-  init(_ input: TensorInput, plan: TensorPlan, models: [ResolvedModel]) throws(ModelError) {
+  /// Opens input `input` of `plan`; a tensor of an intermediate stage is read from `stages`.
+  init(
+    _ input: TensorInput, plan: TensorPlan, models: [ResolvedModel], stages: StageTensors
+  ) throws(ModelError) {
     let model = models[input.model]
     inputDType = plan.inputDType
     adapterDType = input.adapter == nil ? nil : plan.adapterDType
+    func stored() throws(ModelError) -> TensorView {
+      guard let stage = model.stage else { return try model.weights.tensor(input.tensor) }
+      return try stages.view(stage: stage, input.info)
+    }
     switch input.adapter {
     case nil:
-      view = try model.weights.tensor(input.tensor)
+      view = try stored()
       delta = nil
     case .replaced(let stored)?:
       view = try Self.adapterWeights(model).tensor(stored)
       delta = nil
     case .delta(let d)?:
-      view = try model.weights.tensor(input.tensor)
+      view = try stored()
       let weights = try Self.adapterWeights(model)
       delta = Self.factors(
         d, a: try weights.tensor(d.a), b: try weights.tensor(d.b),
@@ -114,10 +120,13 @@ struct InputTensor: @unchecked Sendable {
 
   /// Opens every input of `plan`, the vocabulary tensors' rows aligned to the output's
   /// vocabulary.
-  static func open(_ plan: TensorPlan, models: [ResolvedModel]) throws(ModelError) -> [InputTensor]
-  {
+  static func open(
+    _ plan: TensorPlan, models: [ResolvedModel], stages: StageTensors = .none
+  ) throws(ModelError) -> [InputTensor] {
     var inputs: [InputTensor] = []
-    for input in plan.inputs { inputs.append(try InputTensor(input, plan: plan, models: models)) }
+    for input in plan.inputs {
+      inputs.append(try InputTensor(input, plan: plan, models: models, stages: stages))
+    }
     let stored = inputs
     for (i, input) in plan.inputs.enumerated() {
       guard let alignment = input.alignment else { continue }

@@ -32,6 +32,10 @@ public struct RunOptions: Sendable {
   public var contents = MergeRunner.OutputContents()
   /// Set by a signal handler to stop the run.
   public var cancellation: Cancellation?
+  /// Where each intermediate stage of a multi-stage recipe is also written, as a model folder
+  /// named after the stage (`--intermediates`, mergekit-multi's `-I`); nil writes only the
+  /// output. The merge must be compiled with ``CompileOptions/allStageTensors``.
+  public var intermediates: String?
 
   /// Creates options.
   public init(
@@ -134,36 +138,41 @@ public enum MergeRunner {
     let layout = Self.layout(merge.plan, options: options)
     let folder: OutputFolder
     let writer: SafetensorsWriter
+    var stageOutputs: StageOutputs?
     do {
-      try requireOutsideInputs(output, merge.plan)
+      try requireOutsideInputs(output, allModels(merge))
+      if let directory = options.intermediates {
+        stageOutputs = try StageOutputs(merge, directory: directory, options: options)
+      }
       folder = try OutputFolder(
         destination: output, existing: options.replaceExisting ? .replaceMergeOutput : .refuse)
       writer = try SafetensorsWriter(folder: folder, layout: layout)
     } catch {
+      stageOutputs?.discard()
       throw .model(error)
     }
     do {
-      try computeTensors(merge, layout: layout, writer: writer, options: options, start: start)
+      try computeTensors(
+        merge, layout: layout, writer: writer, stageOutputs: stageOutputs, options: options,
+        start: start)
       try writer.finish()
-      for (name, content) in Self.sideFiles(
-        merge.plan, recipeText: merge.recipeText, seed: merge.seed, layout: layout,
-        contents: options.contents)
-      {
-        switch content {
-        case .bytes(let bytes): try folder.write(name, bytes: bytes)
-        case .copy(let source):
-          try FileSystem.copy(source, to: folder.path(of: name), limit: ModelFolder.sideFileLimit)
-        }
-      }
+      try write(
+        Self.sideFiles(
+          merge.plan, recipeText: merge.recipeText, seed: merge.seed, layout: layout,
+          contents: options.contents), to: folder)
+      try stageOutputs?.finish()
       try folder.commit()
     } catch let error as RunError {
       folder.discard()
+      stageOutputs?.discard()
       throw error
     } catch let error as ModelError {
       folder.discard()
+      stageOutputs?.discard()
       throw .model(error)
     } catch {
       folder.discard()
+      stageOutputs?.discard()
       throw .execution(ExecutionError(tensor: "", reason: "\(error)"))
     }
     return RunSummary(
@@ -172,50 +181,84 @@ public enum MergeRunner {
       seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
   }
 
-  /// Computes every tensor in processing order and writes it.
+  /// Writes `files` into `folder`.
+  static func write(_ files: [(String, FileContent)], to folder: OutputFolder) throws(ModelError) {
+    for (name, content) in files {
+      switch content {
+      case .bytes(let bytes): try folder.write(name, bytes: bytes)
+      case .copy(let source):
+        try FileSystem.copy(source, to: folder.path(of: name), limit: ModelFolder.sideFileLimit)
+      }
+    }
+  }
+
+  /// Computes every tensor in the program's order (``programSteps(_:everyStageTensor:)``) and
+  /// writes each output tensor; a stage tensor is kept in memory until its last reader is done
+  /// (and written to its intermediate folder, when there is one).
   static func computeTensors(
-    _ merge: CompiledMerge, layout: ShardLayout, writer: SafetensorsWriter, options: RunOptions,
-    start: UInt64
+    _ merge: CompiledMerge, layout: ShardLayout, writer: SafetensorsWriter,
+    stageOutputs: StageOutputs? = nil, options: RunOptions, start: UInt64
   ) throws(RunError) {
-    let (plan, graphs) = (merge.plan, merge.graphs)
     let byteCounts = Dictionary(
       layout.shards.flatMap(\.tensors).map { ($0.name, $0.byteCount) },
       uniquingKeysWith: { a, _ in a })
     let totalBytes = byteCounts.values.reduce(0, +)
     var bytesDone = 0
-    let order = processingOrder(graphs, plan.models)
-    for (step, index) in order.enumerated() {
+    var tensorsDone = 0
+    let stages = StageTensors(merge)
+    let steps = programSteps(merge, everyStageTensor: stageOutputs != nil)
+    for (i, step) in steps.enumerated() {
       if let signal = options.cancellation?.signal { throw .interrupted(signal: signal) }
-      let graph = graphs[index]
       // Read the next tensor's inputs ahead while this one computes.
-      if options.schedule.prefetch && step + 1 < order.count {
-        advise(graphs[order[step + 1]].plan, plan.models, willNeed: true)
+      if options.schedule.prefetch && i + 1 < steps.count {
+        advise(steps[i + 1].graph.plan, steps[i + 1].models, willNeed: true)
       }
-      try compute(graph, plan: plan, writer: writer, options: options)
-      bytesDone += byteCounts[graph.plan.name] ?? 0
-      options.progress?(
-        RunProgress(
-          tensorsDone: step + 1, tensorCount: graphs.count, bytesDone: bytesDone,
-          totalBytes: totalBytes,
-          elapsed: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+      let name = step.graph.plan.name
+      if let key = step.key {
+        let memory: MappedFile
+        do {
+          memory = try MappedFile(
+            anonymous: step.outputBytes, name: ProducedModel.path(ofStage: key.stage) + "/" + name)
+        } catch {
+          throw .model(error)
+        }
+        let stageWriter = stageOutputs?.writers[key.stage]
+        try compute(step.graph, models: step.models, stages: stages, options: options) {
+          offset, bytes in
+          memory.fill(at: offset, with: bytes)
+          try stageWriter?.write(tensor: name, byteOffset: offset, bytes: bytes)
+        }
+        stages.keep(key, memory)
+      } else {
+        try compute(step.graph, models: step.models, stages: stages, options: options) {
+          offset, bytes in
+          try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
+        }
+        tensorsDone += 1
+        bytesDone += byteCounts[name] ?? 0
+        options.progress?(
+          RunProgress(
+            tensorsDone: tensorsDone, tensorCount: merge.graphs.count, bytesDone: bytesDone,
+            totalBytes: totalBytes,
+            elapsed: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+      }
+      for key in step.releases { stages.release(key) }
     }
   }
 
-  /// Computes one tensor and writes it, then releases its input pages.
+  /// Computes one tensor, handing its bytes to `write`, then releases its input pages.
   static func compute(
-    _ graph: TensorGraph, plan: MergePlan, writer: SafetensorsWriter, options: RunOptions
+    _ graph: TensorGraph, models: [ResolvedModel], stages: StageTensors, options: RunOptions,
+    write: @escaping @Sendable (Int, UnsafeRawBufferPointer) throws -> Void
   ) throws(RunError) {
     do {
       let executor = try TensorExecutor(
-        graph: graph, models: plan.models, threads: options.threads, cache: options.cache,
-        schedule: options.schedule, cancellation: options.cancellation)
-      let name = graph.plan.name
-      try executor.run { offset, bytes in
-        try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
-      }
+        graph: graph, models: models, threads: options.threads, cache: options.cache,
+        schedule: options.schedule, cancellation: options.cancellation, stages: stages)
+      try executor.run(write: write)
       options.footprints?.append(executor.footprint)
       // Release the mapped input pages: resident memory stays at the working set.
-      advise(graph.plan, plan.models, willNeed: false)
+      advise(graph.plan, models, willNeed: false)
     } catch let e as ExecutionError {
       throw .execution(e)
     } catch let e as ModelError {
@@ -227,15 +270,18 @@ public enum MergeRunner {
     }
   }
 
+  /// Every model the merge reads, its stages' included.
+  static func allModels(_ merge: CompiledMerge) -> [ResolvedModel] { merge.inputModels }
+
   /// Throws unless `output` lies outside every input model's folder (and holds none).
-  static func requireOutsideInputs(_ output: String, _ plan: MergePlan) throws(ModelError) {
+  static func requireOutsideInputs(_ output: String, _ models: [ResolvedModel]) throws(ModelError) {
     var trimmed = output
     while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
     let parent = FileSystem.directoryName(trimmed)
     guard let parentReal = FileSystem.realPath(parent) else { throw .notFound(path: parent) }
     let name = trimmed.split(separator: "/").last.map(String.init) ?? trimmed
     let target = FileSystem.join(parentReal, name)
-    for m in plan.models {
+    for m in models where m.stage == nil {
       guard let input = FileSystem.realPath(m.path) else { continue }
       if target == input || target.hasPrefix(input + "/") || input.hasPrefix(target + "/") {
         throw .outputRefused(
@@ -249,11 +295,8 @@ public enum MergeRunner {
 extension MergeRunner {
   /// The output's shards.
   public static func layout(_ plan: MergePlan, options: RunOptions) -> ShardLayout {
-    let specs = plan.tensors.map {
-      TensorSpec(name: $0.name, dtype: $0.outputDType, shape: $0.shape)
-    }
-    return ShardLayout(
-      tensors: specs, shardSize: options.shardSize, metadata: ShardLayout.defaultMetadata)
+    ShardLayout(
+      tensors: plan.outputSpecs, shardSize: options.shardSize, metadata: ShardLayout.defaultMetadata)
   }
 
   /// Which optional files a merge writes, as mergekit's `--copy-tokenizer` and
@@ -268,38 +311,16 @@ extension MergeRunner {
     public init() {}
   }
 
-  /// A file of the output folder besides the shards.
-  public enum SideFile: Sendable {
-    case bytes([UInt8])
-    case copy(from: String)
-  }
-
-  /// The output's files besides the shards and their index: config.json, the donor's
-  /// tokenizer and side files, the recipe, the model card (as `contents` asks).
+  /// The output's files besides the shards and their index: config.json, the tokenizer
+  /// files, the recipe, the model card (as `contents` asks).
   public static func sideFiles(
     _ plan: MergePlan, recipeText: String, seed: UInt64, layout: ShardLayout,
     contents: OutputContents = OutputContents()
-  ) -> [(String, SideFile)] {
-    let donor = plan.models[plan.donor]
-    var files: [(String, SideFile)] = [
-      ("config.json", .bytes(Array(OutputFiles.config(for: plan).formatted().utf8) + [0x0A]))
+  ) -> [(String, FileContent)] {
+    var files: [(String, FileContent)] = [
+      ("config.json", .bytes(Array(plan.outputConfig.formatted().utf8) + [0x0A]))
     ]
-    if contents.tokenizer, let vocabulary = plan.vocabulary {
-      // A built tokenizer is saved as transformers saves one: tokenizer.json,
-      // tokenizer_config.json and the template in chat_template.jinja; no generation config.
-      files.append(
-        ("tokenizer.json", .bytes(Array(vocabulary.vocabulary.tokenizerJSON.formatted().utf8))))
-      if let config = vocabulary.vocabulary.tokenizerConfig {
-        files.append(("tokenizer_config.json", .bytes(Array(config.formatted().utf8))))
-      }
-      if let template = vocabulary.template {
-        files.append(("chat_template.jinja", .bytes(Array(template.utf8))))
-      }
-    } else if contents.tokenizer {
-      for name in donor.folder.sideFiles() where name != "config.json" {
-        files.append((name, .copy(from: FileSystem.join(donor.path, name))))
-      }
-    }
+    if contents.tokenizer { files += plan.outputTokenizerFiles }
     guard contents.modelCard else { return files }
     files.append(("mergekit_config.yml", .bytes(Array(recipeText.utf8))))
     files.append(
@@ -374,7 +395,8 @@ func processingOrder(_ graphs: [TensorGraph], _ models: [ResolvedModel]) -> [Int
 
 /// Asks the kernel to read a tensor's input ranges ahead, or to drop them from this process.
 func advise(_ tensor: TensorPlan, _ models: [ResolvedModel], willNeed: Bool) {
-  for input in tensor.inputs {
+  // A stage's tensors are in memory, not in a file.
+  for input in tensor.inputs where models[input.model].stage == nil {
     guard let view = try? models[input.model].weights.tensor(input.tensor),
       let start = view.bytes.baseAddress, let base = view.file.bytes.baseAddress
     else { continue }

@@ -2,62 +2,8 @@ import MergeCompiler
 import MergeModel
 import MergeRecipe
 
-/// The output folder's config.json and model card.
+/// The output folder's model card (its config.json is ``MergePlan/outputConfig``).
 public enum OutputFiles {
-  /// The donor's config.json with the output's layer count, per-layer lists and dtype.
-  ///
-  /// The layer count key (`num_hidden_layers` and friends, also inside `text_config`) is set to
-  /// the output's layer count. Every list as long as the donor's layer count at the same level
-  /// (such as `layer_types`) is rebuilt from the layers the output takes: entry `j` is the entry
-  /// of the source layer of output layer `j`, from that layer's model when it has the list.
-  /// `dtype` and `torch_dtype`, where present, name the output dtype (`torch_dtype` is added
-  /// when neither is).
-  public static func config(for plan: MergePlan) -> JSONValue {
-    var json = plan.models[plan.donor].folder.config.json
-    let donorConfig = plan.models[plan.donor].folder.config
-    if let (nested, key) = donorConfig.layerCountPath, let donorLayers = donorConfig.layerCount {
-      func rebuild(_ object: JSONValue, path: String?) -> JSONValue {
-        guard let members = object.objectValue else { return object }
-        var result = object
-        for (k, v) in members {
-          if k == key {
-            result.set(k, .integer(plan.outputLayerCount))
-          } else if let list = v.arrayValue, list.count == donorLayers, donorLayers > 0 {
-            var rebuilt: [JSONValue] = []
-            for (m, l) in plan.layerSources {
-              let source = plan.models[m].folder.config.json
-              let sourceList = (path.map { source[$0]?[k] } ?? source[k])?.arrayValue
-              if let sourceList, l < sourceList.count {
-                rebuilt.append(sourceList[l])
-              } else {
-                rebuilt.append(list[min(l, list.count - 1)])
-              }
-            }
-            result.set(k, .array(rebuilt))
-          }
-        }
-        return result
-      }
-      if let nested, let inner = json[nested] {
-        json.set(nested, rebuild(inner, path: nested))
-      } else {
-        json = rebuild(json, path: nil)
-      }
-    }
-    let dtype = JSONValue.string(plan.configDType.torchName)
-    var named = false
-    for key in ["dtype", "torch_dtype"] where json[key] != nil {
-      json.set(key, dtype)
-      named = true
-    }
-    if !named { json.set("torch_dtype", dtype) }
-    // A built tokenizer's vocabulary, padded as the vocabulary tensors are.
-    if let vocabulary = plan.vocabulary, json["vocab_size"] != nil {
-      json.set("vocab_size", .integer(vocabulary.paddedSize))
-    }
-    return json
-  }
-
   /// A Hugging Face model card: YAML front matter (`base_model`, `tags: [merge]`), the method,
   /// the models, the seed and the recipe.
   ///

@@ -1,3 +1,4 @@
+import Dispatch
 import MergeCompiler
 import MergeModel
 import Synchronization
@@ -223,26 +224,39 @@ extension ReductionCache {
   ///
   /// A 128-bit hash of a canonical description of it and of everything it reads. Needs only the inputs' headers and file status, so a plan
   /// can look entries up without reading tensor data.
-  static func key(_ id: NodeID, graph: TensorGraph, models: [ResolvedModel]) -> String {
+  /// An input from an intermediate stage is named by its identity in `stages` (what computes
+  /// it, from what), as ``StageTensors`` works it out.
+  static func key(
+    _ id: NodeID, graph: TensorGraph, models: [ResolvedModel], stages: [StageKey: String] = [:]
+  ) -> String {
     key(id, graph: graph) { input in
-      let own = stored(input, models)
+      let own = stored(input, models, stages)
       guard let alignment = input.alignment else { return own }
       // Rows laid out in a built vocabulary come from every input, as the alignment says.
-      let peers = graph.plan.inputs.map { stored($0, models) }.joined(separator: ";")
+      let peers = graph.plan.inputs.map { stored($0, models, stages) }.joined(separator: ";")
       return own + "+aligned[\(alignment.digest)|\(peers)]"
     }
   }
 
   /// Names input `input`'s stored bytes (and its adapter's).
-  private static func stored(_ input: TensorInput, _ models: [ResolvedModel]) -> String {
+  private static func stored(
+    _ input: TensorInput, _ models: [ResolvedModel], _ stages: [StageKey: String]
+  ) -> String {
     let model = models[input.model]
+    var weights = fingerprint(model.weights, input.tensor)
+    if let stage = model.stage {
+      // Every stage tensor a run reads has an identity; one without could never match.
+      weights =
+        stages[StageKey(stage: stage, tensor: input.tensor)]
+        ?? "unidentified[\(stage)|\(input.tensor)|\(getpid())|\(DispatchTime.now().uptimeNanoseconds)]"
+    }
     guard let change = input.adapter, let adapter = model.adapter?.weights else {
-      return fingerprint(model.weights, input.tensor)
+      return weights
     }
     // An adapted input is also named by the adapter's tensors it reads.
     switch change {
     case .delta(let d):
-      return fingerprint(model.weights, input.tensor)
+      return weights
         + "+lora[\(fingerprint(adapter, d.a)),\(fingerprint(adapter, d.b)),\(d.scale.bitPattern),\(d.transposed)]"
     case .replaced(let stored):
       return "replaced[\(fingerprint(adapter, stored))]"
@@ -285,6 +299,12 @@ extension ReductionCache {
       "\(st.st_dev):\(st.st_ino)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)|\(offset)"
   }
 
+  /// The version of what the operations compute, part of every key: raised whenever an
+  /// operation's results change, so that a cache filled by an older `merge` is not reused for
+  /// them (2: linear's weighted sum rounds each term once, as torch's fused `addcmul_`; a
+  /// stage tensor read by a reduction is named by what computed it).
+  static let numericsVersion = 2
+
   /// The cache key of reduction `id` of `graph`, each load's file named by `fingerprint`.
   ///
   /// Built from each operation's ``Op/identity`` (never its printed name), the operands in
@@ -309,7 +329,7 @@ extension ReductionCache {
       memo[id.index] = d
       return d
     }
-    let text = Array(describe(id).utf8)
+    let text = Array("v\(numericsVersion)|\(describe(id))".utf8)
     var a: UInt64 = 0xcbf2_9ce4_8422_2325
     var b: UInt64 = 0x8422_2325_cbf2_9ce4
     for byte in text {

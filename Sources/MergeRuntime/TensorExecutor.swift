@@ -43,19 +43,23 @@ struct TensorExecutor {
   let allocated: FootprintCounter
   /// Asks the computation to stop between blocks.
   let cancellation: Cancellation?
+  /// The intermediate stages' tensors in memory, and their identities.
+  let stages: StageTensors
 
   init(
     graph: TensorGraph, models: [ResolvedModel], threads: Int, cache: ReductionCache? = nil,
-    schedule: Schedule = Schedule(), cancellation: Cancellation? = nil
+    schedule: Schedule = Schedule(), cancellation: Cancellation? = nil,
+    stages: StageTensors = .none
   ) throws(ExecutionError) {
     self.graph = graph
+    self.stages = stages
     self.cancellation = cancellation
     self.models = models
     self.cache = cache
     self.threads = max(1, threads)
     self.schedule = schedule
     do {
-      self.inputs = try InputTensor.open(graph.plan, models: models)
+      self.inputs = try InputTensor.open(graph.plan, models: models, stages: stages)
     } catch {
       throw ExecutionError(tensor: graph.plan.name, reason: error.description)
     }
@@ -261,7 +265,8 @@ struct TensorExecutor {
         pending.append(id)
         continue
       }
-      let key = ReductionCache.key(id, graph: graph, models: models)
+      let key = ReductionCache.key(
+        id, graph: graph, models: models, stages: stages.identities)
       keys[id.index] = key
       switch cache.lookup(key, elements: count) {
       case .cut(let c)?: env.cuts[id.index] = c

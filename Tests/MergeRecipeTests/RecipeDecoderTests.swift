@@ -192,10 +192,6 @@ import _TestSupport
       BadCase(
         name: "not a mapping", text: "- a\n- b\n",
         message: "expected a recipe to be a mapping, found a list"),
-      BadCase(
-        name: "unnamed early stage",
-        text: "merge_method: x\nmodels: [{model: a}]\n---\nmerge_method: y\nmodels: [{model: a}]\n",
-        message: "every stage of a multi-stage recipe but the last needs a 'name'"),
     ])
   func structuralErrors(_ c: BadCase) {
     let (_, diagnostics) = decode(c.text)

@@ -19,8 +19,9 @@ import _TestSupport
     options.footprints = FootprintLog()
     let dir = TemporaryDirectory()
     _ = try MergeRunner.run(merge, output: dir.path + "/out", options: options)
-    let predicted = merge.graphs.map {
-      TensorExecutor.predictedFootprint(of: $0, threads: threads, schedule: schedule)
+    // Every computation of the program: a multi-stage recipe's stage tensors too.
+    let predicted = programSteps(merge).map {
+      TensorExecutor.predictedFootprint(of: $0.graph, threads: threads, schedule: schedule)
     }
     let actual = options.footprints?.footprints ?? []
     return (actual.sorted { $0.tensor < $1.tensor }, predicted.sorted { $0.tensor < $1.tensor })

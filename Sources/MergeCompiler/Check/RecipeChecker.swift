@@ -18,6 +18,12 @@ public struct CheckReport: Sendable {
   public var hubCache = HubCache.fromEnvironment()
   /// The LoRA adapters the recipe names, by resolved path (only those that fit their models).
   public var adapters: [String: LoraAdapter] = [:]
+  /// The outputs of the stages other stages read, by stage name (multi-stage recipes).
+  public var stageFolders: [String: ModelFolder] = [:]
+  /// The resolved plans of those stages, by stage name.
+  public var stagePlans: [String: MergePlan] = [:]
+  /// Which stage reads which, and which is the output (nil when the YAML could not be read).
+  var stages: StageGraph?
 
   /// Whether any diagnostic is an error.
   public var hasErrors: Bool { diagnostics.contains { $0.isError } }
@@ -33,13 +39,17 @@ public struct CheckReport: Sendable {
 /// scopes, required values), arity and base-model rules, dtypes, the model folders named
 /// (config.json only) and layer ranges. Every finding is collected; nothing stops at the first.
 public enum RecipeChecker {
+  /// The shard size a stage's output is laid out for when a later stage reads it (a run's
+  /// default, as mergekit-multi's intermediate folders are written).
+  static let stageShardSize = 5_000_000_000
+
   /// The dtype names mergekit accepts for `dtype` and `out_dtype`.
   public static let dtypeNames = ["bfloat16", "float16", "float32", "float64"]
 
   /// Reads and checks the recipe file at `path`.
   public static func check(
     path: String, hubCache: HubCache = .fromEnvironment(),
-    remote: (any RemoteSnapshotReader)? = nil
+    remote: (any RemoteSnapshotReader)? = nil, policy: DiagnosticPolicy = DiagnosticPolicy()
   ) -> CheckReport {
     let bytes: [UInt8]
     do {
@@ -54,14 +64,17 @@ public enum RecipeChecker {
       bag.report(.notUTF8, at: nil)
       return CheckReport(recipe: nil, diagnostics: bag.diagnostics, folders: [:])
     }
-    return check(text: text, file: path, hubCache: hubCache, remote: remote)
+    return check(text: text, file: path, hubCache: hubCache, remote: remote, policy: policy)
   }
 
   /// Checks recipe `text` as if read from `file`; relative model paths are resolved against
   /// the folder of `file`.
+  ///
+  /// The stages of a multi-stage recipe are checked in the order they read one another; a stage
+  /// that others read is resolved once checked (`policy` says which findings stop that).
   public static func check(
     text: String, file: String, hubCache: HubCache = .fromEnvironment(),
-    remote: (any RemoteSnapshotReader)? = nil
+    remote: (any RemoteSnapshotReader)? = nil, policy: DiagnosticPolicy = DiagnosticPolicy()
   ) -> CheckReport {
     let (recipe, decodeDiagnostics) = RecipeDecoder.decode(text, file: file)
     var bag = DiagnosticBag(file: file)
@@ -75,23 +88,46 @@ public enum RecipeChecker {
     var folders: [String: ModelFolder] = [:]
     var weights: [String: ModelWeights] = [:]
     var adapters: [String: LoraAdapter] = [:]
+    var stagePlans: [String: MergePlan] = [:]
+    var graph: StageGraph?
     if let recipe {
-      var earlierStages: Set<String> = []
-      for (i, stage) in recipe.stages.enumerated() {
-        var laterStages: [String: SourceRange] = [:]
-        for later in recipe.stages[(i + 1)...] {
-          if let name = later.name { laterStages[name.value] = name.range }
-        }
+      let stages = StageGraph(recipe.stages, bag: &bag)
+      graph = stages
+      let names = Set(stages.index.keys)
+      for i in stages.order {
+        let stage = recipe.stages[i]
+        let before = bag.diagnostics.count
         var checker = StageChecker(
-          stage: stage, bag: bag, resolver: resolver, earlierStages: earlierStages,
-          laterStages: laterStages)
+          stage: stage, bag: bag, resolver: resolver,
+          pendingStages: names.subtracting(resolver.stages.keys))
         checker.run()
         bag = checker.bag
         resolver = checker.resolver
         folders.merge(checker.folders) { a, _ in a }
         weights.merge(checker.weights) { a, _ in a }
         adapters.merge(checker.adapters) { a, _ in a }
-        if let name = stage.name?.value { earlierStages.insert(name) }
+        // A stage that others read is resolved now (headers only), so that they are checked
+        // against its output as against any model folder.
+        guard let name = stage.name?.value, stages.isRead.contains(i),
+          !policy.hasErrors(Array(bag.diagnostics[before...])),
+          stages.reads[i].allSatisfy({ resolver.stages[recipe.stages[$0.stage].name?.value ?? ""] != nil })
+        else { continue }
+        var partial = CheckReport(recipe: recipe, diagnostics: [], folders: folders)
+        partial.weights = weights
+        partial.adapters = adapters
+        partial.hubCache = hubCache
+        partial.stageFolders = resolver.stages
+        let (plan, diagnostics) = Resolver.resolve(
+          stage: stage, report: partial, file: file, policy: policy)
+        bag.append(contentsOf: diagnostics)
+        guard let plan, !policy.hasErrors(diagnostics) else { continue }
+        stagePlans[name] = plan
+        do {
+          resolver.stages[name] = try ModelFolder(
+            produced: plan.producedModel(stage: name, shardSize: RecipeChecker.stageShardSize))
+        } catch {
+          bag.report(.badModel(error, written: name), at: stage.name?.range)
+        }
       }
     }
     var report = CheckReport(recipe: recipe, diagnostics: bag.sorted, folders: folders)
@@ -99,6 +135,9 @@ public enum RecipeChecker {
     report.weights = weights
     report.adapters = adapters
     report.hubCache = hubCache
+    report.stageFolders = resolver.stages
+    report.stagePlans = stagePlans
+    report.stages = graph
     return report
   }
 }
@@ -115,9 +154,9 @@ private struct StageChecker {
   let stage: MergeConfiguration
   var bag: DiagnosticBag
   var resolver: ModelResolver
-  let earlierStages: Set<String>
-  /// The stages defined after this one, by name: where each is defined.
-  let laterStages: [String: SourceRange]
+  /// The stages whose outputs could not be resolved (they have errors of their own, or are
+  /// part of a cycle): references to them are not checked.
+  let pendingStages: Set<String>
   var folders: [String: ModelFolder] = [:]
   var weights: [String: ModelWeights] = [:]
   var adapters: [String: LoraAdapter] = [:]
@@ -127,13 +166,12 @@ private struct StageChecker {
 
   init(
     stage: MergeConfiguration, bag: DiagnosticBag, resolver: ModelResolver,
-    earlierStages: Set<String>, laterStages: [String: SourceRange]
+    pendingStages: Set<String>
   ) {
     self.stage = stage
     self.bag = bag
     self.resolver = resolver
-    self.earlierStages = earlierStages
-    self.laterStages = laterStages
+    self.pendingStages = pendingStages
   }
 
   mutating func run() {
@@ -230,7 +268,7 @@ private struct StageChecker {
   // MARK: Models
 
   func isStage(_ model: ModelReference) -> Bool {
-    model.lora == nil && earlierStages.contains(model.model.path.value)
+    pendingStages.contains(model.model.path.value)
   }
 
   mutating func checkModel(_ model: ModelReference) {
@@ -270,15 +308,13 @@ private struct StageChecker {
       }
     case .failure(let error):
       let path = model.model.path.value
-      if model.lora == nil, let defined = laterStages[path] {
-        bag.report(
-          .laterStage(path), at: model.model.path.range,
-          notes: [Diagnostic.Note("stage '\(path)' is defined here", at: defined)])
-        return
+      var notes = notes(explaining: error, model.model)
+      if let stage = Suggestion.closest(to: path, in: resolver.stages.keys.sorted() + pendingStages.sorted())
+      {
+        notes.append(Diagnostic.Note("did you mean stage '\(stage)'?"))
       }
       bag.report(
-        .badModel(error, written: path), at: model.model.path.range,
-        notes: notes(explaining: error, model.model))
+        .badModel(error, written: path), at: model.model.path.range, notes: notes)
     }
   }
 
@@ -723,11 +759,6 @@ extension Diagnostic.Message {
       return Self("unknown-dtype", "unknown \(key) '\(name)'; did you mean '\(suggestion)'?")
     }
     return Self("unknown-dtype", "unknown \(key) '\(name)'")
-  }
-  fileprivate static func laterStage(_ name: String) -> Self {
-    Self(
-      "later-stage",
-      "'\(name)' is a stage defined later in the file; a stage can use only the stages before it")
   }
   fileprivate static func badAdapter(_ error: ModelError, written: String) -> Self {
     switch error {

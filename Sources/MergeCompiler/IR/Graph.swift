@@ -62,16 +62,30 @@ public struct TensorGraph: Sendable {
 
   /// The graph as text, one node per line: `%3 = task_vector %1, %0`.
   public func text(models: [ResolvedModel]) -> String {
-    var out = "tensor \(plan.name) \(plan.shape) → \(plan.outputDType.rawValue)\n"
+    "tensor \(plan.name) \(plan.shape) → \(plan.outputDType.rawValue)\n"
+      + nodeLines(models: models).joined(separator: "\n") + "\n"
+  }
+
+  /// One line per node, numbered from `first`, each prefixed by `tag` (a stage's name in an
+  /// inlined program); a load of a stage tensor whose store `produced` numbers says so.
+  public func nodeLines(
+    models: [ResolvedModel], first: Int = 0, tag: String? = nil, produced: [Int: Int] = [:]
+  ) -> [String] {
+    var lines: [String] = []
+    let prefix = tag.map { "[\($0)] " } ?? ""
     for (i, node) in nodes.enumerated() {
-      var line = "  %\(i) = \(node.op.name)"
+      var line = "  \(prefix)%\(first + i) = \(node.op.name)"
       if !node.inputs.isEmpty {
-        line += " " + node.inputs.map(\.description).joined(separator: ", ")
+        line += " " + node.inputs.map { "%\(first + $0.index)" }.joined(separator: ", ")
       }
       if case .load(let input) = node.op {
         let ti = plan.inputs[input]
-        line +=
-          "    ; \(models[ti.model].reference.description):\(ti.tensor) \(ti.info.dtype.rawValue)"
+        if let store = produced[input], let stage = models[ti.model].stage {
+          line += "    ; = %\(store), stage '\(stage)':\(ti.tensor) \(ti.info.dtype.rawValue) in memory"
+        } else {
+          line +=
+            "    ; \(models[ti.model].reference.description):\(ti.tensor) \(ti.info.dtype.rawValue)"
+        }
         switch ti.adapter {
         case .delta(let d)?: line += " + \(d.scale)·B·A (LoRA rank \(d.rank))"
         case .replaced(let stored)?: line += " replaced by the adapter's '\(stored)'"
@@ -84,11 +98,10 @@ public struct TensorGraph: Sendable {
         }
         if plan.baseIndex == input { line += " (base)" }
       }
-      out += line + "\n"
+      lines.append(line)
     }
-    return out
+    return lines
   }
-
 }
 
 /// Builds a ``TensorGraph`` with structural hashing (tinygrad's UOp cache).

@@ -114,7 +114,8 @@ public enum Op: Sendable, Hashable {
   /// `Σ δᵢ·[sign δᵢ = elected] / Σ wᵢ·[sign δᵢ = elected]` (divisor 0 → 1; no division when
   /// `normalize` is false).
   case signConsensus(weights: [Float], normalize: Bool)
-  /// `Σ wᵢ·xᵢ` over the inputs, in order.
+  /// `Σ wᵢ·xᵢ` over the inputs, in order, each term multiply-added with one rounding (as
+  /// torch's `addcmul_` with fused multiply-add, which mergekit's linear uses).
   case weightedSum(weights: [Float])
   /// `Σ xᵢ` over the inputs, in order.
   case sum

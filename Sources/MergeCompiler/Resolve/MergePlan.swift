@@ -16,6 +16,8 @@ public struct ResolvedModel: Sendable {
 
   /// The folder's path.
   public var path: String { folder.path }
+  /// The stage of a multi-stage recipe whose output this model is, if it is one.
+  public var stage: String? { folder.produced?.stage }
 }
 
 /// One input of an output tensor: which model, which of its tensors.

@@ -7,6 +7,8 @@ public enum ModelLocation: Sendable, Hashable {
   case local(String)
   /// A Hugging Face repository: its snapshot in the hub cache, or why it is not there.
   case hub(HubRepositoryID, revision: String?, snapshot: Result<String, HubCache.Miss>)
+  /// The output of an earlier stage of a multi-stage recipe, by the stage's name.
+  case stage(String)
 
   /// The path on disk: a local folder or a hub snapshot.
   ///
@@ -15,6 +17,7 @@ public enum ModelLocation: Sendable, Hashable {
   public var path: String {
     switch self {
     case .local(let path): return path
+    case .stage(let name): return ProducedModel.path(ofStage: name)
     case .hub(_, _, .success(let snapshot)): return snapshot
     case .hub(let repository, let revision, .failure):
       return "hub:\(repository)@\(revision ?? "main")"
@@ -39,6 +42,9 @@ public struct ModelResolver: Sendable {
   /// Whether repositories read from the Hub also need their tokenizer files (a recipe with a
   /// tokenizer section or a chat template builds the output's tokenizer from them).
   public var remoteTokenizers = false
+  /// The outputs of the stages resolved so far, by stage name: a model path that names one is
+  /// that stage's output, before any folder (as mergekit-multi rewrites such paths).
+  public var stages: [String: ModelFolder] = [:]
   private var cache: [String: Result<ModelFolder, ModelError>] = [:]
 
   /// Creates a resolver for a recipe in `baseDirectory`, with the hub cache the environment
@@ -55,6 +61,7 @@ public struct ModelResolver: Sendable {
   /// Where `model` lives.
   public func location(of model: ModelPath) -> ModelLocation {
     let written = model.path.value
+    if stages[written] != nil { return .stage(written) }
     var local = path(of: written)
     // mergekit resolves a relative path against the working directory: a folder found only
     // there is used (the checker says so).
@@ -113,6 +120,9 @@ public struct ModelResolver: Sendable {
     if let cached = cache[key] { return cached }
     let result: Result<ModelFolder, ModelError>
     switch location {
+    case .stage(let name):
+      guard let folder = stages[name] else { return .failure(.notFound(path: key)) }
+      return .success(folder)
     case .hub(let repository, let revision, .failure(let miss)):
       result = Result { () throws(ModelError) in
         try ModelFolder(
@@ -158,7 +168,7 @@ public struct ModelResolver: Sendable {
             repository, revision: revision, miss: miss, key: location.path,
             smallFiles: [LoraAdapter.configFileName]))
       }
-    case .local(let path), .hub(_, _, .success(let path)):
+    case .local(let path), .hub(_, _, .success(let path)), .stage(let path):
       return Result { () throws(ModelError) in try LoraAdapter(path: path) }
     }
   }

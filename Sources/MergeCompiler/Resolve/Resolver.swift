@@ -28,6 +28,9 @@ public struct Resolver {
   private var namesByLayer: [Int: [Int: [String]]] = [:]
   /// The output's tokenizer, when the recipe has a tokenizer section or a chat template.
   private var vocabulary: VocabularyPlan?
+  /// The stage's one module (`modules: {default: …}`), whose models or slices and parameters
+  /// stand for the stage's own.
+  private var module: OutputModule?
 
   /// Resolves `stage` of a recipe that checked without errors.
   ///
@@ -78,8 +81,9 @@ public struct Resolver {
 
   private mutating func model(_ reference: ModelReference, report: CheckReport) -> Int? {
     if let i = modelIndex[reference.identity] { return i }
-    let resolver = ModelResolver(
+    var resolver = ModelResolver(
       baseDirectory: FileSystem.directoryName(bag.file ?? "."), hubCache: report.hubCache)
+    resolver.stages = report.stageFolders
     let location = resolver.location(of: reference.model)
     let path = location.path
     guard let folder = report.folders[path], let weights = report.weights[path] else {
@@ -103,9 +107,9 @@ public struct Resolver {
   }
 
   private mutating func run(report: CheckReport) -> MergePlan? {
-    if let modules = stage.modules {
-      bag.report(.modulesUnsupported, at: modules.range)
-      return nil
+    if let modules = stage.modules?.value {
+      guard let only = singleModule(modules, report: report) else { return nil }
+      module = only
     }
     let slices = self.slices(report: report)
     guard !blocked, !slices.isEmpty else { return nil }
@@ -128,6 +132,30 @@ public struct Resolver {
     plan.vocabulary = vocabulary
     return plan
   }
+
+  /// The module of a `modules:` recipe, when it is the one module of a single-module
+  /// architecture (mergekit names it `default`); nil after reporting each module that names
+  /// something else (the parts of a multi-module model, which merge cannot split yet).
+  private mutating func singleModule(_ modules: [OutputModule], report: CheckReport)
+    -> OutputModule?
+  {
+    if modules.count == 1, let only = modules.first, only.name.value == Self.defaultModule {
+      return only
+    }
+    var architecture: String?
+    if let first = stage.referencedModels.first, let m = model(first, report: report) {
+      architecture = models[m].folder.config.architecture
+    }
+    for module in modules where module.name.value != Self.defaultModule || modules.count > 1 {
+      bag.report(
+        .unsplittableModule(module.name.value, architecture: architecture),
+        at: module.name.range)
+    }
+    return nil
+  }
+
+  /// The name mergekit gives the one module of a single-module architecture.
+  static let defaultModule = "default"
 
   /// The output's tokenizer, when the recipe has `tokenizer_source`, `tokenizer:` or
   /// `chat_template` (without a tokenizer section, the donor's tokenizer with the template, as
@@ -227,6 +255,12 @@ public struct Resolver {
 
   /// Model `m`'s tokenizer: from its folder, or from the Hub snapshot it was read from.
   private func tokenizer(of m: Int) throws(ModelError) -> TokenizerFiles {
+    let folder = models[m].folder
+    if folder.produced != nil {
+      return try TokenizerFiles(folder: folder.path) { name throws(ModelError) in
+        folder.sideFiles().contains(name) ? try folder.content(of: name).read() : nil
+      }
+    }
     guard let remote = models[m].folder.remote else {
       return try TokenizerFiles(folder: models[m].path)
     }
@@ -273,7 +307,7 @@ public struct Resolver {
     var baseIndex: Int?
     // Models in recipe order, the base first so that it is the config donor.
     if let baseReference { baseIndex = model(baseReference, report: report) }
-    if let list = stage.models {
+    if let list = stage.models ?? module?.models {
       var sources: [(model: Int, start: Int, parameters: ParameterTable?, range: SourceRange)] = []
       var seen = Set<Int>()
       for entry in list.value {
@@ -295,7 +329,7 @@ public struct Resolver {
       ]
     }
     var slices: [Slice] = []
-    for s in stage.slices?.value ?? [] {
+    for s in (stage.slices ?? module?.slices)?.value ?? [] {
       var sources: [(model: Int, start: Int, parameters: ParameterTable?, range: SourceRange)] = []
       var seen = Set<Int>()
       for src in s.sources {
@@ -507,7 +541,8 @@ public struct Resolver {
     var shared: [String: BoundParameter] = [:]
     var perInput = [[String: BoundParameter]](repeating: [:], count: inputs.count)
     for p in spec.parameters where p.scope == .shared {
-      let scopes = ParameterScopes(slice: slice.parameters, recipe: stage.parameters)
+      let scopes = ParameterScopes(
+        slice: slice.parameters, module: module?.parameters, recipe: stage.parameters)
       guard let v = ParameterEvaluator.resolve(p, scopes: scopes, tensor: name, t: t) else {
         bag.report(.unresolvedParameter(p.name, tensor: name), at: stage.mergeMethod?.range)
         return nil
@@ -519,7 +554,8 @@ public struct Resolver {
       for (i, input) in inputs.enumerated() where p.scope == .input || i != base {
         let source = sourceIndex[input.model].map { slice.sources[$0] }
         let scopes = ParameterScopes(
-          model: source?.parameters, slice: slice.parameters, recipe: stage.parameters)
+          model: source?.parameters, slice: slice.parameters, module: module?.parameters,
+          recipe: stage.parameters)
         guard let v = ParameterEvaluator.resolve(p, scopes: scopes, tensor: input.tensor, t: t)
         else {
           bag.report(
@@ -607,8 +643,12 @@ extension Diagnostic.Message {
       "the row for '\(entry)' comes from token '\(token)' of '\(model)', which its tokenizer does not have"
     )
   }
-  fileprivate static let modulesUnsupported = Self(
-    "not-implemented", "'modules' (multi-module merges) are not supported yet")
+  fileprivate static func unsplittableModule(_ name: String, architecture: String?) -> Self {
+    Self(
+      "unsupported-module",
+      "module '\(name)': merge cannot split \(architecture ?? "this architecture") into modules yet; it merges single-module models, whose one module is 'default' (or use 'models' or 'slices')"
+    )
+  }
   fileprivate static func unusableSideFile(_ error: ModelError) -> Self {
     Self(
       "unusable-side-file", "the output copies this model's tokenizer files: \(error.description)")
