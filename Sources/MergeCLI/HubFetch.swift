@@ -7,12 +7,12 @@ import MergeRecipe
 /// Hub repositories a compiled merge reads that are not downloaded yet: the commands that need
 /// them whole (`merge run`) fetch them after the check, the others price them.
 enum HubFetch {
-  /// The repositories (models and LoRA adapters) of `plan` read from the Hub rather than the
-  /// cache (missing, or missing files), once each.
-  static func missing(_ plan: MergePlan) -> [(HubRepositoryID, revision: String?)] {
+  /// The repositories (models and LoRA adapters) of `merge`, its stages' included, read from
+  /// the Hub rather than the cache (missing, or missing files), once each.
+  static func missing(_ merge: CompiledMerge) -> [(HubRepositoryID, revision: String?)] {
     var seen: Set<String> = []
     var out: [(HubRepositoryID, revision: String?)] = []
-    for model in plan.models {
+    for model in merge.inputModels {
       let sources = [
         (model.folder.remote, model.reference.model.revision?.value),
         (model.adapter?.remote, model.reference.lora?.revision?.value),
@@ -25,12 +25,12 @@ enum HubFetch {
     return out
   }
 
-  /// The bytes `merge run` would download for `plan`: the files of each model read from the Hub
-  /// that a merge needs.
-  static func downloadBytes(_ plan: MergePlan) -> Int {
+  /// The bytes `merge run` would download for `merge`: the files of each model read from the
+  /// Hub that a merge needs.
+  static func downloadBytes(_ merge: CompiledMerge) -> Int {
     var seen: Set<String> = []
     var total = 0
-    for model in plan.models {
+    for model in merge.inputModels {
       for remote in [model.folder.remote, model.adapter?.remote].compactMap({ $0 })
       where seen.insert(remote.path).inserted {
         let names = HubDownloader.neededFiles(
@@ -42,12 +42,12 @@ enum HubFetch {
     return total
   }
 
-  /// Downloads each missing repository of `plan` into the hub cache; false after reporting why
-  /// one could not be.
+  /// Downloads each missing repository of `merge` into the hub cache; false after reporting
+  /// why one could not be.
   static func download(
-    _ plan: MergePlan, options: CompileOptions, quiet: Bool, console: Console
+    _ merge: CompiledMerge, options: CompileOptions, quiet: Bool, console: Console
   ) -> Bool {
-    let repositories = missing(plan)
+    let repositories = missing(merge)
     guard !repositories.isEmpty else { return true }
     let downloader = HubDownloader(
       client: HubClient(settings: .fromEnvironment()), cache: options.hubCache)

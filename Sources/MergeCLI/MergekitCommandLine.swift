@@ -29,6 +29,9 @@ enum MergekitCommandLine {
     "--num-threads": .same("--threads", takesValue: true),
     "-j": .same("--threads", takesValue: true),
     "--transformers-cache": .same("--hub-cache", takesValue: true),
+    // mergekit-multi's folder for the named stages.
+    "--intermediate-dir": .same("--intermediates", takesValue: true),
+    "-I": .same("--intermediates", takesValue: true),
     "--copy-tokenizer": .ignored(note: nil, takesValue: false),
     "--no-copy-tokenizer": .flag("--no-copy-tokenizer"),
     "--write-model-card": .ignored(note: nil, takesValue: false),

@@ -194,7 +194,7 @@ struct PlanCommand: Subcommand {
     out += "read:     \(formatBytes(cost.inputBytes)) of tensor data"
     out += " (\(formatBytes(cost.bytesRead)) over all passes; "
     out += "\(formatBytes(cost.uncachedInputBytes)) from disk)\n"
-    let download = HubFetch.downloadBytes(plan)
+    let download = HubFetch.downloadBytes(merge)
     if download > 0 { out += "download: \(formatBytes(download)) from the Hub before the merge\n" }
     out += "write:    \(formatBytes(cost.bytesWritten))\n"
     out += "memory:   peak \(formatBytes(cost.peakMemoryBytes)) at \(cost.peakTensor)"
@@ -232,7 +232,7 @@ struct PlanCommand: Subcommand {
     out += "(\(cost.constants.calibrated ? "calibrated" : "default constants")) |\n"
     out +=
       "| Read | \(formatBytes(cost.inputBytes)) (\(formatBytes(cost.uncachedInputBytes)) from disk) |\n"
-    let download = HubFetch.downloadBytes(plan)
+    let download = HubFetch.downloadBytes(merge)
     if download > 0 { out += "| Download | \(formatBytes(download)) from the Hub |\n" }
     out += "| Written | \(formatBytes(cost.bytesWritten)) |\n"
     out += "| Schedule | \(scheduleName(cost.schedule)) |\n"
@@ -263,7 +263,7 @@ struct PlanCommand: Subcommand {
       ("bytes_read_all_passes", .integer(cost.bytesRead)),
       ("bytes_read_from_disk", .integer(cost.uncachedInputBytes)),
       ("bytes_written", .integer(cost.bytesWritten)),
-      ("bytes_to_download", .integer(HubFetch.downloadBytes(plan))),
+      ("bytes_to_download", .integer(HubFetch.downloadBytes(merge))),
       ("tensors", .integer(plan.tensors.count)),
       ("shards", .integer(cost.shards)),
       ("threads", .integer(cost.threads)),

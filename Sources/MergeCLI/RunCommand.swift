@@ -75,10 +75,10 @@ struct RunCommand: Subcommand {
       var merge = compilation.merge
     else { return ExitCode.failure }
     // Hub repositories checked from their headers are downloaded now, then read from the cache.
-    if !HubFetch.missing(merge.plan).isEmpty {
+    if !HubFetch.missing(merge).isEmpty {
       guard
         HubFetch.download(
-          merge.plan, options: settings.compile.options, quiet: quiet, console: console)
+          merge, options: settings.compile.options, quiet: quiet, console: console)
       else { return ExitCode.failure }
       let again = Compiler.compile(path: recipe, options: settings.compile.options)
       guard let downloaded = again.merge else {

@@ -238,7 +238,10 @@ public enum Compiler {
     // Readers before the stages they read, so that every tensor read is known when its
     // stage is lowered.
     for i in graph.order.reversed() {
-      guard let name = recipe.stages[i].name?.value, let plan = plans[name] else { continue }
+      guard let name = recipe.stages[i].name?.value, var plan = plans[name] else { continue }
+      if let dtype = options.loraMergeDType {
+        for t in plan.tensors.indices { plan.tensors[t].adapterDType = dtype }
+      }
       let wanted = needed[name] ?? []
       let tensors = plan.tensors.filter { options.allStageTensors || wanted.contains($0.name) }
       guard !tensors.isEmpty else { continue }

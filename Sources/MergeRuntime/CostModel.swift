@@ -173,8 +173,9 @@ public struct MergeCost: Sendable {
       var cost = price(
         graph, models: s.models, stages: identities, options: options, constants: constants,
         inMemory: s.stage != nil && options.intermediates == nil)
-      if let stage = s.stage { cost.name = stage + ":" + cost.name }
-      let next = step + 1 < steps.count && schedule.prefetch ? mapped[step + 1] : 0
+      cost.name = s.stage.map { $0 + ":" + s.name } ?? s.name
+      let next =
+        step + 1 < steps.count && schedule.prefetch && s.readsAhead ? mapped[step + 1] : 0
       cost.readAheadBytes = next
       // Inputs not in the page cache come from disk (a stage's tensors are in memory).
       var cold = 0

@@ -210,10 +210,10 @@ public enum MergeRunner {
     for (i, step) in steps.enumerated() {
       if let signal = options.cancellation?.signal { throw .interrupted(signal: signal) }
       // Read the next tensor's inputs ahead while this one computes.
-      if options.schedule.prefetch && i + 1 < steps.count {
+      if options.schedule.prefetch && step.readsAhead && i + 1 < steps.count {
         advise(steps[i + 1].graph.plan, steps[i + 1].models, willNeed: true)
       }
-      let name = step.graph.plan.name
+      let name = step.name
       if let key = step.key {
         let memory: MappedFile
         do {

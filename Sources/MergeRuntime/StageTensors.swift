@@ -15,6 +15,9 @@ struct ProgramStep: Sendable {
   var stage: String?
   /// Its graph.
   var graph: TensorGraph
+  /// The output tensor an output step writes: the graph's, or the name a passthrough gives the
+  /// stage tensor whose graph this is (copied to the output without being held).
+  var name: String
   /// The models its plan's inputs index.
   var models: [ResolvedModel]
   /// The stage tensors no later step reads, freed once this step is done.
@@ -22,6 +25,11 @@ struct ProgramStep: Sendable {
   /// Bytes of stage tensors held in memory while this step computes (its own result
   /// included, for a stage tensor).
   var heldBytes: Int
+
+  /// Whether the next step's inputs are read ahead while this one computes: not while a stage
+  /// tensor is computed, when the stage tensors it reads and its own are held in memory (and
+  /// the next step reads most of the same inputs anyway).
+  var readsAhead: Bool { stage == nil }
 
   /// The key of the tensor a stage step computes.
   var key: StageKey? { stage.map { StageKey(stage: $0, tensor: graph.plan.name) } }
@@ -33,8 +41,11 @@ struct ProgramStep: Sendable {
 ///
 /// Output tensors in ``processingOrder(_:_:)``; before each, the stage tensors it reads that are
 /// not in memory yet, each after the stage tensors it reads in turn (depth first). A stage
-/// tensor stays in memory until its last reader is done. With `everyStageTensor`
-/// (`--intermediates`), the stage tensors nothing reads are computed at the end.
+/// tensor stays in memory until its last reader is done. An output tensor that is a copy of a
+/// stage tensor nothing else reads (a passthrough of a stage's layers) is that tensor's own
+/// graph, written straight to the output: the same bytes, never held. With
+/// `everyStageTensor` (`--intermediates`), the stage tensors nothing reads are computed at the
+/// end.
 func programSteps(_ merge: CompiledMerge, everyStageTensor: Bool = false) -> [ProgramStep] {
   var readers: [StageKey: Int] = [:]
   func stageInputs(_ graph: TensorGraph, _ models: [ResolvedModel]) -> [StageKey] {
@@ -59,14 +70,33 @@ func programSteps(_ merge: CompiledMerge, everyStageTensor: Bool = false) -> [Pr
   var held: [StageKey: Int] = [:]
   var done = Set<StageKey>()
   var heldBytes = 0
-  func visit(_ graph: TensorGraph, _ models: [ResolvedModel], stage: String?) {
+  /// The stage tensor an output copies, when nothing else reads it (and it is not written to
+  /// an intermediate folder).
+  func forwarded(_ graph: TensorGraph, _ models: [ResolvedModel]) -> StageKey? {
+    guard !everyStageTensor, case .copyBytes = graph[graph.output].op,
+      let input = graph.plan.inputs.first, graph.plan.inputs.count == 1,
+      input.adapter == nil, input.alignment == nil, let stage = models[input.model].stage
+    else { return nil }
+    let key = StageKey(stage: stage, tensor: input.tensor)
+    return readers[key] == 1 && stages[stage]?.graphs[input.tensor] != nil ? key : nil
+  }
+  func visit(_ graph: TensorGraph, _ models: [ResolvedModel], stage: String?, name: String? = nil) {
+    if stage == nil, let key = forwarded(graph, models), let s = stages[key.stage],
+      let g = s.graphs[key.tensor]
+    {
+      readers[key] = 0
+      done.insert(key)
+      visit(g, s.plan.models, stage: nil, name: name ?? graph.plan.name)
+      return
+    }
     let inputs = stageInputs(graph, models)
     for k in inputs where !done.contains(k) {
       guard let s = stages[k.stage], let g = s.graphs[k.tensor] else { continue }
       visit(g, s.plan.models, stage: k.stage)
     }
     var step = ProgramStep(
-      stage: stage, graph: graph, models: models, releases: [], heldBytes: heldBytes)
+      stage: stage, graph: graph, name: name ?? graph.plan.name, models: models, releases: [],
+      heldBytes: heldBytes)
     if let key = step.key {
       done.insert(key)
       step.heldBytes += step.outputBytes

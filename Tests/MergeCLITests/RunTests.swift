@@ -287,3 +287,55 @@ import _TestSupport
     )
   }
 }
+
+/// Multi-stage recipes through the command line.
+@Suite struct StageCommandTests {
+  @Test("merge run writes the final stage; -I (mergekit-multi's) and --intermediates write the stages")
+  func stages() throws {
+    let dir = TemporaryDirectory()
+    let recipe = Repository.parity + "/recipes/multi_three_stage.yml"
+    let plain = merge("run", recipe, dir.path + "/out", "--threads", "2", "--no-cache")
+    #expect(plain.status == 0, "\(plain.err)")
+    #expect(plain.out.hasPrefix(dir.path + "/out: 57 tensors, 1 shard"))
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["out"])
+    let staged = merge(
+      "run", recipe, dir.path + "/out2", "-I", dir.path + "/stages", "--no-cache")
+    #expect(staged.status == 0, "\(staged.err)")
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: dir.path + "/stages").sorted() == [
+        "blend", "tuned",
+      ])
+    let tuned = try String(contentsOfFile: dir.path + "/stages/tuned/mergekit_config.yml", encoding: .utf8)
+    #expect(tuned.hasPrefix("name: tuned\nmerge_method: task_arithmetic\n"))
+    #expect(
+      try Data(contentsOf: URL(fileURLWithPath: dir.path + "/out/model.safetensors"))
+        == (try Data(contentsOf: URL(fileURLWithPath: dir.path + "/out2/model.safetensors"))))
+  }
+
+  @Test("a cycle is reported at file:line:col, and nothing runs")
+  func cycle() throws {
+    let dir = TemporaryDirectory()
+    dir.link("models", to: Repository.tinyLlama)
+    let recipe = dir.write(
+      "cycle.yml",
+      """
+      name: a
+      merge_method: linear
+      models:
+        - model: b
+          parameters: {weight: 1}
+      ---
+      name: b
+      merge_method: linear
+      models:
+        - model: a
+          parameters: {weight: 1}
+      """)
+    let result = merge("run", recipe, dir.path + "/out")
+    #expect(result.status == 1)
+    #expect(
+      result.err.contains(
+        "cycle.yml:10:12: error: the stages form a cycle: 'a' reads 'b' reads 'a'"), "\(result.err)")
+    #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+  }
+}

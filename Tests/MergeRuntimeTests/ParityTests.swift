@@ -12,6 +12,8 @@ import _TestSupport
     "linear", "linear_gradient", "task_arithmetic", "ties", "ties_bf16", "ties_dtype_bf16",
     "breadcrumbs", "breadcrumbs_ties", "passthrough_slices", "slerp", "nuslerp", "multislerp",
     "nearswap", "model_stock", "karcher", "sce", "ram", "ramplus_tl",
+    // mergekit-multi's final stage; mergekit's `modules` form.
+    "multi_two_stage", "multi_three_stage", "modules_linear",
   ]
 
   /// Tensors where mergekit's result is wrong and merge's is not (README, compatibility):
