@@ -42,8 +42,9 @@ struct CheckCommand: Subcommand {
 enum RecipeSummary {
   static func describe(_ recipe: Recipe) -> String {
     if recipe.stages.count == 1, let stage = recipe.stages.first { return describe(stage) }
-    let names = recipe.stages.map { $0.name?.value ?? "final" }
-    return "\(recipe.stages.count) stages (\(names.joined(separator: ", ")))"
+    let names = recipe.stages.prefix(8).map { $0.name?.value ?? "unnamed" }
+    let more = recipe.stages.count > 8 ? ", …" : ""
+    return "\(recipe.stages.count) stages (\(names.joined(separator: ", "))\(more))"
   }
 
   static func describe(_ stage: MergeConfiguration) -> String {

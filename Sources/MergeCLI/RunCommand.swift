@@ -35,7 +35,8 @@ struct RunCommand: Subcommand {
   static let intermediates = Option.option(
     "intermediates", value: "dir",
     help:
-      "Also write each named stage of a multi-stage recipe as the model folder DIR/<name>, as mergekit-multi's -I does (by default they are computed in memory and never written).")
+      "Also write each named stage of a multi-stage recipe as the model folder DIR/<name>, as mergekit-multi's -I does (by default they are computed in memory and never written)."
+  )
   static let noFuse = Option.flag(
     "no-fuse", help: "Do not fuse elementwise chains (for comparison; the bytes are the same).")
   static let quiet = Option.flag("quiet", short: "q", help: "Print no progress.")

@@ -286,6 +286,7 @@ public enum Compiler {
   }
 
   /// Lowers `tensors` and runs the passes; each failure is reported and its tensor left out.
+  ///
   /// With ``CompileOptions/keepTrace``, each graph's steps are appended to `traces`.
   static func lower(
     _ tensors: [TensorPlan], method: any MergeMethod.Type, options: CompileOptions,

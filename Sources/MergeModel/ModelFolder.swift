@@ -173,7 +173,9 @@ public struct ModelFolder: Sendable, Hashable {
 
   /// The side files present in the folder (tokenizer, generation config, chat template).
   public func sideFiles() -> [String] {
-    if let produced { return produced.files.keys.sorted().filter { Self.sideFileNames.contains($0) } }
+    if let produced {
+      return produced.files.keys.sorted().filter { Self.sideFileNames.contains($0) }
+    }
     let names = remote.map { $0.files.keys.sorted() } ?? (try? FileSystem.contents(of: path)) ?? []
     return names.filter { Self.sideFileNames.contains($0) }
   }

@@ -32,9 +32,11 @@ public struct RunOptions: Sendable {
   public var contents = MergeRunner.OutputContents()
   /// Set by a signal handler to stop the run.
   public var cancellation: Cancellation?
-  /// Where each intermediate stage of a multi-stage recipe is also written, as a model folder
-  /// named after the stage (`--intermediates`, mergekit-multi's `-I`); nil writes only the
-  /// output. The merge must be compiled with ``CompileOptions/allStageTensors``.
+  /// Where each intermediate stage of a multi-stage recipe is also written (`--intermediates`).
+  ///
+  /// Each named stage becomes the model folder `DIR/<name>`, as mergekit-multi's `-I` writes
+  /// it; nil writes only the output. The merge must be compiled with
+  /// ``CompileOptions/allStageTensors``.
   public var intermediates: String?
 
   /// Creates options.
@@ -296,7 +298,8 @@ extension MergeRunner {
   /// The output's shards.
   public static func layout(_ plan: MergePlan, options: RunOptions) -> ShardLayout {
     ShardLayout(
-      tensors: plan.outputSpecs, shardSize: options.shardSize, metadata: ShardLayout.defaultMetadata)
+      tensors: plan.outputSpecs, shardSize: options.shardSize, metadata: ShardLayout.defaultMetadata
+    )
   }
 
   /// Which optional files a merge writes, as mergekit's `--copy-tokenizer` and

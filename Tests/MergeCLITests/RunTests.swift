@@ -290,7 +290,8 @@ import _TestSupport
 
 /// Multi-stage recipes through the command line.
 @Suite struct StageCommandTests {
-  @Test("merge run writes the final stage; -I (mergekit-multi's) and --intermediates write the stages")
+  @Test(
+    "merge run writes the final stage; -I (mergekit-multi's) and --intermediates write the stages")
   func stages() throws {
     let dir = TemporaryDirectory()
     let recipe = Repository.parity + "/recipes/multi_three_stage.yml"
@@ -305,7 +306,8 @@ import _TestSupport
       try FileManager.default.contentsOfDirectory(atPath: dir.path + "/stages").sorted() == [
         "blend", "tuned",
       ])
-    let tuned = try String(contentsOfFile: dir.path + "/stages/tuned/mergekit_config.yml", encoding: .utf8)
+    let tuned = try String(
+      contentsOfFile: dir.path + "/stages/tuned/mergekit_config.yml", encoding: .utf8)
     #expect(tuned.hasPrefix("name: tuned\nmerge_method: task_arithmetic\n"))
     #expect(
       try Data(contentsOf: URL(fileURLWithPath: dir.path + "/out/model.safetensors"))
@@ -335,7 +337,8 @@ import _TestSupport
     #expect(result.status == 1)
     #expect(
       result.err.contains(
-        "cycle.yml:10:12: error: the stages form a cycle: 'a' reads 'b' reads 'a'"), "\(result.err)")
+        "cycle.yml:10:12: error: the stages form a cycle: 'a' reads 'b' reads 'a'"), "\(result.err)"
+    )
     #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
   }
 }

@@ -28,15 +28,15 @@ import _TestSupport
   func twoStages() throws {
     let text =
       Self.linear("first", ["models/ft0", "models/ft1"]) + "---\n"
-      + """
-      name: second
-      merge_method: passthrough
-      slices:
-        - sources:
-            - model: first
-              layer_range: [0, 2]
+        + """
+        name: second
+        merge_method: passthrough
+        slices:
+          - sources:
+              - model: first
+                layer_range: [0, 2]
 
-      """
+        """
     let compilation = compile(text)
     #expect(compilation.diagnostics.isEmpty, "\(compilation.diagnostics.map(\.message.text))")
     let merge = try #require(compilation.merge)
@@ -54,7 +54,9 @@ import _TestSupport
     #expect(all.stage("first")?.graphs.count == 39)
   }
 
-  @Test("as in mergekit-multi, a stage may read one defined after it; the output is the stage nothing reads")
+  @Test(
+    "as in mergekit-multi, a stage may read one defined after it; the output is the stage nothing reads"
+  )
   func forwardReference() throws {
     let text =
       """
@@ -212,10 +214,13 @@ import _TestSupport
     let report = ModelWorkspace().check(marked.text)
     let error = report.diagnostics.first { $0.isError }
     #expect(error?.range?.start == marked["1️⃣"])
-    #expect(error?.message.text.contains("2 layers") == true, "\(String(describing: error?.message.text))")
+    #expect(
+      error?.message.text.contains("2 layers") == true, "\(String(describing: error?.message.text))"
+    )
   }
 
-  @Test("modules: the one module of a single-module model runs; others are an error naming the module")
+  @Test(
+    "modules: the one module of a single-module model runs; others are an error naming the module")
   func modules() throws {
     let one = """
       merge_method: linear
@@ -249,5 +254,20 @@ import _TestSupport
       errors.first?.message.text
         == "module 'text_decoder': merge cannot split LlamaForCausalLM into modules yet; it merges single-module models, whose one module is 'default' (or use 'models' or 'slices')"
     )
+  }
+}
+
+extension StageTests {
+  @Test("a recipe of more stages than merge runs is one error, before any stage is checked")
+  func tooManyStages() {
+    var text = ""
+    for i in 0...StageGraph.limit {
+      text += (i == 0 ? "" : "---\n") + "name: s\(i)\nmerge_method: linear\nmodels:\n"
+      text += "  - model: \(i == 0 ? "models/ft0" : "s\(i - 1)")\n    parameters: {weight: 1}\n"
+    }
+    let report = ModelWorkspace().check(text)
+    #expect(report.diagnostics.map(\.id) == ["too-many-stages"])
+    // Each stage is 6 lines with its separator: stage 1,000 (0-based) starts at line 6,001.
+    #expect(report.diagnostics.first?.range?.start.line == 1 + 6 * StageGraph.limit)
   }
 }

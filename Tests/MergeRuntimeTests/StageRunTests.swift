@@ -108,7 +108,8 @@ import _TestSupport
     let text = Self.twoStage()
     try run(
       workspace.recipe(text), workspace.path("out"), intermediates: workspace.path("stages"))
-    #expect(Set(try FileManager.default.contentsOfDirectory(atPath: workspace.path("stages"))) == ["mid"])
+    #expect(
+      Set(try FileManager.default.contentsOfDirectory(atPath: workspace.path("stages"))) == ["mid"])
     let parts = text.components(separatedBy: "---\n")
     try run(workspace.recipe(parts[0], name: "one.yml"), workspace.path("alone"))
     let stage = try folderBytes(workspace.path("stages/mid"))
@@ -156,7 +157,8 @@ import _TestSupport
     try run(workspace.recipe(Self.twoStage(0.6), name: "a.yml"), workspace.path("a"), cache: first)
     #expect(first.statistics == (hits: 0, misses: 78))
     let second = ReductionCache(directory: cacheDir)
-    try run(workspace.recipe(Self.twoStage(0.6), name: "a.yml"), workspace.path("a2"), cache: second)
+    try run(
+      workspace.recipe(Self.twoStage(0.6), name: "a.yml"), workspace.path("a2"), cache: second)
     #expect(second.statistics == (hits: 78, misses: 0))
     // Another weight in the first stage changes its tensors: TIES over them is recomputed
     // (ft2's selections are reused), and the result is a cold run's.
@@ -186,7 +188,8 @@ import _TestSupport
     #expect(steps.filter { $0.stage == "tuned" }.isEmpty)
     #expect(steps.filter { $0.stage == "blend" }.count == 28)
     #expect(steps.filter { $0.stage == nil }.count == merge.graphs.count)
-    #expect(Set(steps.filter { $0.stage == nil }.map(\.name)) == Set(merge.plan.tensors.map(\.name)))
+    #expect(
+      Set(steps.filter { $0.stage == nil }.map(\.name)) == Set(merge.plan.tensors.map(\.name)))
     // At most one stage tensor is held at a time: blend's embeddings, 1024 × 64 f32.
     #expect(steps.map(\.heldBytes).max() == 1024 * 64 * 4)
     #expect(steps.allSatisfy { $0.releases.count <= 1 })

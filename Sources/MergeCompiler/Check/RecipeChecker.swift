@@ -110,7 +110,9 @@ public enum RecipeChecker {
         // against its output as against any model folder.
         guard let name = stage.name?.value, stages.isRead.contains(i),
           !policy.hasErrors(Array(bag.diagnostics[before...])),
-          stages.reads[i].allSatisfy({ resolver.stages[recipe.stages[$0.stage].name?.value ?? ""] != nil })
+          stages.reads[i].allSatisfy({
+            resolver.stages[recipe.stages[$0.stage].name?.value ?? ""] != nil
+          })
         else { continue }
         var partial = CheckReport(recipe: recipe, diagnostics: [], folders: folders)
         partial.weights = weights
@@ -309,7 +311,8 @@ private struct StageChecker {
     case .failure(let error):
       let path = model.model.path.value
       var notes = notes(explaining: error, model.model)
-      if let stage = Suggestion.closest(to: path, in: resolver.stages.keys.sorted() + pendingStages.sorted())
+      if let stage = Suggestion.closest(
+        to: path, in: resolver.stages.keys.sorted() + pendingStages.sorted())
       {
         notes.append(Diagnostic.Note("did you mean stage '\(stage)'?"))
       }

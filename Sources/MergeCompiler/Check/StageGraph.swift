@@ -23,9 +23,17 @@ struct StageGraph {
   /// The stages whose outputs other stages read.
   var isRead: Set<Int> = []
 
+  /// The most stages a recipe may have (the walks over stages recurse, one level per stage).
+  static let limit = 1_000
+
   /// The stage graph of `stages`; each mistake in it is reported to `bag`.
   init(_ stages: [MergeConfiguration], bag: inout DiagnosticBag) {
     reads = Array(repeating: [], count: stages.count)
+    if stages.count > Self.limit {
+      bag.report(
+        .tooManyStages(stages.count), at: SourceRange(at: stages[Self.limit].range.start))
+      return
+    }
     guard stages.count > 1 else {
       order = Array(stages.indices)
       output = stages.indices.first
@@ -40,7 +48,8 @@ struct StageGraph {
       if let first = index[name.value] {
         bag.report(
           .duplicateStage(name.value), at: name.range,
-          notes: stages[first].name.map { [Diagnostic.Note("first named here", at: $0.range)] } ?? [])
+          notes: stages[first].name.map { [Diagnostic.Note("first named here", at: $0.range)] }
+            ?? [])
       } else {
         index[name.value] = i
       }
@@ -131,6 +140,12 @@ struct StageGraph {
 }
 
 extension Diagnostic.Message {
+  fileprivate static func tooManyStages(_ count: Int) -> Self {
+    Self(
+      "too-many-stages",
+      "the recipe has \(count) stages; merge runs at most \(StageGraph.limit) (this is stage \(StageGraph.limit + 1))"
+    )
+  }
   fileprivate static func duplicateStage(_ name: String) -> Self {
     Self("duplicate-stage", "two stages are named '\(name)'; each stage needs its own name")
   }

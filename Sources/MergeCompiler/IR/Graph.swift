@@ -81,7 +81,8 @@ public struct TensorGraph: Sendable {
       if case .load(let input) = node.op {
         let ti = plan.inputs[input]
         if let store = produced[input], let stage = models[ti.model].stage {
-          line += "    ; = %\(store), stage '\(stage)':\(ti.tensor) \(ti.info.dtype.rawValue) in memory"
+          line +=
+            "    ; = %\(store), stage '\(stage)':\(ti.tensor) \(ti.info.dtype.rawValue) in memory"
         } else {
           line +=
             "    ; \(models[ti.model].reference.description):\(ti.tensor) \(ti.info.dtype.rawValue)"

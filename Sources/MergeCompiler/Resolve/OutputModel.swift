@@ -92,7 +92,9 @@ extension MergePlan {
     var specs: [TensorInfo] = []
     var offset = 0
     for t in ordered {
-      specs.append(TensorInfo(name: t.name, dtype: t.dtype, shape: t.shape, dataRange: offset..<(offset + t.byteCount)))
+      specs.append(
+        TensorInfo(
+          name: t.name, dtype: t.dtype, shape: t.shape, dataRange: offset..<(offset + t.byteCount)))
       offset += t.byteCount
     }
     let header = SafetensorsHeader(laidOut: specs)
