@@ -243,12 +243,14 @@ extension ReductionCache {
     _ input: TensorInput, _ models: [ResolvedModel], _ stages: [StageKey: String]
   ) -> String {
     let model = models[input.model]
-    var weights = fingerprint(model.weights, input.tensor)
+    let weights: String
     if let stage = model.stage {
       // Every stage tensor a run reads has an identity; one without could never match.
       weights =
         stages[StageKey(stage: stage, tensor: input.tensor)]
         ?? "unidentified[\(stage)|\(input.tensor)|\(getpid())|\(DispatchTime.now().uptimeNanoseconds)]"
+    } else {
+      weights = fingerprint(model.weights, input.tensor)
     }
     guard let change = input.adapter, let adapter = model.adapter?.weights else {
       return weights
