@@ -44,9 +44,12 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     }
   }
 
-  /// The folder the recipe target's recipes are read from, holding its tiny models.
+  /// The folder the recipe target's recipes are read from, holding its tiny models; made once
+  /// per process, on first use, and removed when the process exits (tests running side by side
+  /// share it, so none may remove it earlier).
   static let workspace: String = {
     let path = NSTemporaryDirectory() + "merge-fuzz-\(getpid())"
+    atexit { FuzzTarget.cleanUp() }
     do {
       try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
       try SyntheticLlama.write(to: path, layers: 4, hidden: 16, vocab: 32)
@@ -56,8 +59,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     return path
   }()
 
-  /// Removes the models the recipe target wrote (nothing when it did not run).
-  public static func cleanUp() {
+  /// Removes the models the recipe target wrote (nothing when it did not run); at exit.
+  static func cleanUp() {
     let path = NSTemporaryDirectory() + "merge-fuzz-\(getpid())"
     try? FileManager.default.removeItem(atPath: path)
   }

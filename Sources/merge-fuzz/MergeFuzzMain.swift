@@ -10,7 +10,6 @@ import MergeFuzz
 enum MergeFuzzMain {
   static func main() {
     #if FUZZING
-      atexit { FuzzTarget.cleanUp() }
       var argc = CommandLine.argc
       var argv = CommandLine.unsafeArgv
       exit(LLVMFuzzerRunDriver(&argc, &argv, fuzzOneInput))
@@ -24,7 +23,6 @@ enum MergeFuzzMain {
       print("usage: merge-fuzz recipe|header|checkpoint FILE...")
       exit(64)
     }
-    defer { FuzzTarget.cleanUp() }
     for path in args.dropFirst() {
       guard let data = FileManager.default.contents(atPath: path) else {
         print("cannot read \(path)")

@@ -17,7 +17,6 @@ import _TestSupport
   func recipes() throws {
     let files = try Self.corpus(.recipe)
     #expect(files.count >= 43)
-    defer { FuzzTarget.cleanUp() }
     for file in files {
       let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
       #expect(FuzzTarget.recipe.check(bytes) == [], "\(file)")
@@ -38,7 +37,6 @@ import _TestSupport
   func checkpoints() throws {
     let files = try Self.corpus(.checkpoint)
     #expect(files.count >= 4)
-    defer { FuzzTarget.cleanUp() }
     for file in files {
       let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
       #expect(FuzzTarget.checkpoint.check(bytes) == [], "\(file)")
