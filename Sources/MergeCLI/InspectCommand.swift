@@ -70,6 +70,11 @@ struct InspectCommand: Subcommand {
     }
     out += "\(grouped(tensors.count)) tensors, \(grouped(weights.parameterCount)) parameters, "
     out += "\(grouped(weights.byteCount)) bytes, \(layers) layers\n"
+    // The provenance a merge output carries (the first shard's; every shard has the same).
+    for (key, value) in weights.files.first?.header.metadata ?? []
+    where key.hasPrefix("merge_") {
+      out += "\(key): \(value)\n"
+    }
     console.out(out)
     return ExitCode.success
   }

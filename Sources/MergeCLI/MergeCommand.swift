@@ -22,14 +22,14 @@ public enum ExitCode {
 /// The `merge` command: parses the command line and runs a subcommand.
 public enum MergeCommand {
   /// The version `merge --version` prints.
-  public static let version = "0.1.0"
+  public static let version = Tool.version
 
   static let abstract = "Compile and run mergekit merge recipes."
 
   static var subcommands: [any Subcommand.Type] {
     [
-      CheckCommand.self, PlanCommand.self, RunCommand.self, GraphCommand.self, InspectCommand.self,
-      MethodsCommand.self, SchemaCommand.self,
+      CheckCommand.self, PlanCommand.self, RunCommand.self, LockCommand.self, VerifyCommand.self,
+      GraphCommand.self, InspectCommand.self, MethodsCommand.self, SchemaCommand.self,
     ]
   }
 

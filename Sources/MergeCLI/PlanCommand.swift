@@ -77,8 +77,14 @@ struct PlanCommand: Subcommand {
         .merge
     else { return ExitCode.failure }
     let startup = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    var runOptions = settings.execution.runOptions()
+    // The run's provenance (a lock's digest has a fixed length; its value is not needed here).
+    let locked = FileSystem.kind(of: MergeLock.path(ofRecipe: recipe)) == .file
+    runOptions.metadata = Provenance.metadata(
+      recipeText: merge.recipeText, seed: merge.seed,
+      lockDigest: locked ? String(repeating: "0", count: 64) : nil)
     let (cost, fits) = MergeCost.cheapestSchedule(
-      for: merge, options: settings.execution.runOptions(),
+      for: merge, options: runOptions,
       constants: CostConstants.load(from: settings.execution.cacheDirectory),
       startupSeconds: startup,
       maxMemory: settings.execution.maxMemory)

@@ -27,11 +27,15 @@ struct RunCommand: Subcommand {
       """,
     arguments: [CommonOption.recipe.definition, output.definition] + MergeArguments.definitions
       + [
-        intermediates.definition, force.definition, noCopyTokenizer.definition,
+        locked.definition, intermediates.definition, force.definition, noCopyTokenizer.definition,
         noModelCard.definition, noFuse.definition, quiet.definition,
       ])
 
   static let output = Option.positional("output", help: "The model folder to write.")
+  static let locked = Option.flag(
+    "locked",
+    help:
+      "Refuse to run unless every input is the one the recipe's lock file names (merge lock), and fail if the output differs from the one it records.")
   static let intermediates = Option.option(
     "intermediates", value: "dir",
     help:
@@ -54,6 +58,7 @@ struct RunCommand: Subcommand {
   var quiet: Bool
   var force: Bool
   var intermediates: String?
+  var locked: Bool
   var contents = MergeRunner.OutputContents()
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
@@ -64,6 +69,7 @@ struct RunCommand: Subcommand {
     quiet = try arguments.value(Self.quiet)
     force = try arguments.value(Self.force)
     intermediates = try arguments.value(Self.intermediates)
+    locked = try arguments.value(Self.locked)
     settings.compile.options.allStageTensors = intermediates != nil
     contents.tokenizer = !(try arguments.value(Self.noCopyTokenizer))
     contents.modelCard = !(try arguments.value(Self.noModelCard))
@@ -93,6 +99,18 @@ struct RunCommand: Subcommand {
       progress: showProgress ? { @Sendable p in console.err("\r" + progressLine(p)) } : nil)
     options.contents = contents
     options.intermediates = intermediates
+    // With a lock file (or --locked), the inputs are hashed first: --locked refuses any that
+    // differ, and the lock records this run's inputs and output.
+    let lockPath = MergeLock.path(ofRecipe: recipe)
+    var lock: MergeLock?
+    if locked || FileSystem.kind(of: lockPath) == .file {
+      guard let current = currentLock(merge, compilation, path: lockPath, console: console) else {
+        return ExitCode.failure
+      }
+      lock = current
+    }
+    options.metadata = Provenance.metadata(
+      recipeText: merge.recipeText, seed: merge.seed, lock: lock)
     guard let schedule = schedule(for: merge, options: options, console: console) else {
       return ExitCode.failure
     }
@@ -106,12 +124,64 @@ struct RunCommand: Subcommand {
       let summary = try MergeRunner.run(merge, output: output, options: options)
       if showProgress { console.err("\r\u{1B}[K") }
       console.out(summaryLine(summary, cache: options.cache))
+      if var lock {
+        return record(&lock, path: lockPath, threads: options.threads, console: console)
+      }
       return ExitCode.success
     } catch {
       if showProgress { console.err("\n") }
       console.report(
         [error.diagnostic(for: merge, file: recipe)], sources: compilation.sources)
       if case .interrupted(let signal) = error { return 128 + signal }
+      return ExitCode.failure
+    }
+  }
+
+  /// What the merge reads now, as a lock; with `--locked`, nil after saying how it differs
+  /// from the lock file at `path` (or that there is none).
+  func currentLock(
+    _ merge: CompiledMerge, _ compilation: Compilation, path: String, console: Console
+  ) -> MergeLock? {
+    let current: MergeLock
+    do {
+      current = try MergeLock.make(
+        merge, recipeText: compilation.text ?? merge.recipeText, threads: settings.execution.threads)
+    } catch {
+      console.report(.lockFailed(error.description))
+      return nil
+    }
+    guard locked else { return current }
+    let existing: MergeLock
+    do {
+      existing = try MergeLock(path: path)
+    } catch {
+      console.report(.lockFailed(error.description + "; 'merge lock \(recipe)' writes one"))
+      return nil
+    }
+    if let difference = existing.mismatch(current) {
+      console.report(.lockMismatch(path, difference))
+      return nil
+    }
+    var kept = current
+    kept.outputs = existing.outputs
+    return kept
+  }
+
+  /// Writes the output's files into the lock at `path`; with `--locked`, when the lock already
+  /// records an output, fails unless this one is the same.
+  func record(_ lock: inout MergeLock, path: String, threads: Int, console: Console) -> Int32 {
+    do {
+      let found = try MergeLock.outputs(of: output, threads: threads)
+      if locked, !lock.outputs.isEmpty, let difference = lock.outputMismatch(found) {
+        console.report(.outputMismatch(path, difference))
+        return ExitCode.failure
+      }
+      lock.outputs = found
+      try lock.write(to: path)
+      if !quiet { console.err("\(path): \(found.count) output files recorded\n") }
+      return ExitCode.success
+    } catch {
+      console.report(.lockFailed(error.description))
       return ExitCode.failure
     }
   }
@@ -163,5 +233,19 @@ extension Diagnostic.Message {
       "over-memory-budget",
       "the merge needs about \(formatBytes(cost.peakMemoryBytes)) of memory (at tensor '\(cost.peakTensor)') even with the smallest schedule; --max-memory is \(formatBytes(maxMemory)) ('merge plan' shows the details)"
     )
+  }
+}
+
+extension Diagnostic.Message {
+  static func lockFailed(_ reason: String) -> Self { Self("lock-failed", reason) }
+  static func lockMismatch(_ path: String, _ difference: String) -> Self {
+    Self(
+      "lock-mismatch",
+      "--locked: the inputs are not the ones \(path) names: \(difference); nothing was computed")
+  }
+  static func outputMismatch(_ path: String, _ difference: String) -> Self {
+    Self(
+      "output-mismatch",
+      "--locked: the output is not the one \(path) records: \(difference)")
   }
 }

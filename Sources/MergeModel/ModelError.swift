@@ -29,6 +29,8 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
   case badTokenizer(path: String, reason: String)
   /// A LoRA adapter folder or its config cannot be used.
   case badAdapter(path: String, reason: String)
+  /// A lock file cannot be read.
+  case badLock(path: String, reason: String)
 
   public var description: String {
     switch self {
@@ -54,6 +56,7 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
     case .badTokenizer(let path, let reason): return "\(path): \(reason)"
     case .badAdapter(let path, let reason):
       return "'\(path)' is not a LoRA adapter merge can apply: \(reason)"
+    case .badLock(let path, let reason): return "\(path): not a lock file merge can read: \(reason)"
     }
   }
 }

@@ -38,6 +38,9 @@ public struct RunOptions: Sendable {
   /// it; nil writes only the output. The merge must be compiled with
   /// ``CompileOptions/allStageTensors``.
   public var intermediates: String?
+  /// Every shard's `__metadata__` (``Provenance/metadata(recipeText:seed:lock:)`` for `merge
+  /// run`; `format: pt` alone by default).
+  public var metadata = ShardLayout.defaultMetadata
 
   /// Creates options.
   public init(
@@ -298,7 +301,7 @@ extension MergeRunner {
   /// The output's shards.
   public static func layout(_ plan: MergePlan, options: RunOptions) -> ShardLayout {
     ShardLayout(
-      tensors: plan.outputSpecs, shardSize: options.shardSize, metadata: ShardLayout.defaultMetadata
+      tensors: plan.outputSpecs, shardSize: options.shardSize, metadata: options.metadata
     )
   }
 
