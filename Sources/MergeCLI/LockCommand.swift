@@ -56,7 +56,8 @@ struct LockCommand: Subcommand {
       let bytes = lock.inputs.reduce(0) { $0 + $1.size }
       let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
       console.out(
-        "\(path): \(lock.inputs.count) input files, \(formatBytes(bytes)), in \(format2(seconds)) s\n")
+        "\(path): \(lock.inputs.count) input files, \(formatBytes(bytes)), in \(format2(seconds)) s\n"
+      )
       return ExitCode.success
     } catch {
       console.report(.lockFailed(error.description))
@@ -119,8 +120,9 @@ struct VerifyCommand: Subcommand {
 
   /// Runs the merge again into a temporary folder beside OUTPUT and compares the files.
   func rerun(lockPath: String, console: Console) -> Int32 {
-    guard let compilation = compileReporting(
-      recipe, options: settings.compile.options, console: console),
+    guard
+      let compilation = compileReporting(
+        recipe, options: settings.compile.options, console: console),
       let merge = compilation.merge
     else { return ExitCode.failure }
     var options = settings.execution.runOptions(progress: nil)

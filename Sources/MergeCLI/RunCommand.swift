@@ -35,7 +35,8 @@ struct RunCommand: Subcommand {
   static let locked = Option.flag(
     "locked",
     help:
-      "Refuse to run unless every input is the one the recipe's lock file names (merge lock), and fail if the output differs from the one it records.")
+      "Refuse to run unless every input is the one the recipe's lock file names (merge lock), and fail if the output differs from the one it records."
+  )
   static let intermediates = Option.option(
     "intermediates", value: "dir",
     help:
@@ -145,7 +146,8 @@ struct RunCommand: Subcommand {
     let current: MergeLock
     do {
       current = try MergeLock.make(
-        merge, recipeText: compilation.text ?? merge.recipeText, threads: settings.execution.threads)
+        merge, recipeText: compilation.text ?? merge.recipeText, threads: settings.execution.threads
+      )
     } catch {
       console.report(.lockFailed(error.description))
       return nil

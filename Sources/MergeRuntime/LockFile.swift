@@ -81,7 +81,8 @@ public struct MergeLock: Sendable, Equatable {
       if let remote = model.folder.remote {
         throw .notCached(
           repository: remote.repository.value,
-          reason: "it is not downloaded yet; 'merge run' downloads it (a lock names files by content)")
+          reason:
+            "it is not downloaded yet; 'merge run' downloads it (a lock names files by content)")
       }
       let written = model.reference.model.path.value
       var prefix = written
@@ -115,7 +116,9 @@ public struct MergeLock: Sendable, Equatable {
     var unique: [(name: String, path: String)] = []
     for f in files where unique.last?.name != f.name { unique.append(f) }
     let hashed = try hash(unique.map(\.path), threads: threads)
-    let inputs = zip(unique, hashed).map { File(name: $0.0.name, size: $0.1.size, sha256: $0.1.sha256) }
+    let inputs = zip(unique, hashed).map {
+      File(name: $0.0.name, size: $0.1.size, sha256: $0.1.sha256)
+    }
     return MergeLock(
       tool: Tool.description, seed: merge.seed, recipe: recipeDigest(recipeText),
       sources: sources.sorted { $0.model < $1.model }, inputs: inputs, outputs: [])
@@ -132,8 +135,9 @@ public struct MergeLock: Sendable, Equatable {
   static func hash(_ paths: [String], threads: Int) throws(ModelError) -> [(
     size: Int, sha256: String
   )] {
-    let results = Mutex([Result<(size: Int, sha256: String), ModelError>?](
-      repeating: nil, count: paths.count))
+    let results = Mutex(
+      [Result<(size: Int, sha256: String), ModelError>?](
+        repeating: nil, count: paths.count))
     let next = Atomic<Int>(0)
     let workers = max(1, min(threads, paths.count))
     DispatchQueue.concurrentPerform(iterations: workers) { _ in
@@ -169,7 +173,8 @@ public struct MergeLock: Sendable, Equatable {
     if seed != current.seed { return "the seed is \(current.seed), the lock has \(seed)" }
     if sources != current.sources {
       for (a, b) in zip(sources, current.sources) where a != b {
-        return "'\(b.model)' resolves to \(b.resolved)\(b.commit.map { "@" + $0 } ?? ""), the lock has \(a.resolved)\(a.commit.map { "@" + $0 } ?? "")"
+        return
+          "'\(b.model)' resolves to \(b.resolved)\(b.commit.map { "@" + $0 } ?? ""), the lock has \(a.resolved)\(a.commit.map { "@" + $0 } ?? "")"
       }
       return "the recipe reads other models than the lock names"
     }
@@ -179,7 +184,8 @@ public struct MergeLock: Sendable, Equatable {
         return "\(file.name) is read but not in the lock"
       }
       if old.sha256 != file.sha256 || old.size != file.size {
-        return "\(file.name) differs: SHA-256 \(file.sha256) (\(file.size) bytes), the lock has \(old.sha256) (\(old.size) bytes)"
+        return
+          "\(file.name) differs: SHA-256 \(file.sha256) (\(file.size) bytes), the lock has \(old.sha256) (\(old.size) bytes)"
       }
     }
     let read = Set(current.inputs.map(\.name))
@@ -199,7 +205,8 @@ public struct MergeLock: Sendable, Equatable {
     for file in outputs {
       guard let f = seen[file.name] else { return "\(file.name) is missing" }
       if f.sha256 != file.sha256 || f.size != file.size {
-        return "\(file.name) differs: SHA-256 \(f.sha256) (\(f.size) bytes), the lock has \(file.sha256) (\(file.size) bytes)"
+        return
+          "\(file.name) differs: SHA-256 \(f.sha256) (\(f.size) bytes), the lock has \(file.sha256) (\(file.size) bytes)"
       }
     }
     let locked = Set(outputs.map(\.name))

@@ -173,3 +173,24 @@ public final class ModelWorkspace: Sendable {
   /// The path of `name` inside the workspace.
   public func path(_ name: String) -> String { directory.path + "/" + name }
 }
+
+/// The bytes of the file at `path` as two merges of the same model compare: for a safetensors
+/// file, its tensors' header entries (sorted) and data, without the provenance a run records in
+/// `__metadata__` (`merge_*`, which names the recipe: a Hub id and a path to the same model are
+/// different recipes); any other file as it is. Nil when the file cannot be read.
+public func comparableContents(atPath path: String) -> Data? {
+  guard let bytes = FileManager.default.contents(atPath: path) else { return nil }
+  guard path.hasSuffix(".safetensors"), bytes.count >= 8 else { return bytes }
+  let length = bytes.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+  guard length <= bytes.count - 8,
+    var header = try? JSONSerialization.jsonObject(with: bytes.subdata(in: 8..<(8 + length)))
+      as? [String: Any]
+  else { return bytes }
+  if var metadata = header["__metadata__"] as? [String: String] {
+    for key in metadata.keys where key.hasPrefix("merge_") { metadata.removeValue(forKey: key) }
+    header["__metadata__"] = metadata
+  }
+  guard let canonical = try? JSONSerialization.data(withJSONObject: header, options: .sortedKeys)
+  else { return bytes }
+  return canonical + bytes.subdata(in: (8 + length)..<bytes.count)
+}

@@ -34,9 +34,9 @@ import _TestSupport
         Repository.mergeExecutable, ["run", recipe, dir.path + "/" + out, "--no-cache"])
       #expect(run.status == 0, "\(run.stderr)")
     }
-    let a = FileManager.default.contents(atPath: dir.path + "/a/model.safetensors")
+    let a = comparableContents(atPath: dir.path + "/a/model.safetensors")
     #expect(
-      a != nil && a == FileManager.default.contents(atPath: dir.path + "/b/model.safetensors"))
+      a != nil && a == comparableContents(atPath: dir.path + "/b/model.safetensors"))
   }
 
   @Test("a recipe naming the hostile checkpoint is refused by merge check, before anything runs")

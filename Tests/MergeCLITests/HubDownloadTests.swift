@@ -44,7 +44,7 @@ struct HubDownloadTests {
     let local = try merge(
       ["run", dir.write("local.yml", text), dir.path + "/local", "--no-cache"], [:])
     #expect(local.status == 0, "\(local.stderr)")
-    return FileManager.default.contents(atPath: dir.path + "/local/model.safetensors")
+    return comparableContents(atPath: dir.path + "/local/model.safetensors")
   }
 
   @Test(
@@ -70,7 +70,7 @@ struct HubDownloadTests {
     #expect(run.status == 0, "\(run.stderr)")
     #expect(run.stderr.contains("downloading tiny-org/llama-base/model.safetensors (629840 bytes)"))
     #expect(
-      FileManager.default.contents(atPath: dir.path + "/out/model.safetensors")
+      comparableContents(atPath: dir.path + "/out/model.safetensors")
         == (try Self.localOutput(in: dir)))
     // The cache is huggingface_hub's: refs/main, a snapshot linking into blobs/.
     let folder = cache + "/models--tiny-org--llama-base"
@@ -132,7 +132,7 @@ struct HubDownloadTests {
     #expect(
       FileManager.default.fileExists(atPath: folder + "/snapshots/\(commit)/model.safetensors"))
     #expect(
-      FileManager.default.contents(atPath: dir.path + "/out/model.safetensors")
+      comparableContents(atPath: dir.path + "/out/model.safetensors")
         == (try Self.localOutput(in: dir)))
   }
 
@@ -152,7 +152,7 @@ struct HubDownloadTests {
     let run = try Self.merge(["run", recipe, dir.path + "/out", "--no-cache"], env)
     #expect(run.status == 0, "\(run.stderr)")
     #expect(
-      FileManager.default.contents(atPath: dir.path + "/out/model.safetensors")
+      comparableContents(atPath: dir.path + "/out/model.safetensors")
         == (try Self.localOutput(in: dir)))
   }
 
@@ -187,8 +187,8 @@ struct HubDownloadTests {
     #expect(twin.status == 0, "\(twin.stderr)")
     for file in ["model.safetensors", "tokenizer.json", "config.json"] {
       #expect(
-        FileManager.default.contents(atPath: dir.path + "/hub-out/" + file)
-          == FileManager.default.contents(atPath: dir.path + "/local-out/" + file), "\(file)")
+        comparableContents(atPath: dir.path + "/hub-out/" + file)
+          == comparableContents(atPath: dir.path + "/local-out/" + file), "\(file)")
     }
     // Priced from the Hub as from the downloaded copy.
     var offline = env
@@ -236,8 +236,8 @@ struct HubDownloadTests {
     let twin = try Self.merge(["run", local, dir.path + "/local-out", "--no-cache"], [:])
     #expect(twin.status == 0, "\(twin.stderr)")
     #expect(
-      FileManager.default.contents(atPath: dir.path + "/hub-out/model.safetensors")
-        == FileManager.default.contents(atPath: dir.path + "/local-out/model.safetensors"))
+      comparableContents(atPath: dir.path + "/hub-out/model.safetensors")
+        == comparableContents(atPath: dir.path + "/local-out/model.safetensors"))
     var offline = env
     offline["HF_HUB_OFFLINE"] = "1"
     let after = try Self.merge(["plan", hub, "--json", "--no-cache"], offline)
@@ -286,7 +286,7 @@ struct HubDownloadTests {
     #expect(ranges.contains("bytes=100000-"), "\(ranges)")
     #expect(!FileManager.default.fileExists(atPath: partial))
     #expect(
-      FileManager.default.contents(atPath: dir.path + "/out/model.safetensors")
+      comparableContents(atPath: dir.path + "/out/model.safetensors")
         == (try Self.localOutput(in: dir)))
   }
 
@@ -309,7 +309,7 @@ struct HubDownloadTests {
       FileManager.default.contents(atPath: cache + "/models--tiny-org--llama-ft0/blobs/" + sha)
         == source)
     #expect(
-      FileManager.default.contents(atPath: dir.path + "/out/model.safetensors")
+      comparableContents(atPath: dir.path + "/out/model.safetensors")
         == (try Self.localOutput(in: dir)))
   }
 

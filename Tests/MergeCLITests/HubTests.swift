@@ -46,8 +46,8 @@ import _TestSupport
     #expect(local.status == 0, "\(local.stderr)")
     for file in ["model.safetensors", "config.json", "tokenizer.json"] {
       #expect(
-        FileManager.default.contents(atPath: dir.path + "/hub/" + file)
-          == FileManager.default.contents(atPath: dir.path + "/local/" + file), "\(file)")
+        comparableContents(atPath: dir.path + "/hub/" + file)
+          == comparableContents(atPath: dir.path + "/local/" + file), "\(file)")
     }
     // mergekit's output for the same merge, within the parity tolerance (float32).
     try Self.expectParity(dir.path + "/hub", Repository.parity + "/expected/\(name)")

@@ -54,7 +54,8 @@ import _TestSupport
     #expect(lock.tool == "merge " + MergeCommand.version)
     #expect(lock.sources.map(\.resolved) == ["base", "ft0", "ft1"])
     let weights = try #require(lock.inputs.first { $0.name == "ft0/model.safetensors" })
-    let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.path + "/ft0/model.safetensors")))
+    let bytes = [UInt8](
+      try Data(contentsOf: URL(fileURLWithPath: dir.path + "/ft0/model.safetensors")))
     #expect(weights.size == bytes.count)
     #expect(weights.sha256 == SHA256.hex(bytes))
     #expect(lock.inputs.map(\.name) == lock.inputs.map(\.name).sorted())
@@ -142,12 +143,14 @@ import _TestSupport
     #expect(shards.count > 1)
     for shard in shards {
       let header = try SafetensorsHeader(path: dir.path + "/out/" + shard)
-      #expect(header.metadata.map(\.0) == [
-        "format", "merge_tool", "merge_recipe_sha256", "merge_seed", "merge_lock_sha256",
-      ])
-      #expect(header.metadata.map(\.1) == [
-        "pt", "merge " + MergeCommand.version, lock.recipe, "3", lock.inputDigest,
-      ])
+      #expect(
+        header.metadata.map(\.0) == [
+          "format", "merge_tool", "merge_recipe_sha256", "merge_seed", "merge_lock_sha256",
+        ])
+      #expect(
+        header.metadata.map(\.1) == [
+          "pt", "merge " + MergeCommand.version, lock.recipe, "3", lock.inputDigest,
+        ])
     }
     let inspect = merge("inspect", dir.path + "/out")
     #expect(inspect.out.contains("merge_seed: 3\n"))

@@ -311,7 +311,7 @@ import _TestSupport
       )
       let run = try Self.merge(["run", recipe, dir.path + "/" + name, "--no-cache"])
       #expect(run.status == 0, "\(run.stderr)")
-      outputs.append(FileManager.default.contents(atPath: dir.path + "/\(name)/model.safetensors"))
+      outputs.append(comparableContents(atPath: dir.path + "/\(name)/model.safetensors"))
     }
     #expect(outputs[0] != nil && outputs[0] == outputs[1])
     // The adapter changed the weights.
@@ -338,7 +338,7 @@ import _TestSupport
     let b = try Self.merge(["run", local, dir.path + "/b", "--no-cache"])
     #expect(b.status == 0, "\(b.stderr)")
     #expect(
-      FileManager.default.contents(atPath: dir.path + "/a/model.safetensors")
-        == FileManager.default.contents(atPath: dir.path + "/b/model.safetensors"))
+      comparableContents(atPath: dir.path + "/a/model.safetensors")
+        == comparableContents(atPath: dir.path + "/b/model.safetensors"))
   }
 }

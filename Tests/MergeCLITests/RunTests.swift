@@ -18,7 +18,7 @@ import _TestSupport
       cache.path)
     #expect(result.status == 0, "\(result.err)")
     #expect(try Self.snapshot(Repository.parity + "/models/tiny-llama") == inputs)
-    #expect(result.out.hasPrefix("\(out): 39 tensors, 1 shard, 629.84 KB in "))
+    #expect(result.out.hasPrefix("\(out): 39 tensors, 1 shard, 629.98 KB in "))
     let names = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
     #expect(
       names == [
