@@ -1,7 +1,8 @@
 import MergeModel
 
-/// What an output records of how it was made, in every shard's safetensors `__metadata__`
-/// (after `format: pt`): the tool and version, the recipe's digest, the seed and, when the merge
+/// What an output records of how it was made, in every shard's safetensors `__metadata__`.
+///
+/// After `format: pt`: the tool and version, the recipe's digest, the seed and, when the merge
 /// has a lock file, the lock's digest. `merge inspect` shows them.
 public enum Provenance {
   /// `merge <version>`.

@@ -174,10 +174,12 @@ public final class ModelWorkspace: Sendable {
   public func path(_ name: String) -> String { directory.path + "/" + name }
 }
 
-/// The bytes of the file at `path` as two merges of the same model compare: for a safetensors
-/// file, its tensors' header entries (sorted) and data, without the provenance a run records in
-/// `__metadata__` (`merge_*`, which names the recipe: a Hub id and a path to the same model are
-/// different recipes); any other file as it is. Nil when the file cannot be read.
+/// The bytes of the file at `path` as two merges of the same model compare.
+///
+/// For a safetensors file, its tensors' header entries (sorted) and data, without the
+/// provenance a run records in `__metadata__` (`merge_*`, which names the recipe: a Hub id and a
+/// path to the same model are different recipes); any other file as it is. Nil when the file
+/// cannot be read.
 public func comparableContents(atPath path: String) -> Data? {
   guard let bytes = FileManager.default.contents(atPath: path) else { return nil }
   guard path.hasSuffix(".safetensors"), bytes.count >= 8 else { return bytes }
