@@ -15,18 +15,38 @@ struct CheckCommand: Subcommand {
       summary and exits 0 when the recipe is sound; prints each finding as
       'file:line:column: error: message' and exits 1 when it is not.
       """,
-    arguments: [CommonOption.recipe.definition] + CheckArguments.definitions)
+    arguments: [CommonOption.recipe.definition, format.definition] + CheckArguments.definitions)
+
+  static let format = Option.option(
+    "format", value: "text|json|github",
+    help:
+      "How findings are printed: 'text' (default, on standard error), 'json' (every diagnostic with id, severity, file, line, column, message, notes) or 'github' (workflow commands that annotate the lines of a pull request), both on standard output.",
+    expected: "text, json or github", parse: { Annotations.Format(rawValue: $0) })
 
   var recipe: String
   var options = CompileOptions()
+  var format: Annotations.Format
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = try arguments.value(CommonOption.recipe)
     options = try CheckArguments(arguments).options
     options.phase = .resolution
+    format = try arguments.value(Self.format) ?? .text
   }
 
   func run(console: Console) -> Int32 {
+    if format != .text {
+      let compilation = Compiler.compile(path: recipe, options: options)
+      switch format {
+      case .json:
+        console.out(
+          Annotations.json(compilation.diagnostics, file: recipe, ok: !compilation.hasErrors)
+            .formatted() + "\n")
+      case .github, .text:
+        console.out(Annotations.github(compilation.diagnostics, file: recipe))
+      }
+      return compilation.hasErrors ? ExitCode.failure : ExitCode.success
+    }
     guard let compilation = compileReporting(recipe, options: options, console: console),
       let parsed = compilation.recipe
     else { return ExitCode.failure }

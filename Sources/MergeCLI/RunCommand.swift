@@ -27,11 +27,15 @@ struct RunCommand: Subcommand {
       """,
     arguments: [CommonOption.recipe.definition, output.definition] + MergeArguments.definitions
       + [
-        locked.definition, intermediates.definition, force.definition, noCopyTokenizer.definition,
+        format.definition, locked.definition, intermediates.definition, force.definition,
+        noCopyTokenizer.definition,
         noModelCard.definition, noFuse.definition, quiet.definition,
       ])
 
   static let output = Option.positional("output", help: "The model folder to write.")
+  static let format = Option.option(
+    "format", value: "text|json", help: "How the summary is printed: text (default) or json.",
+    expected: "text or json", parse: { $0 == "json" ? true : ($0 == "text" ? false : nil) })
   static let locked = Option.flag(
     "locked",
     help:
@@ -60,6 +64,7 @@ struct RunCommand: Subcommand {
   var force: Bool
   var intermediates: String?
   var locked: Bool
+  var json: Bool
   var contents = MergeRunner.OutputContents()
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
@@ -71,6 +76,7 @@ struct RunCommand: Subcommand {
     force = try arguments.value(Self.force)
     intermediates = try arguments.value(Self.intermediates)
     locked = try arguments.value(Self.locked)
+    json = try arguments.value(Self.format) ?? false
     settings.compile.options.allStageTensors = intermediates != nil
     contents.tokenizer = !(try arguments.value(Self.noCopyTokenizer))
     contents.modelCard = !(try arguments.value(Self.noModelCard))
@@ -124,7 +130,11 @@ struct RunCommand: Subcommand {
     do {
       let summary = try MergeRunner.run(merge, output: output, options: options)
       if showProgress { console.err("\r\u{1B}[K") }
-      console.out(summaryLine(summary, cache: options.cache))
+      console.out(
+        json
+          ? summaryJSON(summary, cache: options.cache, lock: lock == nil ? nil : lockPath)
+            .formatted() + "\n"
+          : summaryLine(summary, cache: options.cache))
       if var lock {
         return record(&lock, path: lockPath, threads: options.threads, console: console)
       }
@@ -206,6 +216,24 @@ struct RunCommand: Subcommand {
       )
     }
     return cost.schedule
+  }
+
+  /// The summary as JSON (`--format json`).
+  func summaryJSON(_ summary: RunSummary, cache: ReductionCache?, lock: String?) -> JSONValue {
+    let statistics = cache?.statistics ?? (hits: 0, misses: 0)
+    return .object([
+      ("output", .string(output)), ("tensors", .integer(summary.tensorCount)),
+      ("shards", .integer(summary.shardCount)), ("bytes_written", .integer(summary.bytesWritten)),
+      ("seconds", .number(format2(summary.seconds))),
+      (
+        "cached_reductions",
+        .object([
+          ("hits", .integer(statistics.hits)),
+          ("total", .integer(statistics.hits + statistics.misses)),
+        ])
+      ),
+      ("lock", lock.map { .string($0) } ?? .null),
+    ])
   }
 
   /// `OUTPUT: 39 tensors, 1 shard, 1.26 MB in 0.47 s (cached reductions: 78 of 78)`.

@@ -1,4 +1,5 @@
 import Foundation
+import MergeModel
 import Testing
 import _TestSupport
 
@@ -136,5 +137,72 @@ func assertSnapshot(
     let version = try runProcess(exe, ["--version"])
     #expect(version.status == 0)
     #expect(version.stdout == MergeCommand.version + "\n")
+  }
+}
+
+/// `--format json` and `--format github`: findings and summaries for machines.
+@Suite struct AnnotationTests {
+  static let bad = """
+    merge_method: linearr
+    models:
+      - model: models/ft0
+        parameters: {weight: 1, dennsity: 2}
+    """
+
+  @Test("check --format github: one workflow command per finding, located, notes after it")
+  func github() throws {
+    let dir = TemporaryDirectory()
+    dir.link("models", to: Repository.tinyLlama)
+    let recipe = dir.write("bad.yml", Self.bad)
+    let result = merge("check", recipe, "--format", "github")
+    #expect(result.status == 1)
+    let lines = result.out.split(separator: "\n").map(String.init)
+    #expect(lines.count == 2)
+    let file = Annotations.property(recipe)
+    #expect(
+      lines.first?.hasPrefix(
+        "::error file=\(file),line=1,col=15,endLine=1,endColumn=22,title=merge unknown-method::unknown merge method 'linearr'; did you mean 'linear'?%0Anote: known methods: linear, "
+      )
+        == true, "\(lines)")
+    #expect(lines.last?.hasPrefix("::error file=\(file),line=4,col=29,") == true)
+    #expect(Annotations.property("a,b:c%\n") == "a%2Cb%3Ac%25%0A")
+    // A sound recipe prints nothing and exits 0.
+    let good = merge("check", Repository.parity + "/recipes/ties.yml", "--format", "github")
+    #expect(good.status == 0 && good.out.isEmpty)
+  }
+
+  @Test("check --format json: every diagnostic with id, severity, place, message and notes")
+  func json() throws {
+    let dir = TemporaryDirectory()
+    dir.link("models", to: Repository.tinyLlama)
+    let recipe = dir.write("bad.yml", Self.bad)
+    let result = merge("check", recipe, "--format", "json")
+    #expect(result.status == 1)
+    let value = try JSONValue.parse(result.out)
+    #expect(value["ok"] == .bool(false))
+    #expect(value["errors"]?.intValue == 2)
+    let first = value["diagnostics"]?.arrayValue?.first
+    #expect(first?["id"]?.stringValue == "unknown-method")
+    #expect(first?["severity"]?.stringValue == "error")
+    #expect(first?["line"]?.intValue == 1)
+    #expect(first?["column"]?.intValue == 15)
+    #expect(
+      first?["message"]?.stringValue == "unknown merge method 'linearr'; did you mean 'linear'?")
+    #expect(first?["notes"]?.arrayValue?.count == 1)
+    let bad = merge("check", recipe, "--format", "xml")
+    #expect(bad.status == 64)
+  }
+
+  @Test("run --format json prints its summary as JSON")
+  func runJSON() throws {
+    let dir = TemporaryDirectory()
+    let result = merge(
+      "run", Repository.parity + "/recipes/linear.yml", dir.path + "/out", "--format", "json",
+      "--no-cache")
+    #expect(result.status == 0, "\(result.err)")
+    let value = try JSONValue.parse(result.out)
+    #expect(value["tensors"]?.intValue == 39)
+    #expect(value["shards"]?.intValue == 1)
+    #expect(value["lock"] == .null)
   }
 }
