@@ -16,10 +16,17 @@ public final class Console: Sendable {
   private let sink: @Sendable (_ text: String, _ toStandardError: Bool) -> Void
   /// Whether standard error is a terminal (progress lines are drawn only then).
   public let standardErrorIsTerminal: Bool
+  /// Whether diagnostics are coloured: on a terminal, unless `NO_COLOR` is set (no-color.org)
+  /// or `TERM` is `dumb`.
+  public let colored: Bool
 
   /// A console that writes to the process's standard output and error.
   public static func standard() -> Console {
-    Console(standardErrorIsTerminal: isatty(2) == 1) { text, toError in
+    let terminal = isatty(2) == 1
+    let noColor = getenv("NO_COLOR").map { $0.pointee != 0 } ?? false
+    let dumb = getenv("TERM").map { String(cString: $0) == "dumb" } ?? false
+    return Console(standardErrorIsTerminal: terminal, colored: terminal && !noColor && !dumb) {
+      text, toError in
       var bytes = Array(text.utf8)
       let fd: Int32 = toError ? 2 : 1
       bytes.withUnsafeMutableBytes { buffer in
@@ -39,11 +46,12 @@ public final class Console: Sendable {
 
   /// A console that hands everything written to `sink`.
   public init(
-    standardErrorIsTerminal: Bool = false,
+    standardErrorIsTerminal: Bool = false, colored: Bool = false,
     sink: @escaping @Sendable (_ text: String, _ toStandardError: Bool) -> Void
   ) {
     self.sink = sink
     self.standardErrorIsTerminal = standardErrorIsTerminal
+    self.colored = colored
   }
 
   /// Writes `text` to standard output.

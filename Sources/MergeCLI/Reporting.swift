@@ -8,7 +8,7 @@ extension Console {
   /// Every error a command reports goes through here: the recipe's, and those found later
   /// (lowering, running, writing), with the recipe location they come from when there is one.
   func report(_ diagnostics: [Diagnostic], sources: [String: String] = [:]) {
-    err(DiagnosticRenderer(sources: sources).render(diagnostics))
+    err(DiagnosticRenderer(sources: sources, colored: colored).render(diagnostics))
   }
 
   /// Prints one error with no location (`error: message`).

@@ -3,6 +3,7 @@ import MergeCompiler
 import MergeModel
 import MergeRecipe
 import MergeRuntime
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -103,7 +104,7 @@ struct RunCommand: Subcommand {
     }
     let showProgress = console.standardErrorIsTerminal && !quiet
     var options = settings.execution.runOptions(
-      progress: showProgress ? { @Sendable p in console.err("\r" + progressLine(p)) } : nil)
+      progress: progressReporter(console: console, terminal: showProgress))
     options.contents = contents
     options.intermediates = intermediates
     // With a lock file (or --locked), the inputs are hashed first: --locked refuses any that
@@ -246,6 +247,34 @@ struct RunCommand: Subcommand {
     }
     return line + "\n"
   }
+}
+
+extension RunCommand {
+  /// How progress is shown: redrawn in place on a terminal; elsewhere (a CI log) a line every
+  /// ``RunCommand/logInterval`` seconds and one at the end; nothing with `--quiet`.
+  func progressReporter(console: Console, terminal: Bool) -> (@Sendable (RunProgress) -> Void)? {
+    if quiet { return nil }
+    if terminal { return { @Sendable p in console.err("\r" + progressLine(p)) } }
+    let last = Mutex<Double>(0)
+    return { @Sendable p in
+      let due = last.withLock { printed in
+        guard p.elapsed - printed >= Self.logInterval || p.tensorsDone == p.tensorCount else {
+          return false
+        }
+        printed = p.elapsed
+        return true
+      }
+      if due { console.err(logLine(p) + "\n") }
+    }
+  }
+
+  /// Seconds between progress lines in a log.
+  static let logInterval = 5.0
+}
+
+/// `[12/39] 1.2 MB of 2.5 MB in 3 s` (a log's line: no escapes, no estimate).
+func logLine(_ p: RunProgress) -> String {
+  "[\(p.tensorsDone)/\(p.tensorCount)] \(formatBytes(p.bytesDone)) of \(formatBytes(p.totalBytes)) in \(Int(p.elapsed.rounded())) s"
 }
 
 /// `[12/39] 1.2 MB of 2.5 MB, 10 MB/s, 1 s left`.

@@ -2,12 +2,21 @@
 /// line, a caret under the offending value, then the notes.
 public struct DiagnosticRenderer: Sendable {
   private let sources: [String: [Substring]]
+  /// Whether severities and carets are coloured (ANSI escapes, as compilers colour them).
+  private let colored: Bool
 
-  /// Creates a renderer that can quote lines from the given files (path → contents).
-  public init(sources: [String: String] = [:]) {
+  /// Creates a renderer that can quote lines from the given files (path → contents), in
+  /// colour when `colored`.
+  public init(sources: [String: String] = [:], colored: Bool = false) {
     var lines: [String: [Substring]] = [:]
     for (path, text) in sources { lines[path] = Self.lines(of: text) }
     self.sources = lines
+    self.colored = colored
+  }
+
+  /// `text` in bold and the ANSI colour `code` (when colouring).
+  private func paint(_ text: String, _ code: Int) -> String {
+    colored ? "\u{1B}[1;\(code)m\(text)\u{1B}[0m" : text
   }
 
   /// The lines of `text` as libyaml numbers them: a line ends at CR LF, CR, LF, NEL, LS or
@@ -39,15 +48,16 @@ public struct DiagnosticRenderer: Sendable {
   public func render(_ diagnostic: Diagnostic) -> String {
     var out = ""
     out += header(file: diagnostic.file, range: diagnostic.range)
-    out += "\(diagnostic.severity.rawValue): \(diagnostic.message.text)\n"
+    let severity = diagnostic.severity.rawValue + ":"
+    out += paint(severity, diagnostic.isError ? 31 : 35) + " \(diagnostic.message.text)\n"
     out += snippet(file: diagnostic.file, range: diagnostic.range)
     for note in diagnostic.notes {
       if let range = note.range {
         out += header(file: diagnostic.file, range: range)
-        out += "note: \(note.message)\n"
+        out += paint("note:", 36) + " \(note.message)\n"
         out += snippet(file: diagnostic.file, range: range)
       } else {
-        out += "  note: \(note.message)\n"
+        out += "  " + paint("note:", 36) + " \(note.message)\n"
       }
     }
     return out
@@ -83,8 +93,8 @@ public struct DiagnosticRenderer: Sendable {
       width = 1
     }
     let caret =
-      String(repeating: " ", count: startColumn - 1) + "^"
-      + String(repeating: "~", count: max(0, width - 1))
+      String(repeating: " ", count: startColumn - 1)
+      + paint("^" + String(repeating: "~", count: max(0, width - 1)), 32)
     return text + "\n" + caret + "\n"
   }
 }

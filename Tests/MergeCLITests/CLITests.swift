@@ -1,5 +1,6 @@
 import Foundation
 import MergeModel
+import MergeRecipe
 import Testing
 import _TestSupport
 
@@ -14,7 +15,7 @@ func merge(_ arguments: String...) -> (status: Int32, out: String, err: String) 
 
 /// Compares `actual` with `Snapshots/<name>.txt`; `RECORD_SNAPSHOTS=1` rewrites the file.
 func assertSnapshot(
-  _ actual: String, named name: String, sourceLocation: SourceLocation = #_sourceLocation
+  _ actual: String, named name: String, sourceLocation: Testing.SourceLocation = #_sourceLocation
 ) throws {
   let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
     "Snapshots")
@@ -204,5 +205,47 @@ func assertSnapshot(
     #expect(value["tensors"]?.intValue == 39)
     #expect(value["shards"]?.intValue == 1)
     #expect(value["lock"] == .null)
+  }
+}
+
+/// Output for people: progress in logs, colour on terminals.
+@Suite struct EverydayOutputTests {
+  @Test(
+    "off a terminal, progress is a plain line now and then and one at the end; --quiet has none")
+  func logProgress() throws {
+    let dir = TemporaryDirectory()
+    let result = merge(
+      "run", Repository.parity + "/recipes/linear.yml", dir.path + "/out", "--no-cache")
+    #expect(result.status == 0)
+    let lines = result.err.split(separator: "\n")
+    #expect(lines.last?.hasPrefix("[39/39] 1.25 MB of 1.25 MB in ") == true, "\(result.err)")
+    #expect(!result.err.contains("\u{1B}"))
+    let quiet = merge(
+      "run", Repository.parity + "/recipes/linear.yml", dir.path + "/q", "--no-cache", "--quiet")
+    #expect(quiet.err.isEmpty)
+  }
+
+  @Test("diagnostics are coloured on a terminal, and not with NO_COLOR or TERM=dumb")
+  func colour() throws {
+    let diagnostic = Diagnostic(
+      Diagnostic.Message("x", "bad value"), file: "r.yml",
+      at: SourceRange(
+        start: MergeRecipe.SourceLocation(line: 1, column: 4),
+        end: MergeRecipe.SourceLocation(line: 1, column: 7)),
+      notes: [Diagnostic.Note("a note")])
+    let plain = DiagnosticRenderer(sources: ["r.yml": "ab: xyz\n"]).render(diagnostic)
+    #expect(plain == "r.yml:1:4: error: bad value\nab: xyz\n   ^~~\n  note: a note\n")
+    let coloured = DiagnosticRenderer(sources: ["r.yml": "ab: xyz\n"], colored: true).render(
+      diagnostic)
+    #expect(
+      coloured
+        == "r.yml:1:4: \u{1B}[1;31merror:\u{1B}[0m bad value\nab: xyz\n   \u{1B}[1;32m^~~\u{1B}[0m\n  \u{1B}[1;36mnote:\u{1B}[0m a note\n"
+    )
+    // The real binary under a pseudo-terminal is not available here; what decides is tested:
+    // standard error that is not a terminal is never coloured.
+    let run = try runProcess(
+      Repository.mergeExecutable, ["check", "/nonexistent.yml"], environment: ["NO_COLOR": ""])
+    #expect(run.status == 1)
+    #expect(!run.stderr.contains("\u{1B}"))
   }
 }
