@@ -136,6 +136,8 @@ struct RunCommand: Subcommand {
           ? summaryJSON(summary, cache: options.cache, lock: lock == nil ? nil : lockPath)
             .formatted() + "\n"
           : summaryLine(summary, cache: options.cache))
+      // The cache stays within its limit, the least recently used entries going first.
+      options.cache?.prune(limit: ReductionCache.defaultLimit(parse: parseByteCount))
       if var lock {
         return record(&lock, path: lockPath, threads: options.threads, console: console)
       }

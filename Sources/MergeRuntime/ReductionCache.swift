@@ -59,6 +59,7 @@ public final class ReductionCache: Sendable {
       let bytes = try? FileSystem.read(directory + "/" + key, limit: 1 << 31)
     {
       found = CachedReduction(bytes: bytes, key: key, elements: elements)
+      if found != nil { touch(key) }
     }
     counters.withLock { if found == nil { $0.misses += 1 } else { $0.hits += 1 } }
     return found

@@ -249,3 +249,64 @@ func assertSnapshot(
     #expect(!run.stderr.contains("\u{1B}"))
   }
 }
+
+/// `merge cache ls | prune | clear`.
+@Suite struct CacheCommandTests {
+  @Test(
+    "prune removes the least recently used entries down to the limit; clear removes entries only")
+  func prune() throws {
+    let dir = TemporaryDirectory()
+    let cache = dir.path + "/cache"
+    try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+    // Four entries of 1,000 bytes, used at times 1000, 2000, 3000, 4000 (seconds since 1970).
+    for (i, used) in [3000, 1000, 4000, 2000].enumerated() {
+      let name = String(repeating: String(i), count: 32)
+      let path = dir.write("cache/" + name, String(repeating: "x", count: 1000))
+      try FileManager.default.setAttributes(
+        [.modificationDate: Date(timeIntervalSince1970: Double(used))], ofItemAtPath: path)
+    }
+    dir.write("cache/calibration.json", "{}")
+    dir.write("cache/notes.txt", "mine")
+    let ls = merge("cache", "ls", "--cache", cache, "--limit", "2500")
+    #expect(ls.out == "\(cache): 4 entries, 4.00 KB (limit 2.50 KB)\n", "\(ls.out)\(ls.err)")
+    let pruned = merge("cache", "prune", "--cache", cache, "--limit", "2500")
+    #expect(pruned.status == 0)
+    #expect(pruned.out.hasPrefix("\(cache): removed 2 least recently used entries, 2.00 KB"))
+    let left = try FileManager.default.contentsOfDirectory(atPath: cache).sorted()
+    // Entries 1 (used at 1000) and 3 (2000) went; 0 and 2 stay, and so do the other files.
+    #expect(
+      left == [
+        String(repeating: "0", count: 32), String(repeating: "2", count: 32), "calibration.json",
+        "notes.txt",
+      ])
+    let cleared = merge("cache", "clear", "--cache", cache)
+    #expect(cleared.out == "\(cache): removed 2 entries, 2.00 KB\n")
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: cache).sorted() == [
+        "calibration.json", "notes.txt",
+      ])
+    #expect(merge("cache", "tidy", "--cache", cache).status == 64)
+  }
+
+  @Test("a run keeps the cache within MERGE_CACHE_LIMIT")
+  func limitAfterRun() throws {
+    let dir = TemporaryDirectory()
+    let cache = dir.path + "/cache"
+    let first = try runProcess(
+      Repository.mergeExecutable,
+      ["run", Repository.parity + "/recipes/ties.yml", dir.path + "/a", "--cache", cache, "-q"])
+    #expect(first.status == 0, "\(first.stderr)")
+    let entries = try FileManager.default.contentsOfDirectory(atPath: cache)
+    #expect(entries.count == 117)
+    let limited = try runProcess(
+      Repository.mergeExecutable,
+      ["run", Repository.parity + "/recipes/ties.yml", dir.path + "/b", "--cache", cache, "-q"],
+      environment: ["MERGE_CACHE_LIMIT": "10K"])
+    #expect(limited.status == 0, "\(limited.stderr)")
+    let sizes = try FileManager.default.contentsOfDirectory(atPath: cache).map {
+      (try FileManager.default.attributesOfItem(atPath: cache + "/" + $0)[.size] as? Int) ?? 0
+    }
+    #expect(sizes.reduce(0, +) <= 10_000)
+    #expect(!sizes.isEmpty)
+  }
+}

@@ -213,3 +213,21 @@ import _TestSupport
       ])
   }
 }
+
+extension CacheTests {
+  @Test("reading an entry marks it used, so eviction keeps it longer")
+  func touchOnRead() throws {
+    let dir = TemporaryDirectory()
+    let cache = ReductionCache(directory: dir.path)
+    let key = String(repeating: "ab", count: 16)
+    cache.store(key, .scalar(42), elements: 10)
+    let path = dir.path + "/" + key
+    try FileManager.default.setAttributes(
+      [.modificationDate: Date(timeIntervalSince1970: 1000)], ofItemAtPath: path)
+    #expect(cache.entries().first?.used == 1000)
+    let fresh = ReductionCache(directory: dir.path)
+    #expect(fresh.lookup(key, elements: 10) != nil)
+    let used = try #require(fresh.entries().first?.used)
+    #expect(used > 1_700_000_000)
+  }
+}
