@@ -32,29 +32,8 @@ public final class HubServer: @unchecked Sendable {
     }
     var config: [String: Any] = ["repos": repoSpecs, "token": Self.token]
     config.merge(faults) { _, b in b }
-    let name = directory.path + "/hub-server-\(UUID().uuidString)"
-    try JSONSerialization.data(withJSONObject: config).write(
-      to: URL(fileURLWithPath: name + ".json"))
-    let script = Repository.root + "/Tests/HubServer/hub_server.py"
-    _ = try runProcess(
-      "/bin/sh",
-      ["-c", "python3 '\(script)' '\(name).json' > '\(name).port' 2>/dev/null < /dev/null &"])
-    // The server writes "PORT PID" once it listens.
-    var fields: [Substring] = []
-    for _ in 0..<200 {
-      if let text = try? String(contentsOfFile: name + ".port", encoding: .utf8),
-        text.hasSuffix("\n")
-      {
-        fields = text.split(whereSeparator: \.isWhitespace)
-        break
-      }
-      usleep(50_000)
-    }
-    guard fields.count == 2, let port = Int(fields[0]), let pid = Int32(fields[1]) else {
-      throw CocoaError(.fileReadCorruptFile)
-    }
-    self.pid = pid
-    endpoint = "http://127.0.0.1:\(port)"
+    (pid, endpoint) = try LocalServer.start(
+      script: Repository.root + "/Tests/HubServer/hub_server.py", config: config, in: directory)
   }
 
   deinit {
@@ -82,5 +61,70 @@ public final class HubServer: @unchecked Sendable {
       )
     }
     return (json["body_bytes"] as? Int ?? 0, requests)
+  }
+}
+
+/// Starts the test servers (Python's standard library, on 127.0.0.1).
+enum LocalServer {
+  /// Runs `script` with `config` written as JSON; returns its process id and address once it
+  /// listens (the script prints "PORT PID").
+  ///
+  /// The server is started through `sh … &`, not as a child the test process waits for:
+  /// Foundation's `Process` on Linux stops reporting other children's exits while a child it
+  /// launched keeps running.
+  static func start(script: String, config: [String: Any], in directory: TemporaryDirectory)
+    throws -> (pid: Int32, endpoint: String)
+  {
+    let name = directory.path + "/server-\(UUID().uuidString)"
+    try JSONSerialization.data(withJSONObject: config).write(
+      to: URL(fileURLWithPath: name + ".json"))
+    _ = try runProcess(
+      "/bin/sh",
+      ["-c", "python3 '\(script)' '\(name).json' > '\(name).port' 2>/dev/null < /dev/null &"])
+    var fields: [Substring] = []
+    for _ in 0..<200 {
+      if let text = try? String(contentsOfFile: name + ".port", encoding: .utf8),
+        text.hasSuffix("\n")
+      {
+        fields = text.split(whereSeparator: \.isWhitespace)
+        break
+      }
+      usleep(50_000)
+    }
+    guard fields.count == 2, let port = Int(fields[0]), let pid = Int32(fields[1]) else {
+      throw CocoaError(.fileReadCorruptFile)
+    }
+    return (pid, "http://127.0.0.1:\(port)")
+  }
+}
+
+/// The local stand-in for GitHub's REST API (`Tests/HubServer/github_api.py`): a pull
+/// request's comments, kept in memory; a read-only token is refused as a fork's is.
+public final class GitHubServer: @unchecked Sendable {
+  private let pid: Int32
+  /// `http://127.0.0.1:PORT`.
+  public let endpoint: String
+  /// The token that may write.
+  public static let token = "write-token"
+
+  /// Starts the server.
+  public init(in directory: TemporaryDirectory) throws {
+    (pid, endpoint) = try LocalServer.start(
+      script: Repository.root + "/Tests/HubServer/github_api.py", config: ["token": Self.token],
+      in: directory)
+  }
+
+  deinit { kill(pid, SIGKILL) }
+
+  /// The comments so far and every request, as the server recorded them.
+  public func state() throws -> (comments: [(id: Int, body: String)], requests: [String]) {
+    guard let url = URL(string: endpoint + "/_state") else {
+      throw CocoaError(.fileReadInvalidFileName)
+    }
+    let json = try JSONSerialization.jsonObject(with: try Data(contentsOf: url)) as? [String: Any]
+    let comments = (json?["comments"] as? [[String: Any]] ?? []).map {
+      (id: $0["id"] as? Int ?? 0, body: $0["body"] as? String ?? "")
+    }
+    return (comments, json?["requests"] as? [String] ?? [])
   }
 }

@@ -162,3 +162,150 @@ import _TestSupport
     #expect(!result.stdout.contains("notes.yml"))
   }
 }
+
+/// The steps of Examples/ci/merge.yml, run as the workflow runs them.
+@Suite(.enabled(if: HubServer.available, "needs python3 for the local GitHub and Hub servers"))
+struct CIWorkflowTests {
+  static let scripts = Repository.examples + "/ci/"
+
+  /// A git repository with one committed recipe, then a change adding `recipes/new.yml`.
+  func repository(_ dir: TemporaryDirectory, newRecipe: String) throws {
+    func git(_ args: String...) throws {
+      let r = try runProcess(
+        "/usr/bin/env",
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+          + args, currentDirectory: dir.path)
+      #expect(r.status == 0, "git \(args): \(r.stderr)")
+    }
+    dir.link("models", to: Repository.tinyLlama)
+    dir.write(
+      "recipes/old.yml",
+      "merge_method: linear\nmodels:\n  - {model: models/ft0, parameters: {weight: 1}}\n")
+    try git("init", "-q")
+    try git("add", ".")
+    try git("commit", "-qm", "base")
+    dir.write("recipes/new.yml", newRecipe)
+    try git("add", ".")
+    try git("commit", "-qm", "change")
+  }
+
+  @Test("the workflow's steps are these scripts, and nothing is a placeholder to fill in")
+  func workflow() throws {
+    let text = try String(contentsOfFile: Self.scripts + "merge.yml", encoding: .utf8)
+    for script in ["plan-changed-recipes", "post-report", "merge-changed-recipes"] {
+      #expect(text.contains("ci/\(script)"), "\(script)")
+      #expect(FileManager.default.isExecutableFile(atPath: Self.scripts + script))
+    }
+    #expect(!text.contains("MERGE_SOURCE"))
+    #expect(!text.contains("swift build"))
+    #expect(text.contains("matrix: {threads: [1, 2]}"))
+    #expect(text.contains("diff -r locks-1 locks-2"))
+    #expect(text.contains("if: always()"))
+  }
+
+  @Test(
+    "post-report keeps one comment, updated on each push; a fork's token and a missing report go to the job summary"
+  )
+  func postReport() throws {
+    let dir = TemporaryDirectory()
+    let github = try GitHubServer(in: dir)
+    let summary = dir.path + "/summary.md"
+    func post(_ report: String, token: String = GitHubServer.token, readOnly: Bool = false) throws
+      -> (status: Int32, stdout: String, stderr: String)
+    {
+      try runProcess(
+        Self.scripts + "post-report", [report], currentDirectory: dir.path,
+        environment: [
+          "GITHUB_TOKEN": token, "GITHUB_REPOSITORY": "team/recipes", "PR_NUMBER": "7",
+          "GITHUB_API_URL": github.endpoint, "GITHUB_STEP_SUMMARY": summary,
+          "MERGE_CI_READ_ONLY": readOnly ? "1" : "",
+        ])
+    }
+    let first = dir.write("plan.md", "## first report\n")
+    #expect(try post(first).status == 0)
+    let second = dir.write("plan2.md", "## second report\n")
+    #expect(try post(second).status == 0)
+    var state = try github.state()
+    #expect(state.comments.count == 1)
+    #expect(state.comments.first?.body.contains("## second report") == true)
+    #expect(state.requests.filter { $0.hasPrefix("PATCH") }.count == 1)
+    // A fork's pull request: nothing is posted, the report is in the summary.
+    let requests = state.requests.count
+    let fork = try post(first, readOnly: true)
+    #expect(fork.status == 0)
+    #expect(try github.state().requests.count == requests)
+    #expect(try String(contentsOfFile: summary, encoding: .utf8).contains("## first report"))
+    // A token that cannot write (GitHub answers 403): the summary again, the job not failed.
+    let refused = try post(second, token: "read-only")
+    #expect(refused.status == 0)
+    #expect(refused.stderr.contains("GitHub answered 403"), "\(refused.stderr)")
+    // No report at all (the step before failed): said so, in the comment.
+    #expect(try post(dir.path + "/missing.md").status == 0)
+    state = try github.state()
+    #expect(state.comments.count == 1)
+    #expect(state.comments.first?.body.contains("no report") == true)
+  }
+
+  @Test("merge-changed-recipes on one thread and on two: the same lock files, outputs included")
+  func sameLocks() throws {
+    let dir = TemporaryDirectory()
+    try repository(
+      dir,
+      newRecipe:
+        "merge_method: ties\nbase_model: models/base\nmodels:\n  - {model: models/ft0, parameters: {weight: 1, density: 0.5}}\n  - {model: models/ft1, parameters: {weight: 0.5, density: 0.7}}\n"
+    )
+    // The change's lock, made on its author's machine.
+    let lock = try runProcess(
+      Repository.mergeExecutable, ["lock", "recipes/new.yml"], currentDirectory: dir.path)
+    #expect(lock.status == 0, "\(lock.stderr)")
+    var locks: [String] = []
+    for threads in ["1", "2"] {
+      let run = try runProcess(
+        Self.scripts + "merge-changed-recipes", ["HEAD~1", "out-\(threads)"],
+        currentDirectory: dir.path,
+        environment: ["MERGE": Repository.mergeExecutable, "MERGE_THREADS": threads])
+      #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+      locks.append(
+        try String(contentsOfFile: dir.path + "/out-\(threads)/recipes_new.lock", encoding: .utf8))
+    }
+    #expect(locks[0] == locks[1])
+    #expect(locks[0].contains("\"file\": \"model.safetensors\""))
+    // An input that changed after the lock: the job fails, naming it.
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.path + "/recipes/new.lock")))
+    let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(
+      of: "\"seed\": 0", with: "\"seed\": 1")
+    bytes = Array(text.utf8)
+    try Data(bytes).write(to: URL(fileURLWithPath: dir.path + "/recipes/new.lock"))
+    let stale = try runProcess(
+      Self.scripts + "merge-changed-recipes", ["HEAD~1", "out-3"], currentDirectory: dir.path,
+      environment: ["MERGE": Repository.mergeExecutable])
+    #expect(stale.status == 1)
+    #expect(stale.stderr.contains("--locked: the inputs are not the ones"), "\(stale.stderr)")
+  }
+
+  @Test("a recipe that names a Hub id is checked and priced from the Hub's headers")
+  func hubRecipe() throws {
+    let dir = TemporaryDirectory()
+    let hub = try HubServer(
+      repos: [
+        "tiny-org/llama-base": (Repository.tinyLlama + "/base", false, false),
+        "tiny-org/llama-ft0": (Repository.tinyLlama + "/ft0", false, false),
+      ], in: dir)
+    try repository(
+      dir,
+      newRecipe:
+        "merge_method: task_arithmetic\nbase_model: tiny-org/llama-base\nmodels:\n  - {model: tiny-org/llama-ft0, parameters: {weight: 0.5}}\n"
+    )
+    var environment = hub.environment(cache: dir.path + "/hf-cache")
+    environment["MERGE"] = Repository.mergeExecutable
+    let result = try runProcess(
+      Self.scripts + "plan-changed-recipes", ["HEAD~1"], currentDirectory: dir.path,
+      environment: environment)
+    #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+    #expect(result.stdout.contains("### `merge plan` — `recipes/new.yml`"), "\(result.stdout)")
+    #expect(result.stdout.contains("tiny-org/llama-base"))
+    #expect(
+      !FileManager.default.fileExists(
+        atPath: dir.path + "/hf-cache/models--tiny-org--llama-ft0/blobs"))
+  }
+}
