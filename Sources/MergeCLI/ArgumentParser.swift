@@ -18,9 +18,17 @@ struct ArgumentDefinition: Sendable {
   var help: String
   /// Whether a positional must be given.
   var isOptional: Bool = false
+  /// Whether a positional takes one or more arguments (the ones the positionals before and
+  /// after it leave).
+  var isRepeated: Bool = false
 
   static func positional(_ name: String, help: String, optional: Bool = false) -> Self {
     ArgumentDefinition(kind: .positional, name: name, short: nil, help: help, isOptional: optional)
+  }
+
+  static func positionalList(_ name: String, help: String) -> Self {
+    ArgumentDefinition(
+      kind: .positional, name: name, short: nil, help: help, isOptional: false, isRepeated: true)
   }
 
   static func option(_ name: String, short: Character? = nil, value: String, help: String) -> Self {
@@ -34,7 +42,7 @@ struct ArgumentDefinition: Sendable {
   /// How the argument appears in help: `<recipe>`, `--threads <n>`, `-q, --quiet`.
   var synopsis: String {
     switch kind {
-    case .positional: return "<\(name)>"
+    case .positional: return "<\(name)>" + (isRepeated ? " ..." : "")
     case .option(let valueName):
       return (short.map { "-\($0), " } ?? "") + "--\(name) <\(valueName)>"
     case .flag: return (short.map { "-\($0), " } ?? "") + "--\(name)"
@@ -44,7 +52,8 @@ struct ArgumentDefinition: Sendable {
   /// How the argument appears in a usage line.
   var usage: String {
     switch kind {
-    case .positional: return isOptional ? "[<\(name)>]" : "<\(name)>"
+    case .positional:
+      return isRepeated ? "<\(name)> ..." : isOptional ? "[<\(name)>]" : "<\(name)>"
     case .option(let valueName): return "[--\(name) <\(valueName)>]"
     case .flag: return "[--\(name)]"
     }
@@ -70,6 +79,8 @@ struct UsageError: Error, Sendable {
 /// ``Option`` that declares each argument.
 struct ParsedArguments: Sendable {
   var positionals: [String: String] = [:]
+  /// The arguments of a repeated positional, by its name.
+  var lists: [String: [String]] = [:]
   var options: [String: String] = [:]
   var flags: Set<String> = []
   var wantsHelp = false
@@ -86,7 +97,7 @@ enum ArgumentParser {
     let positionals = definitions.filter {
       if case .positional = $0.kind { return true } else { return false }
     }
-    var positionalIndex = 0
+    var given: [String] = []
     var index = 0
     var optionsEnded = false
     while index < arguments.count {
@@ -104,14 +115,33 @@ enum ArgumentParser {
         try parseOption(arg, definitions, arguments, &index, into: &result)
         continue
       }
-      guard positionalIndex < positionals.count else {
-        throw UsageError(message: "Unexpected argument '\(arg)'", helpLine: nil)
+      given.append(arg)
+    }
+    // A repeated positional takes what the positionals before and after it leave.
+    if let r = positionals.firstIndex(where: \.isRepeated) {
+      let before = positionals[..<r]
+      let after = positionals[(r + 1)...]
+      for (p, arg) in zip(before, given) { result.positionals[p.name] = arg }
+      let rest = Array(given.dropFirst(before.count))
+      let tail = rest.suffix(min(after.count, rest.count))
+      for (p, arg) in zip(after, tail) { result.positionals[p.name] = arg }
+      let middle = Array(rest.dropLast(tail.count))
+      if !middle.isEmpty { result.lists[positionals[r].name] = middle }
+      if !result.wantsHelp && middle.isEmpty {
+        throw UsageError(
+          message: "Missing expected argument '<\(positionals[r].name)>'",
+          helpLine: "  <\(positionals[r].name)>  \(positionals[r].help)")
       }
-      result.positionals[positionals[positionalIndex].name] = arg
-      positionalIndex += 1
+    } else {
+      guard given.count <= positionals.count else {
+        throw UsageError(
+          message: "Unexpected argument '\(given[positionals.count])'", helpLine: nil)
+      }
+      for (p, arg) in zip(positionals, given) { result.positionals[p.name] = arg }
     }
     if !result.wantsHelp {
-      for p in positionals where !p.isOptional && result.positionals[p.name] == nil {
+      for p in positionals where !p.isOptional && !p.isRepeated && result.positionals[p.name] == nil
+      {
         throw UsageError(
           message: "Missing expected argument '<\(p.name)>'",
           helpLine: "  <\(p.name)>  \(p.help)")

@@ -31,6 +31,13 @@ struct Option<Value: Sendable>: Sendable {
   }
 }
 
+extension Option where Value == [String] {
+  /// A positional argument given one or more times (`<vector>...`).
+  static func positionalList(_ name: String, help: String) -> Self {
+    Self(.positionalList(name, help: help)) { $0.lists[name] ?? [] }
+  }
+}
+
 extension Option where Value == String {
   /// A positional argument that must be given.
   static func positional(_ name: String, help: String) -> Self {

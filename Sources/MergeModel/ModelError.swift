@@ -31,6 +31,8 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
   case badAdapter(path: String, reason: String)
   /// A lock file cannot be read.
   case badLock(path: String, reason: String)
+  /// A task-vector folder cannot be read or used.
+  case badTaskVector(path: String, reason: String)
 
   public var description: String {
     switch self {
@@ -57,6 +59,7 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
     case .badAdapter(let path, let reason):
       return "'\(path)' is not a LoRA adapter merge can apply: \(reason)"
     case .badLock(let path, let reason): return "\(path): not a lock file merge can read: \(reason)"
+    case .badTaskVector(let path, let reason): return "\(path): \(reason)"
     }
   }
 }

@@ -116,6 +116,34 @@ public struct ShardLayout: Sendable, Hashable {
     self.shardOfTensor = shardOfTensor
   }
 
+  /// The layout of existing safetensors files, their headers byte for byte (`merge apply`
+  /// writes a model laid out exactly as its base).
+  ///
+  /// - Throws: `ModelError` when a file's header cannot be read again.
+  public init(copying files: [SafetensorsFile]) throws(ModelError) {
+    var shards: [Shard] = []
+    var shardOfTensor: [String: Int] = [:]
+    for (i, file) in files.enumerated() {
+      let (fd, _) = try FileSystem.openRegularFile(file.path)
+      defer { close(fd) }
+      let header = try SafetensorsHeader.pread(
+        fd, path: file.path, count: file.header.dataOffset, offset: 0)
+      var offsets: [String: Int] = [:]
+      var specs: [TensorSpec] = []
+      for t in file.header.tensors {
+        offsets[t.name] = file.header.dataOffset + t.dataRange.lowerBound
+        specs.append(TensorSpec(name: t.name, dtype: t.dtype, shape: t.shape))
+        shardOfTensor[t.name] = i
+      }
+      shards.append(
+        Shard(
+          fileName: file.path.split(separator: "/").last.map(String.init) ?? file.path,
+          tensors: specs, header: header, offsets: offsets, fileSize: file.header.fileSize))
+    }
+    self.shards = shards
+    self.shardOfTensor = shardOfTensor
+  }
+
   /// The shard that holds tensor `name`, and the byte offset of its data in that file.
   public func location(of name: String) -> (shard: Int, offset: Int)? {
     guard let s = shardOfTensor[name], let o = shards[s].offsets[name] else { return nil }

@@ -310,3 +310,34 @@ func assertSnapshot(
     #expect(!sizes.isEmpty)
   }
 }
+
+/// `merge diff` and `merge apply` on the command line.
+@Suite struct TaskVectorCommandTests {
+  @Test("diff writes the folder; apply takes VECTOR:SCALE arguments between the base and OUT")
+  func commands() throws {
+    let dir = TemporaryDirectory()
+    let models = Repository.tinyLlama
+    let diff = merge("diff", models + "/base", models + "/ft0", dir.path + "/tau")
+    #expect(diff.status == 0, "\(diff.err)")
+    #expect(diff.out.hasPrefix(dir.path + "/tau: τ of 39 tensors, float32, "))
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: dir.path + "/tau").sorted() == [
+        "task_vector.json", "task_vector.safetensors",
+      ])
+    let apply = merge(
+      "apply", models + "/base", dir.path + "/tau:-1", dir.path + "/tau:1.0", dir.path + "/out")
+    #expect(apply.status == 0, "\(apply.err)")
+    #expect(apply.out == dir.path + "/out: 39 tensors, base + -1.0·τ + 1.0·τ\n")
+    #expect(
+      FileManager.default.contents(atPath: dir.path + "/out/model.safetensors")
+        == FileManager.default.contents(atPath: models + "/base/model.safetensors"))
+    let missing = merge("apply", models + "/base", dir.path + "/out2")
+    #expect(missing.status == 64)
+    #expect(missing.err.contains("Missing expected argument '<vector>'"), "\(missing.err)")
+    let bad = merge("diff", models + "/base", models + "/ft0", dir.path + "/t2", "--density", "2")
+    #expect(bad.status == 64)
+    let notTV = merge("apply", models + "/base", models + "/ft1", dir.path + "/out3")
+    #expect(notTV.status == 1)
+    #expect(notTV.err.contains("not a task-vector folder"), "\(notTV.err)")
+  }
+}

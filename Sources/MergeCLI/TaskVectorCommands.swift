@@ -1,0 +1,129 @@
+import MergeModel
+import MergeRecipe
+import MergeRuntime
+
+/// `merge diff BASE FINETUNED OUT`: takes a fine-tune's task vector.
+struct DiffCommand: Subcommand {
+  static let configuration = CommandConfiguration(
+    commandName: "diff",
+    abstract: "Write the task vector τ = FINETUNED − BASE as a task-vector folder.",
+    discussion: """
+      Writes OUT: task_vector.safetensors (τ per tensor, dense; or with --density D below 1,
+      each tensor's ⌊D·n⌋ entries of largest magnitude with their positions) and
+      task_vector.json (the base and fine-tune with their files' sizes and SHA-256, the dtype,
+      the density, and per tensor the norms of τ and of the base and how many entries changed).
+      τ is stored exactly by default (f32 for 16-bit models, f64 otherwise), so 'merge apply'
+      of it to its base gives back the fine-tune's bytes. The layout is in the README.
+      """,
+    arguments: [
+      base.definition, finetuned.definition, output.definition, density.definition,
+      dtype.definition,
+    ])
+
+  static let base = Option.positional("base", help: "The base model folder.")
+  static let finetuned = Option.positional("finetuned", help: "The fine-tuned model folder.")
+  static let output = Option.positional("output", help: "The task-vector folder to write.")
+  static let density = Option.option(
+    "density", value: "d",
+    help: "Keep each tensor's largest-magnitude share d of entries (0 < d ≤ 1; default 1, dense).",
+    expected: "a number in (0, 1]", parse: { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } })
+  static let dtype = Option.option(
+    "dtype", value: "dtype",
+    help: "The dtype τ is stored in (float32, float64, bfloat16, float16).",
+    expected: "float32, float64, bfloat16 or float16", parse: { DType(recipeName: $0) })
+
+  var basePath: String
+  var finetunedPath: String
+  var outputPath: String
+  var densityValue: Double
+  var dtypeValue: DType?
+
+  init(_ arguments: ParsedArguments) throws(UsageError) {
+    basePath = try arguments.value(Self.base)
+    finetunedPath = try arguments.value(Self.finetuned)
+    outputPath = try arguments.value(Self.output)
+    densityValue = try arguments.value(Self.density) ?? 1
+    dtypeValue = try arguments.value(Self.dtype)
+  }
+
+  func run(console: Console) -> Int32 {
+    do {
+      let manifest = try TaskVectors.diff(
+        base: basePath, finetuned: finetunedPath, output: outputPath, density: densityValue,
+        dtype: dtypeValue)
+      let changed = manifest.tensors.reduce(0) { $0 + $1.changed }
+      let total = manifest.tensors.reduce(0) { $0 + $1.shape.reduce(1, *) }
+      console.out(
+        "\(outputPath): τ of \(manifest.tensors.count) tensors, \(manifest.dtype.torchName), \(grouped(changed)) of \(grouped(total)) entries changed\(manifest.density < 1 ? ", density \(manifest.density)" : "")\n"
+      )
+      return ExitCode.success
+    } catch {
+      console.report(.taskVectorFailed(error.description))
+      return ExitCode.failure
+    }
+  }
+}
+
+/// `merge apply BASE TV[:SCALE]... OUT`: adds task vectors to a base.
+struct ApplyCommand: Subcommand {
+  static let configuration = CommandConfiguration(
+    commandName: "apply",
+    abstract: "Add scaled task vectors to a base model: θ = base + Σ scale·τ.",
+    discussion: """
+      Each VECTOR is a task-vector folder ('merge diff'), optionally with ':SCALE' (default 1;
+      -1 removes what it added, 0.5 goes half way). Sums are taken in f64 and rounded once to
+      each tensor's dtype; tensors no vector names, config.json and the tokenizer files are
+      the base's. A vector taken from another base (its files' sizes or SHA-256 differ) is
+      refused unless --force. OUT is written atomically, with a model card.
+      """,
+    arguments: [base.definition, vectors.definition, output.definition, force.definition])
+
+  static let base = Option.positional("base", help: "The base model folder.")
+  static let vectors = Option.positionalList("vector", help: "A task-vector folder, with :SCALE.")
+  static let output = Option.positional("output", help: "The model folder to write.")
+  static let force = Option.flag(
+    "force", help: "Apply task vectors taken from another base.")
+
+  var basePath: String
+  var vectorList: [(folder: String, scale: Double)]
+  var outputPath: String
+  var forced: Bool
+
+  init(_ arguments: ParsedArguments) throws(UsageError) {
+    basePath = try arguments.value(Self.base)
+    outputPath = try arguments.value(Self.output)
+    forced = try arguments.value(Self.force)
+    var list: [(folder: String, scale: Double)] = []
+    for text in try arguments.value(Self.vectors) {
+      // FOLDER:SCALE, where SCALE is a number (a folder name may hold ':' itself).
+      if let colon = text.lastIndex(of: ":"), let scale = Double(text[text.index(after: colon)...])
+      {
+        guard scale.isFinite else {
+          throw UsageError(message: "the scale of '\(text)' is not finite", helpLine: nil)
+        }
+        list.append((String(text[..<colon]), scale))
+      } else {
+        list.append((text, 1))
+      }
+    }
+    vectorList = list
+  }
+
+  func run(console: Console) -> Int32 {
+    do {
+      let count = try TaskVectors.apply(
+        base: basePath, vectors: vectorList, output: outputPath, force: forced)
+      console.out(
+        "\(outputPath): \(count) tensors, base + \(vectorList.map { "\($0.scale)·τ" }.joined(separator: " + "))\n"
+      )
+      return ExitCode.success
+    } catch {
+      console.report(.taskVectorFailed(error.description))
+      return ExitCode.failure
+    }
+  }
+}
+
+extension Diagnostic.Message {
+  static func taskVectorFailed(_ reason: String) -> Self { Self("task-vector-failed", reason) }
+}

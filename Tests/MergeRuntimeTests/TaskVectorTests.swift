@@ -1,0 +1,131 @@
+import Foundation
+import MergeModel
+import Testing
+import _TestSupport
+
+@testable import MergeRuntime
+
+/// `merge diff` and `merge apply`: task vectors as objects of their own.
+@Suite struct TaskVectorTests {
+  static let models = Repository.tinyLlama
+
+  func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
+
+  @Test("diff then apply gives back the fine-tune's bytes; −τ then +τ gives back the base")
+  func roundTrip() throws {
+    let dir = TemporaryDirectory()
+    for ft in ["ft0", "ft1"] {
+      let manifest = try TaskVectors.diff(
+        base: Self.models + "/base", finetuned: Self.models + "/\(ft)",
+        output: dir.path + "/tau-\(ft)",
+        density: 1, dtype: nil)
+      #expect(manifest.dtype == .float32)  // bf16 models: τ in f32 is exact
+      _ = try TaskVectors.apply(
+        base: Self.models + "/base", vectors: [(dir.path + "/tau-\(ft)", 1)],
+        output: dir.path + "/back-\(ft)", force: false)
+      #expect(
+        try bytes(dir.path + "/back-\(ft)/model.safetensors")
+          == (try bytes(Self.models + "/\(ft)/model.safetensors")))
+    }
+    _ = try TaskVectors.apply(
+      base: Self.models + "/base",
+      vectors: [(dir.path + "/tau-ft0", -1), (dir.path + "/tau-ft0", 1)],
+      output: dir.path + "/again", force: false)
+    #expect(
+      try bytes(dir.path + "/again/model.safetensors")
+        == (try bytes(Self.models + "/base/model.safetensors")))
+    // Negation removes what the fine-tune added: ft0 − τ₀ is the base (another base: --force).
+    _ = try TaskVectors.apply(
+      base: Self.models + "/ft0", vectors: [(dir.path + "/tau-ft0", -1)],
+      output: dir.path + "/removed", force: true)
+    #expect(
+      try bytes(dir.path + "/removed/model.safetensors")
+        == (try bytes(Self.models + "/base/model.safetensors")))
+  }
+
+  @Test("the manifest's counts and norms are the reference's (f64)")
+  func manifest() throws {
+    let dir = TemporaryDirectory()
+    let manifest = try TaskVectors.diff(
+      base: Self.models + "/base", finetuned: Self.models + "/ft2", output: dir.path + "/tau",
+      density: 1, dtype: nil)
+    let read = try TaskVectorManifest(folder: dir.path + "/tau")
+    #expect(read == manifest)
+    let base = try loadTensors(Self.models + "/base")
+    let fine = try loadTensors(Self.models + "/ft2")
+    #expect(Set(manifest.tensors.map(\.name)) == Set(base.keys))
+    for t in manifest.tensors {
+      let a = try #require(base[t.name]).values
+      let b = try #require(fine[t.name]).values
+      var norm = 0.0
+      var baseNorm = 0.0
+      var changed = 0
+      for (x, y) in zip(a, b) {
+        let d = Double(y) - Double(x)
+        norm += d * d
+        baseNorm += Double(x) * Double(x)
+        if d != 0 { changed += 1 }
+      }
+      #expect(t.changed == changed, "\(t.name)")
+      #expect(abs(t.norm - norm.squareRoot()) <= 1e-9 * max(1, norm.squareRoot()), "\(t.name)")
+      #expect(abs(t.baseNorm - baseNorm.squareRoot()) <= 1e-9 * max(1, baseNorm.squareRoot()))
+    }
+    #expect(manifest.base.files.map(\.name) == ["config.json", "model.safetensors"])
+    #expect(
+      manifest.base.files.last?.sha256
+        == SHA256.hex([UInt8](try bytes(Self.models + "/base/model.safetensors"))))
+  }
+
+  @Test("a sparse τ keeps exactly the top-D entries by magnitude (ties by position)")
+  func sparse() throws {
+    let dir = TemporaryDirectory()
+    let density = 0.1
+    _ = try TaskVectors.diff(
+      base: Self.models + "/base", finetuned: Self.models + "/ft1", output: dir.path + "/tau",
+      density: density, dtype: nil)
+    let stored = try ModelWeights(
+      files: [try SafetensorsFile.open(dir.path + "/tau/" + TaskVectorManifest.weightsName)])
+    let base = try loadTensors(Self.models + "/base")
+    let fine = try loadTensors(Self.models + "/ft1")
+    var ties = 0
+    for (name, b) in base {
+      let tau = zip(b.values, try #require(fine[name]).values).map { Double($1) - Double($0) }
+      let k = max(1, Int(density * Double(tau.count)))
+      // The reference: a full sort by (magnitude descending, position ascending).
+      let reference = tau.indices.sorted {
+        (abs(tau[$0]), -$0) > (abs(tau[$1]), -$1)
+      }.prefix(k).sorted()
+      let names = TaskVectorManifest.sparseNames(name)
+      let values = try stored.tensor(names.values).floats()
+      let indexView = try stored.tensor(names.indices)
+      let indices = (0..<indexView.count).map {
+        Int(indexView.bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))
+      }
+      #expect(indices == Array(reference), "\(name)")
+      #expect(values == indices.map { Float(tau[$0]) }, "\(name)")
+      // A tie at the threshold: the k-th and the (k+1)-th largest magnitudes are equal.
+      let sorted = tau.map(abs).sorted(by: >)
+      if k < sorted.count, sorted[k - 1] == sorted[k] { ties += 1 }
+    }
+    // bf16 task vectors have equal magnitudes at the threshold: the tie rule is exercised.
+    #expect(ties > 0)
+  }
+
+  @Test("a task vector from another base is refused, naming the file and both hashes")
+  func otherBase() throws {
+    let dir = TemporaryDirectory()
+    _ = try TaskVectors.diff(
+      base: Self.models + "/base", finetuned: Self.models + "/ft1", output: dir.path + "/tau",
+      density: 1, dtype: nil)
+    #expect {
+      try TaskVectors.apply(
+        base: Self.models + "/ft0", vectors: [(dir.path + "/tau", 1)], output: dir.path + "/out",
+        force: false)
+    } throws: { error in
+      let text = (error as? ModelError)?.description ?? ""
+      return text.contains("it was taken from another base")
+        && text.contains("model.safetensors has SHA-256 ") && text.contains("--force")
+    }
+    #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+  }
+}
