@@ -145,7 +145,8 @@ final class BlockEvaluator {
     case .divide(let c): Kernels.divide(operand(0), c, out, n)
     case .keepTop, .keepBand, .keepRandom, .keepByRank, .rescaleL1:
       mask(node, operand(0), out, range: range, env: env)
-    case .signConsensus, .fusedTaskSum, .fusedConsensus, .weightedSum, .sum, .slerpBlend:
+    case .signConsensus, .fusedTaskSum, .fusedConsensus, .weightedSum, .sum, .slerpBlend,
+      .disjoint:
       combine(node, out, block: block, range: range, env: env)
     case .store, .copyBytes, .sortPrefix, .l1Norm, .sumOfSquares, .normalizedDot, .wholeTensor:
       // Not elementwise values: the executor handles these.
@@ -238,6 +239,22 @@ final class BlockEvaluator {
       for (k, x) in xs.enumerated() {
         let w = Double(weights[k])
         for i in 0..<n { out[i] = Float(Double(out[i]) + Double(x[i]) * w) }
+      }
+    case .disjoint(let position):
+      let xs = node.inputs.indices.map { operand($0) }
+      let own = xs[position]
+      for i in 0..<n {
+        let m = abs(own[i])
+        var wins = true
+        for (k, x) in xs.enumerated() where k != position {
+          let other = abs(x[i])
+          // Earlier inputs win ties; NaN compares false and keeps its own entry.
+          if other > m || (k < position && other == m) {
+            wins = false
+            break
+          }
+        }
+        out[i] = wins ? own[i] : Float(signOf: own[i], magnitudeOf: 0)
       }
     case .sum:
       let xs = node.inputs.indices.map { operand($0) }

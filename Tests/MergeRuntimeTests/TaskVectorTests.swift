@@ -129,3 +129,50 @@ import _TestSupport
     #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
   }
 }
+
+extension TaskVectorTests {
+  @Test(
+    "disjoint: true gives each entry the task vector of largest magnitude only",
+    arguments: ["task_arithmetic", "ties"])
+  func disjoint(_ method: String) throws {
+    let workspace = ModelWorkspace()
+    let recipe = workspace.recipe(
+      """
+      merge_method: \(method)
+      base_model: models/base
+      models:
+        - {model: models/ft0, parameters: {weight: 1, density: 1}}
+        - {model: models/ft1, parameters: {weight: 1, density: 1}}
+        - {model: models/ft2, parameters: {weight: 1, density: 1}}
+      parameters:
+        disjoint: true
+        normalize: false
+      dtype: float32
+      out_dtype: float32
+      """)
+    try runRecipe(recipe, output: workspace.path("out"))
+    let out = try loadTensors(workspace.path("out"))
+    let base = try loadTensors(Self.models + "/base")
+    let fine = try (0..<3).map { try loadTensors(Self.models + "/ft\($0)") }
+    var entries = 0
+    var touched = 0
+    for (name, b) in base {
+      let o = try #require(out[name]).values
+      let taus = try fine.map { m in zip(try #require(m[name]).values, b.values).map { $0 - $1 } }
+      for e in b.values.indices {
+        // The reference: the first task vector of largest magnitude, the others dropped.
+        var winner = 0
+        for k in 1..<3 where abs(taus[k][e]) > abs(taus[winner][e]) { winner = k }
+        let expected = b.values[e] + taus[winner][e]
+        #expect(o[e] == expected, "\(name)[\(e)]")
+        if o[e] != expected { return }
+        // At most one task vector reached the entry.
+        if taus.filter({ $0[e] != 0 }).count > 1 { touched += 1 }
+        entries += 1
+      }
+    }
+    // Entries that several fine-tunes changed exist, and each received one τ.
+    #expect(touched > 10_000)
+    #expect(entries == 312_896)
+  }
+}

@@ -708,7 +708,8 @@ private struct StageChecker {
       }
     case .bool:
       switch s.value {
-      case .bool: return
+      case .bool(let b):
+        if let advice = p.advice?(b ? 1 : 0) { bag.report(advice, at: s.range) }
       case .int(let i) where i == 0 || i == 1:
         bag.report(.integerAsBool(p.name, i), at: s.range)
       case .string(let text)

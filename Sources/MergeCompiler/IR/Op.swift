@@ -119,6 +119,10 @@ public enum Op: Sendable, Hashable {
   case weightedSum(weights: [Float])
   /// `Σ xᵢ` over the inputs, in order.
   case sum
+  /// Input `position` where its magnitude is the largest of all the inputs' (equal largest
+  /// magnitudes go to the first input that has one), zero elsewhere: disjoint task vectors,
+  /// so that no two change one entry (merge's `disjoint: true`).
+  case disjoint(position: Int)
   /// Fused task arithmetic over inputs `[base, x₁…xₙ]`: `base + λ·((Σ (xᵢ − base)·wᵢ) / d)`,
   /// every f32 operation in the order of the unfused graph; `divisor` and `lambda` are
   /// absent when they are not applied.
@@ -174,7 +178,7 @@ public enum Op: Sendable, Hashable {
     case .keepBand: return sig(.elementwise, [.values, .sortPrefix(of: 0), .sortPrefix(of: 0)])
     case .rescaleL1: return sig(.elementwise, [.values, .l1Norm, .l1Norm])
     case .signConsensus(let w, _), .weightedSum(let w): return sig(.elementwise, values(w.count))
-    case .sum: return sig(.elementwise, [], .values)
+    case .sum, .disjoint: return sig(.elementwise, [], .values)
     case .fusedTaskSum(let w, _, _):
       return sig(.elementwise, Array(repeating: .load, count: w.count + 1))
     case .fusedConsensus(let w, _, _, _):
@@ -237,6 +241,7 @@ public enum Op: Sendable, Hashable {
     case .signConsensus(let w, let n): return "sign_consensus weights=\(w) normalize=\(n)"
     case .weightedSum(let w): return "weighted_sum weights=\(w)"
     case .sum: return "sum"
+    case .disjoint(let p): return "disjoint position=\(p)"
     case .fusedTaskSum(let w, let d, let l):
       return "fused_task_sum weights=\(w)" + (d.map { " divisor=\($0)" } ?? "")
         + (l.map { " lambda=\($0)" } ?? "")

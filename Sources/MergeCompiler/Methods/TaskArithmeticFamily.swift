@@ -125,6 +125,10 @@ enum TaskArithmeticParameters {
   static let density = ParameterSpec(
     "density", .float, .nonBase, default: 1, range: .unit,
     "fraction of each task vector's entries to keep", advice: { $0 == 0 ? .zeroDensity : nil })
+  static let disjoint = ParameterSpec(
+    "disjoint", .bool, .shared, default: 0,
+    "merge's own: each entry keeps only the task vector of largest magnitude there (after sparsification, before weighting), so no two vectors change one entry",
+    advice: { $0 != 0 ? .mergeExtension("disjoint") : nil })
   static let gamma = ParameterSpec(
     "gamma", .float, .nonBase, default: 0.01, range: .unit,
     "fraction of the largest entries to drop as outliers")
@@ -161,7 +165,7 @@ extension GeneralizedTaskArithmetic {
   ) -> MethodSpec {
     var parameters = [
       P.int8Mask, P.normalize.defaulting(to: normalize), P.rescale.defaulting(to: rescale),
-      P.lambda, P.weight, P.density,
+      P.lambda, P.weight, P.density, P.disjoint,
     ]
     if sparsification == .none {
       parameters[2] = parameters[2].unused(.noSparsification(P.rescale.name))
@@ -202,15 +206,18 @@ extension GeneralizedTaskArithmetic {
     let base = loads[try tensor.requireBase(for: spec)]
     let others = tensor.nonBaseInputs
     if others.isEmpty { return base }
-    var deltas: [NodeID] = []
+    var kept: [NodeID] = []
     var weights: [Float] = []
     for i in others {
-      let w = Float(try tensor.number(P.weight, input: i))
+      weights.append(Float(try tensor.number(P.weight, input: i)))
       let tau = b.node(.taskVector, loads[i], base)
-      let delta = try sparsified(tau, of: tensor, input: i, seed: seed, &b)
-      deltas.append(b.node(.scale(w), delta))
-      weights.append(w)
+      kept.append(try sparsified(tau, of: tensor, input: i, seed: seed, &b))
     }
+    if try tensor.flag(P.disjoint), kept.count > 1 {
+      let all = kept
+      kept = all.indices.map { b.node(.disjoint(position: $0), all) }
+    }
+    let deltas = zip(kept, weights).map { b.node(.scale($1), $0) }
     let normalize = try tensor.flag(P.normalize)
     var mixed: NodeID
     if electsSigns {
@@ -279,6 +286,13 @@ extension GeneralizedTaskArithmetic {
 }
 
 extension Diagnostic.Message {
+  fileprivate static func mergeExtension(_ name: String) -> Self {
+    Self(
+      "merge-extension", .warning,
+      "'\(name)' is merge's own, not mergekit's: mergekit ignores it, so this recipe gives another model there"
+    )
+  }
+
   fileprivate static let zeroDensity = Self(
     "zero-density", .warning,
     "density 0 keeps nothing of this task vector; the model contributes nothing where it applies")
