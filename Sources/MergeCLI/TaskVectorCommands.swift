@@ -127,3 +127,83 @@ struct ApplyCommand: Subcommand {
 extension Diagnostic.Message {
   static func taskVectorFailed(_ reason: String) -> Self { Self("task-vector-failed", reason) }
 }
+
+/// `merge analyze BASE MODEL...`: where fine-tunes changed a base, and how they interfere.
+struct AnalyzeCommand: Subcommand {
+  static let configuration = CommandConfiguration(
+    commandName: "analyze",
+    abstract: "Show where fine-tunes changed a base model and how their task vectors interfere.",
+    discussion: """
+      For each fine-tune's task vector τ = MODEL − BASE: per tensor ‖τ‖, ‖τ‖/‖θ_base‖, the share
+      of entries changed and the share of ‖τ‖² in the largest 1% and 10% of entries; across
+      fine-tunes the cosine matrix (whole model and per layer), the share of entries changed by
+      two or more whose signs disagree, after TIES trimming at --density the overlap of the kept
+      entries and the conflicts left, and the shared component (the mean τ). Reads one tensor at
+      a time. --json prints everything (see the README for its fields).
+      """,
+    arguments: [base.definition, models.definition, density.definition, json.definition])
+
+  static let base = Option.positional("base", help: "The base model folder.")
+  static let models = Option.positionalList("model", help: "A fine-tuned model folder.")
+  static let density = Option.option(
+    "density", value: "d", help: "TIES's density for the trimmed figures (default 0.5).",
+    expected: "a number in (0, 1]", parse: { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } })
+  static let json = Option.flag("json", help: "Print JSON.")
+
+  var basePath: String
+  var modelPaths: [String]
+  var densityValue: Double
+  var asJSON: Bool
+
+  init(_ arguments: ParsedArguments) throws(UsageError) {
+    basePath = try arguments.value(Self.base)
+    modelPaths = try arguments.value(Self.models)
+    densityValue = try arguments.value(Self.density) ?? 0.5
+    asJSON = try arguments.value(Self.json)
+  }
+
+  func run(console: Console) -> Int32 {
+    do {
+      let terminal = console.standardErrorIsTerminal
+      let report = try InterferenceReport.analyze(
+        base: basePath, models: modelPaths, density: densityValue,
+        progress: { done, total in
+          if terminal { console.err("\r[\(done)/\(total)] tensors\u{1B}[K") }
+        })
+      if terminal { console.err("\r\u{1B}[K") }
+      if asJSON {
+        console.out(report.json.formatted() + "\n")
+        return ExitCode.success
+      }
+      console.out(text(report))
+      return ExitCode.success
+    } catch {
+      console.report(.taskVectorFailed(error.description))
+      return ExitCode.failure
+    }
+  }
+
+  func text(_ r: InterferenceReport) -> String {
+    func f(_ v: Double) -> String { format2(v) }
+    var out = "base \(r.base); τ of \(r.models.count) fine-tune\(r.models.count == 1 ? "" : "s")\n"
+    for (i, m) in r.models.enumerated() {
+      out +=
+        "  [\(i)] \(m): ‖τ‖ \(f(r.normSquared[i].squareRoot())), outside the shared component \(f(r.normSquared[i] > 0 ? 100 * r.outsideSquared[i] / r.normSquared[i] : 0))%\n"
+    }
+    out += "cosine:\n"
+    for row in r.whole.cosine { out += "  " + row.map { f($0) }.joined(separator: "  ") + "\n" }
+    out += "sign conflicts: \(f(100 * r.whole.conflictRate))% of the entries two or more τ change\n"
+    let overlap = r.keptAny > 0 ? 100 * Double(r.keptShared) / Double(r.keptAny) : 0
+    let left = r.keptShared > 0 ? 100 * Double(r.keptConflicting) / Double(r.keptShared) : 0
+    out +=
+      "after TIES trimming at density \(r.density): \(f(overlap))% of kept entries kept by two or more, \(f(left))% of those conflict\n"
+    out += "per layer (‖τ‖ of each fine-tune, sign conflicts):\n"
+    for l in r.layers.keys.sorted() {
+      guard let s = r.layers[l] else { continue }
+      out +=
+        "  \(l): " + s.dots.indices.map { f(s.dots[$0][$0].squareRoot()) }.joined(separator: "  ")
+        + "   \(f(100 * s.conflictRate))%\n"
+    }
+    return out
+  }
+}

@@ -341,3 +341,24 @@ func assertSnapshot(
     #expect(notTV.err.contains("not a task-vector folder"), "\(notTV.err)")
   }
 }
+
+extension TaskVectorCommandTests {
+  @Test("merge analyze --json has models, cosine, sign_conflicts and tensors")
+  func analyze() throws {
+    let models = Repository.tinyLlama
+    let result = merge("analyze", models + "/base", models + "/ft0", models + "/ft1", "--json")
+    #expect(result.status == 0, "\(result.err)")
+    let value = try JSONValue.parse(result.out)
+    #expect(
+      value["models"]?.arrayValue?.compactMap(\.stringValue) == [models + "/ft0", models + "/ft1"])
+    #expect(value["cosine"]?.arrayValue?.count == 2)
+    #expect(value["sign_conflicts"]?.stringValue == nil && value["sign_conflicts"] != nil)
+    let first = value["tensors"]?.arrayValue?.first
+    #expect(first?["name"]?.stringValue != nil)
+    #expect(first?["norm"]?.arrayValue?.count == 2 && first?["changed"]?.arrayValue?.count == 2)
+    let text = merge("analyze", models + "/base", models + "/ft0")
+    #expect(text.status == 0)
+    #expect(text.out.contains("sign conflicts: "))
+    #expect(merge("analyze", models + "/base").status == 64)
+  }
+}

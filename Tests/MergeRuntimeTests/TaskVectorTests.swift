@@ -176,3 +176,92 @@ extension TaskVectorTests {
     #expect(entries == 312_896)
   }
 }
+
+extension TaskVectorTests {
+  @Test("analyze: cosines, sign conflicts, TIES overlap and per-tensor figures match a reference")
+  func analyze() throws {
+    let names = ["ft0", "ft1", "ft2"]
+    let report = try InterferenceReport.analyze(
+      base: Self.models + "/base", models: names.map { Self.models + "/" + $0 }, density: 0.3)
+    let base = try loadTensors(Self.models + "/base")
+    let fine = try names.map { try loadTensors(Self.models + "/" + $0) }
+    // The reference: every task vector flattened into one f64 vector, tensors in name order.
+    let order = base.keys.sorted()
+    let flat: [[Double]] = try fine.map { m in
+      try order.flatMap { name in
+        zip(try #require(m[name]).values, try #require(base[name]).values).map {
+          Double($0) - Double($1)
+        }
+      }
+    }
+    for i in 0..<3 {
+      for j in 0..<3 {
+        var dot = 0.0
+        var ni = 0.0
+        var nj = 0.0
+        for e in flat[i].indices {
+          dot += flat[i][e] * flat[j][e]
+          ni += flat[i][e] * flat[i][e]
+          nj += flat[j][e] * flat[j][e]
+        }
+        #expect(abs(report.whole.cosine[i][j] - dot / (ni * nj).squareRoot()) < 1e-6)
+      }
+    }
+    var shared = 0
+    var conflicting = 0
+    for e in flat[0].indices {
+      let signs = flat.map { $0[e] }.filter { $0 != 0 }.map { $0 > 0 }
+      if signs.count >= 2 {
+        shared += 1
+        if Set(signs).count == 2 { conflicting += 1 }
+      }
+    }
+    #expect(abs(report.whole.conflictRate - Double(conflicting) / Double(shared)) < 1e-6)
+    // Per tensor: norm, changed share, the top 1% share of ‖τ‖².
+    for t in report.tensors {
+      let b = try #require(base[t.name]).values
+      for (m, model) in fine.enumerated() {
+        let tau = zip(try #require(model[t.name]).values, b).map { Double($0) - Double($1) }
+        let squares = tau.map { $0 * $0 }.sorted(by: >)
+        let total = squares.reduce(0, +)
+        #expect(abs(t.norm[m] - total.squareRoot()) < 1e-6)
+        #expect(abs(t.changed[m] - Double(tau.filter { $0 != 0 }.count) / Double(tau.count)) < 1e-9)
+        let k = max(1, Int((0.01 * Double(tau.count)).rounded(.up)))
+        let top1 = total > 0 ? squares.prefix(k).reduce(0, +) / total : 0  // an unchanged tensor
+        #expect(abs(t.top1[m] - top1) < 1e-6, "\(t.name)")
+      }
+    }
+    // TIES trimming at 0.3, with the reference's own selection (full sort, ties by position).
+    var keptAny = 0
+    var keptShared = 0
+    var keptConflicting = 0
+    for name in order {
+      let b = try #require(base[name]).values
+      let taus = try fine.map { m in
+        zip(try #require(m[name]).values, b).map { Double($0) - Double($1) }
+      }
+      let k = max(1, Int(0.3 * Double(b.count)))
+      let kept = taus.map { tau in
+        Set(tau.indices.sorted { (abs(tau[$0]), -$0) > (abs(tau[$1]), -$1) }.prefix(k))
+      }
+      for e in b.indices {
+        let by = (0..<3).filter { kept[$0].contains(e) }
+        if !by.isEmpty { keptAny += 1 }
+        if by.count >= 2 {
+          keptShared += 1
+          if Set(by.compactMap { taus[$0][e] == 0 ? nil : taus[$0][e] > 0 }).count == 2 {
+            keptConflicting += 1
+          }
+        }
+      }
+    }
+    #expect(report.keptAny == keptAny)
+    #expect(report.keptShared == keptShared)
+    #expect(report.keptConflicting == keptConflicting)
+    let json = report.json
+    #expect(json["models"]?.arrayValue?.count == 3)
+    #expect(json["tensors"]?.arrayValue?.count == 39)
+    #expect(json["tensors"]?.arrayValue?.first?["changed"]?.arrayValue?.count == 3)
+    #expect(json["sign_conflicts"] != nil && json["cosine"]?.arrayValue?.count == 3)
+  }
+}
