@@ -146,9 +146,10 @@ final class BlockEvaluator {
     case .keepTop, .keepBand, .keepRandom, .keepByRank, .rescaleL1:
       mask(node, operand(0), out, range: range, env: env)
     case .signConsensus, .fusedTaskSum, .fusedConsensus, .weightedSum, .sum, .slerpBlend,
-      .disjoint:
+      .disjoint, .projectOut:
       combine(node, out, block: block, range: range, env: env)
-    case .store, .copyBytes, .sortPrefix, .l1Norm, .sumOfSquares, .normalizedDot, .wholeTensor:
+    case .store, .copyBytes, .sortPrefix, .l1Norm, .sumOfSquares, .normalizedDot, .dot,
+      .wholeTensor:
       // Not elementwise values: the executor handles these.
       out.update(repeating: 0, count: n)
     }
@@ -262,6 +263,12 @@ final class BlockEvaluator {
       for x in xs.dropFirst() {
         for i in 0..<n { out[i] += x[i] }
       }
+    case .projectOut:
+      let x = operand(0)
+      let y = operand(1)
+      let squares = env.scalars[node.inputs[3].index]
+      let c = Float(squares > 0 ? env.scalars[node.inputs[2].index] / squares : 0)
+      for i in 0..<n { out[i] = x[i] - c * y[i] }
     case .slerpBlend(let t):
       let a = operand(0)
       let b = operand(1)

@@ -313,6 +313,11 @@ struct TensorExecutor {
         switch node.op {
         case .l1Norm: sums.append(Kernels.l1(x, r.count))
         case .sumOfSquares: sums.append(Kernels.sumOfSquares(x, r.count))
+        case .dot:
+          let y = evaluator.evaluate(node.inputs[1], block: block, range: r, env: env)
+          var d = 0.0
+          for i in 0..<r.count { d += Double(x[i]) * Double(y[i]) }
+          sums.append(d)
         case .normalizedDot:
           let y = evaluator.evaluate(node.inputs[1], block: block, range: r, env: env)
           sums.append(

@@ -74,7 +74,10 @@ struct ReductionPass: Equatable {
   func roots(in graph: TensorGraph) -> [NodeID] {
     nodes.flatMap { id -> [NodeID] in
       let node = graph[id]
-      if case .normalizedDot = node.op { return Array(node.inputs.prefix(2)) }
+      switch node.op {
+      case .normalizedDot, .dot: return Array(node.inputs.prefix(2))
+      default: break
+      }
       return [node.inputs[0]]
     }
   }

@@ -344,7 +344,7 @@ extension ModelWorkspace {
         recipe.yml:5:29: error: unknown parameter 'desnity' for ties; did you mean 'density'?
             parameters: {weight: 1, desnity: 0.5}
                                     ^~~~~~~
-          note: ties takes: int8_mask, normalize, rescale, lambda, weight, density, disjoint
+          note: ties takes: int8_mask, normalize, rescale, lambda, weight, density, orthogonalize, disjoint
           note: mergekit silently ignores unknown keys; pass --allow-unknown to report them as warnings
         recipe.yml:6:12: error: ties needs parameter 'weight' for each model, and 'models/ft1' has none
           - model: models/ft1

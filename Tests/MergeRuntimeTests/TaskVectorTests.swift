@@ -1,8 +1,10 @@
 import Foundation
 import MergeModel
+import Synchronization
 import Testing
 import _TestSupport
 
+@testable import MergeCompiler
 @testable import MergeRuntime
 
 /// `merge diff` and `merge apply`: task vectors as objects of their own.
@@ -263,5 +265,67 @@ extension TaskVectorTests {
     #expect(json["tensors"]?.arrayValue?.count == 39)
     #expect(json["tensors"]?.arrayValue?.first?["changed"]?.arrayValue?.count == 3)
     #expect(json["sign_conflicts"] != nil && json["cosine"]?.arrayValue?.count == 3)
+  }
+}
+
+extension TaskVectorTests {
+  @Test("orthogonalize: true makes the task vectors added pairwise orthogonal (|cos| < 1e-6)")
+  func orthogonalize() throws {
+    let workspace = ModelWorkspace()
+    let recipe = workspace.recipe(
+      """
+      merge_method: task_arithmetic
+      base_model: models/base
+      models:
+        - {model: models/ft0, parameters: {weight: 1}}
+        - {model: models/ft1, parameters: {weight: 1}}
+        - {model: models/ft2, parameters: {weight: 1}}
+      parameters: {orthogonalize: true}
+      dtype: float32
+      """)
+    let merge = try compileRecipe(recipe)
+    var checked = 0
+    for graph in merge.graphs {
+      // The vectors added: the operands of the sum the base is added to.
+      guard
+        let sum = graph.nodes.firstIndex(where: {
+          if case .sum = $0.op { return true } else { return false }
+        })
+      else { continue }
+      var vectors: [[Float]] = []
+      for operand in graph.nodes[sum].inputs {
+        // The same graph, storing that operand as f32.
+        var g = graph
+        g.nodes.append(Node(op: .store(.float32), inputs: [operand]))
+        g.output = NodeID(index: g.nodes.count - 1)
+        let executor = try TensorExecutor(graph: g, models: merge.plan.models, threads: 2)
+        let values = Mutex([Float](repeating: 0, count: graph.plan.count))
+        try executor.run { offset, bytes in
+          values.withLock { v in
+            for k in 0..<(bytes.count / 4) {
+              v[offset / 4 + k] = bytes.loadUnaligned(fromByteOffset: k * 4, as: Float.self)
+            }
+          }
+        }
+        vectors.append(values.withLock { $0 })
+      }
+      #expect(vectors.count == 3, "\(graph.plan.name)")
+      for i in 0..<vectors.count {
+        for j in (i + 1)..<vectors.count {
+          var dot = 0.0
+          var a = 0.0
+          var b = 0.0
+          for e in vectors[i].indices {
+            dot += Double(vectors[i][e]) * Double(vectors[j][e])
+            a += Double(vectors[i][e]) * Double(vectors[i][e])
+            b += Double(vectors[j][e]) * Double(vectors[j][e])
+          }
+          guard a > 0, b > 0 else { continue }
+          #expect(abs(dot / (a * b).squareRoot()) < 1e-6, "\(graph.plan.name) \(i) \(j)")
+        }
+      }
+      checked += 1
+    }
+    #expect(checked == 39)
   }
 }

@@ -41,6 +41,8 @@ public enum OperandConstraint: Sendable, Hashable, CustomStringConvertible {
   case sumOfSquares
   /// slerp's normalized dot product.
   case normalizedDot
+  /// A dot product.
+  case dot
 
   public var description: String {
     switch self {
@@ -52,6 +54,7 @@ public enum OperandConstraint: Sendable, Hashable, CustomStringConvertible {
     case .l1Norm: return "an L1 norm"
     case .sumOfSquares: return "a sum of squares"
     case .normalizedDot: return "a normalized dot product"
+    case .dot: return "a dot product"
     }
   }
 }
@@ -140,11 +143,17 @@ public enum Op: Sendable, Hashable {
   case l1Norm
   /// `Σ x²`, accumulated in f64 per block and combined in block order.
   case sumOfSquares
+  /// `Σ a·b` over inputs `[a, b]`, accumulated in f64 per block and combined in block order.
+  case dot
   /// slerp's cosine: `Σ (a/‖a‖)·(b/‖b‖)` over inputs `[a, b, Σa², Σb²]`, each quotient in f32
   /// (a norm at most 1e-8 taken as 1), the products accumulated in f64 per block.
   case normalizedDot
 
   // MARK: Elementwise on reductions
+  /// `x − c·y` over inputs `[x, y, ⟨x, y⟩, ⟨y, y⟩]` with `c = ⟨x, y⟩/⟨y, y⟩` (0 when `⟨y, y⟩`
+  /// is 0), `c` in f64 rounded to f32: one step of Gram–Schmidt (merge's `orthogonalize`).
+  case projectOut
+
   /// mergekit's `slerp` of inputs `[a, b, Σa², Σb², cosine]`: `cₐ·a + c_b·b` with
   /// `cₐ = sin((1−t)θ)/sin θ`, `c_b = sin(tθ)/sin θ`, θ = acos(cosine), or `1−t` and `t`
   /// when |cosine| > 0.9995.
@@ -190,6 +199,8 @@ public enum Op: Sendable, Hashable {
     case .l1Norm, .sumOfSquares: return sig(.scalarReduction, values(1))
     case .normalizedDot:
       return sig(.scalarReduction, [.values, .values, .sumOfSquares, .sumOfSquares])
+    case .dot: return sig(.scalarReduction, [.values, .values])
+    case .projectOut: return sig(.elementwise, [.values, .values, .dot, .sumOfSquares])
     case .slerpBlend:
       return sig(.elementwise, [.values, .values, .sumOfSquares, .sumOfSquares, .normalizedDot])
     case .wholeTensor: return sig(.wholeTensor, [], .load)
@@ -213,7 +224,8 @@ public enum Op: Sendable, Hashable {
     case (.valuesOrKernel, _):
       return kind == .elementwise || kind == .rowWise || kind == .wholeTensor
     case (.sortPrefix, .sortPrefix), (.anySortPrefix, .sortPrefix): return true
-    case (.l1Norm, .l1Norm), (.sumOfSquares, .sumOfSquares), (.normalizedDot, .normalizedDot):
+    case (.l1Norm, .l1Norm), (.sumOfSquares, .sumOfSquares), (.normalizedDot, .normalizedDot),
+      (.dot, .dot):
       return true
     default: return false
     }
@@ -253,6 +265,8 @@ public enum Op: Sendable, Hashable {
     case .l1Norm: return "l1_norm"
     case .sumOfSquares: return "sum_of_squares"
     case .normalizedDot: return "normalized_dot"
+    case .dot: return "dot"
+    case .projectOut: return "project_out"
     case .slerpBlend(let t): return "slerp_blend t=\(t)"
     case .wholeTensor(let k): return "whole_tensor " + k.base.identity
     case .store(let d): return "store \(d.rawValue)"

@@ -129,6 +129,10 @@ enum TaskArithmeticParameters {
     "disjoint", .bool, .shared, default: 0,
     "merge's own: each entry keeps only the task vector of largest magnitude there (after sparsification, before weighting), so no two vectors change one entry",
     advice: { $0 != 0 ? .mergeExtension("disjoint") : nil })
+  static let orthogonalize = ParameterSpec(
+    "orthogonalize", .bool, .shared, default: 0,
+    "merge's own: Gram–Schmidt over each tensor's task vectors in recipe order (after sparsification, before weighting), so the vectors added are orthogonal",
+    advice: { $0 != 0 ? .mergeExtension("orthogonalize") : nil })
   static let gamma = ParameterSpec(
     "gamma", .float, .nonBase, default: 0.01, range: .unit,
     "fraction of the largest entries to drop as outliers")
@@ -165,7 +169,7 @@ extension GeneralizedTaskArithmetic {
   ) -> MethodSpec {
     var parameters = [
       P.int8Mask, P.normalize.defaulting(to: normalize), P.rescale.defaulting(to: rescale),
-      P.lambda, P.weight, P.density, P.disjoint,
+      P.lambda, P.weight, P.density, P.orthogonalize, P.disjoint,
     ]
     if sparsification == .none {
       parameters[2] = parameters[2].unused(.noSparsification(P.rescale.name))
@@ -212,6 +216,18 @@ extension GeneralizedTaskArithmetic {
       weights.append(Float(try tensor.number(P.weight, input: i)))
       let tau = b.node(.taskVector, loads[i], base)
       kept.append(try sparsified(tau, of: tensor, input: i, seed: seed, &b))
+    }
+    if try tensor.flag(P.orthogonalize), kept.count > 1 {
+      // Modified Gram–Schmidt: each vector loses its components along the ones before it.
+      var basis: [(vector: NodeID, squares: NodeID)] = []
+      for (k, original) in kept.enumerated() {
+        var v = original
+        for u in basis {
+          v = b.node(.projectOut, v, u.vector, b.node(.dot, v, u.vector), u.squares)
+        }
+        kept[k] = v
+        basis.append((v, b.node(.sumOfSquares, v)))
+      }
     }
     if try tensor.flag(P.disjoint), kept.count > 1 {
       let all = kept
