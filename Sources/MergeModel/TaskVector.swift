@@ -210,3 +210,67 @@ public struct TaskVectorManifest: Sendable, Equatable {
     return out
   }
 }
+
+/// A task-vector folder as a recipe source's adapter (`BASE+TVFOLDER`): its manifest and its
+/// weights (headers read, data mapped on use).
+public struct TaskVectorSource: Sendable {
+  /// The folder.
+  public var path: String
+  public var manifest: TaskVectorManifest
+  public var weights: ModelWeights
+  /// Each tensor's entry, by name.
+  public var entries: [String: TaskVectorManifest.Tensor]
+
+  /// Whether `path` is a task-vector folder (it holds `task_vector.json`).
+  public static func isTaskVector(_ path: String) -> Bool {
+    FileSystem.kind(of: FileSystem.join(path, TaskVectorManifest.manifestName)) == .file
+  }
+
+  /// Opens the task-vector folder at `path`.
+  public init(path: String) throws(ModelError) {
+    self.path = path
+    manifest = try TaskVectorManifest(folder: path)
+    weights = try ModelWeights(
+      files: [try SafetensorsFile.open(FileSystem.join(path, TaskVectorManifest.weightsName))])
+    entries = Dictionary(manifest.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    for t in manifest.tensors {
+      let names = TaskVectorManifest.sparseNames(t.name)
+      let stored = t.sparse ? [names.values, names.indices] : [t.name]
+      for name in stored where weights.info(name) == nil {
+        throw .badTaskVector(
+          path: path, reason: "its weights lack '\(name)', which the manifest lists")
+      }
+    }
+  }
+
+  /// Why the task vector cannot be added to a model of `weights` (`folder`'s files): a tensor
+  /// the model lacks or has in another shape, or a base whose files differ in size from the
+  /// model's (their SHA-256 are compared by `merge apply`, which reads them whole).
+  public func problems(with weights: ModelWeights, folder: ModelFolder) -> [ModelError] {
+    var found: [ModelError] = []
+    for t in manifest.tensors {
+      guard let info = weights.info(t.name) else {
+        found.append(.badTaskVector(path: path, reason: "tensor '\(t.name)' is not in the model"))
+        continue
+      }
+      if info.shape != t.shape {
+        found.append(
+          .badTaskVector(
+            path: path, reason: "tensor '\(t.name)' has shape \(t.shape), the model's \(info.shape)"
+          ))
+      }
+    }
+    for file in manifest.base.files where file.name != "config.json" {
+      let size = try? FileSystem.size(of: FileSystem.join(folder.path, file.name))
+      if size != file.size {
+        found.append(
+          .badTaskVector(
+            path: path,
+            reason:
+              "it was taken from another base ('\(manifest.base.path)'): its \(file.name) has \(file.size) bytes, this model's \(size.map(String.init) ?? "none")"
+          ))
+      }
+    }
+    return found
+  }
+}

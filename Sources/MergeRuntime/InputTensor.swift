@@ -12,6 +12,8 @@ struct InputTensor: @unchecked Sendable {
   let view: TensorView
   /// The adapter's factors, when it changes this tensor.
   let delta: Delta?
+  /// The model's task vector for this tensor (`model+taskvectorfolder`), added as it is read.
+  var taskVector: TaskVectorDelta? = nil
   /// The dtype the adapted value is rounded to (`--lora-merge-dtype`), if any.
   let adapterDType: DType?
   /// The dtype the value is rounded to before computing (the recipe's `dtype`), if any.
@@ -32,6 +34,37 @@ struct InputTensor: @unchecked Sendable {
 
     /// The bytes of the decoded factors.
     var bytes: Int { (left.count + right.count) * 4 }
+  }
+
+  /// A task vector's entries for one tensor: dense (its stored tensor), or sparse (values at
+  /// ascending positions).
+  struct TaskVectorDelta {
+    var dense: TensorView?
+    var values: [Float] = []
+    var positions: [Int] = []
+
+    /// Adds τ over `range` to `out`.
+    func add(_ range: Range<Int>, _ out: UnsafeMutablePointer<Float>) {
+      if let dense {
+        let tau = [Float](unsafeUninitializedCapacity: range.count) { b, n in
+          dense.decode(range, into: b)
+          n = range.count
+        }
+        for k in 0..<range.count { out[k] += tau[k] }
+        return
+      }
+      // The first stored position in the range (binary search), then every one in it.
+      var lo = 0
+      var hi = positions.count
+      while lo < hi {
+        let mid = (lo + hi) / 2
+        if positions[mid] < range.lowerBound { lo = mid + 1 } else { hi = mid }
+      }
+      while lo < positions.count, positions[lo] < range.upperBound {
+        out[positions[lo] - range.lowerBound] += values[lo]
+        lo += 1
+      }
+    }
   }
 
   /// The tensor's dtype, name and shape as stored.
@@ -55,6 +88,41 @@ struct InputTensor: @unchecked Sendable {
     case .replaced(let stored)?:
       view = try Self.adapterWeights(model).tensor(stored)
       delta = nil
+    case .taskVector(let sparse)?:
+      view = try stored()
+      delta = nil
+      guard let source = model.taskVector else {
+        throw .badTaskVector(path: model.path, reason: "the model has no task vector")
+      }
+      if sparse {
+        let names = TaskVectorManifest.sparseNames(input.tensor)
+        let values = try source.weights.tensor(names.values)
+        let positions = try source.weights.tensor(names.indices)
+        var delta = TaskVectorDelta(dense: nil)
+        delta.values = values.floats()
+        guard let raw = positions.bytes.baseAddress, positions.info.dtype == .int64 else {
+          throw .badTaskVector(path: source.path, reason: "'\(names.indices)' is not int64")
+        }
+        for j in 0..<positions.count {
+          let i = Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: j * 8, as: Int64.self)))
+          guard i >= 0, i < view.count, delta.positions.last.map({ $0 < i }) ?? true else {
+            throw .badTaskVector(
+              path: source.path, reason: "'\(names.indices)' holds positions out of order or range")
+          }
+          delta.positions.append(i)
+        }
+        guard delta.positions.count == delta.values.count else {
+          throw .badTaskVector(
+            path: source.path, reason: "'\(input.tensor)': values and positions differ in count")
+        }
+        taskVector = delta
+      } else {
+        let tau = try source.weights.tensor(input.tensor)
+        guard tau.count == view.count else {
+          throw .badTaskVector(path: source.path, reason: "'\(input.tensor)' has another size")
+        }
+        taskVector = TaskVectorDelta(dense: tau)
+      }
     case .delta(let d)?:
       view = try stored()
       let weights = try Self.adapterWeights(model)
@@ -104,7 +172,9 @@ struct InputTensor: @unchecked Sendable {
     } else {
       readStored(range, into: base)
     }
-    if let inputDType, aligned != nil || delta != nil || inputDType != view.info.dtype {
+    if let inputDType,
+      aligned != nil || delta != nil || taskVector != nil || inputDType != view.info.dtype
+    {
       Kernels.roundTrip(base, range.count, to: inputDType)
     }
   }
@@ -112,6 +182,7 @@ struct InputTensor: @unchecked Sendable {
   /// Elements `range` of the stored tensor, its adapter applied.
   func readStored(_ range: Range<Int>, into base: UnsafeMutablePointer<Float>) {
     view.decode(range, into: UnsafeMutableBufferPointer(start: base, count: range.count))
+    taskVector?.add(range, base)
     if let delta {
       Self.add(delta, range, base)
       if let adapterDType { Kernels.roundTrip(base, range.count, to: adapterDType) }

@@ -102,6 +102,11 @@ public struct MergeLock: Sendable, Equatable {
       for name in Set(names) {
         files.append((prefix + "/" + name, FileSystem.join(model.path, name)))
       }
+      if let source = model.taskVector, let lora = model.reference.lora {
+        for name in [TaskVectorManifest.manifestName, TaskVectorManifest.weightsName] {
+          files.append((lora.path.value + "/" + name, FileSystem.join(source.path, name)))
+        }
+      }
       if let adapter = model.adapter, let lora = model.reference.lora {
         var adapterNames = [LoraAdapter.configFileName]
         for file in adapter.weights.files {

@@ -253,6 +253,15 @@ extension ReductionCache {
     } else {
       weights = fingerprint(model.weights, input.tensor)
     }
+    if case .taskVector(let sparse)? = input.adapter, let tv = model.taskVector?.weights {
+      // An input a task vector changes is also named by the task vector's tensors it reads.
+      let names = TaskVectorManifest.sparseNames(input.tensor)
+      let read =
+        sparse
+        ? fingerprint(tv, names.values) + "," + fingerprint(tv, names.indices)
+        : fingerprint(tv, input.tensor)
+      return weights + "+tv[\(read)]"
+    }
     guard let change = input.adapter, let adapter = model.adapter?.weights else {
       return weights
     }
@@ -263,6 +272,8 @@ extension ReductionCache {
         + "+lora[\(fingerprint(adapter, d.a)),\(fingerprint(adapter, d.b)),\(d.scale.bitPattern),\(d.transposed)]"
     case .replaced(let stored):
       return "replaced[\(fingerprint(adapter, stored))]"
+    case .taskVector:
+      return weights  // handled above
     }
   }
 }

@@ -329,3 +329,42 @@ extension TaskVectorTests {
     #expect(checked == 39)
   }
 }
+
+extension TaskVectorTests {
+  @Test("a task-vector folder is a recipe source: BASE+TV merges as the fine-tune it came from")
+  func recipeSource() throws {
+    let workspace = ModelWorkspace()
+    _ = try TaskVectors.diff(
+      base: Self.models + "/base", finetuned: Self.models + "/ft0",
+      output: workspace.path("tau0"), density: 1, dtype: nil)
+    _ = try TaskVectors.diff(
+      base: Self.models + "/base", finetuned: Self.models + "/ft1",
+      output: workspace.path("tau1"), density: 0.2, dtype: nil)
+    let dense = workspace.recipe(
+      "merge_method: linear\nmodels:\n  - model: models/base+tau0\n    parameters: {weight: 1}\ndtype: float32\nout_dtype: bfloat16\n",
+      name: "dense.yml")
+    try runRecipe(dense, output: workspace.path("dense"))
+    let ours = try loadTensors(workspace.path("dense"))
+    let ft0 = try loadTensors(Self.models + "/ft0")
+    for (name, t) in ft0 {
+      #expect(ours[name]?.values.map(\.bitPattern) == t.values.map(\.bitPattern), "\(name)")
+    }
+    // A sparse τ in a recipe gives what merge apply gives.
+    let sparse = workspace.recipe(
+      "merge_method: linear\nmodels:\n  - model: models/base+tau1\n    parameters: {weight: 1}\ndtype: float32\nout_dtype: bfloat16\n",
+      name: "sparse.yml")
+    try runRecipe(sparse, output: workspace.path("sparse"))
+    _ = try TaskVectors.apply(
+      base: Self.models + "/base", vectors: [(workspace.path("tau1"), 1)],
+      output: workspace.path("applied"), force: false)
+    let a = try loadTensors(workspace.path("sparse"))
+    let b = try loadTensors(workspace.path("applied"))
+    #expect(Set(a.keys) == Set(b.keys))
+    for (name, t) in b {
+      #expect(a[name]?.values.map(\.bitPattern) == t.values.map(\.bitPattern), "\(name)")
+    }
+    // And the sparse τ changed something: not the base.
+    let base = try loadTensors(Self.models + "/base")
+    #expect(a.contains { base[$0.key]?.values != $0.value.values })
+  }
+}

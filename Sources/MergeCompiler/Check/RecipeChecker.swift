@@ -18,6 +18,8 @@ public struct CheckReport: Sendable {
   public var hubCache = HubCache.fromEnvironment()
   /// The LoRA adapters the recipe names, by resolved path (only those that fit their models).
   public var adapters: [String: LoraAdapter] = [:]
+  /// The task-vector folders the recipe adds to models, by resolved path (those that fit).
+  public var taskVectors: [String: TaskVectorSource] = [:]
   /// The outputs of the stages other stages read, by stage name (multi-stage recipes).
   public var stageFolders: [String: ModelFolder] = [:]
   /// The resolved plans of those stages, by stage name.
@@ -88,6 +90,7 @@ public enum RecipeChecker {
     var folders: [String: ModelFolder] = [:]
     var weights: [String: ModelWeights] = [:]
     var adapters: [String: LoraAdapter] = [:]
+    var taskVectors: [String: TaskVectorSource] = [:]
     var stagePlans: [String: MergePlan] = [:]
     var graph: StageGraph?
     if let recipe {
@@ -106,6 +109,7 @@ public enum RecipeChecker {
         folders.merge(checker.folders) { a, _ in a }
         weights.merge(checker.weights) { a, _ in a }
         adapters.merge(checker.adapters) { a, _ in a }
+        taskVectors.merge(checker.taskVectors) { a, _ in a }
         // A stage that others read is resolved now (headers only), so that they are checked
         // against its output as against any model folder.
         guard let name = stage.name?.value, stages.isRead.contains(i),
@@ -117,6 +121,7 @@ public enum RecipeChecker {
         var partial = CheckReport(recipe: recipe, diagnostics: [], folders: folders)
         partial.weights = weights
         partial.adapters = adapters
+        partial.taskVectors = taskVectors
         partial.hubCache = hubCache
         partial.stageFolders = resolver.stages
         let (plan, diagnostics) = Resolver.resolve(
@@ -136,6 +141,7 @@ public enum RecipeChecker {
     report.text = text
     report.weights = weights
     report.adapters = adapters
+    report.taskVectors = taskVectors
     report.hubCache = hubCache
     report.stageFolders = resolver.stages
     report.stagePlans = stagePlans
@@ -162,6 +168,7 @@ private struct StageChecker {
   var folders: [String: ModelFolder] = [:]
   var weights: [String: ModelWeights] = [:]
   var adapters: [String: LoraAdapter] = [:]
+  var taskVectors: [String: TaskVectorSource] = [:]
   /// Each folder's layer count, checked against its tensors.
   var layerCounts: [String: Int] = [:]
   var spec: MethodSpec?
@@ -376,7 +383,26 @@ private struct StageChecker {
 
   /// Opens `model`'s LoRA adapter, if it has one, and checks that it fits `weights`.
   mutating func checkAdapter(_ model: ModelReference, weights: ModelWeights) {
-    guard let lora = model.lora, let opened = resolver.adapter(for: model) else { return }
+    guard let lora = model.lora else { return }
+    // `model+folder` where the folder is a task vector ('merge diff'), not a LoRA adapter.
+    let location = resolver.location(of: lora).path
+    if TaskVectorSource.isTaskVector(location) {
+      do {
+        let source = try TaskVectorSource(path: location)
+        guard
+          let folder = folders[resolver.path(of: model)] ?? (try? resolver.folder(for: model).get())
+        else { return }
+        let problems = source.problems(with: weights, folder: folder)
+        for problem in problems {
+          bag.report(.badAdapter(problem, written: lora.path.value), at: lora.path.range)
+        }
+        if problems.isEmpty { taskVectors[location] = source }
+      } catch {
+        bag.report(.badAdapter(error, written: lora.path.value), at: lora.path.range)
+      }
+      return
+    }
+    guard let opened = resolver.adapter(for: model) else { return }
     switch opened {
     case .success(let adapter):
       let problems = adapter.problems(with: weights)

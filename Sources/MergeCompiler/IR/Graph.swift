@@ -90,6 +90,7 @@ public struct TensorGraph: Sendable {
         switch ti.adapter {
         case .delta(let d)?: line += " + \(d.scale)·B·A (LoRA rank \(d.rank))"
         case .replaced(let stored)?: line += " replaced by the adapter's '\(stored)'"
+        case .taskVector(let sparse)?: line += " + τ (\(sparse ? "sparse " : "")task vector)"
         case nil: break
         }
         if let alignment = ti.alignment {

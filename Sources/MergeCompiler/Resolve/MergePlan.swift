@@ -13,6 +13,8 @@ public struct ResolvedModel: Sendable {
   public var hubRepository: HubRepositoryID? = nil
   /// The LoRA adapter applied to it (`model+adapter`), if any.
   public var adapter: LoraAdapter? = nil
+  /// The task vector added to it (`model+taskvectorfolder`), if any.
+  public var taskVector: TaskVectorSource? = nil
 
   /// The folder's path.
   public var path: String { folder.path }
@@ -41,6 +43,8 @@ public enum InputAdapter: Sendable, Hashable {
   case delta(LoraDelta)
   /// The adapter stores the whole tensor (`modules_to_save`): this adapter tensor is read instead.
   case replaced(by: String)
+  /// The model's task vector changes the tensor: `W + τ`, τ dense or sparse.
+  case taskVector(sparse: Bool)
 }
 
 /// Everything needed to compute one output tensor: its inputs in merge order, the parameters

@@ -94,7 +94,10 @@ public struct Resolver {
     if case .hub(let repository, _, _) = location {
       resolved.hubRepository = repository
     }
-    if let lora = reference.lora {
+    if let lora = reference.lora, let source = report.taskVectors[resolver.location(of: lora).path]
+    {
+      resolved.taskVector = source
+    } else if let lora = reference.lora {
       guard let adapter = report.adapters[resolver.location(of: lora).path] else {
         bag.report(.unavailableModel(reference.description), at: reference.range)
         return nil
@@ -451,6 +454,9 @@ public struct Resolver {
         continue
       }
       var adapted: InputAdapter?
+      if let tv = models[source.model].taskVector, let entry = tv.entries[resolvedName] {
+        adapted = .taskVector(sparse: entry.sparse)
+      }
       if let adapter = models[source.model].adapter {
         if let delta = adapter.deltas[resolvedName] {
           adapted = .delta(delta)
