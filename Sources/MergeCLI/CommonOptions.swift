@@ -44,7 +44,7 @@ enum CommonOption {
     "shard-size", value: "bytes",
     help: "Most bytes per shard, e.g. 5B or 500M (default: 5B, five billion).",
     parse: positiveByteCount
-  ).defaulted(to: 5_000_000_000)
+  ).defaulted(to: ShardLayout.defaultShardSize)
   static let maxMemory = Option.option(
     "max-memory", value: "bytes",
     help:

@@ -23,9 +23,10 @@ public final class Console: Sendable {
   /// A console that writes to the process's standard output and error.
   public static func standard() -> Console {
     let terminal = isatty(2) == 1
-    let noColor = getenv("NO_COLOR").map { $0.pointee != 0 } ?? false
-    let dumb = getenv("TERM").map { String(cString: $0) == "dumb" } ?? false
-    return Console(standardErrorIsTerminal: terminal, colored: terminal && !noColor && !dumb) {
+    let colored = coloring(
+      terminal: terminal, noColor: getenv("NO_COLOR").map { String(cString: $0) },
+      term: getenv("TERM").map { String(cString: $0) })
+    return Console(standardErrorIsTerminal: terminal, colored: colored) {
       text, toError in
       var bytes = Array(text.utf8)
       let fd: Int32 = toError ? 2 : 1
@@ -42,6 +43,12 @@ public final class Console: Sendable {
         }
       }
     }
+  }
+
+  /// Whether diagnostics are coloured: on a terminal, unless `NO_COLOR` is set and not empty
+  /// (no-color.org) or `TERM` is `dumb`.
+  static func coloring(terminal: Bool, noColor: String?, term: String?) -> Bool {
+    terminal && (noColor ?? "").isEmpty && term != "dumb"
   }
 
   /// A console that hands everything written to `sink`.

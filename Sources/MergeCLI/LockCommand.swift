@@ -145,9 +145,7 @@ struct VerifyCommand: Subcommand {
     do {
       let again = try MergeLock.outputs(of: scratch, threads: options.threads)
       let found = try MergeLock.outputs(of: output, threads: options.threads)
-      let expected = MergeLock(
-        tool: "", seed: 0, recipe: "", sources: [], inputs: [], outputs: again)
-      if let difference = expected.outputMismatch(found) {
+      if let difference = MergeLock.mismatch(expected: again, found: found) {
         console.report(.verifyFailed(output, difference + " (against a merge run again now)"))
         return ExitCode.failure
       }

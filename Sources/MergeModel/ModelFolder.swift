@@ -171,6 +171,17 @@ public struct ModelFolder: Sendable, Hashable {
     return map
   }
 
+  /// The files that hold the model itself: config.json, the index (when there is one) and the
+  /// weight files, sorted (what a lock file and a task vector's manifest name it by).
+  public var definingFiles: [String] {
+    var names = ["config.json"] + weightFiles
+    for index in [Self.indexFileName, Self.pickleIndexFileName]
+    where FileSystem.kind(of: FileSystem.join(path, index)) == .file {
+      names.append(index)
+    }
+    return Set(names).sorted()
+  }
+
   /// The side files present in the folder (tokenizer, generation config, chat template).
   public func sideFiles() -> [String] {
     if let produced {

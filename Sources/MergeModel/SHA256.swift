@@ -82,6 +82,13 @@ extension SHA256 {
     return (size, hash.hexDigest())
   }
 
+  /// The size and SHA-256 of the file at `path`: the name a Hugging Face cache already gives
+  /// an LFS blob (``cacheName(of:)``, not read again), else hashed.
+  public static func content(of path: String) throws(ModelError) -> (size: Int, sha256: String) {
+    if let named = cacheName(of: path) { return named }
+    return try file(path)
+  }
+
   /// The SHA-256 a Hugging Face cache already names the file at `path` by: a snapshot's link to
   /// `blobs/<64 hex digits>` (a Git LFS file, named by its SHA-256), with the blob's size; nil
   /// for anything else (small files are named by their Git SHA-1).

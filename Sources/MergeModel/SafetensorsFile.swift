@@ -79,6 +79,21 @@ public struct TensorView: @unchecked Sendable {
   /// The number of elements.
   public var count: Int { info.count }
 
+  /// Elements `range` as f64 into `out` (replacing what it held): exact for f64 data, widened
+  /// from f32 for the others.
+  public func decodeDoubles(_ range: Range<Int>, into out: inout [Double]) {
+    out.removeAll(keepingCapacity: true)
+    if info.dtype == .float64, let base = bytes.baseAddress {
+      for i in range { out.append(base.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
+      return
+    }
+    let floats = [Float](unsafeUninitializedCapacity: range.count) { buffer, n in
+      decode(range, into: buffer)
+      n = range.count
+    }
+    out.append(contentsOf: floats.lazy.map(Double.init))
+  }
+
   /// A view of a tensor held whole in `memory` (a stage's tensor, computed in memory).
   public init(info: TensorInfo, memory: MappedFile) {
     self.info = info

@@ -56,6 +56,9 @@ public struct ShardLayout: Sendable, Hashable {
   public var shards: [Shard]
   private var shardOfTensor: [String: Int]
 
+  /// The shard size a merge writes by default (five billion bytes, mergekit's `5B`).
+  public static let defaultShardSize = 5_000_000_000
+
   /// The metadata every shard header carries (`format: pt`, which transformers requires).
   public static let defaultMetadata: [(String, String)] = [("format", "pt")]
 

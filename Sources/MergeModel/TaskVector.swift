@@ -191,20 +191,9 @@ public struct TaskVectorManifest: Sendable, Equatable {
   /// The files of the model folder `folder` that identify it (config.json, index, weights),
   /// each with its size and SHA-256 (a Hub cache's LFS blob by its name, without reading it).
   public static func files(of folder: ModelFolder) throws(ModelError) -> [File] {
-    var names = ["config.json"] + folder.weightFiles
-    for index in [ModelFolder.indexFileName, ModelFolder.pickleIndexFileName]
-    where FileSystem.kind(of: FileSystem.join(folder.path, index)) == .file {
-      names.append(index)
-    }
     var out: [File] = []
-    for name in Set(names).sorted() {
-      let path = FileSystem.join(folder.path, name)
-      let hashed: (size: Int, sha256: String)
-      if let named = SHA256.cacheName(of: path) {
-        hashed = named
-      } else {
-        hashed = try SHA256.file(path)
-      }
+    for name in folder.definingFiles {
+      let hashed = try SHA256.content(of: FileSystem.join(folder.path, name))
       out.append(File(name: name, size: hashed.size, sha256: hashed.sha256))
     }
     return out
@@ -243,10 +232,9 @@ public struct TaskVectorSource: Sendable {
     }
   }
 
-  /// Why the task vector cannot be added to a model of `weights` (`folder`'s files): a tensor
-  /// the model lacks or has in another shape, or a base whose files differ in size from the
-  /// model's (their SHA-256 are compared by `merge apply`, which reads them whole).
-  public func problems(with weights: ModelWeights, folder: ModelFolder) -> [ModelError] {
+  /// Why the task vector cannot be added to a model of `weights`: a tensor the model lacks or
+  /// has in another shape.
+  public func problems(with weights: ModelWeights) -> [ModelError] {
     var found: [ModelError] = []
     for t in manifest.tensors {
       guard let info = weights.info(t.name) else {
@@ -260,17 +248,53 @@ public struct TaskVectorSource: Sendable {
           ))
       }
     }
+    return found
+  }
+
+  /// Why `folder` is not the base the task vector was taken from, judged by its files' sizes
+  /// (a recipe's check reads no weights; `merge apply` compares SHA-256), if it is not.
+  public func sizeMismatch(with folder: ModelFolder) -> ModelError? {
     for file in manifest.base.files where file.name != "config.json" {
       let size = try? FileSystem.size(of: FileSystem.join(folder.path, file.name))
       if size != file.size {
-        found.append(
-          .badTaskVector(
-            path: path,
-            reason:
-              "it was taken from another base ('\(manifest.base.path)'): its \(file.name) has \(file.size) bytes, this model's \(size.map(String.init) ?? "none")"
-          ))
+        return .badTaskVector(
+          path: path,
+          reason:
+            "it was taken from another base ('\(manifest.base.path)'): its \(file.name) has \(file.size) bytes, this model's \(size.map(String.init) ?? "none")"
+        )
       }
     }
-    return found
+    return nil
+  }
+
+  /// Tensor `name`'s entries stored sparse: the values (as f64) and their positions in the
+  /// flattened tensor of `count` elements, checked to be ascending and inside it.
+  public func sparseEntries(_ name: String, count: Int) throws(ModelError) -> (
+    values: [Double], positions: [Int]
+  ) {
+    let names = TaskVectorManifest.sparseNames(name)
+    let valuesView = try weights.tensor(names.values)
+    let positionsView = try weights.tensor(names.indices)
+    var values: [Double] = []
+    valuesView.decodeDoubles(0..<valuesView.count, into: &values)
+    guard let raw = positionsView.bytes.baseAddress, positionsView.info.dtype == .int64 else {
+      throw .badTaskVector(path: path, reason: "'\(names.indices)' is not int64")
+    }
+    var positions: [Int] = []
+    positions.reserveCapacity(positionsView.count)
+    for j in 0..<positionsView.count {
+      let i = Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: j * 8, as: Int64.self)))
+      guard i >= 0, i < count, positions.last.map({ $0 < i }) ?? true else {
+        throw .badTaskVector(
+          path: path, reason: "'\(names.indices)' holds positions out of order or outside '\(name)'"
+        )
+      }
+      positions.append(i)
+    }
+    guard values.count == positions.count else {
+      throw .badTaskVector(
+        path: path, reason: "'\(name)' has \(values.count) values but \(positions.count) positions")
+    }
+    return (values, positions)
   }
 }

@@ -95,27 +95,9 @@ struct InputTensor: @unchecked Sendable {
         throw .badTaskVector(path: model.path, reason: "the model has no task vector")
       }
       if sparse {
-        let names = TaskVectorManifest.sparseNames(input.tensor)
-        let values = try source.weights.tensor(names.values)
-        let positions = try source.weights.tensor(names.indices)
-        var delta = TaskVectorDelta(dense: nil)
-        delta.values = values.floats()
-        guard let raw = positions.bytes.baseAddress, positions.info.dtype == .int64 else {
-          throw .badTaskVector(path: source.path, reason: "'\(names.indices)' is not int64")
-        }
-        for j in 0..<positions.count {
-          let i = Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: j * 8, as: Int64.self)))
-          guard i >= 0, i < view.count, delta.positions.last.map({ $0 < i }) ?? true else {
-            throw .badTaskVector(
-              path: source.path, reason: "'\(names.indices)' holds positions out of order or range")
-          }
-          delta.positions.append(i)
-        }
-        guard delta.positions.count == delta.values.count else {
-          throw .badTaskVector(
-            path: source.path, reason: "'\(input.tensor)': values and positions differ in count")
-        }
-        taskVector = delta
+        let (values, positions) = try source.sparseEntries(input.tensor, count: view.count)
+        taskVector = TaskVectorDelta(
+          dense: nil, values: values.map { Float($0) }, positions: positions)
       } else {
         let tau = try source.weights.tensor(input.tensor)
         guard tau.count == view.count else {

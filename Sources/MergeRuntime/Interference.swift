@@ -157,7 +157,9 @@ public struct InterferenceReport: Sendable {
     let k = TaskVectorManifest.kept(count: count, density: density)
     var keptBy = [[Bool]](repeating: [Bool](repeating: false, count: count), count: n)
     for i in 0..<n {
-      for e in TaskVectors.topEntries(taus[i].map { Double(abs($0)) }, k) { keptBy[i][e] = true }
+      for e in TaskVectors.topEntries(byMagnitude: taus[i].map(Double.init), k) {
+        keptBy[i][e] = true
+      }
     }
     for e in 0..<count {
       var kept = 0

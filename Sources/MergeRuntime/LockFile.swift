@@ -94,12 +94,7 @@ public struct MergeLock: Sendable, Equatable {
         prefix = "hub:\(repository.value)@\(commit)"
       }
       sources.append(source)
-      var names = ["config.json"] + model.folder.weightFiles + model.folder.sideFiles()
-      for index in [ModelFolder.indexFileName, ModelFolder.pickleIndexFileName]
-      where FileSystem.kind(of: FileSystem.join(model.path, index)) == .file {
-        names.append(index)
-      }
-      for name in Set(names) {
+      for name in Set(model.folder.definingFiles + model.folder.sideFiles()) {
         files.append((prefix + "/" + name, FileSystem.join(model.path, name)))
       }
       if let source = model.taskVector, let lora = model.reference.lora {
@@ -149,10 +144,7 @@ public struct MergeLock: Sendable, Equatable {
       while true {
         let i = next.add(1, ordering: .relaxed).oldValue
         guard i < paths.count else { return }
-        let result = Result { () throws(ModelError) in
-          if let named = SHA256.cacheName(of: paths[i]) { return named }
-          return try SHA256.file(paths[i])
-        }
+        let result = Result { () throws(ModelError) in try SHA256.content(of: paths[i]) }
         results.withLock { $0[i] = result }
       }
     }
@@ -206,6 +198,12 @@ public struct MergeLock: Sendable, Equatable {
   /// The first file of `found` (an output folder's files) that differs from the lock's
   /// outputs, as a sentence; nil when they are the same.
   public func outputMismatch(_ found: [File]) -> String? {
+    Self.mismatch(expected: outputs, found: found)
+  }
+
+  /// The first file of `found` that differs from `expected`, is missing from it or is not in
+  /// it, as a sentence ("the lock" names `expected`); nil when they are the same files.
+  public static func mismatch(expected outputs: [File], found: [File]) -> String? {
     let seen = Dictionary(found.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     for file in outputs {
       guard let f = seen[file.name] else { return "\(file.name) is missing" }

@@ -44,7 +44,7 @@ public struct RunOptions: Sendable {
 
   /// Creates options.
   public init(
-    threads: Int, shardSize: Int = 5_000_000_000,
+    threads: Int, shardSize: Int = ShardLayout.defaultShardSize,
     progress: (@Sendable (RunProgress) -> Void)? = nil
   ) {
     self.threads = threads
@@ -145,7 +145,7 @@ public enum MergeRunner {
     let writer: SafetensorsWriter
     var stageOutputs: StageOutputs?
     do {
-      try requireOutsideInputs(output, allModels(merge))
+      try requireOutsideInputs(output, merge.inputModels)
       if let directory = options.intermediates {
         stageOutputs = try StageOutputs(merge, directory: directory, options: options)
       }
@@ -274,9 +274,6 @@ public enum MergeRunner {
       throw .execution(ExecutionError(tensor: graph.plan.name, reason: "\(error)"))
     }
   }
-
-  /// Every model the merge reads, its stages' included.
-  static func allModels(_ merge: CompiledMerge) -> [ResolvedModel] { merge.inputModels }
 
   /// Throws unless `output` lies outside every input model's folder (and holds none).
   static func requireOutsideInputs(_ output: String, _ models: [ResolvedModel]) throws(ModelError) {

@@ -41,7 +41,7 @@ final class StageOutputs {
     do throws(ModelError) {
       for stage in merge.stages {
         let destination = FileSystem.join(directory, stage.name)
-        try MergeRunner.requireOutsideInputs(destination, MergeRunner.allModels(merge))
+        try MergeRunner.requireOutsideInputs(destination, merge.inputModels)
         let folder = try OutputFolder(
           destination: destination,
           existing: options.replaceExisting ? .replaceMergeOutput : .refuse)

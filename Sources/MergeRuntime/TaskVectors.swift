@@ -11,28 +11,14 @@ import MergeModel
 /// Task vectors as objects of their own: `merge diff` takes τ = θ_fine-tuned − θ_base into a
 /// task-vector folder (``TaskVectorManifest``), `merge apply` adds scaled task vectors to a base.
 ///
-/// Both stream a block of entries at a time (a sparse τ's selection holds one tensor's
-/// magnitudes), read their inputs read-only and write their output atomically
+/// Both stream a block of entries at a time (a sparse τ's selection holds one tensor's τ
+/// values), read their inputs read-only and write their output atomically
 /// (``OutputFolder``). Sums are taken in f64 and rounded once to the stored dtype, so with τ
 /// stored exactly — f32 for 16-bit models, f64 for f32 ones, the defaults — applying a task
 /// vector to its own base gives back the fine-tune's bytes.
 public enum TaskVectors {
   /// Entries per block.
   static let block = 1 << 20
-
-  /// A tensor's entries `range` as f64.
-  static func decode(_ view: TensorView, _ range: Range<Int>, into out: inout [Double]) {
-    out.removeAll(keepingCapacity: true)
-    if view.info.dtype == .float64, let base = view.bytes.baseAddress {
-      for i in range { out.append(base.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
-      return
-    }
-    let floats = [Float](unsafeUninitializedCapacity: range.count) { buffer, n in
-      view.decode(range, into: buffer)
-      n = range.count
-    }
-    for f in floats { out.append(Double(f)) }
-  }
 
   /// `values` rounded once to `dtype`, as bytes.
   static func encode(_ values: [Double], _ dtype: DType) -> [UInt8] {
@@ -166,7 +152,7 @@ public enum TaskVectors {
     }
   }
 
-  /// One tensor's τ, written dense a block at a time, or sparse from its magnitudes.
+  /// One tensor's τ, written dense a block at a time, or sparse from the whole tensor's τ.
   static func diffTensor(
     _ name: String, base: TensorView, fine: TensorView, density: Double, dtype: DType,
     writer: SafetensorsWriter
@@ -179,13 +165,14 @@ public enum TaskVectors {
     var baseNorm = 0.0
     var changed = 0
     let sparse = density < 1
-    var magnitudes: [Double] = sparse ? [] : []
-    if sparse { magnitudes.reserveCapacity(n) }
+    // A sparse τ's selection needs the whole tensor: its values are kept for it.
+    var whole: [Double] = []
+    if sparse { whole.reserveCapacity(n) }
     var start = 0
     while start < n {
       let range = start..<min(n, start + block)
-      decode(base, range, into: &a)
-      decode(fine, range, into: &b)
+      base.decodeDoubles(range, into: &a)
+      fine.decodeDoubles(range, into: &b)
       tau.removeAll(keepingCapacity: true)
       for i in a.indices {
         let d = b[i] - a[i]
@@ -195,7 +182,7 @@ public enum TaskVectors {
         if d != 0 { changed += 1 }
       }
       if sparse {
-        magnitudes.append(contentsOf: tau.map(abs))
+        whole.append(contentsOf: tau)
       } else {
         let bytes = encode(tau, dtype)
         try put(bytes, tensor: name, at: range.lowerBound * dtype.byteSize, in: writer)
@@ -206,17 +193,8 @@ public enum TaskVectors {
     if sparse {
       let k = TaskVectorManifest.kept(count: n, density: density)
       kept = k
-      let chosen = topEntries(magnitudes, k)
-      // The values again, at the chosen positions (in index order).
-      var values: [Double] = []
-      values.reserveCapacity(k)
-      var one: [Double] = []
-      var two: [Double] = []
-      for i in chosen {
-        decode(base, i..<(i + 1), into: &one)
-        decode(fine, i..<(i + 1), into: &two)
-        values.append(two[0] - one[0])
-      }
+      let chosen = topEntries(byMagnitude: whole, k)
+      let values = chosen.map { whole[$0] }
       let names = TaskVectorManifest.sparseNames(name)
       let valueBytes = encode(values, dtype)
       try put(valueBytes, tensor: names.values, at: 0, in: writer)
@@ -233,17 +211,23 @@ public enum TaskVectors {
       norm: norm.squareRoot(), baseNorm: baseNorm.squareRoot())
   }
 
-  /// The positions of the `k` largest of `magnitudes`, equal ones by position, ascending.
-  static func topEntries(_ magnitudes: [Double], _ k: Int) -> [Int] {
+  /// The positions of the `k` entries of `values` of largest magnitude, equal magnitudes by
+  /// position, ascending.
+  static func topEntries(byMagnitude values: [Double], _ k: Int) -> [Int] {
     guard k > 0 else { return [] }
-    guard k < magnitudes.count else { return Array(magnitudes.indices) }
-    let threshold = magnitudes.sorted(by: >)[k - 1]
+    guard k < values.count else { return Array(values.indices) }
+    // One copy, sorted in place, gives the threshold; the positions come from `values`.
+    var sorted = values.map(abs)
+    sorted.sort(by: >)
+    let threshold = sorted[k - 1]
+    sorted = []
     var chosen: [Int] = []
     chosen.reserveCapacity(k)
     var above = 0
-    for m in magnitudes where m > threshold { above += 1 }
+    for v in values where abs(v) > threshold { above += 1 }
     var equalLeft = k - above
-    for (i, m) in magnitudes.enumerated() {
+    for (i, v) in values.enumerated() {
+      let m = abs(v)
       if m > threshold {
         chosen.append(i)
       } else if m == threshold && equalLeft > 0 {
@@ -255,14 +239,6 @@ public enum TaskVectors {
   }
 
   // MARK: apply
-
-  /// A task-vector folder opened for reading.
-  struct Opened {
-    var manifest: TaskVectorManifest
-    var weights: ModelWeights
-    var scale: Double
-    var entries: [String: TaskVectorManifest.Tensor]
-  }
 
   /// θ = base + Σ scaleᵢ·τᵢ into the model folder `output`: every tensor the vectors name,
   /// summed in f64 and rounded once to the base's dtype; the others, config.json and the
@@ -278,39 +254,25 @@ public enum TaskVectors {
     let baseFolder = try ModelFolder(path: basePath)
     let base = try baseFolder.openWeights()
     let baseFiles = try TaskVectorManifest.files(of: baseFolder)
-    var opened: [Opened] = []
+    var opened: [(source: TaskVectorSource, scale: Double)] = []
     for (folder, scale) in vectors {
-      let manifest = try TaskVectorManifest(folder: folder)
-      if !force, manifest.base.files != baseFiles {
-        let theirs = Dictionary(
-          manifest.base.files.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        let first = baseFiles.first { theirs[$0.name] != $0 }
+      let source = try TaskVectorSource(path: folder)
+      if let problem = source.problems(with: base).first { throw problem }
+      let theirs = source.manifest.base.files
+      if !force, theirs != baseFiles {
+        let byName = Dictionary(theirs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let first = baseFiles.first { byName[$0.name] != $0 }
         let detail =
           first.map {
-            "\($0.name) has SHA-256 \($0.sha256) (\($0.size) bytes), the task vector's base \(theirs[$0.name].map { "\($0.sha256) (\($0.size) bytes)" } ?? "has no such file")"
+            "\($0.name) has SHA-256 \($0.sha256) (\($0.size) bytes), the task vector's base \(byName[$0.name].map { "\($0.sha256) (\($0.size) bytes)" } ?? "has no such file")"
           } ?? "its base has other files"
         throw .badTaskVector(
           path: folder,
           reason:
-            "it was taken from another base ('\(manifest.base.path)'): \(detail); --force applies it anyway"
+            "it was taken from another base ('\(source.manifest.base.path)'): \(detail); --force applies it anyway"
         )
       }
-      let weights = try ModelWeights(
-        files: [try SafetensorsFile.open(FileSystem.join(folder, TaskVectorManifest.weightsName))])
-      var entries: [String: TaskVectorManifest.Tensor] = [:]
-      for t in manifest.tensors {
-        guard let info = base.info(t.name) else {
-          throw .badTaskVector(
-            path: folder, reason: "tensor '\(t.name)' is not in the base '\(basePath)'")
-        }
-        guard info.shape == t.shape else {
-          throw .badTaskVector(
-            path: folder,
-            reason: "tensor '\(t.name)' has shape \(t.shape), the base's \(info.shape)")
-        }
-        entries[t.name] = t
-      }
-      opened.append(Opened(manifest: manifest, weights: weights, scale: scale, entries: entries))
+      opened.append((source, scale))
     }
     // Laid out exactly as the base (its headers byte for byte), so that the base plus its own
     // fine-tune's τ is the fine-tune's file; a PyTorch checkpoint base is laid out anew.
@@ -322,7 +284,7 @@ public enum TaskVectors {
         TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape)
       }
       layout = ShardLayout(
-        tensors: specs, shardSize: 5_000_000_000,
+        tensors: specs, shardSize: ShardLayout.defaultShardSize,
         metadata: ShardLayout.defaultMetadata + [(Provenance.toolKey, Tool.description)])
     }
     let folder = try OutputFolder(
@@ -350,7 +312,7 @@ public enum TaskVectors {
       card += "- Base: `\(basePath.split(separator: "/").last.map(String.init) ?? basePath)`\n"
       for v in opened {
         card +=
-          "- \(v.scale) × τ of `\(v.manifest.finetuned.path.split(separator: "/").last.map(String.init) ?? v.manifest.finetuned.path)`\n"
+          "- \(v.scale) × τ of `\(v.source.manifest.finetuned.path.split(separator: "/").last.map(String.init) ?? v.source.manifest.finetuned.path)`\n"
       }
       try folder.write("README.md", bytes: Array(card.utf8))
       try folder.commit()
@@ -364,44 +326,23 @@ public enum TaskVectors {
   /// One output tensor: the base's bytes when no vector names it, else the sum a block at a
   /// time.
   static func applyTensor(
-    _ t: TensorInfo, base: TensorView, vectors: [Opened], writer: SafetensorsWriter
+    _ t: TensorInfo, base: TensorView, vectors: [(source: TaskVectorSource, scale: Double)],
+    writer: SafetensorsWriter
   ) throws(ModelError) {
-    let touching = vectors.filter { $0.entries[t.name] != nil }
+    let touching = vectors.filter { $0.source.entries[t.name] != nil }
     guard t.dtype.isFloatingPoint, !touching.isEmpty else {
       try writer.write(tensor: t.name, byteOffset: 0, bytes: base.bytes)
       return
     }
-    // Each vector's stored entries: a dense view, or the sparse values and indices.
+    // Each vector's stored entries: a dense view, or the sparse values and positions.
     var dense: [(TensorView, Double)] = []
     var sparse: [(values: [Double], indices: [Int], scale: Double, next: Int)] = []
     for v in touching {
-      guard let entry = v.entries[t.name] else { continue }
-      if entry.sparse {
-        let names = TaskVectorManifest.sparseNames(t.name)
-        let valuesView = try v.weights.tensor(names.values)
-        let indicesView = try v.weights.tensor(names.indices)
-        var values: [Double] = []
-        decode(valuesView, 0..<valuesView.count, into: &values)
-        var indices: [Int] = []
-        guard let raw = indicesView.bytes.baseAddress, indicesView.info.dtype == .int64 else {
-          throw .badTaskVector(path: "", reason: "'\(names.indices)' is not int64")
-        }
-        for j in 0..<indicesView.count {
-          let i = Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: j * 8, as: Int64.self)))
-          guard i >= 0, i < t.count, indices.last.map({ $0 < i }) ?? true else {
-            throw .badTaskVector(
-              path: "",
-              reason: "'\(names.indices)' holds positions out of order or outside \(t.name)")
-          }
-          indices.append(i)
-        }
-        guard values.count == indices.count else {
-          throw .badTaskVector(
-            path: "", reason: "'\(t.name)' has \(values.count) values, \(indices.count) positions")
-        }
-        sparse.append((values, indices, v.scale, 0))
+      if v.source.entries[t.name]?.sparse == true {
+        let (values, positions) = try v.source.sparseEntries(t.name, count: t.count)
+        sparse.append((values, positions, v.scale, 0))
       } else {
-        dense.append((try v.weights.tensor(t.name), v.scale))
+        dense.append((try v.source.weights.tensor(t.name), v.scale))
       }
     }
     var sum: [Double] = []
@@ -409,9 +350,9 @@ public enum TaskVectors {
     var start = 0
     while start < t.count {
       let range = start..<min(t.count, start + block)
-      decode(base, range, into: &sum)
+      base.decodeDoubles(range, into: &sum)
       for (view, scale) in dense {
-        decode(view, range, into: &tau)
+        view.decodeDoubles(range, into: &tau)
         for i in sum.indices { sum[i] += scale * tau[i] }
       }
       for s in sparse.indices {

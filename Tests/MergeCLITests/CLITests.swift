@@ -241,12 +241,12 @@ func assertSnapshot(
       coloured
         == "r.yml:1:4: \u{1B}[1;31merror:\u{1B}[0m bad value\nab: xyz\n   \u{1B}[1;32m^~~\u{1B}[0m\n  \u{1B}[1;36mnote:\u{1B}[0m a note\n"
     )
-    // The real binary under a pseudo-terminal is not available here; what decides is tested:
-    // standard error that is not a terminal is never coloured.
-    let run = try runProcess(
-      Repository.mergeExecutable, ["check", "/nonexistent.yml"], environment: ["NO_COLOR": ""])
-    #expect(run.status == 1)
-    #expect(!run.stderr.contains("\u{1B}"))
+    // When: a terminal, unless NO_COLOR is set and not empty, or TERM is dumb.
+    #expect(Console.coloring(terminal: true, noColor: nil, term: "xterm"))
+    #expect(Console.coloring(terminal: true, noColor: "", term: nil))
+    #expect(!Console.coloring(terminal: true, noColor: "1", term: "xterm"))
+    #expect(!Console.coloring(terminal: true, noColor: nil, term: "dumb"))
+    #expect(!Console.coloring(terminal: false, noColor: nil, term: "xterm"))
   }
 }
 

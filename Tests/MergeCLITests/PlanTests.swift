@@ -123,18 +123,21 @@ import _TestSupport
   }
 }
 
+/// Runs git with a fixed identity and branch in `dir`, expecting success.
+func runGit(_ args: [String], in dir: TemporaryDirectory) throws {
+  let r = try runProcess(
+    "/usr/bin/env",
+    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"] + args,
+    currentDirectory: dir.path)
+  #expect(r.status == 0, "git \(args): \(r.stderr)")
+}
+
 @Suite struct CIExampleTests {
   @Test(
     "Examples/ci/plan-changed-recipes reports the recipes a change touches, and fails on a bad one")
   func changedRecipes() throws {
     let dir = TemporaryDirectory()
-    func git(_ args: String...) throws {
-      let r = try runProcess(
-        "/usr/bin/env",
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
-          + args, currentDirectory: dir.path)
-      #expect(r.status == 0, "git \(args): \(r.stderr)")
-    }
+    func git(_ args: String...) throws { try runGit(args, in: dir) }
     let models = Repository.tinyLlama
     dir.write(
       "recipes/old.yml",
@@ -170,13 +173,7 @@ struct CIWorkflowTests {
 
   /// A git repository with one committed recipe, then a change adding `recipes/new.yml`.
   func repository(_ dir: TemporaryDirectory, newRecipe: String) throws {
-    func git(_ args: String...) throws {
-      let r = try runProcess(
-        "/usr/bin/env",
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
-          + args, currentDirectory: dir.path)
-      #expect(r.status == 0, "git \(args): \(r.stderr)")
-    }
+    func git(_ args: String...) throws { try runGit(args, in: dir) }
     dir.link("models", to: Repository.tinyLlama)
     dir.write(
       "recipes/old.yml",

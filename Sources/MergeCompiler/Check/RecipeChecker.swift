@@ -43,7 +43,7 @@ public struct CheckReport: Sendable {
 public enum RecipeChecker {
   /// The shard size a stage's output is laid out for when a later stage reads it (a run's
   /// default, as mergekit-multi's intermediate folders are written).
-  static let stageShardSize = 5_000_000_000
+  static let stageShardSize = ShardLayout.defaultShardSize
 
   /// The dtype names mergekit accepts for `dtype` and `out_dtype`.
   public static let dtypeNames = ["bfloat16", "float16", "float32", "float64"]
@@ -392,7 +392,8 @@ private struct StageChecker {
         guard
           let folder = folders[resolver.path(of: model)] ?? (try? resolver.folder(for: model).get())
         else { return }
-        let problems = source.problems(with: weights, folder: folder)
+        var problems = source.problems(with: weights)
+        if let mismatch = source.sizeMismatch(with: folder) { problems.append(mismatch) }
         for problem in problems {
           bag.report(.badAdapter(problem, written: lora.path.value), at: lora.path.range)
         }
