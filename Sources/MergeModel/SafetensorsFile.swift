@@ -94,6 +94,22 @@ public struct TensorView: @unchecked Sendable {
     out.append(contentsOf: floats.lazy.map(Double.init))
   }
 
+  /// Where the bytes are in their file's mapping.
+  public var fileRange: Range<Int> {
+    guard let start = bytes.baseAddress, let base = file.bytes.baseAddress else { return 0..<0 }
+    return (start - base)..<(start - base + bytes.count)
+  }
+
+  /// Drops the pages of elements `elements` (all by default) from the process; they stay in
+  /// the page cache.
+  public func release(_ elements: Range<Int>? = nil) {
+    let all = fileRange
+    guard let elements else { return file.dontNeed(all) }
+    let size = info.dtype.byteSize
+    file.dontNeed(
+      (all.lowerBound + elements.lowerBound * size)..<(all.lowerBound + elements.upperBound * size))
+  }
+
   /// A view of a tensor held whole in `memory` (a stage's tensor, computed in memory).
   public init(info: TensorInfo, memory: MappedFile) {
     self.info = info

@@ -1,3 +1,4 @@
+import Foundation
 import MergeModel
 
 /// `merge analyze`: where fine-tunes changed a base, and how their task vectors interfere.
@@ -69,12 +70,20 @@ public struct InterferenceReport: Sendable {
   public var outsideSquared: [Double]
   public var normSquared: [Double]
 
-  /// Analyzes `models` against `base`.
+  /// Analyzes `models` against `base` on `threads` workers (the figures are the same for any
+  /// number).
+  ///
+  /// Every fine-tune is checked to hold every floating-point tensor of the base, in its shape,
+  /// before any data is read. Then one tensor at a time: each τ as f32 in memory allocated once
+  /// for the largest tensor, in a few passes over it (the k-th largest magnitudes found by a
+  /// two-level histogram of their bit patterns, not a sort); the input pages of a tensor are
+  /// dropped from the process once it is done.
   ///
   /// - Throws: `ModelError` for a model that cannot be read, or a tensor that a fine-tune lacks
   ///   or has in another shape.
   public static func analyze(
     base basePath: String, models modelPaths: [String], density: Double,
+    threads: Int = ProcessInfo.processInfo.activeProcessorCount, chunk: Int = 1 << 16,
     progress: ((Int, Int) -> Void)? = nil
   ) throws(ModelError) -> InterferenceReport {
     let base = try ModelFolder(path: basePath).openWeights()
@@ -85,9 +94,7 @@ public struct InterferenceReport: Sendable {
       base: basePath, models: modelPaths, density: density, whole: Sums(models: n),
       outsideSquared: Array(repeating: 0, count: n), normSquared: Array(repeating: 0, count: n))
     let tensors = base.tensors.filter { $0.dtype.isFloatingPoint }
-    for (step, info) in tensors.enumerated() {
-      let b = try base.tensor(info.name).floats()
-      var taus: [[Float]] = []
+    for info in tensors {
       for (m, weights) in fine.enumerated() {
         guard let other = weights.info(info.name) else {
           throw .missingTensor(path: modelPaths[m], tensor: info.name)
@@ -98,97 +105,81 @@ public struct InterferenceReport: Sendable {
             reason: "tensor '\(info.name)' has shape \(other.shape) there, the base's \(info.shape)"
           )
         }
-        let f = try weights.tensor(info.name).floats()
-        taus.append(zip(f, b).map { $0 - $1 })
       }
-      report.add(info, base: b, taus: taus)
+    }
+    let scratch = TauScratch(
+      models: n, capacity: tensors.map(\.count).max() ?? 0, chunk: max(1, chunk))
+    for (step, info) in tensors.enumerated() {
+      let b = try base.tensor(info.name)
+      var views: [TensorView] = []
+      for weights in fine { views.append(try weights.tensor(info.name)) }
+      report.add(info, base: b, fine: views, scratch: scratch, threads: max(1, threads))
+      b.release()
+      for v in views { v.release() }
       progress?(step + 1, tensors.count)
+    }
+    // Each τ's part outside the mean τ m, from the dot products: ‖τᵢ − m‖² = ‖τᵢ‖² − 2⟨τᵢ, m⟩ +
+    // ‖m‖², ⟨τᵢ, m⟩ = Σⱼ⟨τᵢ, τⱼ⟩ / n, ‖m‖² = Σᵢⱼ⟨τᵢ, τⱼ⟩ / n².
+    let dots = report.whole.dots
+    let all = dots.joined().reduce(0, +)
+    report.sharedNormSquared = n > 0 ? max(0, all / Double(n * n)) : 0
+    for i in 0..<n {
+      let withMean = dots[i].reduce(0, +) / Double(n)
+      report.outsideSquared[i] = max(0, dots[i][i] - 2 * withMean + report.sharedNormSquared)
     }
     return report
   }
 
-  /// Adds one tensor's figures.
-  mutating func add(_ info: TensorInfo, base b: [Float], taus: [[Float]]) {
-    let n = taus.count
-    let count = b.count
-    var baseNorm = 0.0
-    for x in b { baseNorm += Double(x) * Double(x) }
-    var sums = Sums(models: n)
+  /// Adds one tensor's figures: `base`'s and each of `fine`'s values of it.
+  mutating func add(
+    _ info: TensorInfo, base: TensorView, fine: [TensorView], scratch: TauScratch, threads: Int
+  ) {
+    let n = fine.count
+    let count = info.count
+    guard count > 0 else {
+      let zeros = [Double](repeating: 0, count: n)
+      tensors.append(
+        Tensor(
+          name: info.name, layer: TensorNaming.layerIndex(of: info.name), norm: zeros,
+          relative: zeros, changed: zeros, top1: zeros, top10: zeros))
+      return
+    }
+    // Pass 1: each τ into memory; its dot products, ‖θ_base‖², changed entries, signs, and the
+    // histogram of each τ's magnitudes.
+    let sums = scratch.load(base: base, fine: fine, threads: threads)
+    // Pass 2: the k-th largest magnitude of each τ for the top 1%, the top 10% and TIES's
+    // density (`MagnitudeCut`, three per fine-tune in that order).
+    let k = TaskVectorManifest.kept(count: count, density: density)
+    let wanted = [0.01, 0.10].map { max(1, Int(($0 * Double(count)).rounded(.up))) } + [k]
+    var cuts: [MagnitudeCut] = []
+    for i in 0..<n {
+      for (j, w) in wanted.enumerated() {
+        cuts.append(
+          MagnitudeCut(model: i, k: w, histogram: sums.histogram, wantsSquares: j < 2))
+      }
+    }
+    scratch.refine(&cuts, count: count, threads: threads)
     var figure = Tensor(
       name: info.name, layer: TensorNaming.layerIndex(of: info.name), norm: [], relative: [],
       changed: [], top1: [], top10: [])
     for i in 0..<n {
-      for j in i..<n {
-        var d = 0.0
-        for e in 0..<count { d += Double(taus[i][e]) * Double(taus[j][e]) }
-        sums.dots[i][j] = d
-        sums.dots[j][i] = d
-      }
-      let squares = taus[i].map { Double($0) * Double($0) }
       let total = sums.dots[i][i]
       normSquared[i] += total
       figure.norm.append(total.squareRoot())
-      figure.relative.append(baseNorm > 0 ? total.squareRoot() / baseNorm.squareRoot() : 0)
-      figure.changed.append(
-        count > 0 ? Double(taus[i].count(where: { $0 != 0 })) / Double(count) : 0)
-      let sorted = squares.sorted(by: >)
-      func share(_ fraction: Double) -> Double {
-        guard total > 0 else { return 0 }
-        let k = max(1, Int((fraction * Double(count)).rounded(.up)))
-        return sorted.prefix(k).reduce(0, +) / total
-      }
-      figure.top1.append(share(0.01))
-      figure.top10.append(share(0.10))
+      figure.relative.append(
+        sums.baseNorm > 0 ? total.squareRoot() / sums.baseNorm.squareRoot() : 0)
+      figure.changed.append(Double(sums.changed[i]) / Double(count))
+      figure.top1.append(total > 0 ? cuts[3 * i].topSquares / total : 0)
+      figure.top10.append(total > 0 ? cuts[3 * i + 1].topSquares / total : 0)
     }
-    // Signs: entries two or more τ change.
-    for e in 0..<count {
-      var positive = 0
-      var negative = 0
-      for i in 0..<n {
-        let v = taus[i][e]
-        if v > 0 { positive += 1 } else if v < 0 { negative += 1 }
-      }
-      if positive + negative >= 2 {
-        sums.shared += 1
-        if positive > 0 && negative > 0 { sums.conflicting += 1 }
-      }
-    }
-    // TIES trimming: each τ keeps its ⌊density·count⌋ largest magnitudes (equal ones by position).
-    let k = TaskVectorManifest.kept(count: count, density: density)
-    var keptBy = [[Bool]](repeating: [Bool](repeating: false, count: count), count: n)
-    for i in 0..<n {
-      for e in TaskVectors.topEntries(byMagnitude: taus[i].map(Double.init), k) {
-        keptBy[i][e] = true
-      }
-    }
-    for e in 0..<count {
-      var kept = 0
-      var positive = 0
-      var negative = 0
-      for i in 0..<n where keptBy[i][e] {
-        kept += 1
-        if taus[i][e] > 0 { positive += 1 } else if taus[i][e] < 0 { negative += 1 }
-      }
-      if kept >= 1 { keptAny += 1 }
-      if kept >= 2 {
-        keptShared += 1
-        if positive > 0 && negative > 0 { keptConflicting += 1 }
-      }
-    }
-    // The shared component: the mean τ, and each τ's part outside it.
-    for e in 0..<count {
-      var mean = 0.0
-      for i in 0..<n { mean += Double(taus[i][e]) }
-      mean /= Double(max(1, n))
-      sharedNormSquared += mean * mean
-      for i in 0..<n {
-        let d = Double(taus[i][e]) - mean
-        outsideSquared[i] += d * d
-      }
-    }
-    whole.add(sums)
+    // Passes 3 and 4: the entries TIES keeps.
+    let kept = scratch.kept((0..<n).map { cuts[3 * $0 + 2] }, count: count, threads: threads)
+    keptAny += kept.any
+    keptShared += kept.shared
+    keptConflicting += kept.conflicting
+    whole.add(sums.sums)
     if let layer = figure.layer {
-      layers[layer, default: Sums(models: n)].add(sums)
+      layers[layer, default: Sums(models: n)].add(sums.sums)
     }
     tensors.append(figure)
   }

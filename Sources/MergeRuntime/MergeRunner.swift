@@ -400,11 +400,8 @@ func processingOrder(_ graphs: [TensorGraph], _ models: [ResolvedModel]) -> [Int
 func advise(_ tensor: TensorPlan, _ models: [ResolvedModel], willNeed: Bool) {
   // A stage's tensors are in memory, not in a file.
   for input in tensor.inputs where models[input.model].stage == nil {
-    guard let view = try? models[input.model].weights.tensor(input.tensor),
-      let start = view.bytes.baseAddress, let base = view.file.bytes.baseAddress
-    else { continue }
-    let offset = start - base
-    let range = offset..<(offset + view.bytes.count)
+    guard let view = try? models[input.model].weights.tensor(input.tensor) else { continue }
+    let range = view.fileRange
     if willNeed { view.file.willNeed(range) } else { view.file.dontNeed(range) }
   }
 }

@@ -226,10 +226,7 @@ struct TensorExecutor {
   /// Drops the pages of input `input` that hold its first `elements` elements from the process.
   func release(_ input: Int, upTo elements: Int) {
     let view = inputs[input].view
-    guard let start = view.bytes.baseAddress, let base = view.file.bytes.baseAddress else { return }
-    let offset = start - base
-    let bytes = min(view.bytes.count, elements * view.info.dtype.byteSize)
-    view.file.dontNeed(offset..<(offset + bytes))
+    view.release(0..<min(view.count, elements))
   }
 
   // MARK: Reductions

@@ -180,11 +180,18 @@ extension TaskVectorTests {
 }
 
 extension TaskVectorTests {
-  @Test("analyze: cosines, sign conflicts, TIES overlap and per-tensor figures match a reference")
-  func analyze() throws {
+  /// Chunks of the default size (each tensor in one), and small ones (tensors across many,
+  /// equal magnitudes at a threshold split between them), on one and two threads.
+  static let analyzeCases = [(1 << 16, 2), (1_000, 2)]
+
+  @Test(
+    "analyze: cosines, sign conflicts, TIES overlap, shared part and per-tensor figures match a reference",
+    arguments: analyzeCases)
+  func analyze(chunk: Int, threads: Int) throws {
     let names = ["ft0", "ft1", "ft2"]
     let report = try InterferenceReport.analyze(
-      base: Self.models + "/base", models: names.map { Self.models + "/" + $0 }, density: 0.3)
+      base: Self.models + "/base", models: names.map { Self.models + "/" + $0 }, density: 0.3,
+      threads: threads, chunk: chunk)
     let base = try loadTensors(Self.models + "/base")
     let fine = try names.map { try loadTensors(Self.models + "/" + $0) }
     // The reference: every task vector flattened into one f64 vector, tensors in name order.
@@ -219,6 +226,19 @@ extension TaskVectorTests {
       }
     }
     #expect(abs(report.whole.conflictRate - Double(conflicting) / Double(shared)) < 1e-6)
+    // The shared component: the mean τ, and each τ's share of ‖τ‖² outside it.
+    var meanSquared = 0.0
+    var outside = [0.0, 0.0, 0.0]
+    for e in flat[0].indices {
+      let mean = (flat[0][e] + flat[1][e] + flat[2][e]) / 3
+      meanSquared += mean * mean
+      for i in 0..<3 { outside[i] += (flat[i][e] - mean) * (flat[i][e] - mean) }
+    }
+    #expect(abs(report.sharedNormSquared.squareRoot() - meanSquared.squareRoot()) < 1e-6)
+    for i in 0..<3 {
+      let norm = flat[i].reduce(0) { $0 + $1 * $1 }
+      #expect(abs(report.outsideSquared[i] / report.normSquared[i] - outside[i] / norm) < 1e-6)
+    }
     // Per tensor: norm, changed share, the top 1% share of ‖τ‖².
     for t in report.tensors {
       let b = try #require(base[t.name]).values
@@ -227,10 +247,15 @@ extension TaskVectorTests {
         let squares = tau.map { $0 * $0 }.sorted(by: >)
         let total = squares.reduce(0, +)
         #expect(abs(t.norm[m] - total.squareRoot()) < 1e-6)
+        let baseNorm = b.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+        #expect(abs(t.relative[m] - (baseNorm > 0 ? total.squareRoot() / baseNorm : 0)) < 1e-6)
         #expect(abs(t.changed[m] - Double(tau.filter { $0 != 0 }.count) / Double(tau.count)) < 1e-9)
         let k = max(1, Int((0.01 * Double(tau.count)).rounded(.up)))
         let top1 = total > 0 ? squares.prefix(k).reduce(0, +) / total : 0  // an unchanged tensor
         #expect(abs(t.top1[m] - top1) < 1e-6, "\(t.name)")
+        let k10 = max(1, Int((0.1 * Double(tau.count)).rounded(.up)))
+        let top10 = total > 0 ? squares.prefix(k10).reduce(0, +) / total : 0
+        #expect(abs(t.top10[m] - top10) < 1e-6, "\(t.name)")
       }
     }
     // TIES trimming at 0.3, with the reference's own selection (full sort, ties by position).
@@ -265,6 +290,19 @@ extension TaskVectorTests {
     #expect(json["tensors"]?.arrayValue?.count == 39)
     #expect(json["tensors"]?.arrayValue?.first?["changed"]?.arrayValue?.count == 3)
     #expect(json["sign_conflicts"] != nil && json["cosine"]?.arrayValue?.count == 3)
+  }
+}
+
+extension TaskVectorTests {
+  @Test("analyze gives the same figures on one thread and on two")
+  func analyzeThreads() throws {
+    let models = ["ft0", "ft1", "ft2"].map { Self.models + "/" + $0 }
+    let one = try InterferenceReport.analyze(
+      base: Self.models + "/base", models: models, density: 0.5, threads: 1, chunk: 777)
+    let two = try InterferenceReport.analyze(
+      base: Self.models + "/base", models: models, density: 0.5, threads: 2, chunk: 777)
+    #expect(one.json.formatted() == two.json.formatted())
+    #expect(one.keptShared > 0)
   }
 }
 
@@ -366,5 +404,75 @@ extension TaskVectorTests {
     // And the sparse τ changed something: not the base.
     let base = try loadTensors(Self.models + "/base")
     #expect(a.contains { base[$0.key]?.values != $0.value.values })
+  }
+}
+
+extension TaskVectorTests {
+  /// A model folder holding one f32 tensor `w` of `values`.
+  func singleTensorModel(_ dir: TemporaryDirectory, _ name: String, _ values: [Float]) -> String {
+    var data: [UInt8] = []
+    for v in values { data += withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init) }
+    let header =
+      "{\"w\":{\"dtype\":\"F32\",\"shape\":[\(values.count)],\"data_offsets\":[0,\(data.count)]}}"
+    dir.write(name + "/model.safetensors", bytes: safetensorsBytes(header: header, data: data))
+    dir.write(name + "/config.json", "{\"model_type\": \"llama\"}")
+    return dir.path + "/" + name
+  }
+
+  @Test("analyze with ±0, subnormals, ∞ and equal magnitudes across chunks: counts match a reference")
+  func analyzeSpecialValues() throws {
+    let dir = TemporaryDirectory()
+    let sub = Float.leastNonzeroMagnitude
+    let fine: [[Float]] = [
+      [0, -0.0, sub, -sub, 2, 2, -2, 2, 1, 1, .infinity, 3, -1, 2, 0, 2, -2, 0.5, 2, 2, 2],
+      [-0.0, 0, -sub, -sub, -2, 2, 2, 2, -1, 1, -1, 0, 2, 2, -2, 0, 2, -0.5, 2, -2, 1],
+    ]
+    let base = singleTensorModel(dir, "base", [Float](repeating: 0, count: fine[0].count))
+    let paths = fine.enumerated().map { singleTensorModel(dir, "ft\($0)", $1) }
+    let density = 0.3
+    let report = try InterferenceReport.analyze(
+      base: base, models: paths, density: density, threads: 2, chunk: 4)
+    // The reference: τ is the fine-tune (base zero); −0 is unchanged.
+    let t = try #require(report.tensors.first)
+    for (m, tau) in fine.enumerated() {
+      #expect(t.changed[m] == Double(tau.filter { $0 != 0 }.count) / Double(tau.count))
+    }
+    var shared = 0
+    var conflicting = 0
+    for e in fine[0].indices {
+      let nonzero = fine.map { $0[e] }.filter { $0 != 0 }
+      if nonzero.count >= 2 {
+        shared += 1
+        if nonzero.contains(where: { $0 > 0 }) && nonzero.contains(where: { $0 < 0 }) {
+          conflicting += 1
+        }
+      }
+    }
+    #expect(report.whole.shared == shared && report.whole.conflicting == conflicting)
+    #expect(shared == 16 && conflicting == 9)
+    let k = TaskVectorManifest.kept(count: fine[0].count, density: density)
+    let kept = fine.map { tau in
+      Set(tau.indices.sorted { (abs(tau[$0]), -$0) > (abs(tau[$1]), -$1) }.prefix(k))
+    }
+    var keptAny = 0
+    var keptShared = 0
+    var keptConflicting = 0
+    for e in fine[0].indices {
+      let by = fine.indices.filter { kept[$0].contains(e) }
+      keptAny += by.isEmpty ? 0 : 1
+      if by.count >= 2 {
+        keptShared += 1
+        let signs = Set(by.compactMap { fine[$0][e] == 0 ? nil : fine[$0][e] > 0 })
+        if signs.count == 2 { keptConflicting += 1 }
+      }
+    }
+    #expect(report.keptAny == keptAny)
+    #expect(report.keptShared == keptShared)
+    #expect(report.keptConflicting == keptConflicting)
+    // ft1 is finite: its top 10% (three entries, all of magnitude 2) hold 12 of ‖τ‖².
+    let total = fine[1].reduce(0.0) { $0 + Double($1) * Double($1) }
+    #expect(abs(t.top10[1] - 12 / total) < 1e-12)
+    // ∞ in ft0: no crash, and JSON stays valid (non-finite figures print as 0).
+    #expect(report.json["tensors"]?.arrayValue?.count == 1)
   }
 }
