@@ -139,9 +139,12 @@ struct AnalyzeCommand: Subcommand {
       fine-tunes the cosine matrix (whole model and per layer), the share of entries changed by
       two or more whose signs disagree, after TIES trimming at --density the overlap of the kept
       entries and the conflicts left, and the shared component (the mean τ). Reads one tensor at
-      a time. --json prints everything (see the README for its fields).
+      a time. --json prints everything (see the README for its fields); --html writes a page
+      with plots (norms and sign conflicts per layer, the cosine heat map, sparsity per layer).
       """,
-    arguments: [base.definition, models.definition, density.definition, json.definition])
+    arguments: [
+      base.definition, models.definition, density.definition, json.definition, html.definition,
+    ])
 
   static let base = Option.positional("base", help: "The base model folder.")
   static let models = Option.positionalList("model", help: "A fine-tuned model folder.")
@@ -149,20 +152,37 @@ struct AnalyzeCommand: Subcommand {
     "density", value: "d", help: "TIES's density for the trimmed figures (default 0.5).",
     expected: "a number in (0, 1]", parse: { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } })
   static let json = Option.flag("json", help: "Print JSON.")
+  static let html = Option.option(
+    "html", value: "report.html",
+    help: "Also write the report as one self-contained HTML page with plots.")
 
   var basePath: String
   var modelPaths: [String]
   var densityValue: Double
   var asJSON: Bool
+  var htmlPath: String?
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     basePath = try arguments.value(Self.base)
     modelPaths = try arguments.value(Self.models)
     densityValue = try arguments.value(Self.density) ?? 0.5
     asJSON = try arguments.value(Self.json)
+    htmlPath = try arguments.value(Self.html)
   }
 
   func run(console: Console) -> Int32 {
+    // Where the page goes is checked before the models are read.
+    if let htmlPath {
+      let folder = FileSystem.directoryName(htmlPath)
+      if FileSystem.kind(of: htmlPath) == .directory || FileSystem.kind(of: folder) != .directory {
+        console.report(
+          .taskVectorFailed(
+            "--html \(htmlPath): "
+              + (FileSystem.kind(of: htmlPath) == .directory
+                ? "is a folder; give a file name" : "folder '\(folder)' does not exist")))
+        return ExitCode.failure
+      }
+    }
     do {
       let terminal = console.standardErrorIsTerminal
       let report = try InterferenceReport.analyze(
@@ -171,6 +191,9 @@ struct AnalyzeCommand: Subcommand {
           if terminal { console.err("\r[\(done)/\(total)] tensors\u{1B}[K") }
         })
       if terminal { console.err("\r\u{1B}[K") }
+      if let htmlPath {
+        try FileSystem.replace(htmlPath, bytes: Array(AnalyzeHTML.page(report).utf8))
+      }
       if asJSON {
         console.out(report.json.formatted() + "\n")
         return ExitCode.success
@@ -188,7 +211,7 @@ struct AnalyzeCommand: Subcommand {
     var out = "base \(r.base); τ of \(r.models.count) fine-tune\(r.models.count == 1 ? "" : "s")\n"
     for (i, m) in r.models.enumerated() {
       out +=
-        "  [\(i)] \(m): ‖τ‖ \(f(r.normSquared[i].squareRoot())), outside the shared component \(f(r.normSquared[i] > 0 ? 100 * r.outsideSquared[i] / r.normSquared[i] : 0))%\n"
+        "  [\(i)] \(m): ‖τ‖ \(f(r.normSquared[i].squareRoot())), outside the shared direction (mean τ) \(f(r.normSquared[i] > 0 ? 100 * r.outsideSquared[i] / r.normSquared[i] : 0))%\n"
     }
     out += "cosine:\n"
     for row in r.whole.cosine { out += "  " + row.map { f($0) }.joined(separator: "  ") + "\n" }

@@ -217,6 +217,22 @@ extension FileSystem {
     try SafetensorsWriter.pwriteAll(fd, bytes, offset: 0, path: path)
   }
 
+  /// Writes `bytes` to `path` whole or not at all: into a file beside it, then renamed over it.
+  public static func replace(_ path: String, bytes: [UInt8]) throws(ModelError) {
+    let temporary = path + ".\(getpid()).partial"
+    do {
+      try write(temporary, bytes: bytes)
+    } catch {
+      unlink(temporary)
+      throw error
+    }
+    guard rename(temporary, path) == 0 else {
+      let code = errno
+      unlink(temporary)
+      throw .io(path: path, call: "rename", errno: code)
+    }
+  }
+
   /// Creates the folder `path` and any missing parents (an existing folder is fine).
   public static func makeDirectories(_ path: String) throws(ModelError) {
     if kind(of: path) == .directory { return }

@@ -14,6 +14,9 @@ public struct InterferenceReport: Sendable {
   public struct Tensor: Sendable {
     public var name: String
     public var layer: Int?
+    /// Its entries, and ‖θ_base‖.
+    public var count = 0
+    public var baseNorm = 0.0
     public var norm: [Double]
     public var relative: [Double]
     public var changed: [Double]
@@ -65,7 +68,9 @@ public struct InterferenceReport: Sendable {
   public var keptAny = 0
   public var keptShared = 0
   public var keptConflicting = 0
-  /// ‖mean τ‖², and Σ‖τᵢ − mean τ‖² for each fine-tune.
+  /// ‖m‖² for the mean τ m (the shared component), and for each fine-tune the part of ‖τᵢ‖²
+  /// outside m's direction, ‖τᵢ‖² − ⟨τᵢ, m⟩²/‖m‖² (so its share of ‖τᵢ‖² is 1 − cos²(τᵢ, m),
+  /// between 0 and 1).
   public var sharedNormSquared = 0.0
   public var outsideSquared: [Double]
   public var normSquared: [Double]
@@ -118,14 +123,15 @@ public struct InterferenceReport: Sendable {
       for v in views { v.release() }
       progress?(step + 1, tensors.count)
     }
-    // Each τ's part outside the mean τ m, from the dot products: ‖τᵢ − m‖² = ‖τᵢ‖² − 2⟨τᵢ, m⟩ +
-    // ‖m‖², ⟨τᵢ, m⟩ = Σⱼ⟨τᵢ, τⱼ⟩ / n, ‖m‖² = Σᵢⱼ⟨τᵢ, τⱼ⟩ / n².
+    // The shared component m (the mean τ) from the dot products: ⟨τᵢ, m⟩ = Σⱼ⟨τᵢ, τⱼ⟩ / n,
+    // ‖m‖² = Σᵢⱼ⟨τᵢ, τⱼ⟩ / n²; each τ's part outside m's direction.
     let dots = report.whole.dots
     let all = dots.joined().reduce(0, +)
     report.sharedNormSquared = n > 0 ? max(0, all / Double(n * n)) : 0
     for i in 0..<n {
-      let withMean = dots[i].reduce(0, +) / Double(n)
-      report.outsideSquared[i] = max(0, dots[i][i] - 2 * withMean + report.sharedNormSquared)
+      let along = dots[i].reduce(0, +) / Double(n)
+      let projected = report.sharedNormSquared > 0 ? along * along / report.sharedNormSquared : 0
+      report.outsideSquared[i] = max(0, dots[i][i] - projected)
     }
     return report
   }
@@ -140,7 +146,7 @@ public struct InterferenceReport: Sendable {
       let zeros = [Double](repeating: 0, count: n)
       tensors.append(
         Tensor(
-          name: info.name, layer: TensorNaming.layerIndex(of: info.name), norm: zeros,
+          name: info.name, layer: TensorNaming.layerIndex(of: info.name), count: 0, norm: zeros,
           relative: zeros, changed: zeros, top1: zeros, top10: zeros))
       return
     }
@@ -160,7 +166,8 @@ public struct InterferenceReport: Sendable {
     }
     scratch.refine(&cuts, count: count, threads: threads)
     var figure = Tensor(
-      name: info.name, layer: TensorNaming.layerIndex(of: info.name), norm: [], relative: [],
+      name: info.name, layer: TensorNaming.layerIndex(of: info.name), count: count,
+      baseNorm: sums.baseNorm.squareRoot(), norm: [], relative: [],
       changed: [], top1: [], top10: [])
     for i in 0..<n {
       let total = sums.dots[i][i]
@@ -182,6 +189,47 @@ public struct InterferenceReport: Sendable {
       layers[layer, default: Sums(models: n)].add(sums.sums)
     }
     tensors.append(figure)
+  }
+
+  /// One layer's figures, one value per fine-tune: over the layer's tensors, ‖τ‖,
+  /// ‖τ‖/‖θ_base‖, the share of entries changed, the share of ‖τ‖² in each tensor's largest 1%
+  /// and 10% of entries, and the sign-conflict rate.
+  public struct Layer: Sendable {
+    public var layer: Int
+    public var norm: [Double]
+    public var relative: [Double]
+    public var changed: [Double]
+    public var top1: [Double]
+    public var top10: [Double]
+    public var sums: Sums
+  }
+
+  /// The layers in order (tensors outside any layer, such as embeddings, are in none).
+  public var layerFigures: [Layer] {
+    let n = models.count
+    var byLayer: [Int: [Tensor]] = [:]
+    for t in tensors { if let l = t.layer { byLayer[l, default: []].append(t) } }
+    return byLayer.keys.sorted().map { l in
+      let ts = byLayer[l] ?? []
+      let entries = ts.reduce(0) { $0 + $1.count }
+      let base = ts.reduce(0.0) { $0 + $1.baseNorm * $1.baseNorm }
+      var layer = Layer(
+        layer: l, norm: [], relative: [], changed: [], top1: [], top10: [],
+        sums: layers[l] ?? Sums(models: n))
+      for i in 0..<n {
+        let squares = ts.reduce(0.0) { $0 + $1.norm[i] * $1.norm[i] }
+        layer.norm.append(squares.squareRoot())
+        layer.relative.append(base > 0 ? (squares / base).squareRoot() : 0)
+        layer.changed.append(
+          entries > 0
+            ? ts.reduce(0.0) { $0 + $1.changed[i] * Double($1.count) } / Double(entries) : 0)
+        layer.top1.append(
+          squares > 0 ? ts.reduce(0.0) { $0 + $1.top1[i] * $1.norm[i] * $1.norm[i] } / squares : 0)
+        layer.top10.append(
+          squares > 0 ? ts.reduce(0.0) { $0 + $1.top10[i] * $1.norm[i] * $1.norm[i] } / squares : 0)
+      }
+      return layer
+    }
   }
 
   /// The report as JSON (`merge analyze --json`).
@@ -218,13 +266,13 @@ public struct InterferenceReport: Sendable {
       (
         "layers",
         .array(
-          layers.keys.sorted().map { l in
-            let s = layers[l] ?? Sums(models: models.count)
-            return .object([
-              ("layer", .integer(l)),
-              ("norm", numbers(s.dots.indices.map { s.dots[$0][$0].squareRoot() })),
-              ("cosine", matrix(s.cosine)),
-              ("sign_conflicts", .number(Self.text(s.conflictRate))),
+          layerFigures.map { l in
+            .object([
+              ("layer", .integer(l.layer)), ("norm", numbers(l.norm)),
+              ("relative", numbers(l.relative)), ("changed", numbers(l.changed)),
+              ("top1", numbers(l.top1)), ("top10", numbers(l.top10)),
+              ("cosine", matrix(l.sums.cosine)),
+              ("sign_conflicts", .number(Self.text(l.sums.conflictRate))),
             ])
           })
       ),
@@ -233,7 +281,8 @@ public struct InterferenceReport: Sendable {
         .array(
           tensors.map { t in
             .object([
-              ("name", .string(t.name)), ("norm", numbers(t.norm)),
+              ("name", .string(t.name)), ("base_norm", .number(Self.text(t.baseNorm))),
+              ("norm", numbers(t.norm)),
               ("relative", numbers(t.relative)), ("changed", numbers(t.changed)),
               ("top1", numbers(t.top1)), ("top10", numbers(t.top10)),
             ])

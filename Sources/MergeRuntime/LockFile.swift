@@ -311,11 +311,6 @@ public struct MergeLock: Sendable, Equatable {
 
   /// Writes the lock to `path` (a temporary file renamed into place).
   public func write(to path: String) throws(ModelError) {
-    let temporary = path + ".\(getpid()).partial"
-    try FileSystem.write(temporary, bytes: Array(text.utf8))
-    guard rename(temporary, path) == 0 else {
-      unlink(temporary)
-      throw .io(path: path, call: "rename", errno: errno)
-    }
+    try FileSystem.replace(path, bytes: Array(text.utf8))
   }
 }

@@ -362,3 +362,86 @@ extension TaskVectorCommandTests {
     #expect(merge("analyze", models + "/base").status == 64)
   }
 }
+
+/// Headless Chromium, where it is installed (Debian's `chromium`).
+let chromiumPath = ["chromium", "chromium-browser", "google-chrome"].lazy.compactMap { name in
+  (FileSystem.environment("PATH") ?? "/usr/bin").split(separator: ":").map { "\($0)/\(name)" }
+    .first { FileManager.default.isExecutableFile(atPath: $0) }
+}.first
+
+/// `merge analyze --html` rendered by headless Chromium.
+@Suite(
+  .enabled(
+    if: chromiumPath != nil,
+    "needs chromium (Debian's package) to render the report; .ci/run installs it"))
+struct AnalyzeReportTests {
+  /// A script that measures each plot in the laid-out page.
+  ///
+  /// It records each plot's size and its marks (cells, lines, points) with a non-empty box. It
+  /// is added to a copy of the report; the report itself has no script.
+  static let probe = """
+    <script>
+    const found = {};
+    for (const figure of document.querySelectorAll('figure')) {
+      const svg = figure.querySelector('svg.plot');
+      const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+      const marks = svg ? [...svg.querySelectorAll('.mark')] : [];
+      const drawn = marks.filter(m => { const b = m.getBBox(); return b.width > 0 || b.height > 0; });
+      const text = svg ? [...svg.querySelectorAll('text')].filter(t => t.getComputedTextLength() > 0) : [];
+      found[figure.id] = {width: box.width, height: box.height, marks: drawn.length, text: text.length,
+        caption: (figure.querySelector('figcaption') || {}).textContent || ''};
+    }
+    document.body.setAttribute('data-probe', JSON.stringify(found));
+    </script>
+    """
+
+  static func number(_ v: JSONValue?) -> Double {
+    if case .number(let text)? = v { return Double(text) ?? 0 }
+    return 0
+  }
+
+  @Test("the --html report renders every plot, non-empty, with titles and axis labels")
+  func rendersInChromium() throws {
+    let dir = TemporaryDirectory()
+    let models = Repository.tinyLlama
+    let page = dir.path + "/report.html"
+    let result = merge(
+      "analyze", models + "/base", models + "/ft0", models + "/ft1", models + "/ft2", "--html",
+      page)
+    #expect(result.status == 0, "\(result.err)")
+    let html = try String(contentsOfFile: page, encoding: .utf8)
+    // Self-contained: no script, and nothing fetched (the only URL is SVG's namespace).
+    #expect(!html.contains("<script"))
+    #expect(!html.contains("src=") && !html.contains("<link"))
+    let probed = dir.path + "/probed.html"
+    try html.replacingOccurrences(of: "</body>", with: Self.probe + "</body>")
+      .write(toFile: probed, atomically: true, encoding: .utf8)
+    let chromium = try #require(chromiumPath)
+    // Bounded: a hung browser fails the test instead of the suite.
+    let run = try runProcess(
+      "/usr/bin/timeout",
+      [
+        "120", chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+        "file://" + probed,
+      ])
+    #expect(run.status == 0, "\(run.stderr)")
+    let attribute = try #require(
+      run.stdout.range(of: "data-probe=\"").map { run.stdout[$0.upperBound...] }?.prefix {
+        $0 != "\""
+      })
+    let json = String(attribute).replacingOccurrences(of: "&quot;", with: "\"")
+      .replacingOccurrences(of: "&amp;", with: "&")
+    let probe = try JSONValue.parse(json)
+    // Four layers: three fine-tunes' lines in two plots, 3×3 cosine cells, the conflict line,
+    // nine sparsity lines.
+    let expected = ["norms": 3, "cosine": 9, "conflicts": 1, "sparsity": 9]
+    for (id, marks) in expected {
+      let plot = try #require(probe[id], "plot \(id) missing")
+      #expect(Self.number(plot["width"]) > 200, "\(id)")
+      #expect(Self.number(plot["height"]) > 150, "\(id)")
+      #expect(plot["marks"]?.intValue == marks, "\(id)")
+      #expect((plot["text"]?.intValue ?? 0) >= 5, "\(id): axis labels and ticks")
+      #expect((plot["caption"]?.stringValue ?? "").count > 10, "\(id): title")
+    }
+  }
+}

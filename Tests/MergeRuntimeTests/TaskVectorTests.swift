@@ -226,18 +226,16 @@ extension TaskVectorTests {
       }
     }
     #expect(abs(report.whole.conflictRate - Double(conflicting) / Double(shared)) < 1e-6)
-    // The shared component: the mean τ, and each τ's share of ‖τ‖² outside it.
-    var meanSquared = 0.0
-    var outside = [0.0, 0.0, 0.0]
-    for e in flat[0].indices {
-      let mean = (flat[0][e] + flat[1][e] + flat[2][e]) / 3
-      meanSquared += mean * mean
-      for i in 0..<3 { outside[i] += (flat[i][e] - mean) * (flat[i][e] - mean) }
-    }
+    // The shared component: the mean τ, and each τ's share of ‖τ‖² outside its direction
+    // (each τ minus its projection on the mean, measured).
+    let mean = flat[0].indices.map { e in (flat[0][e] + flat[1][e] + flat[2][e]) / 3 }
+    let meanSquared = mean.reduce(0) { $0 + $1 * $1 }
     #expect(abs(report.sharedNormSquared.squareRoot() - meanSquared.squareRoot()) < 1e-6)
     for i in 0..<3 {
+      let along = zip(flat[i], mean).reduce(0) { $0 + $1.0 * $1.1 } / meanSquared
+      let rest = zip(flat[i], mean).reduce(0) { $0 + ($1.0 - along * $1.1) * ($1.0 - along * $1.1) }
       let norm = flat[i].reduce(0) { $0 + $1 * $1 }
-      #expect(abs(report.outsideSquared[i] / report.normSquared[i] - outside[i] / norm) < 1e-6)
+      #expect(abs(report.outsideSquared[i] / report.normSquared[i] - rest / norm) < 1e-6)
     }
     // Per tensor: norm, changed share, the top 1% share of ‖τ‖².
     for t in report.tensors {
@@ -419,7 +417,8 @@ extension TaskVectorTests {
     return dir.path + "/" + name
   }
 
-  @Test("analyze with ±0, subnormals, ∞ and equal magnitudes across chunks: counts match a reference")
+  @Test(
+    "analyze with ±0, subnormals, ∞ and equal magnitudes across chunks: counts match a reference")
   func analyzeSpecialValues() throws {
     let dir = TemporaryDirectory()
     let sub = Float.leastNonzeroMagnitude
