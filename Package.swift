@@ -18,12 +18,18 @@ let package = Package(
       pkgConfig: "libcrypto",
       providers: [.apt(["libssl-dev"])]
     ),
+    .systemLibrary(
+      name: "CLapack",
+      pkgConfig: "lapacke",
+      providers: [.apt(["liblapacke-dev", "libopenblas-dev"])]
+    ),
     .target(name: "CMergeSupport"),
     .target(name: "MergeRecipe", dependencies: ["CYAML"]),
     .target(name: "MergeModel", dependencies: ["CMergeSupport", "CCrypto"]),
     .target(name: "MergeHub", dependencies: ["MergeModel"]),
     .target(name: "MergeCompiler", dependencies: ["MergeRecipe", "MergeModel"]),
-    .target(name: "MergeRuntime", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe"]),
+    .target(
+      name: "MergeRuntime", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe", "CLapack"]),
     .target(
       name: "MergeCLI",
       dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe", "MergeHub"]),

@@ -29,7 +29,8 @@ public enum MergeCommand {
   static var subcommands: [any Subcommand.Type] {
     [
       CheckCommand.self, PlanCommand.self, RunCommand.self, LockCommand.self, VerifyCommand.self,
-      DiffCommand.self, ApplyCommand.self, AnalyzeCommand.self, GraphCommand.self,
+      DiffCommand.self, ApplyCommand.self, AnalyzeCommand.self, ExtractLoraCommand.self,
+      GraphCommand.self,
       InspectCommand.self,
       CacheCommand.self, MethodsCommand.self,
       SchemaCommand.self,

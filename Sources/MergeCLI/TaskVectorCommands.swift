@@ -230,3 +230,78 @@ struct AnalyzeCommand: Subcommand {
     return out
   }
 }
+
+/// `merge extract-lora BASE FINETUNED OUT`: a LoRA adapter approximating a fine-tune.
+struct ExtractLoraCommand: Subcommand {
+  static let configuration = CommandConfiguration(
+    commandName: "extract-lora",
+    abstract: "Write a PEFT LoRA adapter whose B·A approximates each linear layer's task vector.",
+    discussion: """
+      As mergekit-extract-lora: each linear weight's τ = FINETUNED − BASE is decomposed by a
+      truncated SVD (LAPACK), A = √S·Vᵀ and B = U·√S, with lora_alpha equal to the rank;
+      embeddings, the output head and norms are saved whole from FINETUNED (modules_to_save).
+      --rank R keeps R singular values per module (default 128); --energy E keeps the fewest
+      that hold E of ‖τ‖² (at most --rank), so ranks differ per module (rank_pattern). OUT
+      (adapter_model.safetensors, adapter_config.json, README.md) is written atomically; it
+      loads in PEFT and is a recipe source as BASE+OUT.
+      """,
+    arguments: [
+      base.definition, finetuned.definition, output.definition, rank.definition,
+      energy.definition, dtype.definition, CommonOption.threads.definition,
+    ])
+
+  static let base = Option.positional("base", help: "The base model folder.")
+  static let finetuned = Option.positional("finetuned", help: "The fine-tuned model folder.")
+  static let output = Option.positional("output", help: "The adapter folder to write.")
+  static let rank = Option.option(
+    "rank", value: "r",
+    help: "The rank of each module, or the largest with --energy (default 128).",
+    expected: "a whole number from 1", parse: { Int($0).flatMap { $0 >= 1 ? $0 : nil } })
+  static let energy = Option.option(
+    "energy", value: "e",
+    help: "Per module, the fewest singular values that hold this share of ‖τ‖² (0 < e ≤ 1).",
+    expected: "a number in (0, 1]", parse: { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } })
+  static let dtype = Option.option(
+    "dtype", value: "dtype",
+    help: "The dtype of A and B (default: the fine-tune's).",
+    expected: "float32, float64, bfloat16 or float16", parse: { DType(recipeName: $0) })
+
+  var basePath: String
+  var finetunedPath: String
+  var outputPath: String
+  var rankValue: Int
+  var energyValue: Double?
+  var dtypeValue: DType?
+  var threads: Int
+
+  init(_ arguments: ParsedArguments) throws(UsageError) {
+    basePath = try arguments.value(Self.base)
+    finetunedPath = try arguments.value(Self.finetuned)
+    outputPath = try arguments.value(Self.output)
+    rankValue = try arguments.value(Self.rank) ?? 128
+    energyValue = try arguments.value(Self.energy)
+    dtypeValue = try arguments.value(Self.dtype)
+    threads = try arguments.value(CommonOption.threads)
+  }
+
+  func run(console: Console) -> Int32 {
+    do {
+      let terminal = console.standardErrorIsTerminal
+      let summary = try LoraExtraction.extract(
+        base: basePath, finetuned: finetunedPath, output: outputPath, rank: rankValue,
+        energy: energyValue, dtype: dtypeValue, threads: threads,
+        progress: { done, total in
+          if terminal { console.err("\r[\(done)/\(total)] modules\u{1B}[K") }
+        })
+      if terminal { console.err("\r\u{1B}[K") }
+      let ranks = summary.modules.map(\.rank)
+      console.out(
+        "\(outputPath): \(summary.modules.count) modules, rank \(ranks.min() ?? 0)–\(ranks.max() ?? 0), relative error ‖τ − B·A‖/‖τ‖ \(String(format: "%.4f", summary.relativeError)); \(summary.saved.count) tensors saved whole (\(summary.modulesToSave.joined(separator: ", ")))\n"
+      )
+      return ExitCode.success
+    } catch {
+      console.report(.taskVectorFailed(error.description))
+      return ExitCode.failure
+    }
+  }
+}

@@ -445,3 +445,36 @@ struct AnalyzeReportTests {
     }
   }
 }
+
+@Suite struct ExtractLoraCommandTests {
+  @Test("merge extract-lora writes the same adapter on one thread and on two; bad options exit 64")
+  func deterministic() throws {
+    let dir = TemporaryDirectory()
+    let models = Repository.tinyLlama
+    var bytes: [Data] = []
+    for threads in ["1", "2"] {
+      let result = merge(
+        "extract-lora", models + "/base", models + "/ft1", dir.path + "/a\(threads)", "--energy",
+        "0.6", "--rank", "32", "--threads", threads)
+      #expect(result.status == 0, "\(result.err)")
+      #expect(result.out.contains("28 modules") && result.out.contains("relative error"))
+      bytes.append(
+        try Data(
+          contentsOf: URL(fileURLWithPath: dir.path + "/a\(threads)/adapter_model.safetensors")))
+    }
+    #expect(bytes[0] == bytes[1])
+    #expect(
+      merge("extract-lora", models + "/base", models + "/ft1", dir.path + "/b", "--rank", "0")
+        .status == 64)
+    #expect(
+      merge("extract-lora", models + "/base", models + "/ft1", dir.path + "/b", "--energy", "1.5")
+        .status == 64)
+    // An existing output is refused; nothing of it is touched.
+    let again = merge(
+      "extract-lora", models + "/base", models + "/ft1", dir.path + "/a1", "--rank", "4")
+    #expect(again.status == 1)
+    #expect(
+      try Data(contentsOf: URL(fileURLWithPath: dir.path + "/a1/adapter_model.safetensors"))
+        == bytes[0])
+  }
+}

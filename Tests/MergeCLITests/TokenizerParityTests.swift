@@ -154,7 +154,7 @@ extension TokenizerParityTests {
       pairs += [out, Repository.parity + "/expected/" + name]
     }
     let result = try runProcess(
-      "/usr/bin/env", ["python3", "-c", script] + pairs,
+      "/usr/bin/env", Python.command + ["-c", script] + pairs,
       environment: ["HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"])
     #expect(result.status == 0, "\(result.stderr)")
     let lines = result.stdout.split(separator: "\n").filter {

@@ -109,7 +109,8 @@ func writeModel(_ tensors: [(TensorSpec, [UInt8])], to destination: String, shar
       d = load_file(sys.argv[1])
       for k in sorted(d): print(k, d[k].dtype, list(d[k].shape), hashlib.sha256(d[k].tobytes()).hexdigest())
       """
-    let result = try runProcess(env, ["python3", "-c", script, dir.path + "/m/model.safetensors"])
+    let result = try runProcess(
+      env, Python.command + ["-c", script, dir.path + "/m/model.safetensors"])
     #expect(result.status == 0, "\(result.stderr)")
     let names: [DType: String] = [.float32: "float32", .float16: "float16", .float64: "float64"]
     var expected: [String] = []

@@ -104,7 +104,7 @@ func tinyLlama(
       c = AutoConfig.from_pretrained(sys.argv[1])
       print(type(c).__name__, c.num_hidden_layers, ",".join(c.layer_types))
       """
-    let result = try runProcess(env, ["python3", "-c", script, dir.path + "/out"])
+    let result = try runProcess(env, Python.command + ["-c", script, dir.path + "/out"])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(
       result.stdout.hasSuffix(
