@@ -7,8 +7,9 @@ import Synchronization
 /// `merge extract-lora`: a PEFT LoRA adapter whose B·A approximates each linear layer's task
 /// vector τ = θ_fine-tuned − θ_base, as `mergekit-extract-lora` makes it.
 ///
-/// Each linear weight's τ (in f64) is decomposed by LAPACK's divide-and-conquer SVD (`dgesdd`,
-/// OpenBLAS underneath on Debian); with singular values s, the adapter keeps the largest r of
+/// Each linear weight's τ (taken in f64, decomposed in f32 as mergekit does) goes through
+/// LAPACK's SVD (OpenBLAS underneath on Debian): only its leading r singular vectors for a
+/// fixed rank (`sgesvdx`), all of it with `energy` (`sgesdd`); with singular values s, the adapter keeps the largest r of
 /// them and splits each evenly, A = diag(√s)·Vᵀ (r × in) and B = U·diag(√s) (out × r), rounded
 /// once to the output dtype, so B·A is the best rank-r approximation of τ (Eckart–Young) up to
 /// that rounding. r is `--rank`, or with `--energy E` the smallest rank whose singular values
@@ -267,40 +268,44 @@ public enum LoraExtraction {
   }
 
   /// The rank-r factors of one m × n τ.
+  ///
+  /// With a fixed rank, only the leading r singular vectors are computed; with `energy`, all
+  /// singular values, to choose r. The error left out is ‖τ‖² less the kept values' squares.
   static func factorize(
     _ tau: [Double], rows m: Int, columns n: Int, rank: Int, energy: Double?, dtype: DType
   ) -> Result<Factors, Failure> {
+    let total = tau.reduce(0.0) { $0 + $1 * $1 }
+    let k = min(m, n)
     let svd: LinearAlgebra.SVD
-    switch LinearAlgebra.svd(tau, rows: m, columns: n) {
+    switch LinearAlgebra.svd(
+      tau.map(Float.init), rows: m, columns: n, leading: energy == nil ? min(rank, k) : nil)
+    {
     case .success(let s): svd = s
     case .failure(let f): return .failure(Failure(reason: f.reason))
     }
-    let k = svd.s.count
-    let total = svd.s.reduce(0.0) { $0 + $1 * $1 }
-    var r = min(rank, k)
+    var r = min(rank, svd.s.count)
     if let energy {
       var held = 0.0
       var needed = 0
-      while needed < k && held < energy * total {
-        held += svd.s[needed] * svd.s[needed]
+      while needed < svd.s.count && held < energy * total {
+        held += Double(svd.s[needed]) * Double(svd.s[needed])
         needed += 1
       }
       r = min(r, max(1, needed))
     }
     r = max(1, r)
-    var lost = 0.0
-    for i in r..<k { lost += svd.s[i] * svd.s[i] }
+    let kept = svd.s.prefix(r).reduce(0.0) { $0 + Double($1) * Double($1) }
     var a = [Double](repeating: 0, count: r * n)
     var b = [Double](repeating: 0, count: m * r)
     for i in 0..<r {
-      let root = svd.s[i].squareRoot()
-      for j in 0..<n { a[i * n + j] = root * svd.vt[i * n + j] }
-      for row in 0..<m { b[row * r + i] = svd.u[row * k + i] * root }
+      let root = Double(svd.s[i]).squareRoot()
+      for j in 0..<n { a[i * n + j] = root * Double(svd.vt[i * n + j]) }
+      for row in 0..<m { b[row * r + i] = Double(svd.u[row * svd.stride + i]) * root }
     }
     return .success(
       Factors(
         rank: r, norm: total.squareRoot(),
-        relativeError: total > 0 ? (lost / total).squareRoot() : 0,
+        relativeError: total > 0 ? (max(0, total - kept) / total).squareRoot() : 0,
         a: TaskVectors.encode(a, dtype), b: TaskVectors.encode(b, dtype)))
   }
 
@@ -355,12 +360,14 @@ public enum LoraExtraction {
 /// The LAPACK routines merge uses, through LAPACKE (Debian's liblapacke, OpenBLAS underneath
 /// when installed).
 enum LinearAlgebra {
-  /// A thin SVD: τ = U·diag(s)·Vᵀ with U m × k, Vᵀ k × n, k = min(m, n), all row-major, s in
-  /// decreasing order.
+  /// A thin SVD, or its leading part: τ ≈ U·diag(s)·Vᵀ with U m × k (row stride `stride`), Vᵀ
+  /// k × n, row-major, s in decreasing order; k = min(m, n), or the number of leading values
+  /// asked for.
   struct SVD {
-    var u: [Double]
-    var s: [Double]
-    var vt: [Double]
+    var u: [Float]
+    var stride: Int
+    var s: [Float]
+    var vt: [Float]
   }
 
   struct Failure: Error {
@@ -379,30 +386,47 @@ enum LinearAlgebra {
     }
   }
 
-  /// The thin SVD of the m × n row-major matrix `a` (`dgesdd`; `dgesvd` if that does not
-  /// converge).
-  static func svd(_ a: [Double], rows m: Int, columns n: Int) -> Result<SVD, Failure> {
+  /// The SVD of the m × n row-major matrix `a`: all of it (`sgesdd`; `sgesvd` if that does not
+  /// converge), or with `leading` below min(m, n) only that many leading values and vectors
+  /// (`sgesvdx`, which skips forming the rest).
+  static func svd(_ a: [Float], rows m: Int, columns n: Int, leading: Int? = nil) -> Result<
+    SVD, Failure
+  > {
     let k = min(m, n)
     guard m > 0, n > 0, m <= Int(Int32.max), n <= Int(Int32.max) else {
       return .failure(Failure(reason: "a \(m) × \(n) matrix"))
     }
-    var s = [Double](repeating: 0, count: k)
-    var u = [Double](repeating: 0, count: m * k)
-    var vt = [Double](repeating: 0, count: k * n)
+    var s = [Float](repeating: 0, count: k)
+    var u = [Float](repeating: 0, count: m * k)
+    var vt = [Float](repeating: 0, count: k * n)
     var work = a
-    var info = LAPACKE_dgesdd(
-      LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "S")), Int32(m), Int32(n), &work,
-      Int32(n), &s, &u, Int32(k), &vt, Int32(n))
+    let job = CChar(UInt8(ascii: "S"))
+    if let leading, leading < k {
+      let vectors = CChar(UInt8(ascii: "V"))
+      var found: Int32 = 0
+      var superb = [Int32](repeating: 0, count: 12 * k)
+      let info = LAPACKE_sgesvdx(
+        LAPACK_ROW_MAJOR, vectors, vectors, CChar(UInt8(ascii: "I")), Int32(m), Int32(n), &work,
+        Int32(n), 0, 0, 1, Int32(max(1, leading)), &found, &s, &u, Int32(k), &vt, Int32(n),
+        &superb)
+      guard info == 0, Int(found) == max(1, leading) else {
+        return .failure(Failure(reason: "LAPACK returned \(info) (the SVD did not converge)"))
+      }
+      return .success(
+        SVD(u: u, stride: k, s: Array(s.prefix(Int(found))), vt: Array(vt.prefix(Int(found) * n))))
+    }
+    var info = LAPACKE_sgesdd(
+      LAPACK_ROW_MAJOR, job, Int32(m), Int32(n), &work, Int32(n), &s, &u, Int32(k), &vt, Int32(n))
     if info > 0 {
       work = a
-      var superb = [Double](repeating: 0, count: max(1, k - 1))
-      info = LAPACKE_dgesvd(
-        LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "S")), CChar(UInt8(ascii: "S")), Int32(m),
-        Int32(n), &work, Int32(n), &s, &u, Int32(k), &vt, Int32(n), &superb)
+      var superb = [Float](repeating: 0, count: max(1, k - 1))
+      info = LAPACKE_sgesvd(
+        LAPACK_ROW_MAJOR, job, job, Int32(m), Int32(n), &work, Int32(n), &s, &u, Int32(k), &vt,
+        Int32(n), &superb)
     }
     guard info == 0 else {
       return .failure(Failure(reason: "LAPACK returned \(info) (the SVD did not converge)"))
     }
-    return .success(SVD(u: u, s: s, vt: vt))
+    return .success(SVD(u: u, stride: k, s: s, vt: vt))
   }
 }

@@ -80,11 +80,11 @@ import _TestSupport
     #expect(abs(summary.relativeError - ours.total) < 0.01)
   }
 
-  @Test("the SVD reconstructs a matrix larger than a block, with orthonormal factors")
+  @Test("the SVD reconstructs a matrix larger than a block; the leading part agrees with it")
   func svdReference() throws {
     var rng = SplitMix64(state: 11)
     let (m, n) = (300, 170)
-    let a = (0..<(m * n)).map { _ in Double.random(in: -1...1, using: &rng) }
+    let a = (0..<(m * n)).map { _ in Float.random(in: -1...1, using: &rng) }
     let svd = try LinearAlgebra.svd(a, rows: m, columns: n).get()
     let k = min(m, n)
     #expect(svd.s.count == k)
@@ -93,28 +93,41 @@ import _TestSupport
     for i in 0..<m {
       for j in 0..<n {
         var v = 0.0
-        for l in 0..<k { v += svd.u[i * k + l] * svd.s[l] * svd.vt[l * n + j] }
-        worst = max(worst, abs(v - a[i * n + j]))
+        for l in 0..<k {
+          v += Double(svd.u[i * svd.stride + l]) * Double(svd.s[l]) * Double(svd.vt[l * n + j])
+        }
+        worst = max(worst, abs(v - Double(a[i * n + j])))
       }
     }
-    #expect(worst < 1e-12)
-    // Uᵀ·U = I.
+    #expect(worst < 1e-4)
+    // Uᵀ·U = I (f32).
     for p in 0..<k {
       for q in p..<min(k, p + 3) {
         var dot = 0.0
-        for i in 0..<m { dot += svd.u[i * k + p] * svd.u[i * k + q] }
-        #expect(abs(dot - (p == q ? 1 : 0)) < 1e-12)
+        for i in 0..<m {
+          dot += Double(svd.u[i * svd.stride + p]) * Double(svd.u[i * svd.stride + q])
+        }
+        #expect(abs(dot - (p == q ? 1 : 0)) < 1e-4)
       }
     }
+    // The leading 12 (sgesvdx): the same values, and vectors up to sign.
+    let lead = try LinearAlgebra.svd(a, rows: m, columns: n, leading: 12).get()
+    #expect(lead.s.count == 12)
+    for l in 0..<12 {
+      #expect(abs(lead.s[l] - svd.s[l]) <= 1e-4 * svd.s[0])
+      var dot = 0.0
+      for j in 0..<n { dot += Double(lead.vt[l * n + j]) * Double(svd.vt[l * n + j]) }
+      #expect(abs(abs(dot) - 1) < 1e-3, "vector \(l)")
+    }
     // Special matrices: zero (all singular values 0), rank one (one nonzero).
-    let zero = try LinearAlgebra.svd([Double](repeating: 0, count: 12), rows: 3, columns: 4).get()
+    let zero = try LinearAlgebra.svd([Float](repeating: 0, count: 12), rows: 3, columns: 4).get()
     #expect(zero.s == [0, 0, 0])
-    let x = [1.0, -2, 3]
-    let y = [0.5, 4, -1, 2]
+    let x: [Float] = [1, -2, 3]
+    let y: [Float] = [0.5, 4, -1, 2]
     let outer = x.flatMap { xi in y.map { xi * $0 } }
     let one = try LinearAlgebra.svd(outer, rows: 3, columns: 4).get()
     let expected = (x.reduce(0) { $0 + $1 * $1 } * y.reduce(0) { $0 + $1 * $1 }).squareRoot()
-    #expect(abs(one.s[0] - expected) < 1e-12 && one.s[1] < 1e-12)
+    #expect(abs(one.s[0] - expected) < 1e-5 && one.s[1] < 1e-5)
   }
 
   @Test("--energy keeps the fewest singular values holding E of ‖τ‖², per module")
@@ -125,7 +138,7 @@ import _TestSupport
       rank: 64, energy: 0.5, dtype: .float32, threads: 2)
     // Kept at least half of ‖τ‖²: the error is at most √0.5; one value fewer would not be.
     for module in summary.modules {
-      #expect(module.relativeError * module.relativeError <= 0.5 + 1e-12, "\(module.name)")
+      #expect(module.relativeError * module.relativeError <= 0.5 + 1e-6, "\(module.name)")
     }
     #expect(Set(summary.modules.map(\.rank)).count > 1)
     let config = try JSONValue.parse(
@@ -145,7 +158,8 @@ import _TestSupport
       base: try base.tensor(module.name + ".weight"), fine: try fine.tensor(module.name + ".weight")
     )
     let shape = try #require(base.info(module.name + ".weight")).shape
-    let s = try LinearAlgebra.svd(tau, rows: shape[0], columns: shape[1]).get().s
+    let s = try LinearAlgebra.svd(tau.map(Float.init), rows: shape[0], columns: shape[1]).get().s
+      .map(Double.init)
     let total = s.reduce(0) { $0 + $1 * $1 }
     let held = s.prefix(module.rank - 1).reduce(0) { $0 + $1 * $1 }
     #expect(held < 0.5 * total)
