@@ -183,12 +183,12 @@ final class TauScratch: @unchecked Sendable {
         var squares = [Double](repeating: 0, count: m)
         for (i, indices) in byModel.enumerated() {
           let t = UnsafePointer(taus[i] + r.lowerBound)
-          for j in indices where fixed[j].wantsSquares {
-            squares[j] = Self.squares(t, r.count, aboveBin: fixed[j].high)
-          }
-          Self.countLowBits(
+          let summed = indices.filter { fixed[$0].wantsSquares }
+          let sums = Self.countLowBits(
             t, r.count, inBins: indices.map { fixed[$0].high },
-            into: indices.map { bins + $0 * Self.lowBins })
+            into: indices.map { bins + $0 * Self.lowBins },
+            squaresAbove: summed.map { fixed[$0].high })
+          for (j, sum) in zip(summed, sums) { squares[j] = sum }
         }
         slots.withLock { $0[c] = squares }
       }
@@ -201,33 +201,6 @@ final class TauScratch: @unchecked Sendable {
       cuts[j].settle(
         low: histogram[(j * Self.lowBins)..<((j + 1) * Self.lowBins)], squaresAbove: above[j])
     }
-  }
-
-  /// Σ v² in f64 over the entries whose magnitude's high bits are above `bin`.
-  static func squares(_ t: UnsafePointer<Float>, _ n: Int, aboveBin bin: UInt32) -> Double {
-    let raw = UnsafeRawPointer(t)
-    let limit = SIMD8<UInt32>(repeating: bin)
-    var a = SIMD4<Double>()
-    var b = SIMD4<Double>()
-    var e = 0
-    while e + 8 <= n {
-      let raw8 = raw.loadUnaligned(fromByteOffset: e * 4, as: SIMD8<UInt32>.self)
-      let bin8 = (raw8 & 0x7FFF_FFFF) &>> 15
-      let kept = unsafeBitCast(
-        raw8 & Lanes.ones(where: limit, isBelow: bin8), to: SIMD8<Float>.self)
-      let lo = SIMD4<Double>(kept.lowHalf)
-      let hi = SIMD4<Double>(kept.highHalf)
-      a += lo * lo
-      b += hi * hi
-      e += 8
-    }
-    var tail = 0.0
-    while e < n {
-      if (t[e].bitPattern & 0x7FFF_FFFF) >> 15 > bin { tail += Double(t[e]) * Double(t[e]) }
-      e += 1
-    }
-    let s = a + b
-    return (s[0] + s[1]) + (s[2] + s[3]) + tail
   }
 
   /// Counts the entries by their magnitude's high bits.
@@ -248,13 +221,17 @@ final class TauScratch: @unchecked Sendable {
     if e < n { even[bin(e)] &+= 1 }
   }
 
+  /// Pass 2 over one fine-tune's entries of a chunk, in one read.
+  ///
   /// Counts the entries whose magnitude's high bits are one of `bins` (three at most), by their
-  /// low bits, into the histogram of that bin.
+  /// low bits, into the histogram of that bin; returns, for each of `squaresAbove` (two at most),
+  /// Σ v² in f64 over the entries whose high bits are above it.
   static func countLowBits(
     _ t: UnsafePointer<Float>, _ n: Int, inBins bins: [UInt32],
-    into histograms: [UnsafeMutablePointer<UInt32>]
-  ) {
+    into histograms: [UnsafeMutablePointer<UInt32>], squaresAbove: [UInt32] = []
+  ) -> [Double] {
     precondition(!bins.isEmpty && bins.count <= 3 && bins.count == histograms.count)
+    precondition(squaresAbove.count <= 2)
     let raw = UnsafeRawPointer(t)
     let b0 = SIMD8<UInt32>(repeating: bins[0])
     let b1 = SIMD8<UInt32>(repeating: bins[min(1, bins.count - 1)])
@@ -270,21 +247,46 @@ final class TauScratch: @unchecked Sendable {
       if high == c1, let h1 { h1[low] &+= 1 }
       if high == c2, let h2 { h2[low] &+= 1 }
     }
+    // Above a bin past every magnitude (0x1_0000) nothing is summed.
+    let s0 = squaresAbove.count > 0 ? squaresAbove[0] : 0x1_0000
+    let s1 = squaresAbove.count > 1 ? squaresAbove[1] : 0x1_0000
+    let l0 = SIMD8<UInt32>(repeating: s0)
+    let l1 = SIMD8<UInt32>(repeating: s1)
+    var a0 = SIMD4<Double>()
+    var a1 = SIMD4<Double>()
     var e = 0
     while e + 8 <= n {
-      let bits =
-        raw.loadUnaligned(fromByteOffset: e * 4, as: SIMD8<UInt32>.self) & 0x7FFF_FFFF
+      let word = raw.loadUnaligned(fromByteOffset: e * 4, as: SIMD8<UInt32>.self)
+      let bits = word & 0x7FFF_FFFF
       let high = bits &>> 15
+      let k0 = unsafeBitCast(word & Lanes.ones(where: l0, isBelow: high), to: SIMD8<Float>.self)
+      let k1 = unsafeBitCast(word & Lanes.ones(where: l1, isBelow: high), to: SIMD8<Float>.self)
+      let x0 = SIMD4<Double>(k0.lowHalf)
+      let y0 = SIMD4<Double>(k0.highHalf)
+      let x1 = SIMD4<Double>(k1.lowHalf)
+      let y1 = SIMD4<Double>(k1.highHalf)
+      a0 += x0 * x0 + y0 * y0
+      a1 += x1 * x1 + y1 * y1
       let hit = Lanes.isZero(high ^ b0) | Lanes.isZero(high ^ b1) | Lanes.isZero(high ^ b2)
       if hit.wrappedSum() != 0 {
         for l in 0..<8 { count(bits[l]) }
       }
       e += 8
     }
+    var tail0 = 0.0
+    var tail1 = 0.0
     while e < n {
-      count(t[e].bitPattern & 0x7FFF_FFFF)
+      let bits = t[e].bitPattern & 0x7FFF_FFFF
+      count(bits)
+      let v = Double(t[e])
+      if bits >> 15 > s0 { tail0 += v * v }
+      if bits >> 15 > s1 { tail1 += v * v }
       e += 1
     }
+    let sums = [
+      (a0[0] + a0[1]) + (a0[2] + a0[3]) + tail0, (a1[0] + a1[1]) + (a1[2] + a1[3]) + tail1,
+    ]
+    return Array(sums.prefix(squaresAbove.count))
   }
 
   /// TIES's kept entries: entries kept by one τ or more, by two or more, and among those the
