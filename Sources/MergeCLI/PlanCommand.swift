@@ -146,15 +146,18 @@ struct PlanCommand: Subcommand {
   /// Every model read from a folder, those of intermediate stages included.
   func sources(_ merge: CompiledMerge) -> [Source] {
     merge.inputModels.map { m in
+      // A task vector's file is read with the model's.
+      let files = m.weights.files + (m.taskVector?.weights.files ?? [])
+      let bytes = m.weights.byteCount + (m.taskVector?.weights.byteCount ?? 0)
       var cached = 0
-      for file in m.weights.files where m.folder.remote == nil {
+      for file in files where m.folder.remote == nil {
         let size = file.header.fileSize - file.header.dataOffset
         cached += MappedFile.cachedBytes(
           path: file.path, range: file.header.dataOffset..<(file.header.dataOffset + size))
       }
       return Source(
-        name: m.reference.description, files: m.weights.files.count, bytes: m.weights.byteCount,
-        cached: min(cached, m.weights.byteCount), remote: m.folder.remote != nil)
+        name: m.reference.description, files: files.count, bytes: bytes,
+        cached: min(cached, bytes), remote: m.folder.remote != nil)
     }
   }
 

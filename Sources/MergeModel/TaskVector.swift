@@ -210,6 +210,17 @@ public struct TaskVectorSource: Sendable {
   /// Each tensor's entry, by name.
   public var entries: [String: TaskVectorManifest.Tensor]
 
+  /// The bytes stored for `tensor`'s τ (a sparse one's values and positions), and the bytes a
+  /// merge holds in memory while it adds it (a sparse τ's values as f32 and positions as 64-bit
+  /// integers; a dense one is read as it goes).
+  public func bytes(of tensor: String) -> (stored: Int, held: Int) {
+    guard let entry = entries[tensor] else { return (0, 0) }
+    if !entry.sparse { return (weights.info(tensor)?.byteCount ?? 0, 0) }
+    let names = TaskVectorManifest.sparseNames(tensor)
+    let stored = [names.values, names.indices].reduce(0) { $0 + (weights.info($1)?.byteCount ?? 0) }
+    return (stored, entry.kept * (4 + 8))
+  }
+
   /// Whether `path` is a task-vector folder (it holds `task_vector.json`).
   public static func isTaskVector(_ path: String) -> Bool {
     FileSystem.kind(of: FileSystem.join(path, TaskVectorManifest.manifestName)) == .file
@@ -291,6 +302,9 @@ public struct TaskVectorSource: Sendable {
       }
       positions.append(i)
     }
+    // Read once, into memory: the file's pages leave the process.
+    valuesView.release()
+    positionsView.release()
     guard values.count == positions.count else {
       throw .badTaskVector(
         path: path, reason: "'\(name)' has \(values.count) values but \(positions.count) positions")

@@ -245,8 +245,21 @@ public struct MergeCost: Sendable {
     let count = graph.plan.count
     let output = graph[graph.output]
     let outputBytes = count * graph.plan.outputDType.byteSize
-    let mapped = mappedBytes(graph, models: models)
-    let inputBytes = graph.plan.inputs.reduce(0) { $0 + $1.info.byteCount }
+    // A task vector added to an input is read with it: a dense one mapped page by page on
+    // every pass, a sparse one read once and held.
+    var tauRead: [Int: Int] = [:]
+    var tauHeld = 0
+    for (k, input) in graph.plan.inputs.enumerated() {
+      guard case .taskVector? = input.adapter, let tv = models[input.model].taskVector else {
+        continue
+      }
+      let bytes = tv.bytes(of: input.tensor)
+      tauRead[k] = bytes.stored
+      tauHeld += bytes.held
+    }
+    let tauBytes = tauRead.values.reduce(0, +)
+    let mapped = mappedBytes(graph, models: models) + (tauHeld == 0 ? tauBytes : 0)
+    let inputBytes = graph.plan.inputs.reduce(0) { $0 + $1.info.byteCount } + tauBytes
     var cost = TensorCost(
       name: graph.plan.name, elements: count, inputBytes: inputBytes, bytesRead: inputBytes,
       outputBytes: outputBytes, workingSetBytes: mapped, readAheadBytes: 0, seconds: 0,
@@ -267,8 +280,9 @@ public struct MergeCost: Sendable {
       }
     }
     cost.cachedReductions = known.count
-    let footprint = TensorExecutor.predictedFootprint(
+    var footprint = TensorExecutor.predictedFootprint(
       of: graph, threads: options.threads, schedule: options.schedule, known: known)
+    footprint.adapterBytes += tauHeld
     if case .wholeTensor(let kernel) = graph[output.inputs[0]].op {
       let n = graph[output.inputs[0]].inputs.count
       let largestInput = graph.plan.inputs.map(\.info.byteCount).max() ?? 0
@@ -281,8 +295,8 @@ public struct MergeCost: Sendable {
       return cost
     }
     priceBlockwise(
-      graph, footprint: footprint, known: known, mapped: mapped, options: options,
-      constants: constants, into: &cost)
+      graph, footprint: footprint, known: known, mapped: mapped, tauRead: tauRead,
+      options: options, constants: constants, into: &cost)
     return cost
   }
 
@@ -293,7 +307,8 @@ public struct MergeCost: Sendable {
   /// pages stay mapped until the tensor is done, unless released window by window.
   static func priceBlockwise(
     _ graph: TensorGraph, footprint: TensorFootprint, known: Set<Int>, mapped: Int,
-    options: RunOptions, constants: CostConstants, into cost: inout TensorCost
+    tauRead: [Int: Int] = [:], options: RunOptions, constants: CostConstants,
+    into cost: inout TensorCost
   ) {
     let schedule = options.schedule
     let count = graph.plan.count
@@ -303,7 +318,7 @@ public struct MergeCost: Sendable {
     var bytesRead = 0
     for r in graph.passesReading(skipping: known) {
       elementPasses += r.passes * graph.plan.inputs[r.input].info.count
-      bytesRead += r.passes * graph.plan.inputs[r.input].info.byteCount
+      bytesRead += r.passes * (graph.plan.inputs[r.input].info.byteCount + (tauRead[r.input] ?? 0))
     }
     cost.bytesRead = bytesRead
     cost.seconds += Double(elementPasses) * constants.passNanoseconds / 1e9 / Double(workers)

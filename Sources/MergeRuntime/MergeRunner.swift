@@ -400,8 +400,17 @@ func processingOrder(_ graphs: [TensorGraph], _ models: [ResolvedModel]) -> [Int
 func advise(_ tensor: TensorPlan, _ models: [ResolvedModel], willNeed: Bool) {
   // A stage's tensors are in memory, not in a file.
   for input in tensor.inputs where models[input.model].stage == nil {
-    guard let view = try? models[input.model].weights.tensor(input.tensor) else { continue }
-    let range = view.fileRange
-    if willNeed { view.file.willNeed(range) } else { view.file.dontNeed(range) }
+    var views: [TensorView] = []
+    if let view = try? models[input.model].weights.tensor(input.tensor) { views.append(view) }
+    // A dense task vector is read with its input.
+    if case .taskVector(sparse: false)? = input.adapter,
+      let tau = try? models[input.model].taskVector?.weights.tensor(input.tensor)
+    {
+      views.append(tau)
+    }
+    for view in views {
+      let range = view.fileRange
+      if willNeed { view.file.willNeed(range) } else { view.file.dontNeed(range) }
+    }
   }
 }

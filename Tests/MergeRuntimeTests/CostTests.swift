@@ -57,6 +57,35 @@ import _TestSupport
     #expect(cost.estimatedSeconds > 0)
   }
 
+  @Test("a task-vector source is priced: its stored bytes read, a sparse one's entries held")
+  func taskVectorSources() throws {
+    let workspace = ModelWorkspace()
+    for density in [1.0, 0.1] {
+      let name = density < 1 ? "tau-sparse" : "tau"
+      _ = try TaskVectors.diff(
+        base: workspace.path("models/base"), finetuned: workspace.path("models/ft0"),
+        output: workspace.path(name), density: density, dtype: nil)
+      let plain = try compileRecipe(
+        workspace.recipe(
+          "merge_method: linear\nmodels:\n  - {model: models/ft0, parameters: {weight: 1}}\ndtype: float32\n",
+          name: "plain.yml"))
+      let merge = try compileRecipe(
+        workspace.recipe(
+          "merge_method: linear\nmodels:\n  - {model: models/base+\(name), parameters: {weight: 1}}\ndtype: float32\n",
+          name: "\(name).yml"))
+      let tv = try #require(merge.plan.models.first?.taskVector)
+      let stored = tv.weights.byteCount
+      let base = Self.estimate(plain, RunOptions(threads: 2))
+      let cost = Self.estimate(merge, RunOptions(threads: 2))
+      // ft0 and the base have the same tensors, so the difference is the task vector's file.
+      #expect(cost.inputBytes == base.inputBytes + stored, "\(name)")
+      #expect(cost.bytesRead == base.bytesRead + stored, "\(name)")
+      // The working set grows: the τ pages mapped (dense), or its entries held (sparse).
+      let peak = { (c: MergeCost) in c.tensors.map(\.workingSetBytes).max() ?? 0 }
+      #expect(peak(cost) > peak(base), "\(name)")
+    }
+  }
+
   @Test("the small schedule prices below the default one, for every method family")
   func smallIsSmaller() throws {
     for recipe in ["ties", "task_arithmetic", "slerp", "breadcrumbs", "dare_ties"] {
