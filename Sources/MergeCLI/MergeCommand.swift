@@ -30,6 +30,7 @@ public enum MergeCommand {
     [
       CheckCommand.self, PlanCommand.self, RunCommand.self, LockCommand.self, VerifyCommand.self,
       DiffCommand.self, ApplyCommand.self, AnalyzeCommand.self, ExtractLoraCommand.self,
+      AssembleCommand.self,
       GraphCommand.self,
       InspectCommand.self,
       CacheCommand.self, MethodsCommand.self,

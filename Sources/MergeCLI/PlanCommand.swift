@@ -27,7 +27,7 @@ struct PlanCommand: Subcommand {
       schedule 'merge run --max-memory' would choose, and fails when none fits.
       """,
     arguments: [recipe.definition, json.definition, format.definition]
-      + MergeArguments.definitions + [calibrate.definition])
+      + MergeArguments.definitions + [partitions.definition, calibrate.definition])
 
   static let recipe = Option.optionalPositional(
     "recipe", help: "The recipe file (mergekit YAML).")
@@ -36,6 +36,11 @@ struct PlanCommand: Subcommand {
     "format", value: "format", help: "text (default), json or markdown.",
     expected: "use text, json or markdown",
     parse: { Format(rawValue: $0 == "md" ? "markdown" : $0) })
+  static let partitions = Option.option(
+    "partitions", value: "n",
+    help: "Also price each of N partitions (merge run --partition I/N): bytes, time, peak memory.",
+    expected: "a whole number from 1 to 10000",
+    parse: { Int($0).flatMap { (1...10_000).contains($0) ? $0 : nil } })
   static let calibrate = Option.flag(
     "calibrate", help: "Measure this machine's throughput first (a few seconds) and keep it.")
 
@@ -45,6 +50,7 @@ struct PlanCommand: Subcommand {
   var format: Format
   var settings: MergeArguments
   var calibrate: Bool
+  var partitionCount: Int?
 
   init(_ arguments: ParsedArguments) throws(UsageError) {
     recipe = try arguments.value(Self.recipe)
@@ -56,6 +62,7 @@ struct PlanCommand: Subcommand {
     self.format = try arguments.value(Self.json) ? .json : (format ?? .text)
     settings = try MergeArguments(arguments)
     calibrate = try arguments.value(Self.calibrate)
+    partitionCount = try arguments.value(Self.partitions)
     if calibrate && settings.execution.cacheDirectory == nil {
       throw UsageError(
         message: "'--calibrate' keeps its figures in the cache folder; drop '--no-cache'",
@@ -88,10 +95,25 @@ struct PlanCommand: Subcommand {
       constants: CostConstants.load(from: settings.execution.cacheDirectory),
       startupSeconds: startup,
       maxMemory: settings.execution.maxMemory)
+    var parts: [MergeCost] = []
+    if let partitionCount {
+      var options = runOptions
+      options.schedule = cost.schedule
+      parts = MergeCost.partitions(
+        partitionCount, of: merge, options: options, constants: cost.constants,
+        baselineBytes: cost.baselineBytes, startupSeconds: startup)
+    }
     switch format {
-    case .json: console.out(json(merge, cost, fits: fits).formatted() + "\n")
-    case .markdown: console.out(markdown(recipe, merge, cost, fits: fits))
-    case .text: console.out(text(recipe, merge, cost, fits: fits))
+    case .json:
+      var value = json(merge, cost, fits: fits)
+      if case .object(var fields) = value, !parts.isEmpty {
+        fields.append(("partitions", .array(parts.enumerated().map { partitionJSON($0, $1) })))
+        value = .object(fields)
+      }
+      console.out(value.formatted() + "\n")
+    case .markdown:
+      console.out(markdown(recipe, merge, cost, fits: fits) + partitionsMarkdown(parts))
+    case .text: console.out(text(recipe, merge, cost, fits: fits) + partitionsText(parts))
     }
     if !fits, let maxMemory = settings.execution.maxMemory {
       console.report(.doesNotFit(cost, maxMemory: maxMemory))
@@ -224,6 +246,40 @@ struct PlanCommand: Subcommand {
       out += "\(format2(t.seconds)) s\n"
     }
     return out
+  }
+
+  /// Each partition's shards, bytes written and read, time and peak memory.
+  func partitionsText(_ parts: [MergeCost]) -> String {
+    guard !parts.isEmpty else { return "" }
+    var out = "partitions (merge run --partition I/\(parts.count), then merge assemble):\n"
+    for (i, p) in parts.enumerated() {
+      out +=
+        "  \(i): \(p.shards) shard\(p.shards == 1 ? "" : "s"), \(formatBytes(p.bytesWritten)) written, "
+      out += "\(formatBytes(p.inputBytes)) read, \(format2(p.estimatedSeconds)) s, "
+      out += "peak \(formatBytes(p.peakMemoryBytes))\n"
+    }
+    return out
+  }
+
+  func partitionsMarkdown(_ parts: [MergeCost]) -> String {
+    guard !parts.isEmpty else { return "" }
+    var out = "\n| Partition | Shards | Written | Read | Time | Peak memory |\n"
+    out += "|---:|---:|---:|---:|---:|---:|\n"
+    for (i, p) in parts.enumerated() {
+      out += "| \(i)/\(parts.count) | \(p.shards) | \(formatBytes(p.bytesWritten)) | "
+      out += "\(formatBytes(p.inputBytes)) | \(format2(p.estimatedSeconds)) s | "
+      out += "\(formatBytes(p.peakMemoryBytes)) |\n"
+    }
+    return out
+  }
+
+  func partitionJSON(_ index: Int, _ p: MergeCost) -> JSONValue {
+    .object([
+      ("partition", .integer(index)), ("shards", .integer(p.shards)),
+      ("bytes_written", .integer(p.bytesWritten)), ("bytes_read", .integer(p.inputBytes)),
+      ("estimated_seconds", .number(String((p.estimatedSeconds * 1000).rounded() / 1000))),
+      ("peak_memory_bytes", .integer(p.peakMemoryBytes)),
+    ])
   }
 
   func markdown(_ recipe: String, _ merge: CompiledMerge, _ cost: MergeCost, fits: Bool) -> String {

@@ -28,8 +28,8 @@ struct RunCommand: Subcommand {
       """,
     arguments: [CommonOption.recipe.definition, output.definition] + MergeArguments.definitions
       + [
-        format.definition, locked.definition, intermediates.definition, force.definition,
-        noCopyTokenizer.definition,
+        format.definition, locked.definition, intermediates.definition, partition.definition,
+        force.definition, noCopyTokenizer.definition,
         noModelCard.definition, noFuse.definition, quiet.definition,
       ])
 
@@ -47,6 +47,11 @@ struct RunCommand: Subcommand {
     help:
       "Also write each named stage of a multi-stage recipe as the model folder DIR/<name>, as mergekit-multi's -I does (by default they are computed in memory and never written)."
   )
+  static let partition = Option.option(
+    "partition", value: "i/n",
+    help:
+      "Compute only partition I (from 0) of N: its share of the output's shards, by bytes, into OUTPUT/partition-I-of-N; 'merge assemble OUTPUT' joins the N.",
+    expected: "I/N with 0 ≤ I < N ≤ 10000", parse: { Partition(parsing: $0) })
   static let noFuse = Option.flag(
     "no-fuse", help: "Do not fuse elementwise chains (for comparison; the bytes are the same).")
   static let quiet = Option.flag("quiet", short: "q", help: "Print no progress.")
@@ -65,6 +70,7 @@ struct RunCommand: Subcommand {
   var force: Bool
   var intermediates: String?
   var locked: Bool
+  var partition: Partition?
   var json: Bool
   var contents = MergeRunner.OutputContents()
 
@@ -77,6 +83,10 @@ struct RunCommand: Subcommand {
     force = try arguments.value(Self.force)
     intermediates = try arguments.value(Self.intermediates)
     locked = try arguments.value(Self.locked)
+    partition = try arguments.value(Self.partition)
+    if partition != nil && intermediates != nil {
+      throw UsageError(message: "--partition and --intermediates cannot be used together")
+    }
     json = try arguments.value(Self.format) ?? false
     settings.compile.options.allStageTensors = intermediates != nil
     contents.tokenizer = !(try arguments.value(Self.noCopyTokenizer))
@@ -107,6 +117,7 @@ struct RunCommand: Subcommand {
       progress: progressReporter(console: console, terminal: showProgress))
     options.contents = contents
     options.intermediates = intermediates
+    options.partition = partition
     // With a lock file (or --locked), the inputs are hashed first: --locked refuses any that
     // differ, and the lock records this run's inputs and output.
     let lockPath = MergeLock.path(ofRecipe: recipe)
@@ -138,7 +149,12 @@ struct RunCommand: Subcommand {
           : summaryLine(summary, cache: options.cache))
       // The cache stays within its limit, the least recently used entries going first.
       options.cache?.prune(limit: ReductionCache.defaultLimit(parse: parseByteCount))
-      if var lock {
+      if let partition {
+        console.out(
+          "\(output)/\(partition.folderName) done; 'merge assemble \(output)' joins the \(partition.count) partitions when all are\n"
+        )
+      } else if var lock {
+        // A partition is not the output: the lock records only whole runs.
         return record(&lock, path: lockPath, threads: options.threads, console: console)
       }
       return ExitCode.success

@@ -35,12 +35,29 @@ public final class OutputFolder: Sendable {
     case refuse
     /// Also a previous merge output (a folder holding `mergekit_config.yml`): `--force`.
     case replaceMergeOutput
+    /// Also a folder of partitions (`merge assemble` replacing the partitions it assembled,
+    /// `merge run --partition --force` replacing a finished partition): every entry's name
+    /// begins with ``partitionPrefix``, or it holds ``partitionManifest``.
+    case replacePartitions
+  }
+
+  /// The names of `merge run --partition`'s folders inside the output folder begin with this
+  /// (and their temporary folders and locks with it after a dot).
+  public static let partitionPrefix = "partition-"
+  /// The file that marks a finished partition folder.
+  public static let partitionManifest = "partition.json"
+
+  /// What a folder found at the destination holds.
+  private enum Kind: Sendable, Equatable {
+    case empty
+    case mergeOutput
+    case partitions
   }
 
   /// What was at the destination when the folder was created.
   private enum Found: Sendable {
     case nothing
-    case folder(inode: UInt64, device: UInt64, isMergeOutput: Bool)
+    case folder(inode: UInt64, device: UInt64, kind: Kind)
   }
 
   private enum State { case open, committed, discarded }
@@ -80,7 +97,7 @@ public final class OutputFolder: Sendable {
       Self.unlock(lockDescriptor, lockPath)
       throw error
     }
-    Self.removeStale(in: parent)
+    Self.removeStale(in: parent, keeping: name)
     let n = Self.counter.add(1, ordering: .relaxed).newValue
     temporaryPath = FileSystem.join(parent, ".\(name).partial-\(getpid())-\(n)")
     guard mkdir(temporaryPath, 0o755) == 0 else {
@@ -116,8 +133,8 @@ public final class OutputFolder: Sendable {
       switch found {
       case .nothing:
         try Self.move(temporaryPath, to: destination)
-      case .folder(let inode, let device, let isMergeOutput):
-        try Self.requireUnchanged(destination, inode: inode, device: device, isMergeOutput)
+      case .folder(let inode, let device, let kind):
+        try Self.requireUnchanged(destination, inode: inode, device: device, kind)
         try Self.exchange(temporaryPath, with: destination)
         // The temporary path now holds what was at the destination.
         FileSystem.removeTree(temporaryPath)
@@ -162,32 +179,48 @@ extension OutputFolder {
       throw .outputRefused(path: dest, reason: "it exists and is not a folder")
     }
     let names = try FileSystem.contents(of: dest)
-    let isMergeOutput = names.contains(marker)
-    if !names.isEmpty {
-      guard isMergeOutput else {
-        throw .outputRefused(
-          path: dest,
-          reason:
-            "it exists and is not a merge output (it has no \(marker)); merge never deletes a folder it did not write: remove it or choose another folder"
-        )
-      }
-      guard case .replaceMergeOutput = existing else {
-        throw .outputRefused(
-          path: dest, reason: "it holds a previous merge output; pass --force to replace it")
-      }
+    guard let kind = Self.kind(names) else {
+      throw .outputRefused(
+        path: dest,
+        reason:
+          "it exists and is not a merge output (it has no \(marker)); merge never deletes a folder it did not write: remove it or choose another folder"
+      )
     }
-    return .folder(
-      inode: UInt64(st.st_ino), device: UInt64(st.st_dev), isMergeOutput: isMergeOutput)
+    switch (kind, existing) {
+    case (.empty, _), (.mergeOutput, .replaceMergeOutput), (.partitions, .replacePartitions): break
+    case (.mergeOutput, _):
+      throw .outputRefused(
+        path: dest, reason: "it holds a previous merge output; pass --force to replace it")
+    case (.partitions, _):
+      throw .outputRefused(
+        path: dest,
+        reason:
+          "it holds partitions of a merge (merge run --partition): assemble them with 'merge assemble', or pass --force to replace a finished partition"
+      )
+    }
+    return .folder(inode: UInt64(st.st_ino), device: UInt64(st.st_dev), kind: kind)
+  }
+
+  /// What a folder holding `names` is (nil: not something merge wrote).
+  private static func kind(_ names: [String]) -> Kind? {
+    if names.isEmpty { return .empty }
+    if names.contains(marker) { return .mergeOutput }
+    if names.contains(partitionManifest)
+      || names.allSatisfy({ $0.hasPrefix(partitionPrefix) || $0.hasPrefix("." + partitionPrefix) })
+    {
+      return .partitions
+    }
+    return nil
   }
 
   /// Throws unless `dest` is still the folder found at the start, as it was.
   private static func requireUnchanged(
-    _ dest: String, inode: UInt64, device: UInt64, _ wasMergeOutput: Bool
+    _ dest: String, inode: UInt64, device: UInt64, _ kind: Kind
   ) throws(ModelError) {
     var st = stat()
     let names = (try? FileSystem.contents(of: dest)) ?? []
     guard lstat(dest, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, UInt64(st.st_ino) == inode,
-      UInt64(st.st_dev) == device, wasMergeOutput ? names.contains(marker) : names.isEmpty
+      UInt64(st.st_dev) == device, Self.kind(names) == kind
     else {
       throw .outputRefused(
         path: dest, reason: "it changed while the merge ran; it is left as it is now")
@@ -237,8 +270,14 @@ extension OutputFolder {
   }
 
   /// Removes hidden folders that dead processes left in `parent` (`.NAME.partial-PID-N`).
-  private static func removeStale(in parent: String) {
+  ///
+  /// Other partitions' folders are left alone unless they are `name`'s: they may be written
+  /// by another machine, whose processes this one cannot see.
+  private static func removeStale(in parent: String, keeping name: String) {
     for entry in (try? FileSystem.contents(of: parent)) ?? [] where entry.hasPrefix(".") {
+      if entry.hasPrefix("." + partitionPrefix) && !entry.hasPrefix(".\(name).partial-") {
+        continue
+      }
       guard let range = entry.ranges(of: ".partial-").last else { continue }
       let rest = entry[range.upperBound...].split(separator: "-")
       guard rest.count == 2, let pid = Int32(rest[0]), Int(rest[1]) != nil else { continue }

@@ -119,6 +119,18 @@ public struct ShardLayout: Sendable, Hashable {
     self.shardOfTensor = shardOfTensor
   }
 
+  /// The same layout with only shards `indices` (their names, headers and offsets unchanged):
+  /// what one partition of a merge writes.
+  public func restricted(to indices: [Int]) -> ShardLayout {
+    var copy = self
+    copy.shards = indices.map { shards[$0] }
+    copy.shardOfTensor = [:]
+    for (i, shard) in copy.shards.enumerated() {
+      for t in shard.tensors { copy.shardOfTensor[t.name] = i }
+    }
+    return copy
+  }
+
   /// The layout of existing safetensors files, their headers byte for byte (`merge apply`
   /// writes a model laid out exactly as its base).
   ///
@@ -239,8 +251,9 @@ public final class SafetensorsWriter: Sendable {
     try Self.pwriteAll(fds[shard], bytes, offset: offset + byteOffset, path: path)
   }
 
-  /// Closes the shard files and, for several shards, writes the index.
-  public func finish() throws(ModelError) {
+  /// Closes the shard files and, for several shards, writes the index (unless told not to: a
+  /// partition's layout holds only some of the shards).
+  public func finish(writingIndex: Bool = true) throws(ModelError) {
     let toClose = descriptors.withLock { fds -> [Int32] in
       defer { fds = [] }
       return fds
@@ -250,7 +263,7 @@ public final class SafetensorsWriter: Sendable {
         throw .io(path: folder.path(of: layout.shards[i].fileName), call: "close", errno: errno)
       }
     }
-    if layout.shards.count > 1 {
+    if writingIndex && layout.shards.count > 1 {
       try folder.write(ModelFolder.indexFileName, bytes: Array(layout.indexJSON().utf8))
     }
   }

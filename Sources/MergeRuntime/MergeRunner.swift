@@ -38,6 +38,8 @@ public struct RunOptions: Sendable {
   /// it; nil writes only the output. The merge must be compiled with
   /// ``CompileOptions/allStageTensors``.
   public var intermediates: String?
+  /// Which part of the output this run computes (`--partition I/N`); nil: all of it.
+  public var partition: Partition?
   /// Every shard's `__metadata__` (``Provenance/metadata(recipeText:seed:lock:)`` for `merge
   /// run`; `format: pt` alone by default).
   public var metadata = ShardLayout.defaultMetadata
@@ -138,6 +140,9 @@ public enum MergeRunner {
   public static func run(_ merge: CompiledMerge, output: String, options: RunOptions)
     throws(RunError) -> RunSummary
   {
+    if let partition = options.partition {
+      return try runPartition(merge, output: output, options: options, partition: partition)
+    }
     let start = DispatchTime.now().uptimeNanoseconds
     releaseFreedMemory()
     let layout = Self.layout(merge.plan, options: options)
