@@ -12,13 +12,14 @@ public enum MergeBench {
     guard let command = args.first else {
       print(
         "usage: merge-bench io [--size GB] [--dir DIR] | generate DIR [--layers N] [--hidden N]"
-          + " | parse [--tensors N] [--keys N] [--models N]")
+          + " | parse [--tensors N] [--keys N] [--models N] | evict FILE...")
       exit(64)
     }
     switch command {
     case "io": io(args: Array(args.dropFirst()))
     case "generate": generate(args: Array(args.dropFirst()))
     case "parse": parse(args: Array(args.dropFirst()))
+    case "evict": evict(Array(args.dropFirst()))
     default:
       print("unknown benchmark '\(command)'")
       exit(64)
@@ -48,6 +49,29 @@ public enum MergeBench {
   /// 16 layers, intermediate 2816, 16 heads, 8 KV heads, vocab 32000: 254M parameters, two
   /// shards each). The fine-tunes are the base plus noise on about 60% of the entries.
   /// Deterministic: the same arguments give the same bytes.
+  /// Drops `paths` from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)` on each whole
+  /// file, after `fsync`), then prints how many of their bytes are still cached.
+  static func evict(_ paths: [String]) {
+    var left = 0
+    var total = 0
+    for path in paths {
+      let fd = open(path, O_RDONLY | O_CLOEXEC)
+      guard fd >= 0 else {
+        print("evict: cannot open \(path)")
+        exit(1)
+      }
+      fsync(fd)
+      _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED))
+      close(fd)
+      let size = (try? FileSystem.size(of: path)) ?? 0
+      total += size
+      left += MappedFile.cachedBytes(path: path, range: 0..<size)
+    }
+    print(
+      String(
+        format: "evicted %.2f GB; %.1f MB still cached", Double(total) / 1e9, Double(left) / 1e6))
+  }
+
   static func generate(args: [String]) {
     guard let dir = args.first, !dir.hasPrefix("--") else {
       print("usage: merge-bench generate DIR [--layers N] [--hidden N]")

@@ -386,7 +386,8 @@ final class TauScratch: @unchecked Sendable {
 
   /// Per entry of a chunk, in one word: how many τ keep it (bits 0–9), and how many of those
   /// are positive (bits 10–19) and negative (20–29), so at most 1,023 fine-tunes.
-  private struct Counts {
+  struct Counts {
+    /// The most fine-tunes the words count.
     static let maxModels = 1023
     let words: UnsafeMutablePointer<UInt32>
 

@@ -91,6 +91,11 @@ public struct InterferenceReport: Sendable {
     threads: Int = ProcessInfo.processInfo.activeProcessorCount, chunk: Int = 1 << 16,
     progress: ((Int, Int) -> Void)? = nil
   ) throws(ModelError) -> InterferenceReport {
+    guard modelPaths.count <= TauScratch.Counts.maxModels else {
+      throw .badTaskVector(
+        path: modelPaths[TauScratch.Counts.maxModels],
+        reason: "analyze compares at most \(TauScratch.Counts.maxModels) fine-tunes")
+    }
     let base = try ModelFolder(path: basePath).openWeights()
     var fine: [ModelWeights] = []
     for p in modelPaths { fine.append(try ModelFolder(path: p).openWeights()) }
