@@ -268,8 +268,11 @@ final class TauScratch: @unchecked Sendable {
       a0 += x0 * x0 + y0 * y0
       a1 += x1 * x1 + y1 * y1
       let hit = Lanes.isZero(high ^ b0) | Lanes.isZero(high ^ b1) | Lanes.isZero(high ^ b2)
-      if hit.wrappedSum() != 0 {
-        for l in 0..<8 { count(bits[l]) }
+      // The lanes that hit as a bit mask; only those are counted.
+      var lanes = (hit &<< Lanes.positions).wrappedSum()
+      while lanes != 0 {
+        count(bits[Int(lanes.trailingZeroBitCount)])
+        lanes &= lanes - 1
       }
       e += 8
     }
@@ -489,6 +492,9 @@ final class TauScratch: @unchecked Sendable {
 /// Lane tests as 0/1 integers and all-ones masks made by arithmetic: `SIMDMask` values and
 /// `replacing(with:where:)` compile to loops over lanes here (seen in `perf annotate`).
 enum Lanes {
+  /// Each lane's index, for a bit mask of lanes that are 1: `(x &<< positions).wrappedSum()`.
+  static let positions = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7)
+
   /// 1 where `x` is zero, 0 elsewhere.
   @inline(__always)
   static func isZero(_ x: SIMD8<UInt32>) -> SIMD8<UInt32> {
