@@ -57,6 +57,27 @@ import _TestSupport
     #expect(cost.estimatedSeconds > 0)
   }
 
+  @Test("merge plan --partitions: the partitions' shards, bytes and reads add up to the whole run")
+  func partitions() throws {
+    let merge = try compileRecipe(Repository.parity + "/recipes/ties.yml")
+    let options = RunOptions(threads: 2, shardSize: 200_000)
+    let whole = Self.estimate(merge, options)
+    let parts = MergeCost.partitions(
+      4, of: merge, options: options, constants: .defaults, baselineBytes: 0, startupSeconds: 0)
+    #expect(parts.count == 4)
+    #expect(parts.reduce(0) { $0 + $1.shards } == whole.shards && whole.shards == 7)
+    #expect(parts.reduce(0) { $0 + $1.bytesWritten } == whole.bytesWritten)
+    #expect(parts.reduce(0) { $0 + $1.inputBytes } == whole.inputBytes)
+    #expect(parts.reduce(0) { $0 + $1.tensors.count } == whole.tensors.count)
+    // Dealt by bytes: no partition writes more than the largest shard beyond any other's.
+    let layout = MergeRunner.layout(merge.plan, options: options)
+    let largest = layout.shards.map(\.fileSize).max() ?? 0
+    let sizes = Partition.assign(layout, count: 4).map {
+      $0.reduce(0) { $0 + layout.shards[$1].fileSize }
+    }
+    #expect((sizes.max() ?? 0) - (sizes.min() ?? 0) <= largest)
+  }
+
   @Test("a task-vector source is priced: its stored bytes read, a sparse one's entries held")
   func taskVectorSources() throws {
     let workspace = ModelWorkspace()
