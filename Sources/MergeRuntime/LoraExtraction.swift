@@ -97,9 +97,17 @@ public enum LoraExtraction {
       }
     }
     let targets = tensors.filter { role(of: $0, linear: linear) == .lora }
-    let decomposed = try decompose(
-      targets, base: base, fine: fine, rank: rank, energy: energy, dtype: dtype,
-      threads: threads, progress: progress)
+    // The output folder is checked (and its temporary folder made) before the decompositions.
+    let folder = try OutputFolder(destination: output)
+    let decomposed: [Factors]
+    do {
+      decomposed = try decompose(
+        targets, base: base, fine: fine, rank: rank, energy: energy, dtype: dtype,
+        threads: threads, progress: progress)
+    } catch {
+      folder.discard()
+      throw error
+    }
 
     // The layout: A and B of each module in order, biases, then the tensors saved whole.
     var specs: [TensorSpec] = []
@@ -133,7 +141,6 @@ public enum LoraExtraction {
         if !modulesToSave.contains(key) { modulesToSave.append(key) }
       }
     }
-    let folder = try OutputFolder(destination: output)
     do throws(ModelError) {
       let layout = ShardLayout(
         tensors: specs, shardSize: 0,
@@ -160,9 +167,10 @@ public enum LoraExtraction {
             tensor: "base_model.model.\(stem).lora_B.bias", at: 0,
             in: writer)
         case .save:
-          let view = try fine.tensor(t.name)
-          try TaskVectors.put(
-            Array(view.bytes), tensor: "base_model.model.\(t.name)", at: 0, in: writer)
+          // Copied from the mapping as it is, never whole in memory.
+          try writer.write(
+            tensor: "base_model.model.\(t.name)", byteOffset: 0,
+            bytes: try fine.tensor(t.name).bytes)
         }
       }
       try writer.finish()
