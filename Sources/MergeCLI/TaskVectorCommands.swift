@@ -182,6 +182,17 @@ struct AnalyzeCommand: Subcommand {
                 ? "is a folder; give a file name" : "folder '\(folder)' does not exist")))
         return ExitCode.failure
       }
+      // Never written into a model it reads.
+      if let target = FileSystem.realPath(folder),
+        let input = ([basePath] + modelPaths).first(where: { path in
+          FileSystem.realPath(path).map { target == $0 || target.hasPrefix($0 + "/") } ?? false
+        })
+      {
+        console.report(
+          .taskVectorFailed(
+            "--html \(htmlPath): inside the model folder '\(input)', which analyze reads"))
+        return ExitCode.failure
+      }
     }
     do {
       let terminal = console.standardErrorIsTerminal

@@ -360,6 +360,13 @@ extension TaskVectorCommandTests {
     #expect(text.status == 0)
     #expect(text.out.contains("sign conflicts: "))
     #expect(merge("analyze", models + "/base").status == 64)
+    // --html never goes into a model folder it reads, a missing folder, or over a folder.
+    let dir = TemporaryDirectory()
+    for bad in [models + "/ft0/report.html", dir.path + "/none/report.html", dir.path] {
+      let refused = merge("analyze", models + "/base", models + "/ft0", "--html", bad)
+      #expect(refused.status == 1 && refused.err.contains("--html"), "\(bad): \(refused.err)")
+    }
+    #expect(FileSystem.kind(of: models + "/ft0/report.html") == .missing)
   }
 }
 
