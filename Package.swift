@@ -29,7 +29,8 @@ let package = Package(
     .target(name: "MergeHub", dependencies: ["MergeModel"]),
     .target(name: "MergeCompiler", dependencies: ["MergeRecipe", "MergeModel"]),
     .target(
-      name: "MergeRuntime", dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe", "CLapack"]),
+      name: "MergeRuntime",
+      dependencies: ["MergeCompiler", "MergeModel", "MergeRecipe", "CLapack", "CMergeSupport"]),
     .target(
       name: "MergeCLI",
       dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe", "MergeHub"]),

@@ -1,3 +1,4 @@
+import CMergeSupport
 import Dispatch
 import MergeModel
 import Synchronization
@@ -20,9 +21,14 @@ final class TauScratch: @unchecked Sendable {
   /// The entries of the tensor being analyzed.
   private(set) var count = 0
 
-  init(models: Int, capacity: Int, chunk: Int = 1 << 16) {
+  /// Whether the passes use the AVX2 kernels (`merge_kernels.h`): when the CPU has them,
+  /// unless asked not to (tests compare both).
+  let kernels: Bool
+
+  init(models: Int, capacity: Int, chunk: Int = 1 << 16, kernels: Bool = true) {
     self.models = models
     self.chunk = chunk
+    self.kernels = kernels && merge_kernels_available() != 0
     taus = (0..<models).map { _ in .allocate(capacity: max(1, capacity)) }
   }
 
@@ -84,8 +90,9 @@ final class TauScratch: @unchecked Sendable {
     let histogram = Mutex([Int](repeating: 0, count: n * Self.highBins))
     Self.parallel(chunks: chunkCount, threads: threads) { next in
       let values = Self.buffer(chunk, Float(0))
-      let wide = Self.buffer(n * chunk, 0.0)
-      let counts = Counts(words: Self.buffer(chunk, UInt32(0)))
+      // The f64 copies only where the step-by-step pass needs them.
+      let wide = Self.buffer(kernels && n <= 4 ? 1 : n * chunk, 0.0)
+      let counts = Counts(words: Self.buffer(chunk, UInt32(0)), kernels: kernels)
       // Two histograms per fine-tune, for even and odd entries: increments of one bin in a
       // row wait for each other.
       let bins = Self.buffer(2 * n * Self.highBins, UInt32(0))
@@ -100,21 +107,12 @@ final class TauScratch: @unchecked Sendable {
         let len = r.count
         var s = ChunkSums(
           dots: [Double](repeating: 0, count: n * n), changed: [Int](repeating: 0, count: n))
-        base.decode(r, into: UnsafeMutableBufferPointer(start: values, count: len))
-        for e in 0..<len { wide[e] = Double(values[e]) }
-        s.baseNorm = Self.dot(wide, wide, len)
-        // Each τ, and a copy in f64 for the dot products.
-        for i in 0..<n {
-          let t = taus[i] + r.lowerBound
-          let d = wide + i * chunk
-          fine[i].decode(r, into: UnsafeMutableBufferPointer(start: t, count: len))
-          for e in 0..<len {
-            t[e] -= values[e]
-            d[e] = Double(t[e])
-          }
-        }
-        for i in 0..<n {
-          for j in i..<n { s.dots[i * n + j] = Self.dot(wide + i * chunk, wide + j * chunk, len) }
+        if kernels && n <= 4 {
+          // One kernel for the whole pass, without the f64 copies or a word per entry.
+          s.baseNorm = fused(base: base, fine: fine, r, values: values, into: &s)
+        } else {
+          separate(
+            base: base, fine: fine, r, values: values, wide: wide, counts: counts, into: &s)
         }
         // The inputs are read once: their pages leave the process as they are, 16 chunks at a
         // time (each release costs the other core a TLB flush).
@@ -123,14 +121,6 @@ final class TauScratch: @unchecked Sendable {
           base.release(done)
           for view in fine { view.release(done) }
         }
-        // Changed entries and their signs: the entries whose magnitude is above zero's.
-        for i in 0..<n {
-          s.changed[i] = counts.add(
-            UnsafePointer(taus[i] + r.lowerBound), len, from: 1, first: i == 0)
-        }
-        let tally = counts.tally(len)
-        s.shared = tally.shared
-        s.conflicting = tally.conflicting
         for i in 0..<n {
           Self.countHighBits(
             taus[i] + r.lowerBound, len, into: bins + 2 * i * Self.highBins,
@@ -184,7 +174,7 @@ final class TauScratch: @unchecked Sendable {
         for (i, indices) in byModel.enumerated() {
           let t = UnsafePointer(taus[i] + r.lowerBound)
           let summed = indices.filter { fixed[$0].wantsSquares }
-          let sums = Self.countLowBits(
+          let sums = lowBits(
             t, r.count, inBins: indices.map { fixed[$0].high },
             into: indices.map { bins + $0 * Self.lowBins },
             squaresAbove: summed.map { fixed[$0].high })
@@ -203,6 +193,121 @@ final class TauScratch: @unchecked Sendable {
     }
   }
 
+  /// Pass 1 over chunk `r` step by step (more than four fine-tunes, or no AVX2): each τ and an
+  /// f64 copy of it, the dot products of the copies, then the changed entries and signs through
+  /// a counts word per entry.
+  private func separate(
+    base: TensorView, fine: [TensorView], _ r: Range<Int>, values: UnsafeMutablePointer<Float>,
+    wide: UnsafeMutablePointer<Double>, counts: Counts, into s: inout ChunkSums
+  ) {
+    let n = models
+    let len = r.count
+    if kernels, let src = Self.bf16(base, r) {
+      merge_bf16_subtract_widen(src, nil, values, wide, len)
+    } else {
+      base.decode(r, into: UnsafeMutableBufferPointer(start: values, count: len))
+      if kernels {
+        merge_subtract_widen(values, nil, wide, len)
+      } else {
+        for e in 0..<len { wide[e] = Double(values[e]) }
+      }
+    }
+    s.baseNorm = dot(wide, wide, len)
+    for i in 0..<n {
+      let t = taus[i] + r.lowerBound
+      let d = wide + i * chunk
+      if kernels, let src = Self.bf16(fine[i], r) {
+        merge_bf16_subtract_widen(src, values, t, d, len)
+        continue
+      }
+      fine[i].decode(r, into: UnsafeMutableBufferPointer(start: t, count: len))
+      if kernels {
+        merge_subtract_widen(t, values, d, len)
+        continue
+      }
+      for e in 0..<len {
+        t[e] -= values[e]
+        d[e] = Double(t[e])
+      }
+    }
+    for i in 0..<n {
+      for j in i..<n { s.dots[i * n + j] = dot(wide + i * chunk, wide + j * chunk, len) }
+    }
+    // Changed entries and their signs: the entries whose magnitude is above zero's.
+    for i in 0..<n {
+      s.changed[i] = counts.add(UnsafePointer(taus[i] + r.lowerBound), len, from: 1, first: i == 0)
+    }
+    let tally = counts.tally(len)
+    s.shared = tally.shared
+    s.conflicting = tally.conflicting
+  }
+
+  /// Pass 1 over chunk `r` by the AVX2 kernels (four fine-tunes at most): each τ into memory,
+  /// the dot products, changed entries and signs into `s`; returns ‖base‖².
+  private func fused(
+    base: TensorView, fine: [TensorView], _ r: Range<Int>, values: UnsafeMutablePointer<Float>,
+    into s: inout ChunkSums
+  ) -> Double {
+    let n = models
+    let len = r.count
+    if let src = Self.bf16(base, r) {
+      merge_bf16_subtract_widen(src, nil, values, nil, len)
+    } else {
+      base.decode(r, into: UnsafeMutableBufferPointer(start: values, count: len))
+    }
+    for i in 0..<n {
+      let t = taus[i] + r.lowerBound
+      if let src = Self.bf16(fine[i], r) {
+        merge_bf16_subtract_widen(src, values, t, nil, len)
+      } else {
+        fine[i].decode(r, into: UnsafeMutableBufferPointer(start: t, count: len))
+        merge_subtract_widen(t, values, nil, len)
+      }
+    }
+    var gram = [Double](repeating: 0, count: n * n)
+    var changed = [Int](repeating: 0, count: n)
+    var signs = [0, 0]
+    let rows = (0..<n).map { UnsafePointer(taus[$0] + r.lowerBound) as UnsafePointer<Float>? }
+    merge_pass1(rows, Int32(n), len, &gram, &changed, &signs)
+    s.dots = gram
+    s.changed = changed
+    s.shared = signs[0]
+    s.conflicting = signs[1]
+    return merge_sum_squares(values, len)
+  }
+
+  /// The bf16 entries `range` of `view`, when it holds aligned bf16 data.
+  static func bf16(_ view: TensorView, _ range: Range<Int>) -> UnsafePointer<UInt16>? {
+    guard view.info.dtype == .bfloat16, let start = view.bytes.baseAddress,
+      Int(bitPattern: start) % 2 == 0
+    else { return nil }
+    return (start + range.lowerBound * 2).assumingMemoryBound(to: UInt16.self)
+  }
+
+  /// ``dot(_:_:_:)``, by the AVX2 kernel when it is used.
+  func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) -> Double {
+    kernels ? merge_dot_f64(a, b, n) : Self.dot(a, b, n)
+  }
+
+  /// ``countLowBits(_:_:inBins:into:squaresAbove:)``, by the AVX2 kernel when it is used.
+  func lowBits(
+    _ t: UnsafePointer<Float>, _ n: Int, inBins bins: [UInt32],
+    into histograms: [UnsafeMutablePointer<UInt32>], squaresAbove: [UInt32]
+  ) -> [Double] {
+    guard kernels else {
+      return Self.countLowBits(t, n, inBins: bins, into: histograms, squaresAbove: squaresAbove)
+    }
+    precondition(!bins.isEmpty && bins.count <= 3 && bins.count == histograms.count)
+    precondition(squaresAbove.count <= 2)
+    var sums = [Double](repeating: 0, count: squaresAbove.count)
+    histograms.map { Optional($0) }.withUnsafeBufferPointer { h in
+      merge_low_bits(
+        t, n, bins, h.baseAddress, Int32(bins.count), squaresAbove, &sums,
+        Int32(squaresAbove.count))
+    }
+    return sums
+  }
+
   /// Counts the entries by their magnitude's high bits.
   static func countHighBits(
     _ t: UnsafePointer<Float>, _ n: Int, into even: UnsafeMutablePointer<UInt32>,
@@ -210,7 +315,8 @@ final class TauScratch: @unchecked Sendable {
   ) {
     let raw = UnsafeRawPointer(t)
     func bin(_ e: Int) -> Int {
-      Int((raw.load(fromByteOffset: e * 4, as: UInt32.self) & 0x7FFF_FFFF) >> 15)
+      let bits = raw.load(fromByteOffset: e * 4, as: UInt32.self) & 0x7FFF_FFFF
+      return Int(bits >> 15)
     }
     var e = 0
     while e + 2 <= n {
@@ -316,7 +422,11 @@ final class TauScratch: @unchecked Sendable {
         while let c = next() {
           let r = range(c)
           let equal = cuts.enumerated().map { i, cut in
-            split[i] ? Self.countEqual(taus[i] + r.lowerBound, r.count, cut.threshold) : 0
+            guard split[i] else { return 0 }
+            let t = taus[i] + r.lowerBound
+            return kernels
+              ? merge_count_equal(t, r.count, cut.threshold)
+              : Self.countEqual(t, r.count, cut.threshold)
           }
           slots.withLock { $0[c] = equal }
         }
@@ -332,11 +442,30 @@ final class TauScratch: @unchecked Sendable {
     let within = equalIn
     let slots = Mutex([Kept](repeating: Kept(), count: chunkCount))
     Self.parallel(chunks: chunkCount, threads: threads) { next in
-      let counts = Counts(words: Self.buffer(chunk, UInt32(0)))
+      let counts = Counts(words: Self.buffer(chunk, UInt32(0)), kernels: kernels)
       defer { counts.words.deallocate() }
       while let c = next() {
         let r = range(c)
         let len = r.count
+        // Each chunk's equal entries that are among the first k − above.
+        let quota = (0..<n).map { i in
+          split[i] ? min(within[c][i], max(0, cuts[i].k - cuts[i].above - before[c][i])) : 0
+        }
+        if kernels && n <= 4 {
+          var left = quota
+          var out = [0, 0, 0]
+          let rows = (0..<n).map {
+            UnsafePointer(taus[$0] + r.lowerBound) as UnsafePointer<Float>?
+          }
+          // Unsplit: every entry equal to the threshold is kept.
+          let limits = cuts.enumerated().map { i, cut in
+            split[i] ? cut.threshold &+ 1 : cut.threshold
+          }
+          merge_kept(
+            rows, Int32(n), len, limits, cuts.map(\.threshold), &left, &out)
+          slots.withLock { $0[c] = Kept(any: out[0], shared: out[1], conflicting: out[2]) }
+          continue
+        }
         for (i, cut) in cuts.enumerated() {
           let t = UnsafePointer(taus[i] + r.lowerBound)
           if !split[i] {
@@ -345,8 +474,7 @@ final class TauScratch: @unchecked Sendable {
             continue
           }
           counts.add(t, len, from: cut.threshold &+ 1, first: i == 0)
-          // This chunk's equal entries that are among the first k − above.
-          var left = min(within[c][i], max(0, cut.k - cut.above - before[c][i]))
+          var left = quota[i]
           var e = 0
           while left > 0 && e < len {
             if t[e].bitPattern & 0x7FFF_FFFF == cut.threshold {
@@ -393,11 +521,14 @@ final class TauScratch: @unchecked Sendable {
     /// The most fine-tunes the words count.
     static let maxModels = 1023
     let words: UnsafeMutablePointer<UInt32>
+    /// Whether to use the AVX2 kernels.
+    var kernels = false
 
     /// Counts the entries whose magnitude's bit pattern is `from` or more (replacing what the
     /// words held when `first`); returns how many.
     @discardableResult
     func add(_ t: UnsafePointer<Float>, _ n: Int, from threshold: UInt32, first: Bool) -> Int {
+      if kernels { return merge_counts_add(t, n, threshold, words, first ? 1 : 0) }
       let raw = UnsafeRawPointer(t)
       let out = UnsafeMutableRawPointer(words)
       let limit = SIMD8<UInt32>(repeating: threshold)
@@ -437,6 +568,11 @@ final class TauScratch: @unchecked Sendable {
 
     /// Entries kept by one τ or more, two or more, and of those, with both signs.
     func tally(_ n: Int) -> Kept {
+      if kernels {
+        var out = [0, 0, 0]
+        merge_counts_tally(words, n, &out)
+        return Kept(any: out[0], shared: out[1], conflicting: out[2])
+      }
       let raw = UnsafeRawPointer(words)
       var any = SIMD8<UInt32>()
       var shared = SIMD8<UInt32>()

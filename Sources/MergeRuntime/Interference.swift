@@ -89,7 +89,7 @@ public struct InterferenceReport: Sendable {
   public static func analyze(
     base basePath: String, models modelPaths: [String], density: Double,
     threads: Int = ProcessInfo.processInfo.activeProcessorCount, chunk: Int = 1 << 16,
-    progress: ((Int, Int) -> Void)? = nil
+    kernels: Bool = true, progress: ((Int, Int) -> Void)? = nil
   ) throws(ModelError) -> InterferenceReport {
     guard modelPaths.count <= TauScratch.Counts.maxModels else {
       throw .badTaskVector(
@@ -118,7 +118,8 @@ public struct InterferenceReport: Sendable {
       }
     }
     let scratch = TauScratch(
-      models: n, capacity: tensors.map(\.count).max() ?? 0, chunk: max(1, chunk))
+      models: n, capacity: tensors.map(\.count).max() ?? 0, chunk: max(1, chunk),
+      kernels: kernels)
     for (step, info) in tensors.enumerated() {
       let b = try base.tensor(info.name)
       var views: [TensorView] = []

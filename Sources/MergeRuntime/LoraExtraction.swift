@@ -161,7 +161,7 @@ public enum LoraExtraction {
         case .lora: continue
         case .loraBias:
           let stem = String(t.name.dropLast(".bias".count))
-          let tau = try difference(base: try base.tensor(t.name), fine: try fine.tensor(t.name))
+          let tau = difference(base: try base.tensor(t.name), fine: try fine.tensor(t.name))
           try TaskVectors.put(
             TaskVectors.encode(tau, dtype ?? t.dtype),
             tensor: "base_model.model.\(stem).lora_B.bias", at: 0,

@@ -292,6 +292,37 @@ extension TaskVectorTests {
 }
 
 extension TaskVectorTests {
+  /// Three fine-tunes (one fused kernel for pass 1) and five (the kernels step by step).
+  @Test(
+    "analyze's AVX2 kernels give the counts of its Swift loops, and sums within 1e-12",
+    arguments: [["ft0", "ft1", "ft2"], ["ft0", "ft1", "ft2", "ft1", "ft0"]])
+  func analyzeKernels(names: [String]) throws {
+    let models = names.map { Self.models + "/" + $0 }
+    let swift = try InterferenceReport.analyze(
+      base: Self.models + "/base", models: models, density: 0.4, threads: 2, chunk: 1_003,
+      kernels: false)
+    let kernels = try InterferenceReport.analyze(
+      base: Self.models + "/base", models: models, density: 0.4, threads: 2, chunk: 1_003)
+    #expect(kernels.keptAny == swift.keptAny && kernels.keptShared == swift.keptShared)
+    #expect(kernels.keptConflicting == swift.keptConflicting)
+    #expect(kernels.whole.shared == swift.whole.shared)
+    #expect(kernels.whole.conflicting == swift.whole.conflicting)
+    func close(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= 1e-12 * max(1, abs(b)) }
+    for (a, b) in zip(kernels.tensors, swift.tensors) {
+      #expect(a.name == b.name)
+      #expect(a.changed == b.changed, "\(a.name)")
+      for m in models.indices {
+        #expect(close(a.norm[m], b.norm[m]) && close(a.top1[m], b.top1[m]), "\(a.name)")
+        #expect(close(a.top10[m], b.top10[m]) && close(a.relative[m], b.relative[m]), "\(a.name)")
+      }
+    }
+    for i in models.indices {
+      for j in models.indices {
+        #expect(close(kernels.whole.cosine[i][j], swift.whole.cosine[i][j]))
+      }
+    }
+  }
+
   @Test("analyze gives the same figures on one thread and on two")
   func analyzeThreads() throws {
     let models = ["ft0", "ft1", "ft2"].map { Self.models + "/" + $0 }
@@ -429,8 +460,15 @@ extension TaskVectorTests {
     let base = singleTensorModel(dir, "base", [Float](repeating: 0, count: fine[0].count))
     let paths = fine.enumerated().map { singleTensorModel(dir, "ft\($0)", $1) }
     let density = 0.3
-    let report = try InterferenceReport.analyze(
-      base: base, models: paths, density: density, threads: 2, chunk: 4)
+    for (chunk, kernels) in [(4, true), (16, true), (16, false)] {
+      try checkSpecialValues(
+        InterferenceReport.analyze(
+          base: base, models: paths, density: density, threads: 2, chunk: chunk,
+          kernels: kernels), fine: fine, density: density)
+    }
+  }
+
+  func checkSpecialValues(_ report: InterferenceReport, fine: [[Float]], density: Double) throws {
     // The reference: τ is the fine-tune (base zero); −0 is unchanged.
     let t = try #require(report.tensors.first)
     for (m, tau) in fine.enumerated() {

@@ -19,4 +19,6 @@ void merge_fatal_register(const char *partial_folder, const char *lock_file);
 /// Forgets the registered paths (the output was committed or discarded).
 void merge_fatal_unregister(void);
 
+#include "merge_kernels.h"
+
 #endif
