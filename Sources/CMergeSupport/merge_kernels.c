@@ -102,61 +102,18 @@ KERNEL static inline __attribute__((always_inline)) void gram_rows(
     }
 }
 
-KERNEL void merge_pass1(
-  const float *const *t, int n, long len, double *gram, long *changed, long out[2]) {
+KERNEL void merge_gram(const float *const *t, int n, long len, double *gram) {
   switch (n) {
   case 1: gram_rows(t, 1, len, gram); break;
   case 2: gram_rows(t, 2, len, gram); break;
   case 3: gram_rows(t, 3, len, gram); break;
   default: gram_rows(t, 4, len, gram); break;
   }
-  long e;
-  // Changed entries and signs, eight at a time.
-  const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
-  const __m256i one = _mm256_set1_epi32(1);
-  const __m256i zero = _mm256_setzero_si256();
-  __m256i nonzeroCount[4] = {zero, zero, zero, zero};
-  __m256i shared = zero, conflicting = zero;
-  for (e = 0; e + 8 <= len; e += 8) {
-    __m256i count = zero, positive = zero, negative = zero;
-    for (int i = 0; i < n; i++) {
-      __m256i word = _mm256_loadu_si256((const __m256i *)(t[i] + e));
-      __m256i nz = _mm256_andnot_si256(_mm256_cmpeq_epi32(_mm256_and_si256(word, magnitude), zero), one);
-      __m256i neg = _mm256_and_si256(nz, _mm256_srli_epi32(word, 31));
-      count = _mm256_add_epi32(count, nz);
-      negative = _mm256_add_epi32(negative, neg);
-      positive = _mm256_add_epi32(positive, _mm256_sub_epi32(nz, neg));
-      nonzeroCount[i] = _mm256_add_epi32(nonzeroCount[i], nz);
-    }
-    shared = _mm256_add_epi32(
-      shared, _mm256_andnot_si256(_mm256_cmpeq_epi32(_mm256_srli_epi32(count, 1), zero), one));
-    __m256i both = _mm256_or_si256(_mm256_cmpeq_epi32(positive, zero), _mm256_cmpeq_epi32(negative, zero));
-    conflicting = _mm256_add_epi32(conflicting, _mm256_andnot_si256(both, one));
-  }
-  long s = hsum_epi32(shared), c = hsum_epi32(conflicting);
-  for (int i = 0; i < n; i++) changed[i] = hsum_epi32(nonzeroCount[i]);
-  for (; e < len; e++) {
-    int count = 0, positive = 0, negative = 0;
-    for (int i = 0; i < n; i++) {
-      float v = t[i][e];
-      uint32_t b;
-      __builtin_memcpy(&b, &v, 4);
-      if ((b & 0x7FFFFFFF) != 0) {
-        count++;
-        changed[i]++;
-        if (b >> 31) negative++; else positive++;
-      }
-    }
-    if (count >= 2) s++;
-    if (positive > 0 && negative > 0) c++;
-  }
-  out[0] = s;
-  out[1] = c;
 }
 
 KERNEL void merge_kept(
   const float *const *t, int n, long len, const uint32_t *limit, const uint32_t *tie,
-  long *left, long out[3]) {
+  long *left, long out[3], long *keptBy) {
   const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
   const __m256i one = _mm256_set1_epi32(1);
   const __m256i zero = _mm256_setzero_si256();
@@ -167,6 +124,7 @@ KERNEL void merge_kept(
     equal[i] = _mm256_set1_epi32((int32_t)tie[i]);
   }
   __m256i any = zero, shared = zero, conflicting = zero;
+  __m256i by[4] = {zero, zero, zero, zero};
   long e = 0;
   for (; e + 8 <= len; e += 8) {
     __m256i count = zero, positive = zero, negative = zero;
@@ -190,6 +148,7 @@ KERNEL void merge_kept(
       __m256i sign = _mm256_andnot_si256(_mm256_cmpeq_epi32(bits, zero), k);
       __m256i neg = _mm256_and_si256(sign, _mm256_srli_epi32(word, 31));
       count = _mm256_add_epi32(count, k);
+      by[i] = _mm256_add_epi32(by[i], k);
       negative = _mm256_add_epi32(negative, neg);
       positive = _mm256_add_epi32(positive, _mm256_sub_epi32(sign, neg));
     }
@@ -200,6 +159,8 @@ KERNEL void merge_kept(
     conflicting = _mm256_add_epi32(conflicting, _mm256_andnot_si256(neither, one));
   }
   long a = hsum_epi32(any), s = hsum_epi32(shared), c = hsum_epi32(conflicting);
+  long kept[4];
+  for (int i = 0; i < n; i++) kept[i] = hsum_epi32(by[i]);
   for (; e < len; e++) {
     int count = 0, positive = 0, negative = 0;
     for (int i = 0; i < n; i++) {
@@ -214,6 +175,7 @@ KERNEL void merge_kept(
       }
       if (keep) {
         count++;
+        kept[i]++;
         if (bits != 0) {
           if (b >> 31) negative++; else positive++;
         }
@@ -226,6 +188,8 @@ KERNEL void merge_kept(
   out[0] = a;
   out[1] = s;
   out[2] = c;
+  if (keptBy)
+    for (int i = 0; i < n; i++) keptBy[i] = kept[i];
 }
 
 KERNEL long merge_count_equal(const float *t, long n, uint32_t threshold) {
@@ -405,15 +369,15 @@ void merge_subtract_widen(float *t, const float *base, double *wide, long n) {
 long merge_count_equal(const float *t, long n, uint32_t threshold) {
   (void)t; (void)n; (void)threshold; return 0;
 }
-void merge_pass1(
-  const float *const *t, int n, long len, double *gram, long *changed, long out[2]) {
-  (void)t; (void)n; (void)len; (void)gram; (void)changed; out[0] = out[1] = 0;
+void merge_gram(const float *const *t, int n, long len, double *gram) {
+  (void)t; (void)n; (void)len; (void)gram;
 }
 double merge_sum_squares(const float *v, long n) { (void)v; (void)n; return 0; }
 void merge_kept(
   const float *const *t, int n, long len, const uint32_t *limit, const uint32_t *tie,
-  long *left, long out[3]) {
-  (void)t; (void)n; (void)len; (void)limit; (void)tie; (void)left; out[0] = out[1] = out[2] = 0;
+  long *left, long out[3], long *keptBy) {
+  (void)t; (void)n; (void)len; (void)limit; (void)tie; (void)left; (void)keptBy;
+  out[0] = out[1] = out[2] = 0;
 }
 void merge_bf16_subtract_widen(
   const uint16_t *src, const float *base, float *t, double *wide, long n) {

@@ -78,7 +78,7 @@ struct ApplyCommand: Subcommand {
       """,
     arguments: [base.definition, vectors.definition, output.definition, force.definition])
 
-  static let base = Option.positional("base", help: "The base model folder.")
+  static let base = DiffCommand.base
   static let vectors = Option.positionalList("vector", help: "A task-vector folder, with :SCALE.")
   static let output = Option.positional("output", help: "The model folder to write.")
   static let force = Option.flag(
@@ -146,7 +146,7 @@ struct AnalyzeCommand: Subcommand {
       base.definition, models.definition, density.definition, json.definition, html.definition,
     ])
 
-  static let base = Option.positional("base", help: "The base model folder.")
+  static let base = DiffCommand.base
   static let models = Option.positionalList("model", help: "A fine-tuned model folder.")
   static let density = Option.option(
     "density", value: "d", help: "TIES's density for the trimmed figures (default 0.5).",
@@ -261,8 +261,8 @@ struct ExtractLoraCommand: Subcommand {
       energy.definition, dtype.definition, CommonOption.threads.definition,
     ])
 
-  static let base = Option.positional("base", help: "The base model folder.")
-  static let finetuned = Option.positional("finetuned", help: "The fine-tuned model folder.")
+  static let base = DiffCommand.base
+  static let finetuned = DiffCommand.finetuned
   static let output = Option.positional("output", help: "The adapter folder to write.")
   static let rank = Option.option(
     "rank", value: "r",

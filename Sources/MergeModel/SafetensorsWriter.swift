@@ -119,6 +119,13 @@ public struct ShardLayout: Sendable, Hashable {
     self.shardOfTensor = shardOfTensor
   }
 
+  /// Lays out `tensors` in one file named `fileName` (a task vector's or an adapter's weights,
+  /// whose names their formats fix).
+  public init(tensors: [TensorSpec], fileName: String, metadata: [(String, String)]) {
+    self.init(tensors: tensors, shardSize: 0, metadata: metadata)
+    shards[0].fileName = fileName
+  }
+
   /// The same layout with only shards `indices` (their names, headers and offsets unchanged):
   /// what one partition of a merge writes.
   public func restricted(to indices: [Int]) -> ShardLayout {

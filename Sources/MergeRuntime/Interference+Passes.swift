@@ -41,7 +41,6 @@ final class TauScratch: @unchecked Sendable {
     var changed: [Int]
     /// Entries per high bin, `highBins` per fine-tune.
     var histogram: [Int]
-    var dots: [[Double]] { sums.dots }
   }
 
   /// One chunk's part of pass 1.
@@ -108,7 +107,6 @@ final class TauScratch: @unchecked Sendable {
         var s = ChunkSums(
           dots: [Double](repeating: 0, count: n * n), changed: [Int](repeating: 0, count: n))
         if kernels && n <= 4 {
-          // One kernel for the whole pass, without the f64 copies or a word per entry.
           s.baseNorm = fused(base: base, fine: fine, r, values: values, into: &s)
         } else {
           separate(
@@ -243,7 +241,8 @@ final class TauScratch: @unchecked Sendable {
   }
 
   /// Pass 1 over chunk `r` by the AVX2 kernels (four fine-tunes at most): each τ into memory,
-  /// the dot products, changed entries and signs into `s`; returns ‖base‖².
+  /// then the dot products, changed entries and signs into `s`, without f64 copies or a counts
+  /// word per entry; returns ‖base‖².
   private func fused(
     base: TensorView, fine: [TensorView], _ r: Range<Int>, values: UnsafeMutablePointer<Float>,
     into s: inout ChunkSums
@@ -266,13 +265,18 @@ final class TauScratch: @unchecked Sendable {
     }
     var gram = [Double](repeating: 0, count: n * n)
     var changed = [Int](repeating: 0, count: n)
-    var signs = [0, 0]
+    var signs = [0, 0, 0]
+    var noTies = [Int](repeating: 0, count: n)
     let rows = (0..<n).map { UnsafePointer(taus[$0] + r.lowerBound) as UnsafePointer<Float>? }
-    merge_pass1(rows, Int32(n), len, &gram, &changed, &signs)
+    merge_gram(rows, Int32(n), len, &gram)
+    // Changed entries and their signs: the entries whose magnitude is above zero's.
+    merge_kept(
+      rows, Int32(n), len, [UInt32](repeating: 1, count: n), [UInt32](repeating: 0, count: n),
+      &noTies, &signs, &changed)
     s.dots = gram
     s.changed = changed
-    s.shared = signs[0]
-    s.conflicting = signs[1]
+    s.shared = signs[1]
+    s.conflicting = signs[2]
     return merge_sum_squares(values, len)
   }
 
@@ -461,8 +465,7 @@ final class TauScratch: @unchecked Sendable {
           let limits = cuts.enumerated().map { i, cut in
             split[i] ? cut.threshold &+ 1 : cut.threshold
           }
-          merge_kept(
-            rows, Int32(n), len, limits, cuts.map(\.threshold), &left, &out)
+          merge_kept(rows, Int32(n), len, limits, cuts.map(\.threshold), &left, &out, nil)
           slots.withLock { $0[c] = Kept(any: out[0], shared: out[1], conflicting: out[2]) }
           continue
         }

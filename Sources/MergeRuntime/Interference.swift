@@ -158,7 +158,7 @@ public struct InterferenceReport: Sendable {
     }
     // Pass 1: each τ into memory; its dot products, ‖θ_base‖², changed entries, signs, and the
     // histogram of each τ's magnitudes.
-    let sums = scratch.load(base: base, fine: fine, threads: threads)
+    let loaded = scratch.load(base: base, fine: fine, threads: threads)
     // Pass 2: the k-th largest magnitude of each τ for the top 1%, the top 10% and TIES's
     // density (`MagnitudeCut`, three per fine-tune in that order).
     let k = TaskVectorManifest.kept(count: count, density: density)
@@ -167,21 +167,21 @@ public struct InterferenceReport: Sendable {
     for i in 0..<n {
       for (j, w) in wanted.enumerated() {
         cuts.append(
-          MagnitudeCut(model: i, k: w, histogram: sums.histogram, wantsSquares: j < 2))
+          MagnitudeCut(model: i, k: w, histogram: loaded.histogram, wantsSquares: j < 2))
       }
     }
     scratch.refine(&cuts, count: count, threads: threads)
     var figure = Tensor(
       name: info.name, layer: TensorNaming.layerIndex(of: info.name), count: count,
-      baseNorm: sums.baseNorm.squareRoot(), norm: [], relative: [],
+      baseNorm: loaded.baseNorm.squareRoot(), norm: [], relative: [],
       changed: [], top1: [], top10: [])
     for i in 0..<n {
-      let total = sums.dots[i][i]
+      let total = loaded.sums.dots[i][i]
       normSquared[i] += total
       figure.norm.append(total.squareRoot())
       figure.relative.append(
-        sums.baseNorm > 0 ? total.squareRoot() / sums.baseNorm.squareRoot() : 0)
-      figure.changed.append(Double(sums.changed[i]) / Double(count))
+        loaded.baseNorm > 0 ? total.squareRoot() / loaded.baseNorm.squareRoot() : 0)
+      figure.changed.append(Double(loaded.changed[i]) / Double(count))
       figure.top1.append(total > 0 ? cuts[3 * i].topSquares / total : 0)
       figure.top10.append(total > 0 ? cuts[3 * i + 1].topSquares / total : 0)
     }
@@ -190,9 +190,9 @@ public struct InterferenceReport: Sendable {
     keptAny += kept.any
     keptShared += kept.shared
     keptConflicting += kept.conflicting
-    whole.add(sums.sums)
+    whole.add(loaded.sums)
     if let layer = figure.layer {
-      layers[layer, default: Sums(models: n)].add(sums.sums)
+      layers[layer, default: Sums(models: n)].add(loaded.sums)
     }
     tensors.append(figure)
   }

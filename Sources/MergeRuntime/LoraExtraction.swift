@@ -143,11 +143,8 @@ public enum LoraExtraction {
     }
     do throws(ModelError) {
       let layout = ShardLayout(
-        tensors: specs, shardSize: 0,
+        tensors: specs, fileName: LoraAdapter.weightsFileName,
         metadata: ShardLayout.defaultMetadata + [(Provenance.toolKey, Tool.description)])
-      guard layout.shards.count == 1 else {
-        throw .badAdapter(path: output, reason: "the layout needs one file")
-      }
       let writer = try SafetensorsWriter(folder: folder, layout: layout)
       for (t, d) in zip(targets, decomposed) {
         let stem = String(t.name.dropLast(".weight".count))
@@ -174,15 +171,11 @@ public enum LoraExtraction {
         }
       }
       try writer.finish()
-      let written = folder.path(of: layout.shards[0].fileName)
-      guard rename(written, folder.path(of: "adapter_model.safetensors")) == 0 else {
-        throw .io(path: written, call: "rename", errno: errno)
-      }
       let maxRank = modules.map(\.rank).max() ?? 0
       let config = adapterConfig(
         base: basePath, maxRank: maxRank, modules: modules, modulesToSave: modulesToSave,
         hasBias: tensors.contains { role(of: $0, linear: linear) == .loraBias })
-      try folder.write("adapter_config.json", bytes: Array((config.formatted() + "\n").utf8))
+      try folder.write(LoraAdapter.configFileName, bytes: Array((config.formatted() + "\n").utf8))
       let total = modules.reduce(0.0) { $0 + $1.norm * $1.norm }
       let lost = modules.reduce(0.0) {
         $0 + ($1.relativeError * $1.norm) * ($1.relativeError * $1.norm)

@@ -414,8 +414,7 @@ func advise(_ tensor: TensorPlan, _ models: [ResolvedModel], willNeed: Bool) {
       views.append(tau)
     }
     for view in views {
-      let range = view.fileRange
-      if willNeed { view.file.willNeed(range) } else { view.file.dontNeed(range) }
+      if willNeed { view.file.willNeed(view.fileRange) } else { view.release() }
     }
   }
 }

@@ -68,7 +68,7 @@ public struct Partition: Sendable, Equatable {
 }
 
 /// What a finished partition wrote (`partition.json` in its folder).
-struct PartitionManifest: Equatable {
+struct PartitionManifest {
   var tool: String
   var recipeDigest: String
   var seed: UInt64
@@ -80,8 +80,6 @@ struct PartitionManifest: Equatable {
   var mine: [String]
   /// The other files it wrote (partition 0 only), with their sizes.
   var sideFiles: [(name: String, size: Int)]
-
-  static func == (a: Self, b: Self) -> Bool { a.text == b.text }
 
   var text: String {
     func files(_ list: [(name: String, size: Int)]) -> JSONValue {

@@ -119,11 +119,8 @@ public enum TaskVectors {
     let folder = try OutputFolder(destination: output)
     do throws(ModelError) {
       let layout = ShardLayout(
-        tensors: specs, shardSize: 0,
+        tensors: specs, fileName: TaskVectorManifest.weightsName,
         metadata: ShardLayout.defaultMetadata + [(Provenance.toolKey, Tool.description)])
-      guard layout.shards.count == 1 else {
-        throw .badTaskVector(path: output, reason: "the layout needs one file")
-      }
       let writer = try SafetensorsWriter(folder: folder, layout: layout)
       var entries: [TaskVectorManifest.Tensor] = []
       for t in floats {
@@ -133,11 +130,6 @@ public enum TaskVectors {
             density: density, dtype: stored, writer: writer))
       }
       try writer.finish()
-      // The one file, named as the format says.
-      let written = folder.path(of: layout.shards[0].fileName)
-      guard rename(written, folder.path(of: TaskVectorManifest.weightsName)) == 0 else {
-        throw .io(path: written, call: "rename", errno: errno)
-      }
       let manifest = TaskVectorManifest(
         dtype: stored, density: sparse ? density : 1,
         base: .init(path: basePath, files: try TaskVectorManifest.files(of: baseFolder)),

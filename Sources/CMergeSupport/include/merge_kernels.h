@@ -23,21 +23,19 @@ void merge_subtract_widen(float *t, const float *base, double *wide, long n);
 void merge_bf16_subtract_widen(
   const uint16_t *src, const float *base, float *t, double *wide, long n);
 
-/// Pass 1 over a chunk of up to four task vectors t[0..<n] (n ≤ 4) of len entries, in one read
-/// and without a word per entry: gram[i·n + j] (j ≥ i) = Σ t_i·t_j in f64; changed[i] the
-/// entries where t_i ≠ 0; out[0] the entries two or more τ change, out[1] those among them
-/// with both signs.
-void merge_pass1(
-  const float *const *t, int n, long len, double *gram, long *changed, long out[2]);
+/// gram[i·n + j] (j ≥ i) = Σ t_i·t_j in f64 over len entries of up to four task vectors
+/// (n ≤ 4), each row converted once.
+void merge_gram(const float *const *t, int n, long len, double *gram);
 
 /// TIES's overlap over a chunk of up to four task vectors (n ≤ 4), without a word per entry:
 /// t_i keeps an entry whose magnitude's bit pattern is limit[i] or more, and, while left[i] > 0,
 /// the entries equal to tie[i] in position order (left[i] counting down; tie[i] is ignored when
 /// left[i] is 0). out[0..2]: entries kept by one or more, by two or more, and of those with both
-/// signs among the kept values.
+/// signs among the kept values; keptBy[i] (when not NULL) the entries t_i keeps. With every
+/// limit 1 and no ties, "kept" is "changed": pass 1's sign counts.
 void merge_kept(
   const float *const *t, int n, long len, const uint32_t *limit, const uint32_t *tie,
-  long *left, long out[3]);
+  long *left, long out[3], long *keptBy);
 
 /// Σ v² over n f32 entries, in f64.
 double merge_sum_squares(const float *v, long n);
