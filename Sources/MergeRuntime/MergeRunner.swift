@@ -202,9 +202,10 @@ public enum MergeRunner {
     }
   }
 
-  /// Computes every tensor in the program's order (``programSteps(_:everyStageTensor:)``) and
-  /// writes each output tensor; a stage tensor is kept in memory until its last reader is done
-  /// (and written to its intermediate folder, when there is one).
+  /// Computes every tensor in the program's order (``programSteps(_:everyStageTensor:)``),
+  /// two side by side where ``SideBySide`` allows it, and writes each output tensor; a stage
+  /// tensor is kept in memory until its last reader is done (and written to its intermediate
+  /// folder, when there is one).
   static func computeTensors(
     _ merge: CompiledMerge, layout: ShardLayout, writer: SafetensorsWriter,
     stageOutputs: StageOutputs? = nil, options: RunOptions, start: UInt64
@@ -213,12 +214,14 @@ public enum MergeRunner {
       layout.shards.flatMap(\.tensors).map { ($0.name, $0.byteCount) },
       uniquingKeysWith: { a, _ in a })
     let totalBytes = byteCounts.values.reduce(0, +)
-    var bytesDone = 0
-    var tensorsDone = 0
+    let done = Mutex<(tensors: Int, bytes: Int)>((0, 0))
     let stages = StageTensors(merge)
     let steps = programSteps(merge, everyStageTensor: stageOutputs != nil)
-    for (i, step) in steps.enumerated() {
-      if let signal = options.cancellation?.signal { throw .interrupted(signal: signal) }
+    let sideBySide = SideBySide(steps, merge: merge, options: options)
+    let stageWriters = stageOutputs?.writers
+    try sideBySide.forEachStep(steps.count, cancellation: options.cancellation) {
+      i throws(RunError) in
+      let step = steps[i]
       // Read the next tensor's inputs ahead while this one computes.
       if options.schedule.prefetch && step.readsAhead && i + 1 < steps.count {
         advise(steps[i + 1].graph.plan, steps[i + 1].models, willNeed: true)
@@ -226,13 +229,13 @@ public enum MergeRunner {
       let name = step.name
       if let key = step.key {
         let memory: MappedFile
-        do {
+        do throws(ModelError) {
           memory = try MappedFile(
             anonymous: step.outputBytes, name: ProducedModel.path(ofStage: key.stage) + "/" + name)
         } catch {
           throw .model(error)
         }
-        let stageWriter = stageOutputs?.writers[key.stage]
+        let stageWriter = stageWriters?[key.stage]
         try compute(step.graph, models: step.models, stages: stages, options: options) {
           offset, bytes in
           memory.fill(at: offset, with: bytes)
@@ -244,8 +247,11 @@ public enum MergeRunner {
           offset, bytes in
           try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
         }
-        tensorsDone += 1
-        bytesDone += byteCounts[name] ?? 0
+        let (tensorsDone, bytesDone) = done.withLock {
+          $0.tensors += 1
+          $0.bytes += byteCounts[name] ?? 0
+          return $0
+        }
         options.progress?(
           RunProgress(
             tensorsDone: tensorsDone, tensorCount: merge.graphs.count, bytesDone: bytesDone,

@@ -67,7 +67,7 @@ struct TorchSortEmulation {
     // std::__unguarded_partition(first + 1, last, first), in place on the keys. Which
     // positions were swapped is kept as two bitsets: the j-th swap paired the j-th swapped
     // position from the left with the j-th from the right, so the pairs can be listed after.
-    var level0 = FirstPartition(swappedLeft: Bitset(count: n), swappedRight: Bitset(count: n))
+    var level0 = FirstPartition(count: n)
     let cut = hoarePartition(keys, 1, n, pivot: pivot, offsets: offsets, &level0)
     let leftStraddles = b < cut
     let rightStraddles = b > cut
@@ -77,7 +77,7 @@ struct TorchSortEmulation {
       level0.forEachPair { left, right in
         if keys[left] == tie { ties.insert(Int(origin(right))) }
       }
-      for p in 0..<cut where keys[p] == tie && !level0.swappedLeft.contains(p) {
+      for p in 0..<cut where keys[p] == tie && !level0.swappedLeft(p) {
         ties.insert(Int(origin(p)))
       }
     }
@@ -88,13 +88,15 @@ struct TorchSortEmulation {
     if leftStraddles { release(cut..<n) } else { release(0..<cut) }
     let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, hi - lo))
     defer { indices.deallocate() }
-    for p in lo..<hi { indices[p - lo] = origin(p) }
+    for p in lo..<hi { indices[p &- lo] = Int32(truncatingIfNeeded: p) }
+    if lo == 0 { indices[0] = Int32(truncatingIfNeeded: median) }
+    if median >= lo && median < hi { indices[median - lo] = 0 }
     if leftStraddles {
       level0.forEachPair { left, right in indices[left] = origin(right) }
     } else if rightStraddles {
       level0.forEachPair { left, right in indices[right - lo] = origin(left) }
     }
-    level0 = FirstPartition(swappedLeft: Bitset(count: 0), swappedRight: Bitset(count: 0))
+    level0.deallocate()
     if lo < hi {
       let sorter = TorchSortEmulation(
         keys: keys + lo, indices: indices, count: hi - lo, boundary: b - lo, offsets: offsets)
@@ -292,10 +294,30 @@ struct SwapIndices: PartitionPairs {
   }
 }
 
-/// The first partition of the whole array: which positions its swaps touched.
+/// The first partition of the whole array: which positions its swaps touched, a bit each.
+///
+/// The two bitsets are raw words it owns (``deallocate()``): an insert per swap is then one
+/// `or` into memory, with no copy-on-write check.
 struct FirstPartition: PartitionPairs {
-  var swappedLeft: Bitset
-  var swappedRight: Bitset
+  let words: Int
+  /// Positions that were swapped from the left scan.
+  let left: UnsafeMutablePointer<UInt64>
+  /// Positions that were swapped from the right scan.
+  let right: UnsafeMutablePointer<UInt64>
+
+  /// Empty sets over `count` positions.
+  init(count: Int) {
+    words = max(1, (count + 63) / 64)
+    left = .allocate(capacity: words)
+    left.initialize(repeating: 0, count: words)
+    right = .allocate(capacity: words)
+    right.initialize(repeating: 0, count: words)
+  }
+
+  func deallocate() {
+    left.deallocate()
+    right.deallocate()
+  }
 
   /// The original index of the element at `p` after the median was moved to the front.
   @inline(__always) static func origin(_ p: Int, median: Int) -> Int32 {
@@ -303,33 +325,36 @@ struct FirstPartition: PartitionPairs {
   }
 
   @inline(__always) mutating func swapped(_ a: Int, _ b: Int) {
-    swappedLeft.insert(a)
-    swappedRight.insert(b)
+    left[a >> 6] |= 1 << UInt64(a & 63)
+    right[b >> 6] |= 1 << UInt64(b & 63)
+  }
+
+  /// Whether position `p` was swapped from the left.
+  @inline(__always) func swappedLeft(_ p: Int) -> Bool {
+    left[p >> 6] & (1 << UInt64(p & 63)) != 0
   }
 
   /// The swaps in the order they were made: left positions ascending with right positions
   /// descending.
-  func forEachPair(_ body: (Int, Int) -> Void) {
-    let left = swappedLeft.words
-    let right = swappedRight.words
+  @inline(__always) func forEachPair(_ body: (Int, Int) -> Void) {
     var li = 0
-    var lw = left.first ?? 0
-    var ri = right.count - 1
-    var rw = ri >= 0 ? right[ri] : 0
+    var lw = left[0]
+    var ri = words - 1
+    var rw = right[ri]
     while true {
       while lw == 0 {
-        li += 1
-        if li >= left.count { return }
+        li &+= 1
+        if li >= words { return }
         lw = left[li]
       }
       let a = li << 6 | lw.trailingZeroBitCount
       lw &= lw &- 1
       while rw == 0 {
-        ri -= 1
+        ri &-= 1
         if ri < 0 { return }
         rw = right[ri]
       }
-      let high = 63 - rw.leadingZeroBitCount
+      let high = 63 &- rw.leadingZeroBitCount
       let b = ri << 6 | high
       rw &= ~(1 << UInt64(high))
       body(a, b)

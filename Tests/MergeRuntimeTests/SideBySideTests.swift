@@ -1,0 +1,183 @@
+import Foundation
+import MergeModel
+import Synchronization
+import Testing
+import _TestSupport
+
+@testable import MergeRuntime
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Tensors computed two at a time, and the kept page mappings.
+@Suite struct SideBySideTests {
+  static func recipe(_ name: String) -> String { Repository.parity + "/recipes/\(name).yml" }
+
+  /// Generated Llama-shaped models with a large vocabulary: the embeddings' working set is
+  /// several times a layer tensor's, so layer tensors pair up (the parity models' tensors are
+  /// all about the size of the workers' block buffers, and none pair).
+  static let models: (folder: TemporaryDirectory, recipe: String) = {
+    let folder = TemporaryDirectory()
+    _ = try? SyntheticLlama.write(to: folder.path, layers: 2, hidden: 128, vocab: 16000)
+    let recipe = folder.path + "/ties.yml"
+    let text = """
+      merge_method: ties
+      base_model: \(folder.path)/base
+      models:
+        - model: \(folder.path)/ft0
+          parameters: {weight: 0.3, density: 0.5}
+        - model: \(folder.path)/ft1
+          parameters: {weight: 0.3, density: 0.5}
+        - model: \(folder.path)/ft2
+          parameters: {weight: 0.3, density: 0.5}
+      dtype: bfloat16
+
+      """
+    try? text.write(toFile: recipe, atomically: true, encoding: .utf8)
+    return (folder, recipe)
+  }()
+
+  @Test(
+    "plain tensors run two at a time while their working sets fit the largest; stage tensors alone")
+  func admission() throws {
+    let merge = try compileRecipe(Self.models.recipe, seed: 1)
+    let steps = programSteps(merge)
+    let sides = SideBySide(steps, merge: merge, options: RunOptions(threads: 2))
+    #expect(sides.plain.allSatisfy { $0 })
+    #expect(sides.budget == sides.workingSet.max())
+    #expect(sides.workingSet.allSatisfy { $0 > 0 })
+    let largest = try #require(
+      sides.workingSet.indices.max { sides.workingSet[$0] < sides.workingSet[$1] })
+    let smallest = try #require(
+      sides.workingSet.indices.min { sides.workingSet[$0] < sides.workingSet[$1] })
+    let other = try #require(
+      steps.indices.filter { $0 != smallest && $0 != largest }
+        .min { sides.workingSet[$0] < sides.workingSet[$1] })
+    // Nothing runs beside the largest tensor; two small ones run together, never three.
+    #expect(sides.admits(largest, running: []))
+    #expect(!sides.admits(largest, running: [smallest]))
+    #expect(!sides.admits(smallest, running: [largest]))
+    #expect(sides.workingSet[smallest] + sides.workingSet[other] <= sides.budget)
+    #expect(sides.admits(smallest, running: [other]))
+    #expect(!sides.admits(smallest, running: [other, other]))
+
+    // The smallest schedule computes one tensor at a time.
+    var small = RunOptions(threads: 2)
+    small.schedule = .small
+    let alone = SideBySide(steps, merge: merge, options: small)
+    #expect(!alone.admits(smallest, running: [other]))
+
+    // A multi-stage program: the stage tensors, and the tensors that read them, run alone.
+    let staged = try compileRecipe(Self.recipe("multi_two_stage"), seed: 1)
+    let stagedSteps = programSteps(staged)
+    let stagedSides = SideBySide(stagedSteps, merge: staged, options: RunOptions(threads: 2))
+    for (i, step) in stagedSteps.enumerated() {
+      let readsStage = step.graph.plan.inputs.contains { step.models[$0.model].stage != nil }
+      #expect(stagedSides.plain[i] == (step.stage == nil && !readsStage && step.releases.isEmpty))
+      if !stagedSides.plain[i] {
+        #expect(!stagedSides.admits(i, running: [(i + 1) % stagedSteps.count]))
+      }
+    }
+    #expect(stagedSides.plain.contains(false))
+  }
+
+  @Test("every step runs once, two overlap, and an error stops the steps after it")
+  func running() throws {
+    let merge = try compileRecipe(Self.models.recipe, seed: 1)
+    let steps = programSteps(merge)
+    let sides = SideBySide(steps, merge: merge, options: RunOptions(threads: 2))
+    let ran = Mutex<[Int]>([])
+    let most = try sides.forEachStep(steps.count, cancellation: nil) { i in
+      usleep(2_000)
+      ran.withLock { $0.append(i) }
+    }
+    #expect(most == 2)
+    #expect(ran.withLock { $0.sorted() } == Array(steps.indices))
+
+    let started = Mutex<[Int]>([])
+    #expect(throws: RunError.self) {
+      try sides.forEachStep(steps.count, cancellation: nil) { i throws(RunError) in
+        started.withLock { $0.append(i) }
+        usleep(2_000)
+        if i == 3 { throw .execution(ExecutionError(tensor: "t", reason: "failed")) }
+      }
+    }
+    // At most the step beside the failing one started after it.
+    #expect(started.withLock { $0.max() ?? 0 } <= 4)
+  }
+
+  @Test(
+    "the bytes are the same with tensors side by side and one at a time",
+    arguments: ["generated", "multi_two_stage", "passthrough_slices"])
+  func sameBytes(_ name: String) throws {
+    let merge = try compileRecipe(
+      name == "generated" ? Self.models.recipe : Self.recipe(name), seed: 3)
+    let dir = TemporaryDirectory()
+    var outputs: [[UInt8]] = []
+    for sideBySide in [true, false] {
+      var options = RunOptions(threads: 2)
+      options.schedule.sideBySide = sideBySide
+      let out = dir.path + "/out-\(sideBySide)"
+      _ = try MergeRunner.run(merge, output: out, options: options)
+      let shards = try FileManager.default.contentsOfDirectory(atPath: out)
+        .filter { $0.hasSuffix(".safetensors") }.sorted()
+      #expect(!shards.isEmpty)
+      outputs.append(
+        try shards.flatMap { Array(try Data(contentsOf: URL(fileURLWithPath: out + "/" + $0))) })
+    }
+    #expect(outputs[0] == outputs[1])
+  }
+}
+
+@Suite struct PagePoolTests {
+  /// Resident bytes of `bytes` at `address` (mincore).
+  static func resident(_ address: UnsafeMutableRawPointer, _ bytes: Int) -> Int {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    var vector = [UInt8](repeating: 0, count: (bytes + page - 1) / page)
+    _ = mincore(address, bytes, &vector)
+    return vector.filter { $0 & 1 != 0 }.count * page
+  }
+
+  @Test("a freed mapping serves the next buffer that fits, holding no page beyond it")
+  func reuse() throws {
+    let pool = PagePool()
+    let mb = 1 << 20
+    let a = try #require(pool.take(8 * mb))
+    memset(a.address, 1, 8 * mb)
+    pool.give(a)
+    #expect(pool.keptSizes == [8 * mb])
+    // Reused as it is: its pages stay (no zeroing by the kernel).
+    let b = try #require(pool.take(4 * mb))
+    #expect(b.address == a.address && b.bytes == 8 * mb)
+    #expect(b.address.load(as: UInt8.self) == 1)
+    #expect(pool.keptSizes.isEmpty)
+    pool.give(b)
+    // A buffer much larger than every kept mapping: they are unmapped, a new one is made.
+    let c = try #require(pool.take(64 * mb))
+    #expect(pool.keptSizes.isEmpty && c.bytes == 64 * mb)
+    memset(c.address, 2, 64 * mb)
+    #expect(Self.resident(c.address, c.bytes) == 64 * mb)
+    pool.give(c)
+    // A small buffer in a large kept mapping: the pages beyond its 2 MB are dropped.
+    let d = try #require(pool.take(mb))
+    #expect(d.address == c.address)
+    #expect(Self.resident(d.address, d.bytes) <= 2 * mb)
+    pool.give(d)
+  }
+
+  @Test("at most keptBytes are kept, the largest mappings first")
+  func limit() throws {
+    let pool = PagePool()
+    let size = PagePool.keptBytes / 2 + (64 << 20)
+    let a = try #require(pool.take(size))
+    let b = try #require(pool.take(size))
+    let small = try #require(pool.take(1 << 20))
+    pool.give(small)
+    pool.give(a)
+    pool.give(b)
+    #expect(pool.keptSizes == [size, 1 << 20])
+    _ = pool.take(size).map(pool.give)
+    #expect(pool.keptSizes.first == size)
+  }
+}
