@@ -28,11 +28,11 @@ enum CommonOption {
     help:
       "The Hugging Face hub cache of repository ids (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub).",
     expected: "name a folder", parse: { $0.isEmpty ? nil : HubCache(path: $0) })
-  static let loraMergeDType = Option.option(
-    "lora-merge-dtype", value: "dtype",
+  static let loraMergeDType = Option.dtype(
+    "lora-merge-dtype",
     help:
-      "Round each weight a LoRA adapter changes to this dtype before merging, as mergekit's flag does (default: keep it in float32).",
-    expected: "be one of bfloat16, float16, float32, float64", parse: { DType(recipeName: $0) })
+      "Round each weight a LoRA adapter changes to this dtype before merging, as mergekit's flag does (default: keep it in float32)."
+  )
   static let seed = Option.option(
     "seed", value: "n", help: "Seed of the random methods (default: 0).", parse: { UInt64($0) }
   ).defaulted(to: 0)

@@ -1,3 +1,5 @@
+import MergeModel
+
 /// A command-line argument declared once: its name, its help, and how the command line becomes
 /// a value of its type.
 ///
@@ -82,6 +84,24 @@ extension Option {
       }
       return parsed
     }
+  }
+}
+
+extension Option where Value == Double? {
+  /// `--name <value>`: a share, in (0, 1].
+  static func share(_ name: String, value: String, help: String) -> Self {
+    option(
+      name, value: value, help: help, expected: "a number in (0, 1]",
+      parse: { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } })
+  }
+}
+
+extension Option where Value == DType? {
+  /// `--name <dtype>`: a dtype as recipes name them.
+  static func dtype(_ name: String, help: String) -> Self {
+    option(
+      name, value: "dtype", help: help, expected: "one of bfloat16, float16, float32, float64",
+      parse: { DType(recipeName: $0) })
   }
 }
 

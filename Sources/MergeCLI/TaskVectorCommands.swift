@@ -23,14 +23,11 @@ struct DiffCommand: Subcommand {
   static let base = Option.positional("base", help: "The base model folder.")
   static let finetuned = Option.positional("finetuned", help: "The fine-tuned model folder.")
   static let output = Option.positional("output", help: "The task-vector folder to write.")
-  static let density = Option.option(
+  static let density = Option.share(
     "density", value: "d",
-    help: "Keep each tensor's largest-magnitude share d of entries (0 < d ≤ 1; default 1, dense).",
-    expected: "a number in (0, 1]", parse: { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } })
-  static let dtype = Option.option(
-    "dtype", value: "dtype",
-    help: "The dtype τ is stored in (float32, float64, bfloat16, float16).",
-    expected: "float32, float64, bfloat16 or float16", parse: { DType(recipeName: $0) })
+    help: "Keep each tensor's largest-magnitude share d of entries (0 < d ≤ 1; default 1, dense).")
+  static let dtype = Option.dtype(
+    "dtype", help: "The dtype τ is stored in (float32, float64, bfloat16, float16).")
 
   var basePath: String
   var finetunedPath: String
@@ -148,9 +145,8 @@ struct AnalyzeCommand: Subcommand {
 
   static let base = DiffCommand.base
   static let models = Option.positionalList("model", help: "A fine-tuned model folder.")
-  static let density = Option.option(
-    "density", value: "d", help: "TIES's density for the trimmed figures (default 0.5).",
-    expected: "a number in (0, 1]", parse: { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } })
+  static let density = Option.share(
+    "density", value: "d", help: "TIES's density for the trimmed figures (default 0.5).")
   static let json = Option.flag("json", help: "Print JSON.")
   static let html = Option.option(
     "html", value: "report.html",
@@ -268,14 +264,10 @@ struct ExtractLoraCommand: Subcommand {
     "rank", value: "r",
     help: "The rank of each module, or the largest with --energy (default 128).",
     expected: "a whole number from 1", parse: { Int($0).flatMap { $0 >= 1 ? $0 : nil } })
-  static let energy = Option.option(
+  static let energy = Option.share(
     "energy", value: "e",
-    help: "Per module, the fewest singular values that hold this share of ‖τ‖² (0 < e ≤ 1).",
-    expected: "a number in (0, 1]", parse: { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } })
-  static let dtype = Option.option(
-    "dtype", value: "dtype",
-    help: "The dtype of A and B (default: the fine-tune's).",
-    expected: "float32, float64, bfloat16 or float16", parse: { DType(recipeName: $0) })
+    help: "Per module, the fewest singular values that hold this share of ‖τ‖² (0 < e ≤ 1).")
+  static let dtype = Option.dtype("dtype", help: "The dtype of A and B (default: the fine-tune's).")
 
   var basePath: String
   var finetunedPath: String

@@ -149,6 +149,11 @@ public enum TaskVectors {
     _ name: String, base: TensorView, fine: TensorView, density: Double, dtype: DType,
     writer: SafetensorsWriter
   ) throws(ModelError) -> TaskVectorManifest.Tensor {
+    // Resident memory stays at one tensor's: its input pages go when it is done.
+    defer {
+      base.release()
+      fine.release()
+    }
     let n = base.count
     var a: [Double] = []
     var b: [Double] = []
@@ -205,21 +210,33 @@ public enum TaskVectors {
 
   /// The positions of the `k` entries of `values` of largest magnitude, equal magnitudes by
   /// position, ascending.
+  ///
+  /// A magnitude's f64 bit pattern orders as the magnitude does (NaN above ∞), so the k-th
+  /// largest is found by the executor's radix selection: of the patterns' high words, then of
+  /// the low words of the entries whose high word is the one selected. Two passes over the
+  /// values and two over those few, where a sort took O(n log n).
   static func topEntries(byMagnitude values: [Double], _ k: Int) -> [Int] {
     guard k > 0 else { return [] }
     guard k < values.count else { return Array(values.indices) }
-    // One copy, sorted in place, gives the threshold; the positions come from `values`.
-    var sorted = values.map(abs)
-    sorted.sort(by: >)
-    let threshold = sorted[k - 1]
-    sorted = []
+    func bits(_ v: Double) -> UInt64 { v.magnitude.bitPattern }
+    let rank = values.count - k
+    let highWords = values.map { UInt32(truncatingIfNeeded: bits($0) >> 32) }
+    func select(_ words: [UInt32], rank: Int) -> (threshold: UInt32, tiesBelow: Int) {
+      words.withUnsafeBufferPointer { w in
+        w.baseAddress.map { TensorExecutor.radixSelect(bits: $0, count: w.count, rank: rank) }
+          ?? (0, 0)
+      }
+    }
+    let (high, highTies) = select(highWords, rank: rank)
+    let lowWords = values.lazy.map(bits).filter { $0 >> 32 == UInt64(high) }
+      .map { UInt32(truncatingIfNeeded: $0) }
+    let (low, _) = select(Array(lowWords), rank: highTies)
+    let threshold = UInt64(high) << 32 | UInt64(low)
+    var equalLeft = k - values.reduce(0) { $0 + (bits($1) > threshold ? 1 : 0) }
     var chosen: [Int] = []
     chosen.reserveCapacity(k)
-    var above = 0
-    for v in values where abs(v) > threshold { above += 1 }
-    var equalLeft = k - above
     for (i, v) in values.enumerated() {
-      let m = abs(v)
+      let m = bits(v)
       if m > threshold {
         chosen.append(i)
       } else if m == threshold && equalLeft > 0 {
@@ -328,6 +345,11 @@ public enum TaskVectors {
     }
     // Each vector's stored entries: a dense view, or the sparse values and positions.
     var dense: [(TensorView, Double)] = []
+    // Resident memory stays at one tensor's: its input pages go when it is done.
+    defer {
+      base.release()
+      for (view, _) in dense { view.release() }
+    }
     var sparse: [(values: [Double], indices: [Int], scale: Double, next: Int)] = []
     for v in touching {
       if v.source.entries[t.name]?.sparse == true {

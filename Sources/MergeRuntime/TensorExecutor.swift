@@ -391,7 +391,16 @@ struct TensorExecutor {
   static func radixSelect(
     _ values: UnsafePointer<Float>, count: Int, rank: Int, lanes: Int = 1
   ) -> (threshold: UInt32, tiesBelow: Int) {
-    let raw = UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self)
+    radixSelect(
+      bits: UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self), count: count,
+      rank: rank, lanes: lanes)
+  }
+
+  /// The key at ascending position `rank` of the unsigned keys `raw`, and how many keys equal
+  /// to it lie below that position.
+  static func radixSelect(
+    bits raw: UnsafePointer<UInt32>, count: Int, rank: Int, lanes: Int = 1
+  ) -> (threshold: UInt32, tiesBelow: Int) {
     let first = histogram(raw, count: count, lanes: lanes, within: nil)
     var below = 0
     var bucket = 0

@@ -135,26 +135,31 @@ public enum MalformedSafetensors {
 
 }
 
+/// A safetensors file of F32 tensors `tensors` (name, shape, values), in the order given.
+public func f32SafetensorsBytes(_ tensors: [(String, [Int], [Float])]) -> [UInt8] {
+  var entries: [String] = []
+  var data: [UInt8] = []
+  for (tensor, shape, values) in tensors {
+    let start = data.count
+    for v in values { data += withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init) }
+    entries.append(
+      "\"\(tensor)\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":[\(start),\(data.count)]}"
+    )
+  }
+  return safetensorsBytes(header: "{" + entries.joined(separator: ",") + "}", data: data)
+}
+
 /// Writes a model folder `name` in `directory`: `config` as config.json, and `tensors` (name,
 /// shape) as F32 values `0.01·k` in one `model.safetensors`, in the order given.
 @discardableResult
 public func writeModelFolder(
   _ directory: TemporaryDirectory, _ name: String, config: String, tensors: [(String, [Int])]
 ) -> String {
-  var entries: [String] = []
-  var data: [UInt8] = []
-  for (k, (tensor, shape)) in tensors.enumerated() {
-    let count = shape.reduce(1, *)
-    let start = data.count
-    for _ in 0..<count {
-      data += withUnsafeBytes(of: (Float(k) * 0.01).bitPattern.littleEndian, Array.init)
-    }
-    entries.append(
-      "\"\(tensor)\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":[\(start),\(data.count)]}"
-    )
-  }
-  let header = "{" + entries.joined(separator: ",") + "}"
-  directory.write(name + "/model.safetensors", bytes: safetensorsBytes(header: header, data: data))
+  let bytes = f32SafetensorsBytes(
+    tensors.enumerated().map { k, t in
+      (t.0, t.1, [Float](repeating: Float(k) * 0.01, count: t.1.reduce(1, *)))
+    })
+  directory.write(name + "/model.safetensors", bytes: bytes)
   directory.write(name + "/config.json", config)
   return directory.path + "/" + name
 }

@@ -39,17 +39,7 @@ import _TestSupport
 
   /// Writes an F32 safetensors file of `tensors` at `path`.
   static func writeTensors(_ path: String, _ tensors: [(String, [Int], [Float])]) {
-    var entries: [String] = []
-    var data: [UInt8] = []
-    for (name, shape, values) in tensors {
-      let start = data.count
-      for v in values { data += withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init) }
-      entries.append(
-        "\"\(name)\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":[\(start),\(data.count)]}"
-      )
-    }
-    let bytes = safetensorsBytes(header: "{" + entries.joined(separator: ",") + "}", data: data)
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    FileManager.default.createFile(atPath: path, contents: Data(f32SafetensorsBytes(tensors)))
   }
 
   static func random(_ count: Int, _ rng: inout SplitMix64, scale: Float = 1) -> [Float] {

@@ -240,18 +240,7 @@ import _TestSupport
   func model(_ dir: TemporaryDirectory, _ name: String, _ tensors: [(String, [Int], [Float])])
     -> String
   {
-    var data: [UInt8] = []
-    var entries: [String] = []
-    for (tensor, shape, values) in tensors {
-      let start = data.count
-      for v in values { data += withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init) }
-      entries.append(
-        "\"\(tensor)\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":[\(start),\(data.count)]}"
-      )
-    }
-    dir.write(
-      name + "/model.safetensors",
-      bytes: safetensorsBytes(header: "{" + entries.joined(separator: ",") + "}", data: data))
+    dir.write(name + "/model.safetensors", bytes: f32SafetensorsBytes(tensors))
     dir.write(name + "/config.json", "{\"model_type\": \"llama\"}")
     return dir.path + "/" + name
   }

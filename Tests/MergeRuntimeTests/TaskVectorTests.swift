@@ -439,11 +439,8 @@ extension TaskVectorTests {
 extension TaskVectorTests {
   /// A model folder holding one f32 tensor `w` of `values`.
   func singleTensorModel(_ dir: TemporaryDirectory, _ name: String, _ values: [Float]) -> String {
-    var data: [UInt8] = []
-    for v in values { data += withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init) }
-    let header =
-      "{\"w\":{\"dtype\":\"F32\",\"shape\":[\(values.count)],\"data_offsets\":[0,\(data.count)]}}"
-    dir.write(name + "/model.safetensors", bytes: safetensorsBytes(header: header, data: data))
+    dir.write(
+      name + "/model.safetensors", bytes: f32SafetensorsBytes([("w", [values.count], values)]))
     dir.write(name + "/config.json", "{\"model_type\": \"llama\"}")
     return dir.path + "/" + name
   }
@@ -511,5 +508,35 @@ extension TaskVectorTests {
     #expect(abs(t.top10[1] - 12 / total) < 1e-12)
     // ∞ in ft0: no crash, and JSON stays valid (non-finite figures print as 0).
     #expect(report.json["tensors"]?.arrayValue?.count == 1)
+  }
+}
+
+extension TaskVectorTests {
+  @Test(
+    "top-k of f64 magnitudes: a radix selection of high then low words matches a full sort",
+    arguments: [1, 7, 1000, 99_999, 199_999])
+  func topEntries(k: Int) {
+    var rng = SplitMix64(state: UInt64(k))
+    // Values that share high words and differ in the low ones (f64s a few ulps apart), equal
+    // magnitudes of both signs, ±0, subnormals and ±∞: 200,001 of them.
+    let steps: [Double] = [1e-3, 0.5, 3.75, 1e300]
+    let values: [Double] = (0..<200_001).map { _ in
+      let r = rng.next()
+      switch r % 16 {
+      case 0: return r & 16 == 0 ? 0 : -0.0
+      case 1: return Double(bitPattern: r >> 20)  // subnormal
+      case 2: return r & 16 == 0 ? .infinity : -.infinity
+      default:
+        let m = steps[Int(r >> 8) % steps.count]
+        let v = Double(bitPattern: m.bitPattern &+ (r >> 40) % 5)
+        return r & 32 == 0 ? v : -v
+      }
+    }
+    let reference = values.indices.sorted {
+      let a = values[$0].magnitude.bitPattern
+      let b = values[$1].magnitude.bitPattern
+      return a != b ? a > b : $0 < $1
+    }.prefix(k).sorted()
+    #expect(TaskVectors.topEntries(byMagnitude: values, k) == Array(reference))
   }
 }
