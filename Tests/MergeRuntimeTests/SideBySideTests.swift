@@ -6,11 +6,7 @@ import _TestSupport
 
 @testable import MergeRuntime
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
-/// Tensors computed two at a time, and the kept page mappings.
+/// Tensors computed two at a time.
 @Suite struct SideBySideTests {
   static func recipe(_ name: String) -> String { Repository.parity + "/recipes/\(name).yml" }
 
@@ -127,57 +123,5 @@ import _TestSupport
         try shards.flatMap { Array(try Data(contentsOf: URL(fileURLWithPath: out + "/" + $0))) })
     }
     #expect(outputs[0] == outputs[1])
-  }
-}
-
-@Suite struct PagePoolTests {
-  /// Resident bytes of `bytes` at `address` (mincore).
-  static func resident(_ address: UnsafeMutableRawPointer, _ bytes: Int) -> Int {
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    var vector = [UInt8](repeating: 0, count: (bytes + page - 1) / page)
-    _ = mincore(address, bytes, &vector)
-    return vector.filter { $0 & 1 != 0 }.count * page
-  }
-
-  @Test("a freed mapping serves the next buffer that fits, holding no page beyond it")
-  func reuse() throws {
-    let pool = PagePool()
-    let mb = 1 << 20
-    let a = try #require(pool.take(8 * mb))
-    memset(a.address, 1, 8 * mb)
-    pool.give(a)
-    #expect(pool.keptSizes == [8 * mb])
-    // Reused as it is: its pages stay (no zeroing by the kernel).
-    let b = try #require(pool.take(4 * mb))
-    #expect(b.address == a.address && b.bytes == 8 * mb)
-    #expect(b.address.load(as: UInt8.self) == 1)
-    #expect(pool.keptSizes.isEmpty)
-    pool.give(b)
-    // A buffer much larger than every kept mapping: they are unmapped, a new one is made.
-    let c = try #require(pool.take(64 * mb))
-    #expect(pool.keptSizes.isEmpty && c.bytes == 64 * mb)
-    memset(c.address, 2, 64 * mb)
-    #expect(Self.resident(c.address, c.bytes) == 64 * mb)
-    pool.give(c)
-    // A small buffer in a large kept mapping: the pages beyond its 2 MB are dropped.
-    let d = try #require(pool.take(mb))
-    #expect(d.address == c.address)
-    #expect(Self.resident(d.address, d.bytes) <= 2 * mb)
-    pool.give(d)
-  }
-
-  @Test("at most keptBytes are kept, the largest mappings first")
-  func limit() throws {
-    let pool = PagePool()
-    let size = PagePool.keptBytes / 2 + (64 << 20)
-    let a = try #require(pool.take(size))
-    let b = try #require(pool.take(size))
-    let small = try #require(pool.take(1 << 20))
-    pool.give(small)
-    pool.give(a)
-    pool.give(b)
-    #expect(pool.keptSizes == [size, 1 << 20])
-    _ = pool.take(size).map(pool.give)
-    #expect(pool.keptSizes.first == size)
   }
 }
