@@ -1,5 +1,7 @@
 #include "merge_kernels.h"
 
+#include <stdlib.h>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define KERNEL __attribute__((target("avx2,fma")))
@@ -360,6 +362,463 @@ KERNEL void merge_low_bits(
   if (nsums > 1) sums[1] = sum1 + tail1;
 }
 
+// Offsets of the set bits of an 8-bit mask, ascending, one per byte (filled at load).
+static uint64_t set_bit_offsets[256];
+
+__attribute__((constructor)) static void fill_set_bit_offsets(void) {
+  for (int m = 0; m < 256; m++) {
+    uint64_t packed = 0;
+    int k = 0;
+    for (int b = 0; b < 8; b++)
+      if (m & (1 << b)) packed |= (uint64_t)b << (8 * k++);
+    set_bit_offsets[m] = packed;
+  }
+}
+
+// The 8-bit mask with its bits in reverse order.
+static inline unsigned reverse8(unsigned m) {
+  m = ((m & 0xF0) >> 4) | ((m & 0x0F) << 4);
+  m = ((m & 0xCC) >> 2) | ((m & 0x33) << 2);
+  return ((m & 0xAA) >> 1) | ((m & 0x55) << 1);
+}
+
+// The partition, with its swaps noted as bits (mode 0) or followed by the indices (mode 1);
+// inlined with a constant mode.
+KERNEL __attribute__((always_inline)) static inline long hoare_partition(
+  uint32_t *keys, long first, long last, uint32_t pivot, uint64_t *left_bits,
+  uint64_t *right_bits, int32_t *indices, int mode) {
+  enum { block = 128 };
+  // Offsets of the listed stops, with room for one 8-byte store past a full block.
+  uint8_t left_offsets[block + 8], right_offsets[block + 8];
+  long scan_left = first, scan_right = last;
+  long left_base = 0, right_base = 0;
+  long left_count = 0, left_used = 0, right_count = 0, right_used = 0;
+  long swapped_first = 0, swapped_last = 0;
+  int any_swap = 0;
+  const __m256i p = _mm256_set1_epi32((int)pivot);
+  const uint64_t spread = 0x0101010101010101ULL;
+  while (scan_right - scan_left > 2 * block) {
+    if (left_used == left_count) {
+      left_base = scan_left;
+      left_count = 0;
+      left_used = 0;
+      // A stop from the left is a key not below the pivot: max(key, pivot) == key.
+      for (long i = 0; i < block; i += 8) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(keys + left_base + i));
+        unsigned m = (unsigned)_mm256_movemask_ps(
+          _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_max_epu32(v, p), v)));
+        uint64_t o = set_bit_offsets[m] + (uint64_t)i * spread;
+        __builtin_memcpy(left_offsets + left_count, &o, 8);
+        left_count += __builtin_popcount(m);
+      }
+      scan_left += block;
+    }
+    if (right_used == right_count) {
+      right_base = scan_right - 1;
+      right_count = 0;
+      right_used = 0;
+      // A stop from the right is a key not above the pivot; offset i is position base − i,
+      // so lane l of the load at base − i − 7 is offset i + 7 − l.
+      for (long i = 0; i < block; i += 8) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(keys + right_base - i - 7));
+        unsigned m = (unsigned)_mm256_movemask_ps(
+          _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_min_epu32(v, p), v)));
+        uint64_t o = set_bit_offsets[reverse8(m)] + (uint64_t)i * spread;
+        __builtin_memcpy(right_offsets + right_count, &o, 8);
+        right_count += __builtin_popcount(m);
+      }
+      scan_right -= block;
+    }
+    long count = left_count - left_used;
+    if (right_count - right_used < count) count = right_count - right_used;
+    if (count == 0) continue;
+    for (long j = 0; j < count; j++) {
+      long a = left_base + left_offsets[left_used + j];
+      long b = right_base - right_offsets[right_used + j];
+      uint32_t t = keys[a];
+      keys[a] = keys[b];
+      keys[b] = t;
+      if (mode == 0) {
+        left_bits[a >> 6] |= 1ULL << (a & 63);
+        right_bits[b >> 6] |= 1ULL << (b & 63);
+      } else {
+        int32_t k = indices[a];
+        indices[a] = indices[b];
+        indices[b] = k;
+      }
+      swapped_first = a;
+      swapped_last = b;
+    }
+    any_swap = 1;
+    left_used += count;
+    right_used += count;
+  }
+  if (any_swap) {
+    first = swapped_first + 1;
+    last = swapped_last;
+  }
+  for (;;) {
+    while (keys[first] < pivot) first++;
+    last--;
+    while (pivot < keys[last]) last--;
+    if (!(first < last)) return first;
+    uint32_t t = keys[first];
+    keys[first] = keys[last];
+    keys[last] = t;
+    if (mode == 0) {
+      left_bits[first >> 6] |= 1ULL << (first & 63);
+      right_bits[last >> 6] |= 1ULL << (last & 63);
+    } else {
+      int32_t k = indices[first];
+      indices[first] = indices[last];
+      indices[last] = k;
+    }
+    first++;
+  }
+}
+
+KERNEL long merge_hoare_partition(
+  uint32_t *keys, long first, long last, uint32_t pivot, uint64_t *left_bits,
+  uint64_t *right_bits, int32_t *indices) {
+  if (indices) return hoare_partition(keys, first, last, pivot, NULL, NULL, indices, 1);
+  return hoare_partition(keys, first, last, pivot, left_bits, right_bits, NULL, 0);
+}
+
+// The fused consensus's parameters, broadcast once per call.
+typedef struct {
+  int m, normalize, has_lambda;
+  const uint32_t *bound;
+  const uint64_t *const *ties;
+  const float *scale, *weights;
+  float lambda;
+  __m256i limits[8];
+  __m256 scales[8], w[8], l;
+} consensus_params;
+
+KERNEL static inline void consensus_setup(
+  consensus_params *c, int m, const uint32_t *bound, const uint64_t *const *ties,
+  const float *scale, const float *weights, int normalize, int has_lambda, float lambda) {
+  c->m = m;
+  c->bound = bound;
+  c->ties = ties;
+  c->scale = scale;
+  c->weights = weights;
+  c->normalize = normalize;
+  c->has_lambda = has_lambda;
+  c->lambda = lambda;
+  for (int k = 0; k < m; k++) {
+    // Unsigned bits ≥ bound as a signed comparison of both with the top bit flipped.
+    c->limits[k] = _mm256_set1_epi32((int)((bound[k] - 1u) ^ 0x80000000u));
+    c->scales[k] = _mm256_set1_ps(scale[k]);
+    c->w[k] = _mm256_set1_ps(weights[k]);
+  }
+  c->l = _mm256_set1_ps(lambda);
+}
+
+// Eight entries from position p (a multiple of 8): base b, task vector entries xv[k].
+KERNEL __attribute__((always_inline)) static inline __m256 consensus8(
+  const consensus_params *c, __m256 b, const __m256 *xv, long p) {
+#pragma STDC FP_CONTRACT OFF
+  const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+  const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
+  const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  __m256 term[8];
+  __m256 total = zero;
+  for (int k = 0; k < c->m; k++) {
+    __m256 d = _mm256_sub_ps(xv[k], b);
+    __m256i bits = _mm256_and_si256(_mm256_castps_si256(d), magnitude);
+    // Bound 0 keeps everything (bound − 1 would wrap).
+    __m256i keep = c->bound[k] == 0
+      ? _mm256_set1_epi32(-1)
+      : _mm256_cmpgt_epi32(_mm256_xor_si256(bits, flip), c->limits[k]);
+    if (c->ties[k]) {
+      unsigned byte = (unsigned)(c->ties[k][p >> 6] >> (p & 63)) & 0xFF;
+      __m256i set = _mm256_and_si256(_mm256_set1_epi32((int)byte), lane_bits);
+      keep = _mm256_or_si256(keep, _mm256_cmpeq_epi32(set, lane_bits));
+    }
+    d = _mm256_mul_ps(d, _mm256_blendv_ps(zero, one, _mm256_castsi256_ps(keep)));
+    if (c->scale[k] == c->scale[k]) d = _mm256_mul_ps(d, c->scales[k]);
+    term[k] = d;
+    total = _mm256_add_ps(total, d);
+  }
+  __m256 nonnegative = _mm256_cmp_ps(total, zero, _CMP_GE_OQ);
+  __m256 sum = zero, divisor = zero;
+  for (int k = 0; k < c->m; k++) {
+    __m256 agrees = _mm256_blendv_ps(
+      _mm256_cmp_ps(term[k], zero, _CMP_LT_OQ), _mm256_cmp_ps(term[k], zero, _CMP_GT_OQ),
+      nonnegative);
+    sum = _mm256_add_ps(sum, _mm256_and_ps(agrees, term[k]));
+    divisor = _mm256_add_ps(divisor, _mm256_and_ps(agrees, c->w[k]));
+  }
+  if (c->normalize) {
+    __m256 none = _mm256_cmp_ps(divisor, zero, _CMP_EQ_OQ);
+    sum = _mm256_div_ps(sum, _mm256_blendv_ps(divisor, one, none));
+  }
+  if (c->has_lambda) sum = _mm256_mul_ps(sum, c->l);
+  return _mm256_add_ps(b, sum);
+}
+
+// One entry at position p.
+KERNEL static inline float consensus1(const consensus_params *c, float b, const float *xv, long p) {
+#pragma STDC FP_CONTRACT OFF
+  float term[8];
+  float total = 0;
+  for (int k = 0; k < c->m; k++) {
+    float d = xv[k] - b;
+    uint32_t bits;
+    __builtin_memcpy(&bits, &d, 4);
+    bits &= 0x7FFFFFFF;
+    int keep = bits >= c->bound[k];
+    if (c->ties[k]) keep |= (int)((c->ties[k][p >> 6] >> (p & 63)) & 1);
+    d = d * (keep ? 1.0f : 0.0f);
+    if (c->scale[k] == c->scale[k]) d = d * c->scale[k];
+    term[k] = d;
+    total = total + d;
+  }
+  float sum = 0, divisor = 0;
+  for (int k = 0; k < c->m; k++) {
+    int agrees = total >= 0 ? term[k] > 0 : term[k] < 0;
+    sum = sum + (agrees ? term[k] : 0.0f);
+    divisor = divisor + (agrees ? c->weights[k] : 0.0f);
+  }
+  if (c->normalize) sum = sum / (divisor == 0 ? 1.0f : divisor);
+  if (c->has_lambda) sum = sum * c->lambda;
+  return b + sum;
+}
+
+KERNEL void merge_fused_consensus(
+  const float *base, const float *const *x, int m, const uint32_t *bound,
+  const uint64_t *const *ties, long first, const float *scale, const float *weights,
+  int normalize, int has_lambda, float lambda, float *out, long n) {
+  consensus_params c;
+  consensus_setup(&c, m, bound, ties, scale, weights, normalize, has_lambda, lambda);
+  long e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 xv[8];
+    for (int k = 0; k < m; k++) xv[k] = _mm256_loadu_ps(x[k] + e);
+    _mm256_storeu_ps(out + e, consensus8(&c, _mm256_loadu_ps(base + e), xv, first + e));
+  }
+  for (; e < n; e++) {
+    float xv[8];
+    for (int k = 0; k < m; k++) xv[k] = x[k][e];
+    out[e] = consensus1(&c, base[e], xv, first + e);
+  }
+}
+
+// bf16 bits → f32, exactly.
+static inline float bf16_to_f32(uint16_t h) {
+  uint32_t bits = (uint32_t)h << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
+
+// f32 → bf16 bits: to nearest, ties to even; a NaN stays a quiet NaN.
+static inline uint16_t f32_to_bf16(float f) {
+  uint32_t bits;
+  __builtin_memcpy(&bits, &f, 4);
+  if ((bits & 0x7FFFFFFF) > 0x7F800000) return (uint16_t)((bits >> 16) | 0x0040);
+  return (uint16_t)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+}
+
+KERNEL static inline __m256 load_bf16(const uint16_t *p) {
+  __m128i half = _mm_loadu_si128((const __m128i *)p);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(half), 16));
+}
+
+KERNEL static inline void store_bf16(uint16_t *p, __m256 v) {
+  __m256i bits = _mm256_castps_si256(v);
+  __m256i magnitude = _mm256_and_si256(bits, _mm256_set1_epi32(0x7FFFFFFF));
+  __m256i nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7F800000));
+  __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  __m256i rounded = _mm256_srli_epi32(
+    _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7FFF)), odd), 16);
+  __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x0040));
+  __m256i h = _mm256_blendv_epi8(rounded, quiet, nan);
+  // Each 32-bit lane holds at most 0xFFFF: pack to 16 bits, then put the halves together.
+  __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0xD8);
+  _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(packed));
+}
+
+KERNEL void merge_fused_consensus_bf16(
+  const uint16_t *base, const uint16_t *const *x, int m, const uint32_t *bound,
+  const uint64_t *const *ties, long first, const float *scale, const float *weights,
+  int normalize, int has_lambda, float lambda, uint16_t *out, long n) {
+  consensus_params c;
+  consensus_setup(&c, m, bound, ties, scale, weights, normalize, has_lambda, lambda);
+  long e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 xv[8];
+    for (int k = 0; k < m; k++) xv[k] = load_bf16(x[k] + e);
+    store_bf16(out + e, consensus8(&c, load_bf16(base + e), xv, first + e));
+  }
+  for (; e < n; e++) {
+    float xv[8];
+    for (int k = 0; k < m; k++) xv[k] = bf16_to_f32(x[k][e]);
+    out[e] = f32_to_bf16(consensus1(&c, bf16_to_f32(base[e]), xv, first + e));
+  }
+}
+
+KERNEL void merge_gather_bf16(
+  const uint16_t *x, const uint16_t *base, float *out, long n, uint32_t *hist) {
+  const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+  uint32_t *h0 = hist, *h1 = hist + 65536, *h2 = hist + 2 * 65536, *h3 = hist + 3 * 65536;
+  long e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 d = _mm256_sub_ps(load_bf16(x + e), load_bf16(base + e));
+    __m256i bits = _mm256_and_si256(_mm256_castps_si256(d), magnitude);
+    _mm256_storeu_si256((__m256i *)(out + e), bits);
+    uint32_t high[8];
+    _mm256_storeu_si256((__m256i *)high, _mm256_srli_epi32(bits, 16));
+    h0[high[0]]++;
+    h1[high[1]]++;
+    h2[high[2]]++;
+    h3[high[3]]++;
+    h0[high[4]]++;
+    h1[high[5]]++;
+    h2[high[6]]++;
+    h3[high[7]]++;
+  }
+  for (; e < n; e++) {
+    float d = bf16_to_f32(x[e]) - bf16_to_f32(base[e]);
+    uint32_t bits;
+    __builtin_memcpy(&bits, &d, 4);
+    bits &= 0x7FFFFFFF;
+    __builtin_memcpy(out + e, &bits, 4);
+    h0[bits >> 16]++;
+  }
+}
+
+// The original index of position p after the first partition's median was moved to the front.
+static inline long first_origin(long p, long median) {
+  return p == 0 ? median : (p == median ? 0 : p);
+}
+
+KERNEL void merge_mark_ties(
+  const uint32_t *keys, long from, long to, uint32_t tie, const uint64_t *skip,
+  const int32_t *indices, long median, uint64_t *ties) {
+  const __m256i t = _mm256_set1_epi32((int)tie);
+  long p = from;
+  for (; p + 8 <= to; p += 8) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)(keys + p));
+    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, t)));
+    while (m) {
+      long q = p + __builtin_ctz(m);
+      m &= m - 1;
+      if (skip && ((skip[q >> 6] >> (q & 63)) & 1)) continue;
+      long o = indices ? indices[q - from] : first_origin(q, median);
+      ties[o >> 6] |= 1ULL << (o & 63);
+    }
+  }
+  for (; p < to; p++) {
+    if (keys[p] != tie) continue;
+    if (skip && ((skip[p >> 6] >> (p & 63)) & 1)) continue;
+    long o = indices ? indices[p - from] : first_origin(p, median);
+    ties[o >> 6] |= 1ULL << (o & 63);
+  }
+}
+
+KERNEL __attribute__((always_inline)) static inline void first_pairs(
+  const uint64_t *left, const uint64_t *right, long words, int mode, const uint32_t *keys,
+  uint32_t tie, uint64_t *ties, int32_t *indices, long lo, long median) {
+  // The right words are walked from the top bit down: bit-reversed, so that both sides take
+  // their lowest set bit (a one-cycle step each, independent of the position's count).
+  long li = 0, ri = words - 1;
+  uint64_t lw = left[0], rw = __builtin_bitreverse64(right[ri]);
+  for (;;) {
+    while (lw == 0) {
+      if (++li >= words) return;
+      lw = left[li];
+    }
+    while (rw == 0) {
+      if (--ri < 0) return;
+      rw = __builtin_bitreverse64(right[ri]);
+    }
+    long a = (li << 6) | __builtin_ctzll(lw);
+    long b = (ri << 6) | (63 - __builtin_ctzll(rw));
+    lw &= lw - 1;
+    rw &= rw - 1;
+    if (mode & 1) {
+      if (keys[a] == tie) {
+        long o = first_origin(b, median);
+        ties[o >> 6] |= 1ULL << (o & 63);
+      }
+    }
+    if (mode & 2) indices[a - lo] = (int32_t)first_origin(b, median);
+    if (mode & 4) indices[b - lo] = (int32_t)first_origin(a, median);
+  }
+}
+
+KERNEL void merge_first_pairs(
+  const uint64_t *left, const uint64_t *right, long words, int mode, const uint32_t *keys,
+  uint32_t tie, uint64_t *ties, int32_t *indices, long lo, long median) {
+  // Each mode the emulation uses, with the mode a constant.
+  switch (mode) {
+  case 2: first_pairs(left, right, words, 2, keys, tie, ties, indices, lo, median); break;
+  case 4: first_pairs(left, right, words, 4, keys, tie, ties, indices, lo, median); break;
+  default: first_pairs(left, right, words, mode, keys, tie, ties, indices, lo, median); break;
+  }
+}
+
+KERNEL void merge_left_ties(
+  const uint32_t *keys, long cut, uint32_t tie, const uint64_t *left, const uint64_t *right,
+  long words, long median, uint64_t *ties) {
+  // The equal keys that stayed are marked at once; those swapped in from the right are listed
+  // by position, and their partners found by rank: the j-th swapped position from the left was
+  // paired with the j-th from the right.
+  long *swapped = NULL;
+  long listed = 0, capacity = 0;
+  const __m256i t = _mm256_set1_epi32((int)tie);
+  for (long p = 0; p < cut; p += 8) {
+    unsigned m;
+    if (p + 8 <= cut) {
+      __m256i v = _mm256_loadu_si256((const __m256i *)(keys + p));
+      m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, t)));
+    } else {
+      m = 0;
+      for (long q = p; q < cut; q++) m |= (unsigned)(keys[q] == tie) << (q - p);
+    }
+    while (m) {
+      long q = p + __builtin_ctz(m);
+      m &= m - 1;
+      if (!((left[q >> 6] >> (q & 63)) & 1)) {
+        long o = first_origin(q, median);
+        ties[o >> 6] |= 1ULL << (o & 63);
+        continue;
+      }
+      if (listed == capacity) {
+        capacity = capacity ? 2 * capacity : 64;
+        long *grown = (long *)realloc(swapped, (size_t)capacity * sizeof(long));
+        if (!grown) abort();
+        swapped = grown;
+      }
+      swapped[listed++] = q;
+    }
+  }
+  // Ranks among the left swaps (positions ascending, so one walk up the words).
+  long word = 0, before = 0;
+  for (long j = 0; j < listed; j++) {
+    long q = swapped[j];
+    while (word < (q >> 6)) before += __builtin_popcountll(left[word++]);
+    swapped[j] = before + __builtin_popcountll(left[word] & ((1ULL << (q & 63)) - 1));
+  }
+  // The partners: the rank-th set bit of `right` from the top (ranks ascending, one walk down).
+  long ri = words - 1, above = 0;
+  for (long j = 0; j < listed; j++) {
+    long rank = swapped[j];
+    while (ri >= 0 && above + __builtin_popcountll(right[ri]) <= rank)
+      above += __builtin_popcountll(right[ri--]);
+    if (ri < 0) break;
+    uint64_t w = __builtin_bitreverse64(right[ri]);
+    for (long k = above; k < rank; k++) w &= w - 1;
+    long b = (ri << 6) | (63 - __builtin_ctzll(w));
+    long o = first_origin(b, median);
+    ties[o >> 6] |= 1ULL << (o & 63);
+  }
+  free(swapped);
+}
+
 #else
 
 int merge_kernels_available(void) { return 0; }
@@ -394,6 +853,51 @@ void merge_low_bits(
   const float *t, long n, const uint32_t *bins, uint32_t *const *hist, int nbins,
   const uint32_t *above, double *sums, int nsums) {
   (void)t; (void)n; (void)bins; (void)hist; (void)nbins; (void)above; (void)sums; (void)nsums;
+}
+long merge_hoare_partition(
+  uint32_t *keys, long first, long last, uint32_t pivot, uint64_t *left_bits,
+  uint64_t *right_bits, int32_t *indices) {
+  (void)keys; (void)last; (void)pivot; (void)left_bits; (void)right_bits; (void)indices;
+  return first;
+}
+void merge_fused_consensus(
+  const float *base, const float *const *x, int m, const uint32_t *bound,
+  const uint64_t *const *ties, long first, const float *scale, const float *weights,
+  int normalize, int has_lambda, float lambda, float *out, long n) {
+  (void)base; (void)x; (void)m; (void)bound; (void)ties; (void)first; (void)scale;
+  (void)weights; (void)normalize; (void)has_lambda; (void)lambda; (void)out; (void)n;
+}
+void merge_fused_consensus_bf16(
+  const uint16_t *base, const uint16_t *const *x, int m, const uint32_t *bound,
+  const uint64_t *const *ties, long first, const float *scale, const float *weights,
+  int normalize, int has_lambda, float lambda, uint16_t *out, long n) {
+  (void)base; (void)x; (void)m; (void)bound; (void)ties; (void)first; (void)scale;
+  (void)weights; (void)normalize; (void)has_lambda; (void)lambda; (void)out; (void)n;
+}
+
+void merge_gather_bf16(
+  const uint16_t *x, const uint16_t *base, float *out, long n, uint32_t *hist) {
+  (void)x; (void)base; (void)out; (void)n; (void)hist;
+}
+
+void merge_mark_ties(
+  const uint32_t *keys, long from, long to, uint32_t tie, const uint64_t *skip,
+  const int32_t *indices, long median, uint64_t *ties) {
+  (void)keys; (void)from; (void)to; (void)tie; (void)skip; (void)indices; (void)median;
+  (void)ties;
+}
+void merge_first_pairs(
+  const uint64_t *left, const uint64_t *right, long words, int mode, const uint32_t *keys,
+  uint32_t tie, uint64_t *ties, int32_t *indices, long lo, long median) {
+  (void)left; (void)right; (void)words; (void)mode; (void)keys; (void)tie; (void)ties;
+  (void)indices; (void)lo; (void)median;
+}
+
+void merge_left_ties(
+  const uint32_t *keys, long cut, uint32_t tie, const uint64_t *left, const uint64_t *right,
+  long words, long median, uint64_t *ties) {
+  (void)keys; (void)cut; (void)tie; (void)left; (void)right; (void)words; (void)median;
+  (void)ties;
 }
 
 #endif

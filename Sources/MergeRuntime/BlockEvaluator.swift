@@ -217,10 +217,15 @@ final class BlockEvaluator {
     case .fusedConsensus(let weights, let scales, let normalize, let lambda):
       let m = weights.count
       let base = operand(0)
+      let cuts = (0..<m).map { env.cuts[node.inputs[1 + m + $0].index] ?? Cut(kind: .everything) }
+      if range.lowerBound % 8 == 0, let kernel = ConsensusKernel(node.op, cuts: cuts) {
+        let xs = (0..<m).map { UnsafePointer(operand(1 + $0)) as UnsafePointer<Float>? }
+        kernel.run(base: base, xs, first: range.lowerBound, into: out, n)
+        return
+      }
       var terms = ContiguousArray<UnsafePointer<Float>>()
-      for k in 0..<m {
+      for (k, cut) in cuts.enumerated() {
         let x = operand(1 + k)
-        let cut = env.cuts[node.inputs[1 + m + k].index] ?? Cut(kind: .everything)
         let term = scratchTerm(k)
         // (x − base), masked, scaled: the unfused order.
         for i in 0..<n { term[i] = x[i] - base[i] }

@@ -60,6 +60,34 @@ struct Cut: Sendable {
 }
 
 extension Cut {
+  /// The selection as `merge_fused_consensus` takes it, for a prefix of a descending sort kept
+  /// inside: the elements whose magnitude bits are this or more (besides the tie set's); nil
+  /// for an ascending one.
+  var fusedBound: UInt32? {
+    switch kind {
+    case .nothing: return 0x8000_0000
+    case .everything: return 0
+    case .threshold(let t, let ties, true): return ties ? t : t &+ 1
+    case .thresholdWithTies(let t, true, _): return t &+ 1
+    default: return nil
+    }
+  }
+
+  /// Calls `body` with the words of each cut's tie set (nil where it has none), after those
+  /// already gathered in `words`.
+  static func withTieWords<R>(
+    _ cuts: ArraySlice<Cut>, _ words: [UnsafePointer<UInt64>?],
+    _ body: ([UnsafePointer<UInt64>?]) -> R
+  ) -> R {
+    guard let cut = cuts.first else { return body(words) }
+    guard case .thresholdWithTies(_, _, let ties) = cut.kind else {
+      return withTieWords(cuts.dropFirst(), words + [nil], body)
+    }
+    return ties.words.withUnsafeBufferPointer { w in
+      withTieWords(cuts.dropFirst(), words + [w.baseAddress], body)
+    }
+  }
+
   /// Multiplies each element by 1 or 0 by where its magnitude lies against a threshold.
   ///
   /// `out[i] = x[i]·1` where `|x[i]|` lies strictly beyond `threshold` (above it when

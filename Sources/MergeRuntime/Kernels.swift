@@ -1,3 +1,4 @@
+import CMergeSupport
 import MergeCompiler
 import MergeModel
 
@@ -14,6 +15,10 @@ import MergeModel
 /// Each loop runs over raw pointers (checked in debug builds, free in release) with no
 /// classes, existentials or closures inside.
 enum Kernels {
+  /// Whether this CPU runs the AVX2 kernels of `merge_kernels.h` (x86-64 with AVX2 and FMA);
+  /// where it does not, the Swift loops they replace run instead.
+  static let avx2 = merge_kernels_available() != 0
+
   /// The uniform value in [0, 1) of element `index` of random stream `stream` (24 bits).
   @inline(__always)
   static func uniform(_ stream: UInt64, _ index: Int) -> Float {

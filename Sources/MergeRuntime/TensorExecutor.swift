@@ -114,12 +114,19 @@ struct TensorExecutor {
       try reduceLevel(level, &env)
     }
     let frozen = env
+    let direct = DirectConsensus(
+      graph, root: output.inputs[0], dtype: dtype, inputs: inputs, blockSize: blockSize,
+      env: frozen)
     try forEachBlock(evaluating: [output.inputs[0]]) { evaluator, block in
       let range = self.range(of: block)
-      let values = evaluator.evaluate(output.inputs[0], block: block, range: range, env: frozen)
       let bytes = range.count * dtype.byteSize
       let scratch = evaluator.scratchBytes(bytes)
-      Kernels.encode(values, range.count, dtype, into: scratch)
+      if let direct {
+        direct.run(range, into: scratch)
+      } else {
+        let values = evaluator.evaluate(output.inputs[0], block: block, range: range, env: frozen)
+        Kernels.encode(values, range.count, dtype, into: scratch)
+      }
       try write(
         range.lowerBound * dtype.byteSize, UnsafeRawBufferPointer(start: scratch, count: bytes))
     }
@@ -170,9 +177,11 @@ struct TensorExecutor {
   /// window of each input is resident at a time (a later pass maps them again from the page
   /// cache).
   func forEachBlock(
-    evaluating roots: [NodeID], _ body: @Sendable (BlockEvaluator, Int) throws -> Void
+    evaluating roots: [NodeID], releasingEvery releaseWindow: Int? = nil,
+    _ body: @Sendable (BlockEvaluator, Int) throws -> Void
   ) throws {
-    let window = schedule.releaseWindow.map { max(1, $0) } ?? blockCount
+    let releaseWindow = releaseWindow ?? schedule.releaseWindow
+    let window = releaseWindow.map { max(1, $0) } ?? blockCount
     let workers = Self.workers(threads: threads, blocks: blockCount)
     let layout = BlockEvaluator.Layout(graph: graph, roots: roots)
     let evaluators = EvaluatorPool(
@@ -187,7 +196,7 @@ struct TensorExecutor {
     while start < blockCount {
       let end = min(blockCount, start + window)
       try forEachBlock(in: start..<end, evaluators: evaluators, body)
-      if schedule.releaseWindow != nil {
+      if releaseWindow != nil {
         for input in inputs.indices { release(input, upTo: min(count, end * blockSize)) }
       }
       start = end
@@ -251,9 +260,9 @@ struct TensorExecutor {
   ///
   /// Cached results are taken from the cache. The L1 norms share one pass over the blocks, and
   /// so do the gathers of the sort prefixes (the inputs they share, such as the base model, are
-  /// decoded once per block); the prefixes then finish at the same time. Sort prefixes hold up
-  /// to 8 bytes per element while they work, so they share a pass only while that stays under
-  /// the schedule's limit (256 MB by default), and run one after another otherwise.
+  /// decoded once per block); the prefixes then finish at the same time. Sort prefixes hold
+  /// about 5.5 bytes per element while they work, so they share passes as
+  /// ``selectionGroups(count:selections:inputBytes:schedule:)`` allows.
   func reduceLevel(_ level: [NodeID], _ env: inout Environment) throws {
     var keys: [Int: String] = [:]
     var pending: [NodeID] = []
@@ -273,7 +282,8 @@ struct TensorExecutor {
     }
     for pass in Self.reductionPasses(pending, of: graph, schedule: schedule) {
       if pass.isSelection {
-        for (id, cut) in zip(pass.nodes, try sortPrefixes(pass.nodes, env: env)) {
+        let cuts = try sortPrefixes(pass.nodes, env: env, releasingInputs: pass.releasesInputs)
+        for (id, cut) in zip(pass.nodes, cuts) {
           env.cuts[id.index] = cut
         }
       } else {
@@ -331,18 +341,34 @@ struct TensorExecutor {
 
   /// The sort prefixes `ids`: one pass gathers each input's `|x|` (each block writes only its
   /// own elements), then each prefix is selected, at the same time when there are several.
-  func sortPrefixes(_ ids: [NodeID], env: Environment) throws -> [Cut] {
+  ///
+  /// When `releasingInputs`, the gather drops the input pages behind it, window by window, and
+  /// the selections run with none of them mapped.
+  func sortPrefixes(_ ids: [NodeID], env: Environment, releasingInputs: Bool = false) throws
+    -> [Cut]
+  {
     let buffers = ids.map { _ in PageBuffer<Float>(count: max(1, count)) }
     allocated.update { $0.gatherBytes = max($0.gatherBytes, ids.count * max(1, count) * 4) }
     let targets = buffers.map { UnsafeMutableSendablePointer($0.pointer) }
     let inputs = ids.map { graph[$0].inputs[0] }
-    try forEachBlock(evaluating: inputs) { evaluator, block in
+    let direct = inputs.map { DirectGather(graph, $0, inputs: self.inputs) }
+    try forEachBlock(
+      evaluating: inputs,
+      releasingEvery: releasingInputs ? Self.gatherReleaseWindow : nil
+    ) { evaluator, block in
       let r = self.range(of: block)
       for (k, input) in inputs.enumerated() {
-        let x = evaluator.evaluate(input, block: block, range: r, env: env)
         let out = targets[k].pointer + r.lowerBound
+        if let d = direct[k] {
+          d.run(r, into: out)
+          continue
+        }
+        let x = evaluator.evaluate(input, block: block, range: r, env: env)
         for i in 0..<r.count { out[i] = x[i].magnitude }
       }
+    }
+    if releasingInputs {
+      for input in self.inputs.indices { release(input, upTo: count) }
     }
     let results = Mutex([Cut?](repeating: nil, count: ids.count))
     DispatchQueue.concurrentPerform(iterations: ids.count) { k in
@@ -350,7 +376,8 @@ struct TensorExecutor {
       // One selection alone counts its histograms on every thread.
       let cut = Self.prefix(
         of: targets[k].pointer, count: self.count, rank: rank, descending: descending,
-        lanes: ids.count == 1 ? self.threads : 1, release: buffers[k].release)
+        lanes: ids.count == 1 ? self.threads : 1, high: direct[k]?.histogram,
+        release: buffers[k].release)
       results.withLock { $0[k] = cut }
     }
     return results.withLock { $0.map { $0 ?? Cut(kind: .everything) } }
@@ -365,14 +392,17 @@ struct TensorExecutor {
   /// ``TorchSortEmulation`` decides, as torch would. `values` is used as scratch.
   static func prefix(
     of values: UnsafeMutablePointer<Float>, count: Int, rank: Int, descending: Bool,
-    lanes: Int = 1, release: (Range<Int>) -> Void = { _ in }
+    lanes: Int = 1, high: [Int]? = nil, kernels: Bool = Kernels.avx2,
+    release: (Range<Int>) -> Void = { _ in }
   ) -> Cut {
     if rank <= 0 { return Cut(kind: .nothing) }
     if rank >= count { return Cut(kind: .everything) }
     // Ascending position of the boundary: a descending prefix of `rank` is everything above
     // ascending position count − rank.
     let ascendingRank = descending ? count - rank : rank
-    let selection = Self.radixSelect(values, count: count, rank: ascendingRank, lanes: lanes)
+    let selection = Self.radixSelect(
+      bits: UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self), count: count,
+      rank: ascendingRank, lanes: lanes, high: high)
     // Ties at magnitude zero are zeros whichever are kept (0·1 and 0·0 are the same zero), so
     // their order cannot change the result.
     if selection.tiesBelow == 0 || selection.threshold == 0 {
@@ -381,7 +411,7 @@ struct TensorExecutor {
     }
     let ties = TorchSortEmulation.tiesBefore(
       values, count: count, descending: descending, boundary: rank,
-      threshold: selection.threshold, release: release)
+      threshold: selection.threshold, kernels: kernels, release: release)
     return Cut(kind: .thresholdWithTies(selection.threshold, descending: descending, ties: ties))
   }
 
@@ -397,11 +427,12 @@ struct TensorExecutor {
   }
 
   /// The key at ascending position `rank` of the unsigned keys `raw`, and how many keys equal
-  /// to it lie below that position.
+  /// to it lie below that position; `high`, when given, is the keys' histogram by their high
+  /// 16 bits (counted as they were gathered).
   static func radixSelect(
-    bits raw: UnsafePointer<UInt32>, count: Int, rank: Int, lanes: Int = 1
+    bits raw: UnsafePointer<UInt32>, count: Int, rank: Int, lanes: Int = 1, high: [Int]? = nil
   ) -> (threshold: UInt32, tiesBelow: Int) {
-    let first = histogram(raw, count: count, lanes: lanes, within: nil)
+    let first = high ?? histogram(raw, count: count, lanes: lanes, within: nil)
     var below = 0
     var bucket = 0
     while below + first[bucket] <= rank {

@@ -69,6 +69,9 @@ struct ReductionPass: Equatable {
   var nodes: [NodeID]
   /// Whether they are selections (sort prefixes) rather than scalars.
   var isSelection: Bool
+  /// Whether the pass drops the input pages behind it as it goes, and all of them when done,
+  /// so that its selections work with no input mapped (the final pass maps them again).
+  var releasesInputs = false
 
   /// The nodes the pass evaluates block by block: what its reductions read.
   func roots(in graph: TensorGraph) -> [NodeID] {
@@ -84,15 +87,40 @@ struct ReductionPass: Equatable {
 }
 
 extension TensorExecutor {
-  /// Whether `selections` sort prefixes of a tensor of `count` elements share one pass (and
-  /// then run side by side): they hold up to 8 bytes per element while they work, so only
-  /// while that stays under the schedule's limit.
-  static func selectionsShareAPass(count: Int, selections: Int, schedule: Schedule) -> Bool {
-    selections > 1 && count * 8 * selections <= schedule.concurrentSelectionBytes
+  /// Blocks per window of a pass that releases the inputs behind it in the default schedule.
+  static let gatherReleaseWindow = 64
+
+  /// The most bytes one sort prefix of `count` elements holds while it works: the magnitudes
+  /// (4 bytes per element) and the first partition's bitsets; after it, the keys and indices
+  /// of the side that straddles the boundary (8 bytes for about two thirds of the elements,
+  /// since the boundary is where the larger side is).
+  static func selectionBytes(count: Int) -> Int { count * 16 / 3 + count / 8 }
+
+  /// How the `selections` sort prefixes of a tensor of `count` elements, whose inputs map
+  /// `inputBytes`, are grouped into passes: how many share each pass, and whether those passes
+  /// release the inputs.
+  ///
+  /// They all share one pass while they hold no more than the schedule's limit. Otherwise, in
+  /// the default schedule, groups of them share passes that drop the inputs' pages (mapped again
+  /// by the final pass), as many as hold no more than one selection beside the mapped inputs,
+  /// which is what one at a time holds: the tensor's peak does not rise, and the replays, one
+  /// thread's work each, run on two cores. Otherwise one at a time.
+  static func selectionGroups(
+    count: Int, selections: Int, inputBytes: Int, schedule: Schedule
+  ) -> (size: Int, releasesInputs: Bool) {
+    guard selections > 1 else { return (1, false) }
+    let one = max(1, selectionBytes(count: count))
+    if one * selections <= schedule.concurrentSelectionBytes { return (selections, false) }
+    guard schedule.releaseWindow == nil, schedule.concurrentSelectionBytes > 0 else {
+      return (1, false)
+    }
+    let size = min(selections, 1 + inputBytes / one)
+    return size > 1 ? (size, true) : (1, false)
   }
 
   /// The passes that compute `pending`, reductions of one level none of which reads another:
-  /// the scalar reductions in one pass, then the sort prefixes in one pass or one each.
+  /// the scalar reductions in one pass, then the sort prefixes in groups
+  /// (``selectionGroups(count:selections:inputBytes:schedule:)``).
   static func reductionPasses(
     _ pending: [NodeID], of graph: TensorGraph, schedule: Schedule
   ) -> [ReductionPass] {
@@ -100,11 +128,17 @@ extension TensorExecutor {
     let prefixes = pending.filter { graph[$0].op.kind == .selection }
     var passes: [ReductionPass] = []
     if !scalars.isEmpty { passes.append(ReductionPass(nodes: scalars, isSelection: false)) }
-    if selectionsShareAPass(count: graph.plan.count, selections: prefixes.count, schedule: schedule)
-    {
-      passes.append(ReductionPass(nodes: prefixes, isSelection: true))
-    } else {
-      passes += prefixes.map { ReductionPass(nodes: [$0], isSelection: true) }
+    let groups = selectionGroups(
+      count: graph.plan.count, selections: prefixes.count,
+      inputBytes: graph.plan.inputs.reduce(0) { $0 + $1.info.byteCount }, schedule: schedule)
+    var start = 0
+    while start < prefixes.count {
+      let end = min(prefixes.count, start + groups.size)
+      passes.append(
+        ReductionPass(
+          nodes: Array(prefixes[start..<end]), isSelection: true,
+          releasesInputs: groups.releasesInputs))
+      start = end
     }
     return passes
   }

@@ -1,3 +1,5 @@
+import CMergeSupport
+
 /// Which elements a torch sort puts first, reproduced exactly.
 ///
 /// mergekit picks "the k largest magnitudes" with `torch.argsort(w, descending=True)[:k]` and
@@ -10,6 +12,10 @@
 /// into the partitions that straddle one of the wanted positions — as quickselect would — so it
 /// costs O(n) on average rather than O(n log n). Elements never cross partition boundaries in
 /// the final insertion sort, so the result at the wanted positions is exactly the full sort's.
+///
+/// The partitions run in the AVX2 kernel `merge_hoare_partition` when the CPU has it (the same
+/// swaps in the same order as ``hoarePartition(_:_:_:pivot:offsets:_:)``, which runs otherwise;
+/// the tests compare the two).
 struct TorchSortEmulation {
   /// Threshold of libstdc++'s introsort (`_S_threshold`).
   static let threshold = 16
@@ -22,6 +28,8 @@ struct TorchSortEmulation {
   private let boundary: Int
   /// The partition's block offsets (256 bytes), owned by the caller.
   private let offsets: UnsafeMutablePointer<UInt8>
+  /// Whether the partitions run in the AVX2 kernel.
+  private let kernels: Bool
 
   /// The elements whose magnitude bits equal `threshold` that a torch sort of `values` puts
   /// before position `boundary` (elements strictly before the threshold are all before it,
@@ -37,7 +45,8 @@ struct TorchSortEmulation {
   /// scratch.
   static func tiesBefore(
     _ values: UnsafeMutablePointer<Float>, count n: Int, descending: Bool, boundary b: Int,
-    threshold: UInt32, release: (Range<Int>) -> Void = { _ in }
+    threshold: UInt32, kernels: Bool = Kernels.avx2,
+    release: (Range<Int>) -> Void = { _ in }
   ) -> Bitset {
     let keys = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
     if descending {
@@ -54,7 +63,7 @@ struct TorchSortEmulation {
       defer { indices.deallocate() }
       for i in 0..<n { indices[i] = Int32(truncatingIfNeeded: i) }
       let sorter = TorchSortEmulation(
-        keys: keys, indices: indices, count: n, boundary: b, offsets: offsets)
+        keys: keys, indices: indices, count: n, boundary: b, offsets: offsets, kernels: kernels)
       sorter.sort(depth: depth)
       for p in 0..<min(max(0, b), n) where keys[p] == tie { ties.insert(Int(indices[p])) }
       return ties
@@ -68,17 +77,26 @@ struct TorchSortEmulation {
     // positions were swapped is kept as two bitsets: the j-th swap paired the j-th swapped
     // position from the left with the j-th from the right, so the pairs can be listed after.
     var level0 = FirstPartition(count: n)
-    let cut = hoarePartition(keys, 1, n, pivot: pivot, offsets: offsets, &level0)
+    let cut =
+      kernels
+      ? merge_hoare_partition(keys, 1, n, pivot, level0.left, level0.right, nil)
+      : hoarePartition(keys, 1, n, pivot: pivot, offsets: offsets, &level0)
     let leftStraddles = b < cut
     let rightStraddles = b > cut
     if !leftStraddles {
       // The left side lies wholly before the boundary: its equal elements are in the result,
       // those swapped in (the partner's origin) and those that stayed.
-      level0.forEachPair { left, right in
-        if keys[left] == tie { ties.insert(Int(origin(right))) }
-      }
-      for p in 0..<cut where keys[p] == tie && !level0.swappedLeft(p) {
-        ties.insert(Int(origin(p)))
+      if kernels {
+        ties.withUnsafeMutableWords { words in
+          merge_left_ties(keys, cut, tie, level0.left, level0.right, level0.words, median, words)
+        }
+      } else {
+        level0.forEachPair { left, right in
+          if keys[left] == tie { ties.insert(Int(origin(right))) }
+        }
+        for p in 0..<cut where keys[p] == tie && !level0.swappedLeft(p) {
+          ties.insert(Int(origin(p)))
+        }
       }
     }
     // Only the straddling side, `lo..<hi`, is sorted further: the other side's keys can go,
@@ -91,7 +109,11 @@ struct TorchSortEmulation {
     for p in lo..<hi { indices[p &- lo] = Int32(truncatingIfNeeded: p) }
     if lo == 0 { indices[0] = Int32(truncatingIfNeeded: median) }
     if median >= lo && median < hi { indices[median - lo] = 0 }
-    if leftStraddles {
+    if kernels && (leftStraddles || rightStraddles) {
+      merge_first_pairs(
+        level0.left, level0.right, level0.words, leftStraddles ? 2 : 4, keys, tie, nil, indices,
+        lo, median)
+    } else if leftStraddles {
       level0.forEachPair { left, right in indices[left] = origin(right) }
     } else if rightStraddles {
       level0.forEachPair { left, right in indices[right - lo] = origin(left) }
@@ -99,9 +121,16 @@ struct TorchSortEmulation {
     level0.deallocate()
     if lo < hi {
       let sorter = TorchSortEmulation(
-        keys: keys + lo, indices: indices, count: hi - lo, boundary: b - lo, offsets: offsets)
+        keys: keys + lo, indices: indices, count: hi - lo, boundary: b - lo, offsets: offsets,
+        kernels: kernels)
       sorter.sort(depth: depth - 1)
-      for p in 0..<(b - lo) where keys[lo + p] == tie { ties.insert(Int(indices[p])) }
+      if kernels {
+        ties.withUnsafeMutableWords { words in
+          merge_mark_ties(keys, lo, b, tie, nil, indices, median, words)
+        }
+      } else {
+        for p in 0..<(b - lo) where keys[lo + p] == tie { ties.insert(Int(indices[p])) }
+      }
     }
     return ties
   }
@@ -123,9 +152,10 @@ struct TorchSortEmulation {
 
   private init(
     keys: UnsafeMutablePointer<UInt32>, indices: UnsafeMutablePointer<Int32>, count: Int,
-    boundary: Int, offsets: UnsafeMutablePointer<UInt8>
+    boundary: Int, offsets: UnsafeMutablePointer<UInt8>, kernels: Bool
   ) {
     self.offsets = offsets
+    self.kernels = kernels
     self.values = keys
     self.indices = indices
     self.count = count
@@ -200,6 +230,9 @@ struct TorchSortEmulation {
   }
 
   private func unguardedPartition(_ first: Int, _ last: Int, pivot: Int) -> Int {
+    if kernels {
+      return merge_hoare_partition(values, first, last, values[pivot], nil, nil, indices)
+    }
     var sink = SwapIndices(indices: indices)
     return Self.hoarePartition(
       values, first, last, pivot: values[pivot], offsets: offsets, &sink)
@@ -467,6 +500,17 @@ struct Bitset: Sendable {
 
   init(words: [UInt64]) {
     self.words = words
+  }
+
+  /// Calls `body` with the words, to set bits in place.
+  mutating func withUnsafeMutableWords<R>(_ body: (UnsafeMutablePointer<UInt64>) -> R) -> R {
+    words.withUnsafeMutableBufferPointer { w in
+      guard let p = w.baseAddress else {
+        var none: UInt64 = 0
+        return body(&none)
+      }
+      return body(p)
+    }
   }
 
   /// Adds element `i`.

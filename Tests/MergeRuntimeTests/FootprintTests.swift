@@ -72,8 +72,13 @@ import _TestSupport
       "merge_method: della\nbase_model: base\nmodels:\n  - {model: ft0, parameters: {weight: 1, density: 0.5}}\n  - {model: ft1, parameters: {weight: 1, density: 0.5}}\n"
     )
     let up = "model.layers.0.mlp.up_proj.weight"
+    // Past the limit, groups of selections share passes that release the inputs.
+    var grouped = Schedule()
+    grouped.concurrentSelectionBytes = 1
     var gathers: [Int?] = []
-    for (recipe, schedule) in [(ties, Schedule()), (ties, .small), (della, Schedule())] {
+    for (recipe, schedule) in [
+      (ties, Schedule()), (ties, .small), (della, Schedule()), (ties, grouped),
+    ] {
       let (actual, predicted) = try footprints(recipe, schedule: schedule)
       #expect(actual == predicted, "\(recipe)")
       #expect(actual.contains { $0.workers == 2 })
@@ -81,6 +86,32 @@ import _TestSupport
     }
     // Not trivially equal: TIES' two selections share a pass in the default schedule and hold
     // both gathers at once; the small schedule selects one at a time; DELLA selects nothing.
-    #expect(gathers == [2 * 300_000 * 4, 300_000 * 4, 0])
+    #expect(gathers == [2 * 300_000 * 4, 300_000 * 4, 0, 2 * 300_000 * 4])
+  }
+
+  @Test("selections past the limit share passes in groups that fit beside the released inputs")
+  func selectionGroups() {
+    let n = 32_768_000
+    let one = TensorExecutor.selectionBytes(count: n)
+    // The embeddings of the benchmark models: three selections, four bf16 inputs.
+    #expect(
+      TensorExecutor.selectionGroups(
+        count: n, selections: 3, inputBytes: 4 * 2 * n, schedule: Schedule())
+        == (2, true))
+    // Under the limit, all together and nothing released; alone, nothing to group.
+    #expect(
+      TensorExecutor.selectionGroups(
+        count: 1000, selections: 3, inputBytes: 8000, schedule: Schedule()) == (3, false))
+    #expect(
+      TensorExecutor.selectionGroups(
+        count: n, selections: 1, inputBytes: 8 * n, schedule: Schedule()) == (1, false))
+    // Inputs smaller than a selection: one at a time, as without groups.
+    #expect(
+      TensorExecutor.selectionGroups(
+        count: n, selections: 3, inputBytes: one - 1, schedule: Schedule()) == (1, false))
+    // The small schedule selects one at a time.
+    #expect(
+      TensorExecutor.selectionGroups(
+        count: n, selections: 3, inputBytes: 8 * n, schedule: .small) == (1, false))
   }
 }

@@ -8,14 +8,14 @@ import _TestSupport
 @Suite struct TorchSortTests {
   /// The elements `prefix` keeps, read back through `Cut.select` on the magnitudes; the
   /// scratch it releases is overwritten at once.
-  static func kept(_ values: [Float], rank: Int, descending: Bool) -> Set<Int> {
+  static func kept(_ values: [Float], rank: Int, descending: Bool, kernels: Bool) -> Set<Int> {
     var scratch = values.map(\.magnitude)
     let x = scratch
     let cut = scratch.withUnsafeMutableBufferPointer { buffer in
       buffer.baseAddress.map { base in
         // What is released must never be read again: poison it.
         TensorExecutor.prefix(
-          of: base, count: values.count, rank: rank, descending: descending,
+          of: base, count: values.count, rank: rank, descending: descending, kernels: kernels,
           release: { range in for i in range { base[i] = Float(bitPattern: 0x5A5A_5A5A) } })
       }
     }
@@ -38,6 +38,9 @@ import _TestSupport
     // reads the same either way (NaN·0 is NaN), so NaNs are left out of the comparison.
     return Set(out.indices.filter { !x[$0].isNaN && out[$0].bitPattern == x[$0].bitPattern })
   }
+
+  /// The Swift partitions, and the AVX2 ones where the CPU has them.
+  static let kernelChoices = Kernels.avx2 ? [false, true] : [false]
 
   /// Original indices in the order a full `std::sort` of the magnitudes leaves them.
   static func sorted(_ values: [Float], descending: Bool) -> [Int] {
@@ -68,10 +71,14 @@ import _TestSupport
         let v = Self.values(n, distinct: 5, &rng)
         let order = Self.sorted(v, descending: descending)
         for rank in 1..<n {
-          let wrong = Self.kept(v, rank: rank, descending: descending)
-            .symmetricDifference(order[0..<rank].filter { !v[$0].isNaN })
-          #expect(
-            wrong.isEmpty, "n \(n) rank \(rank) descending \(descending): \(wrong.count) differ")
+          for kernels in Self.kernelChoices {
+            let wrong = Self.kept(v, rank: rank, descending: descending, kernels: kernels)
+              .symmetricDifference(order[0..<rank].filter { !v[$0].isNaN })
+            #expect(
+              wrong.isEmpty,
+              "n \(n) rank \(rank) descending \(descending) kernels \(kernels): \(wrong.count) differ"
+            )
+          }
         }
       }
     }
@@ -88,12 +95,14 @@ import _TestSupport
         let order = Self.sorted(v, descending: descending)
         for _ in 0..<3 {
           let rank = 1 + Int(rng.next() % UInt64(n - 1))
-          let wrong = Self.kept(v, rank: rank, descending: descending)
-            .symmetricDifference(order[0..<rank].filter { !v[$0].isNaN })
-          #expect(
-            wrong.isEmpty,
-            "n \(n) distinct \(distinct) rank \(rank) descending \(descending): \(wrong.count) differ"
-          )
+          for kernels in Self.kernelChoices {
+            let wrong = Self.kept(v, rank: rank, descending: descending, kernels: kernels)
+              .symmetricDifference(order[0..<rank].filter { !v[$0].isNaN })
+            #expect(
+              wrong.isEmpty,
+              "n \(n) distinct \(distinct) rank \(rank) descending \(descending) kernels \(kernels): \(wrong.count) differ"
+            )
+          }
         }
       }
     }

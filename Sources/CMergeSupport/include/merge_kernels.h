@@ -62,4 +62,59 @@ void merge_low_bits(
   const float *t, long n, const uint32_t *bins, uint32_t *const *hist, int nbins,
   const uint32_t *above, double *sums, int nsums);
 
+/// libstdc++'s `std::__unguarded_partition(keys + first, keys + last, pivot)` on unsigned keys
+/// (`<`), in the block form of `TorchSortEmulation.hoarePartition` (the same swaps in the same
+/// order): returns the cut. Each swap of positions a < b is noted, when `indices` is NULL, as
+/// bit a of left_bits and bit b of right_bits; otherwise indices[a] and indices[b] are swapped
+/// too.
+long merge_hoare_partition(
+  uint32_t *keys, long first, long last, uint32_t pivot, uint64_t *left_bits,
+  uint64_t *right_bits, int32_t *indices);
+/// TIES's final pass over n entries of m ≤ 8 task vectors, in the fused consensus's order and
+/// f32 roundings (no fused multiply-add): term_k = (x_k − base)·(kept ? 1 : 0), then ·scale[k]
+/// unless scale[k] is NaN; kept when the term's magnitude bits are bound[k] or more, or when
+/// ties[k] (if not NULL) has bit first + e. total = 0 + term_0 + term_1 + …; a term agrees when
+/// total ≥ 0 ? term > 0 : term < 0; sum = 0 + the agreeing terms, divisor = 0 + their weights, in
+/// k order; sum /= (divisor == 0 ? 1 : divisor) when normalize, sum ·= lambda when has_lambda;
+/// out = base + sum. `first + e` for e a multiple of 8 must be a multiple of 8.
+void merge_fused_consensus(
+  const float *base, const float *const *x, int m, const uint32_t *bound,
+  const uint64_t *const *ties, long first, const float *scale, const float *weights,
+  int normalize, int has_lambda, float lambda, float *out, long n);
+
+/// merge_fused_consensus on bf16 inputs (widened to f32 exactly), its result rounded to bf16 (to
+/// nearest, ties to even; a NaN stays a quiet NaN), as the store of a bf16 tensor rounds it.
+void merge_fused_consensus_bf16(
+  const uint16_t *base, const uint16_t *const *x, int m, const uint32_t *bound,
+  const uint64_t *const *ties, long first, const float *scale, const float *weights,
+  int normalize, int has_lambda, float lambda, uint16_t *out, long n);
+
+/// A selection's gather from bf16 entries: out[e] = |x[e] − base[e]| in f32 (each widened
+/// exactly), and each result's high 16 bits counted into one of four tables of 65536 counts at
+/// hist (entry e into table e mod 4), to be summed.
+void merge_gather_bf16(
+  const uint16_t *x, const uint16_t *base, float *out, long n, uint32_t *hist);
+
+/// For each position p in [from, to) whose key is `tie` and whose bit in `skip` (when not NULL)
+/// is clear, sets the bit of its original index in `ties`: indices[p − from] when `indices` is
+/// not NULL, else p with 0 and `median` exchanged (after the first partition's median move).
+void merge_mark_ties(
+  const uint32_t *keys, long from, long to, uint32_t tie, const uint64_t *skip,
+  const int32_t *indices, long median, uint64_t *ties);
+
+/// The first partition's swaps, in order: the j-th set bit of `left` (ascending) with the j-th
+/// of `right` (descending), over `words` words each; origins as in merge_mark_ties. For each
+/// pair (a, b), by the bits of `mode`: 1, when the key at a is `tie`, sets the bit of b's origin
+/// in `ties`; 2, indices[a − lo] = b's origin; 4, indices[b − lo] = a's origin.
+void merge_first_pairs(
+  const uint64_t *left, const uint64_t *right, long words, int mode, const uint32_t *keys,
+  uint32_t tie, uint64_t *ties, int32_t *indices, long lo, long median);
+
+/// After the first partition, when its left side [0, cut) lies before the boundary: sets in
+/// `ties` the original index of every element of that side whose key is `tie`. One that stayed
+/// is its own (as in merge_mark_ties); one swapped in (its position's bit set in `left`) is its
+/// partner's, the position of the same rank among the set bits of `right` counted from the top.
+void merge_left_ties(
+  const uint32_t *keys, long cut, uint32_t tie, const uint64_t *left, const uint64_t *right,
+  long words, long median, uint64_t *ties);
 #endif

@@ -1,0 +1,174 @@
+import CMergeSupport
+import MergeCompiler
+import MergeModel
+import Synchronization
+
+/// A fused consensus (TIES' final combination) as the AVX2 kernels take it.
+///
+/// `merge_fused_consensus` runs the executor's steps for it (each masked, scaled task vector,
+/// the sign election, the sum of the agreeing terms and their weights, the division, λ, the
+/// base added) with the same operations in the same order, so the bits are the same (the tests
+/// compare the two). It applies when the CPU has AVX2, there are at most eight task vectors, no
+/// scale is NaN (NaN marks "none" to the kernel), and every selection is a prefix of a
+/// descending sort kept inside (``Cut/fusedBound``).
+struct ConsensusKernel: Sendable {
+  let cuts: [Cut]
+  let bounds: [UInt32]
+  let scales: [Float]
+  let weights: [Float]
+  let normalize: Bool
+  let lambda: Float?
+
+  /// The kernel's form of `op` with the task vectors' selections `cuts`, or nil.
+  init?(_ op: Op, cuts: [Cut]) {
+    guard Kernels.avx2,
+      case .fusedConsensus(let weights, let scales, let normalize, let lambda) = op,
+      weights.count <= 8, cuts.count == weights.count,
+      !scales.contains(where: { $0?.isNaN == true })
+    else { return nil }
+    let bounds = cuts.compactMap(\.fusedBound)
+    guard bounds.count == cuts.count else { return nil }
+    self.cuts = cuts
+    self.bounds = bounds
+    self.scales = scales.map { $0 ?? .nan }
+    self.weights = weights
+    self.normalize = normalize
+    self.lambda = lambda
+  }
+
+  /// Elements `first..<first + n` from f32 values (`first` a multiple of 8).
+  func run(
+    base: UnsafePointer<Float>, _ xs: [UnsafePointer<Float>?], first: Int,
+    into out: UnsafeMutablePointer<Float>, _ n: Int
+  ) {
+    Cut.withTieWords(cuts[...], []) { ties in
+      merge_fused_consensus(
+        base, xs, Int32(xs.count), bounds, ties, first, scales, weights, normalize ? 1 : 0,
+        lambda == nil ? 0 : 1, lambda ?? 1, out, n)
+    }
+  }
+
+  /// The same from bf16 values to bf16 (as the store of a bf16 tensor rounds).
+  func run(
+    base: UnsafePointer<UInt16>, _ xs: [UnsafePointer<UInt16>?], first: Int,
+    into out: UnsafeMutablePointer<UInt16>, _ n: Int
+  ) {
+    Cut.withTieWords(cuts[...], []) { ties in
+      merge_fused_consensus_bf16(
+        base, xs, Int32(xs.count), bounds, ties, first, scales, weights, normalize ? 1 : 0,
+        lambda == nil ? 0 : 1, lambda ?? 1, out, n)
+    }
+  }
+}
+
+/// TIES's final pass from bf16 inputs straight to bf16 output, one ``ConsensusKernel`` call
+/// per block (`merge_fused_consensus_bf16`).
+///
+/// Block by block, the executor decodes each input to f32, runs the fused consensus, then
+/// rounds the result to bf16: three passes over block buffers. When the output is bf16 and the
+/// fused consensus reads only plain inputs (each a stored bf16 tensor, with no adapter, task
+/// vector, vocabulary alignment or rounding to another dtype), the kernel does all three in
+/// one, and the bytes are the same.
+struct DirectConsensus: @unchecked Sendable {
+  let base: UnsafePointer<UInt16>
+  let models: [UnsafePointer<UInt16>?]
+  let kernel: ConsensusKernel
+
+  /// The direct pass for `root` stored as `dtype`, or nil where it does not apply.
+  init?(
+    _ graph: TensorGraph, root: NodeID, dtype: DType, inputs: [InputTensor], blockSize: Int,
+    env: Environment
+  ) {
+    let node = graph[root]
+    guard dtype == .bfloat16, blockSize % 8 == 0,
+      case .fusedConsensus(let weights, _, _, _) = node.op
+    else { return nil }
+    let m = weights.count
+    let cuts = (0..<m).map { env.cuts[node.inputs[1 + m + $0].index] ?? Cut(kind: .everything) }
+    guard let kernel = ConsensusKernel(node.op, cuts: cuts) else { return nil }
+    var sources: [UnsafePointer<UInt16>] = []
+    for id in node.inputs.prefix(1 + m) {
+      guard case .load(let i) = graph[id].op, let raw = inputs[i].plainBFloat16 else { return nil }
+      sources.append(raw)
+    }
+    base = sources[0]
+    models = sources.dropFirst().map { $0 }
+    self.kernel = kernel
+  }
+
+  /// Elements `range` of the tensor as bf16 into `out`; `range` starts at a multiple of 8.
+  func run(_ range: Range<Int>, into out: UnsafeMutableRawPointer) {
+    let first = range.lowerBound
+    kernel.run(
+      base: base + first, models.map { $0.map { $0 + first } }, first: first,
+      into: out.assumingMemoryBound(to: UInt16.self), range.count)
+  }
+}
+
+extension InputTensor {
+  /// The stored bf16 entries, when the input is read as they are: no adapter, task vector,
+  /// vocabulary alignment or rounding to another dtype, and aligned for 16-bit loads.
+  var plainBFloat16: UnsafePointer<UInt16>? {
+    guard view.info.dtype == .bfloat16, delta == nil, taskVector == nil, aligned == nil,
+      inputDType == nil || inputDType == .bfloat16,
+      let start = view.bytes.baseAddress, Int(bitPattern: start) % 2 == 0
+    else { return nil }
+    return start.assumingMemoryBound(to: UInt16.self)
+  }
+}
+
+/// A selection's gather from two plain bf16 inputs in one AVX2 kernel.
+///
+/// `merge_gather_bf16` takes `|x − base|` straight from the stored entries (the executor's
+/// magnitudes: the same subtraction of exactly widened values) and counts their histogram by
+/// the high 16 bits on the way, so the radix selection skips its first pass.
+final class DirectGather: @unchecked Sendable {
+  let x: UnsafePointer<UInt16>
+  let base: UnsafePointer<UInt16>
+  /// Four interleaved tables of 65536 counts each, one set per worker at a time.
+  private let tables = Mutex<(free: [Table], all: [Table])>(([], []))
+  private typealias Table = UnsafeMutableSendablePointer<UInt32>
+  private static let tableCount = 4 * 65536
+
+  /// The direct gather of task vector `node`, or nil where it does not apply.
+  init?(_ graph: TensorGraph, _ node: NodeID, inputs: [InputTensor]) {
+    guard Kernels.avx2, case .taskVector = graph[node].op,
+      case .load(let a) = graph[graph[node].inputs[0]].op,
+      case .load(let b) = graph[graph[node].inputs[1]].op,
+      let x = inputs[a].plainBFloat16, let base = inputs[b].plainBFloat16
+    else { return nil }
+    self.x = x
+    self.base = base
+  }
+
+  deinit { tables.withLock { for t in $0.all { t.pointer.deallocate() } } }
+
+  /// Gathers elements `range` into `out`, counting them.
+  func run(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+    let table = tables.withLock { t -> Table in
+      if let free = t.free.popLast() { return free }
+      let fresh = UnsafeMutablePointer<UInt32>.allocate(capacity: Self.tableCount)
+      fresh.initialize(repeating: 0, count: Self.tableCount)
+      t.all.append(Table(fresh))
+      return Table(fresh)
+    }
+    merge_gather_bf16(
+      x + range.lowerBound, base + range.lowerBound, out, range.count, table.pointer)
+    tables.withLock { $0.free.append(table) }
+  }
+
+  /// The histogram of every gathered element by its high 16 bits.
+  var histogram: [Int] {
+    tables.withLock { t in
+      var counts = [Int](repeating: 0, count: 65536)
+      for table in t.all.map(\.pointer) {
+        for b in 0..<65536 {
+          counts[b] +=
+            Int(table[b]) + Int(table[65536 + b]) + Int(table[2 * 65536 + b])
+            + Int(table[3 * 65536 + b])
+        }
+      }
+      return counts
+    }
+  }
+}
