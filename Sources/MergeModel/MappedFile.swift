@@ -64,13 +64,30 @@ public final class MappedFile: @unchecked Sendable {
     }
   }
 
-  /// Asks the kernel to read `range` ahead of use and to map its pages now
-  /// (`MADV_POPULATE_READ`, Linux 5.14+, which saves a page fault per page; `MADV_WILLNEED`
-  /// read-ahead where it is not available).
+  /// Asks the kernel to have `range` ready before it is used.
+  ///
+  /// Pages all in the page cache are mapped now (`MADV_POPULATE_READ`, Linux 5.14+: a page
+  /// fault saved per page). Otherwise the kernel is asked to read them ahead
+  /// (`MADV_WILLNEED`), which returns at once: populating would wait for the disk on the
+  /// caller's thread (task_arithmetic with cold inputs: 2.3–3.1 s populating, 1.7–1.8 s reading
+  /// ahead).
   public func willNeed(_ range: Range<Int>) {
-    if !advise(range, 22) {  // MADV_POPULATE_READ
+    if !isCached(range) || !advise(range, 22) {  // MADV_POPULATE_READ
       advise(range, MADV_WILLNEED)
     }
+  }
+
+  /// Whether every page of `range` is in the page cache (`mincore` on this mapping).
+  private func isCached(_ range: Range<Int>) -> Bool {
+    guard let base = bytes.baseAddress, !range.isEmpty, !isAnonymous else { return true }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = max(0, range.lowerBound) / page * page
+    let end = min(bytes.count, range.upperBound)
+    guard end > start else { return true }
+    var vector = [UInt8](repeating: 0, count: (end - start + page - 1) / page)
+    guard mincore(UnsafeMutableRawPointer(mutating: base + start), end - start, &vector) == 0
+    else { return false }
+    return vector.allSatisfy { $0 & 1 != 0 }
   }
 
   /// Tells the kernel that `range` will not be needed again, so its pages can be dropped.

@@ -1,3 +1,4 @@
+internal import CMergeSupport
 import Synchronization
 
 #if canImport(Glibc)
@@ -256,6 +257,16 @@ public final class SafetensorsWriter: Sendable {
     }
     let path = folder.path(of: layout.shards[shard].fileName)
     try Self.pwriteAll(fds[shard], bytes, offset: offset + byteOffset, path: path)
+  }
+
+  /// Asks the kernel to start writing tensor `name`'s `byteCount` bytes to disk, now.
+  ///
+  /// It does not wait: the output folder's `fsync` at commit then has little left to wait for
+  /// (0.28 s for the benchmark's 509 MB shard when nothing was written ahead, 0.03 s with it).
+  /// Errors are ignored: the `fsync` still writes and checks everything.
+  public func startWriting(tensor name: String, byteCount: Int) {
+    guard let (shard, offset) = layout.location(of: name) else { return }
+    _ = merge_start_writeback(fds[shard], offset, byteCount)
   }
 
   /// Closes the shard files and, for several shards, writes the index (unless told not to: a

@@ -247,6 +247,7 @@ public enum MergeRunner {
           offset, bytes in
           try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
         }
+        writer.startWriting(tensor: name, byteCount: byteCounts[name] ?? 0)
         let (tensorsDone, bytesDone) = done.withLock {
           $0.tensors += 1
           $0.bytes += byteCounts[name] ?? 0

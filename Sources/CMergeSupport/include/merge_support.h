@@ -19,6 +19,11 @@ void merge_fatal_register(const char *partial_folder, const char *lock_file);
 /// Forgets the registered paths (the output was committed or discarded).
 void merge_fatal_unregister(void);
 
+/// Asks the kernel to start writing the dirty pages of `length` bytes of `fd` from `offset` to
+/// disk, without waiting (`sync_file_range` with `SYNC_FILE_RANGE_WRITE` on Linux; nothing
+/// elsewhere). Returns 0, or -1 with errno set.
+int merge_start_writeback(int fd, long offset, long length);
+
 #include "merge_kernels.h"
 
 #endif
