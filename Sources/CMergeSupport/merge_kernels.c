@@ -819,6 +819,36 @@ KERNEL void merge_left_ties(
   free(swapped);
 }
 
+KERNEL void merge_fused_task_sum_bf16(
+  const uint16_t *base, const uint16_t *const *x, int m, const float *weights, int has_divisor,
+  float divisor, int has_lambda, float lambda, uint16_t *out, long n) {
+#pragma STDC FP_CONTRACT OFF
+  __m256 w[8];
+  for (int k = 0; k < m; k++) w[k] = _mm256_set1_ps(weights[k]);
+  const __m256 d = _mm256_set1_ps(divisor), l = _mm256_set1_ps(lambda);
+  long e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 b = load_bf16(base + e);
+    __m256 sum = _mm256_mul_ps(_mm256_sub_ps(load_bf16(x[0] + e), b), w[0]);
+    for (int k = 1; k < m; k++)
+      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_sub_ps(load_bf16(x[k] + e), b), w[k]));
+    if (has_divisor) sum = _mm256_div_ps(sum, d);
+    if (has_lambda) sum = _mm256_mul_ps(sum, l);
+    store_bf16(out + e, _mm256_add_ps(b, sum));
+  }
+  for (; e < n; e++) {
+    float b = bf16_to_f32(base[e]);
+    float sum = (bf16_to_f32(x[0][e]) - b) * weights[0];
+    for (int k = 1; k < m; k++) {
+      float term = (bf16_to_f32(x[k][e]) - b) * weights[k];
+      sum = sum + term;
+    }
+    if (has_divisor) sum = sum / divisor;
+    if (has_lambda) sum = sum * lambda;
+    out[e] = f32_to_bf16(b + sum);
+  }
+}
+
 #else
 
 int merge_kernels_available(void) { return 0; }
@@ -898,6 +928,13 @@ void merge_left_ties(
   long words, long median, uint64_t *ties) {
   (void)keys; (void)cut; (void)tie; (void)left; (void)right; (void)words; (void)median;
   (void)ties;
+}
+
+void merge_fused_task_sum_bf16(
+  const uint16_t *base, const uint16_t *const *x, int m, const float *weights, int has_divisor,
+  float divisor, int has_lambda, float lambda, uint16_t *out, long n) {
+  (void)base; (void)x; (void)m; (void)weights; (void)has_divisor; (void)divisor;
+  (void)has_lambda; (void)lambda; (void)out; (void)n;
 }
 
 #endif

@@ -61,18 +61,25 @@ struct ConsensusKernel: Sendable {
   }
 }
 
-/// TIES's final pass from bf16 inputs straight to bf16 output, one ``ConsensusKernel`` call
-/// per block (`merge_fused_consensus_bf16`).
+/// A tensor's final pass from bf16 inputs straight to bf16 output, one AVX2 kernel call per
+/// block: TIES' fused consensus (``ConsensusKernel``, `merge_fused_consensus_bf16`) or task
+/// arithmetic's fused sum (`merge_fused_task_sum_bf16`).
 ///
-/// Block by block, the executor decodes each input to f32, runs the fused consensus, then
+/// Block by block, the executor decodes each input to f32, runs the fused operation, then
 /// rounds the result to bf16: three passes over block buffers. When the output is bf16 and the
-/// fused consensus reads only plain inputs (each a stored bf16 tensor, with no adapter, task
-/// vector, vocabulary alignment or rounding to another dtype), the kernel does all three in
-/// one, and the bytes are the same.
-struct DirectConsensus: @unchecked Sendable {
+/// operation reads only plain inputs (each a stored bf16 tensor, with no adapter, task vector,
+/// vocabulary alignment or rounding to another dtype), the kernel does all three in one, with
+/// the same f32 operations in the same order, so the bytes are the same (the tests compare the
+/// two).
+struct DirectStore: @unchecked Sendable {
+  enum Kernel {
+    case consensus(ConsensusKernel)
+    case taskSum(weights: [Float], divisor: Float?, lambda: Float?)
+  }
+
   let base: UnsafePointer<UInt16>
   let models: [UnsafePointer<UInt16>?]
-  let kernel: ConsensusKernel
+  let kernel: Kernel
 
   /// The direct pass for `root` stored as `dtype`, or nil where it does not apply.
   init?(
@@ -80,12 +87,22 @@ struct DirectConsensus: @unchecked Sendable {
     env: Environment
   ) {
     let node = graph[root]
-    guard dtype == .bfloat16, blockSize % 8 == 0,
-      case .fusedConsensus(let weights, _, _, _) = node.op
-    else { return nil }
-    let m = weights.count
-    let cuts = (0..<m).map { env.cuts[node.inputs[1 + m + $0].index] ?? Cut(kind: .everything) }
-    guard let kernel = ConsensusKernel(node.op, cuts: cuts) else { return nil }
+    guard Kernels.avx2, dtype == .bfloat16, blockSize % 8 == 0 else { return nil }
+    let m: Int
+    switch node.op {
+    case .fusedConsensus(let weights, _, _, _):
+      m = weights.count
+      let cuts = (0..<m).map {
+        env.cuts[node.inputs[1 + m + $0].index] ?? Cut(kind: .everything)
+      }
+      guard let consensus = ConsensusKernel(node.op, cuts: cuts) else { return nil }
+      kernel = .consensus(consensus)
+    case .fusedTaskSum(let weights, let divisor, let lambda):
+      m = weights.count
+      guard (1...8).contains(m) else { return nil }
+      kernel = .taskSum(weights: weights, divisor: divisor, lambda: lambda)
+    default: return nil
+    }
     var sources: [UnsafePointer<UInt16>] = []
     for id in node.inputs.prefix(1 + m) {
       guard case .load(let i) = graph[id].op, let raw = inputs[i].plainBFloat16 else { return nil }
@@ -93,15 +110,21 @@ struct DirectConsensus: @unchecked Sendable {
     }
     base = sources[0]
     models = sources.dropFirst().map { $0 }
-    self.kernel = kernel
   }
 
   /// Elements `range` of the tensor as bf16 into `out`; `range` starts at a multiple of 8.
   func run(_ range: Range<Int>, into out: UnsafeMutableRawPointer) {
     let first = range.lowerBound
-    kernel.run(
-      base: base + first, models.map { $0.map { $0 + first } }, first: first,
-      into: out.assumingMemoryBound(to: UInt16.self), range.count)
+    let xs = models.map { $0.map { $0 + first } }
+    let target = out.assumingMemoryBound(to: UInt16.self)
+    switch kernel {
+    case .consensus(let consensus):
+      consensus.run(base: base + first, xs, first: first, into: target, range.count)
+    case .taskSum(let weights, let divisor, let lambda):
+      merge_fused_task_sum_bf16(
+        base + first, xs, Int32(xs.count), weights, divisor == nil ? 0 : 1, divisor ?? 1,
+        lambda == nil ? 0 : 1, lambda ?? 1, target, range.count)
+    }
   }
 }
 

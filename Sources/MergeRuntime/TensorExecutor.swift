@@ -114,7 +114,7 @@ struct TensorExecutor {
       try reduceLevel(level, &env)
     }
     let frozen = env
-    let direct = DirectConsensus(
+    let direct = DirectStore(
       graph, root: output.inputs[0], dtype: dtype, inputs: inputs, blockSize: blockSize,
       env: frozen)
     try forEachBlock(evaluating: [output.inputs[0]]) { evaluator, block in

@@ -89,6 +89,14 @@ void merge_fused_consensus_bf16(
   const uint64_t *const *ties, long first, const float *scale, const float *weights,
   int normalize, int has_lambda, float lambda, uint16_t *out, long n);
 
+/// Task arithmetic's fused sum over n entries of 1 ≤ m ≤ 8 bf16 task vectors (widened to f32
+/// exactly), in the executor's order and f32 roundings (no fused multiply-add): sum =
+/// (x_0 − base)·w_0, then sum + (x_k − base)·w_k for k = 1…m−1; sum / divisor when has_divisor,
+/// sum · lambda when has_lambda; base + sum rounded to bf16 as merge_fused_consensus_bf16 rounds.
+void merge_fused_task_sum_bf16(
+  const uint16_t *base, const uint16_t *const *x, int m, const float *weights, int has_divisor,
+  float divisor, int has_lambda, float lambda, uint16_t *out, long n);
+
 /// A selection's gather from bf16 entries: out[e] = |x[e] − base[e]| in f32 (each widened
 /// exactly), and each result's high 16 bits counted into one of four tables of 65536 counts at
 /// hist (entry e into table e mod 4), to be summed.
