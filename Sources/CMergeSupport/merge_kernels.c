@@ -384,9 +384,81 @@ static inline unsigned reverse8(unsigned m) {
 
 // The partition, with its swaps noted as bits (mode 0) or followed by the indices (mode 1);
 // inlined with a constant mode.
+// Tracked equal keys: open addressing by position (linear probing), each slot a position
+// (EMPTY, GONE for a removed one) and the original index of the element there.
+struct merge_tie_table {
+  uint32_t tie;
+  long mask, live, used;
+  long *pos;
+  int32_t *orig;
+};
+
+enum { TIE_EMPTY = -1, TIE_GONE = -2 };
+
+static inline long tie_slot(const merge_tie_table *t, long p) {
+  return (long)(((uint64_t)p * 0x9E3779B97F4A7C15ULL) >> 20) & t->mask;
+}
+
+static void tie_insert(merge_tie_table *t, long p, int32_t o) {
+  long i = tie_slot(t, p);
+  while (t->pos[i] >= 0) i = (i + 1) & t->mask;
+  if (t->pos[i] == TIE_EMPTY) t->used++;
+  t->pos[i] = p;
+  t->orig[i] = o;
+}
+
+static long tie_find(const merge_tie_table *t, long p) {
+  long i = tie_slot(t, p);
+  while (t->pos[i] != p) {
+    if (t->pos[i] == TIE_EMPTY) return -1;
+    i = (i + 1) & t->mask;
+  }
+  return i;
+}
+
+// Rebuilds the slots without the removed ones.
+static void tie_compact(merge_tie_table *t) {
+  long size = t->mask + 1;
+  long *pos = t->pos;
+  int32_t *orig = t->orig;
+  t->pos = (long *)malloc((size_t)size * sizeof(long));
+  t->orig = (int32_t *)malloc((size_t)size * sizeof(int32_t));
+  if (!t->pos || !t->orig) abort();
+  for (long i = 0; i < size; i++) t->pos[i] = TIE_EMPTY;
+  t->used = 0;
+  for (long i = 0; i < size; i++)
+    if (pos[i] >= 0) tie_insert(t, pos[i], orig[i]);
+  free(pos);
+  free(orig);
+}
+
+void merge_tie_swapped(merge_tie_table *t, const uint32_t *keys, long a, long b) {
+  int at_a = keys[a] == t->tie, at_b = keys[b] == t->tie;
+  // A tracked key is always at a tracked position: a miss is a broken invariant, not input.
+  if (at_a && at_b) {
+    long i = tie_find(t, a), j = tie_find(t, b);
+    if (i < 0 || j < 0) abort();
+    int32_t o = t->orig[i];
+    t->orig[i] = t->orig[j];
+    t->orig[j] = o;
+    return;
+  }
+  if (!at_a && !at_b) return;
+  // One equal key moved from `from` to `to`.
+  long from = at_a ? b : a, to = at_a ? a : b;
+  long i = tie_find(t, from);
+  if (i < 0) abort();
+  int32_t o = t->orig[i];
+  t->pos[i] = TIE_GONE;
+  if (2 * (t->used + 1) > t->mask + 1) tie_compact(t);
+  tie_insert(t, to, o);
+}
+
 KERNEL __attribute__((always_inline)) static inline long hoare_partition(
   uint32_t *keys, long first, long last, uint32_t pivot, uint64_t *left_bits,
-  uint64_t *right_bits, int32_t *indices, int mode) {
+  uint64_t *right_bits, int32_t *indices, int mode, struct merge_tie_table *tracked) {
+  // Mode 2 follows the keys equal to this one (the tracked table's).
+  const uint32_t tie = mode == 2 ? tracked->tie : 0;
   enum { block = 128 };
   // Offsets of the listed stops, with room for one 8-byte store past a full block.
   uint8_t left_offsets[block + 8], right_offsets[block + 8];
@@ -441,10 +513,12 @@ KERNEL __attribute__((always_inline)) static inline long hoare_partition(
       if (mode == 0) {
         left_bits[a >> 6] |= 1ULL << (a & 63);
         right_bits[b >> 6] |= 1ULL << (b & 63);
-      } else {
+      } else if (mode == 1) {
         int32_t k = indices[a];
         indices[a] = indices[b];
         indices[b] = k;
+      } else if ((keys[a] == tie) | (keys[b] == tie)) {
+        merge_tie_swapped(tracked, keys, a, b);
       }
       swapped_first = a;
       swapped_last = b;
@@ -468,10 +542,12 @@ KERNEL __attribute__((always_inline)) static inline long hoare_partition(
     if (mode == 0) {
       left_bits[first >> 6] |= 1ULL << (first & 63);
       right_bits[last >> 6] |= 1ULL << (last & 63);
-    } else {
+    } else if (mode == 1) {
       int32_t k = indices[first];
       indices[first] = indices[last];
       indices[last] = k;
+    } else if ((keys[first] == tie) | (keys[last] == tie)) {
+      merge_tie_swapped(tracked, keys, first, last);
     }
     first++;
   }
@@ -480,8 +556,8 @@ KERNEL __attribute__((always_inline)) static inline long hoare_partition(
 KERNEL long merge_hoare_partition(
   uint32_t *keys, long first, long last, uint32_t pivot, uint64_t *left_bits,
   uint64_t *right_bits, int32_t *indices) {
-  if (indices) return hoare_partition(keys, first, last, pivot, NULL, NULL, indices, 1);
-  return hoare_partition(keys, first, last, pivot, left_bits, right_bits, NULL, 0);
+  if (indices) return hoare_partition(keys, first, last, pivot, NULL, NULL, indices, 1, NULL);
+  return hoare_partition(keys, first, last, pivot, left_bits, right_bits, NULL, 0, NULL);
 }
 
 // The fused consensus's parameters, broadcast once per call.
@@ -849,6 +925,100 @@ KERNEL void merge_fused_task_sum_bf16(
   }
 }
 
+KERNEL merge_tie_table *merge_tie_table_new(
+  uint32_t *keys, long n, int complement, uint32_t tie, long most) {
+  // One pass: the keys complemented (for a descending sort), the equal ones listed.
+  long *found = (long *)malloc(64 * sizeof(long));
+  long listed = 0, capacity = 64;
+  if (!found) abort();
+  const __m256i ones = _mm256_set1_epi32(-1);
+  const __m256i t = _mm256_set1_epi32((int)tie);
+  long p = 0;
+  for (; p + 8 <= n; p += 8) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)(keys + p));
+    if (complement) {
+      v = _mm256_xor_si256(v, ones);
+      _mm256_storeu_si256((__m256i *)(keys + p), v);
+    }
+    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, t)));
+    while (m) {
+      if (listed == capacity) {
+        capacity *= 2;
+        long *grown = (long *)realloc(found, (size_t)capacity * sizeof(long));
+        if (!grown) abort();
+        found = grown;
+      }
+      found[listed++] = p + __builtin_ctz(m);
+      m &= m - 1;
+    }
+    if (listed > most) {
+      p += 8;
+      break;
+    }
+  }
+  for (; p < n && listed <= most; p++) {
+    if (complement) keys[p] = ~keys[p];
+    if (keys[p] == tie) {
+      if (listed == capacity) {
+        capacity *= 2;
+        long *grown = (long *)realloc(found, (size_t)capacity * sizeof(long));
+        if (!grown) abort();
+        found = grown;
+      }
+      found[listed++] = p;
+    }
+  }
+  if (listed > most) {
+    // Too many to track: finish the complement, and let the caller index every element.
+    if (complement)
+      for (; p < n; p++) keys[p] = ~keys[p];
+    free(found);
+    return NULL;
+  }
+  merge_tie_table *table = (merge_tie_table *)malloc(sizeof(merge_tie_table));
+  if (!table) abort();
+  long size = 16;
+  while (size < 4 * listed) size *= 2;
+  table->tie = tie;
+  table->mask = size - 1;
+  table->live = listed;
+  table->used = 0;
+  table->pos = (long *)malloc((size_t)size * sizeof(long));
+  table->orig = (int32_t *)malloc((size_t)size * sizeof(int32_t));
+  if (!table->pos || !table->orig) abort();
+  for (long i = 0; i < size; i++) table->pos[i] = TIE_EMPTY;
+  for (long i = 0; i < listed; i++) tie_insert(table, found[i], (int32_t)found[i]);
+  free(found);
+  return table;
+}
+
+long merge_tie_table_count(const merge_tie_table *t) { return t ? t->live : 0; }
+
+void merge_tie_table_free(merge_tie_table *t) {
+  if (!t) return;
+  free(t->pos);
+  free(t->orig);
+  free(t);
+}
+
+void merge_tie_table_collect(
+  const merge_tie_table *t, long below, long lo, long hi, uint64_t *ties, int32_t *indices) {
+  for (long i = 0; i <= t->mask; i++) {
+    long p = t->pos[i];
+    if (p < 0) continue;
+    if (p < below) {
+      long o = t->orig[i];
+      ties[o >> 6] |= 1ULL << (o & 63);
+    }
+    if (indices && p >= lo && p < hi) indices[p - lo] = t->orig[i];
+  }
+}
+
+KERNEL long merge_hoare_partition_tracked(
+  uint32_t *keys, long first, long last, uint32_t pivot, merge_tie_table *t) {
+  return hoare_partition(keys, first, last, pivot, NULL, NULL, NULL, 2, t);
+}
+
 #else
 
 int merge_kernels_available(void) { return 0; }
@@ -937,4 +1107,24 @@ void merge_fused_task_sum_bf16(
   (void)has_lambda; (void)lambda; (void)out; (void)n;
 }
 
+merge_tie_table *merge_tie_table_new(
+  uint32_t *keys, long n, int complement, uint32_t tie, long most) {
+  (void)keys; (void)n; (void)complement; (void)tie; (void)most;
+  return NULL;
+}
+void merge_tie_table_free(merge_tie_table *t) { (void)t; }
+void merge_tie_swapped(merge_tie_table *t, const uint32_t *keys, long a, long b) {
+  (void)t; (void)keys; (void)a; (void)b;
+}
+void merge_tie_table_collect(
+  const merge_tie_table *t, long below, long lo, long hi, uint64_t *ties, int32_t *indices) {
+  (void)t; (void)below; (void)lo; (void)hi; (void)ties; (void)indices;
+}
+long merge_hoare_partition_tracked(
+  uint32_t *keys, long first, long last, uint32_t pivot, merge_tie_table *t) {
+  (void)keys; (void)last; (void)pivot; (void)t;
+  return first;
+}
+
+long merge_tie_table_count(const merge_tie_table *t) { (void)t; return 0; }
 #endif

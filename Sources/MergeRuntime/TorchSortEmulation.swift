@@ -35,24 +35,36 @@ struct TorchSortEmulation {
   /// before position `boundary` (elements strictly before the threshold are all before it,
   /// and strictly after it all after, so only these need the emulation).
   ///
-  /// The first partition of the whole array is where memory goes: it runs in place on the
-  /// keys, noting only which positions it swapped (a bit each). Then the keys of the side that
-  /// does not straddle the boundary are handed back (`release`, element range), after the equal
-  /// elements on its left side are collected, and original indices are built for the
-  /// straddling side alone, from the swaps. That holds at most 4 bytes per element of the
-  /// array, then 8 per element of one side, where tracking every index would hold 8 per
-  /// element throughout. The rest of the sort runs on that side only. `values` is used as
-  /// scratch.
+  /// Only the equal elements' original indices matter. With the AVX2 kernels, when they are
+  /// few (at most one in 64: a bf16 task vector has a few in a thousand), they are followed by
+  /// position through the partitions that straddle the boundary (``tracked``), which run on
+  /// the keys alone, each handing back the keys of the side that does not straddle
+  /// (`release`, element range), until the range is small enough to index every element.
+  ///
+  /// Otherwise the first partition of the whole array is where memory goes: it runs in place
+  /// on the keys, noting only which positions it swapped (a bit each). Then the keys of the
+  /// side that does not straddle the boundary are handed back, after the equal elements on its
+  /// left side are collected, and original indices are built for the straddling side alone,
+  /// from the swaps. That holds at most 4 bytes per element of the array, then 8 per element
+  /// of one side, where tracking every index would hold 8 per element throughout. The rest of
+  /// the sort runs on that side only. `values` is used as scratch.
   static func tiesBefore(
     _ values: UnsafeMutablePointer<Float>, count n: Int, descending: Bool, boundary b: Int,
     threshold: UInt32, kernels: Bool = Kernels.avx2,
     release: (Range<Int>) -> Void = { _ in }
   ) -> Bitset {
     let keys = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
-    if descending {
+    let tie = descending ? ~threshold : threshold
+    // The equal elements are listed to be followed by position, unless there are too many or
+    // the array is small.
+    var table: OpaquePointer? = nil
+    if kernels {
+      table = merge_tie_table_new(
+        keys, n, descending ? 1 : 0, tie, n > Self.denseLimit ? min(n / 64, 1 << 20) : -1)
+    } else if descending {
       for i in 0..<n { keys[i] = ~keys[i] }
     }
-    let tie = descending ? ~threshold : threshold
+    defer { merge_tie_table_free(table) }
     var ties = Bitset(count: n)
     let offsets = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
     defer { offsets.deallocate() }
@@ -67,6 +79,11 @@ struct TorchSortEmulation {
       sorter.sort(depth: depth)
       for p in 0..<min(max(0, b), n) where keys[p] == tie { ties.insert(Int(indices[p])) }
       return ties
+    }
+    if let table {
+      return tracked(
+        keys, count: n, boundary: b, tie: tie, depth: depth, table: table, offsets: offsets,
+        into: ties, release: release)
     }
     // std::__move_median_to_first(first, first + 1, mid, last − 1), then the pivot is first.
     let median = medianPosition(keys, 1, n / 2, n - 1)
@@ -130,6 +147,66 @@ struct TorchSortEmulation {
         }
       } else {
         for p in 0..<(b - lo) where keys[lo + p] == tie { ties.insert(Int(indices[p])) }
+      }
+    }
+    return ties
+  }
+
+  /// Partitions of at most this many elements (or 32 per equal element) track every element's
+  /// index.
+  static let denseLimit = 1 << 16
+
+  /// ``tiesBefore(_:count:descending:boundary:threshold:kernels:release:)`` with the equal
+  /// elements followed by position in `table` (few of them): the introsort's partitions that
+  /// straddle the boundary run on the keys alone, the side that does not straddle handed back
+  /// after each, until the range is small (``denseLimit``, or 32 keys per equal element) and
+  /// indices are built for it.
+  private static func tracked(
+    _ keys: UnsafeMutablePointer<UInt32>, count n: Int, boundary b: Int, tie: UInt32,
+    depth depthIn: Int, table: OpaquePointer, offsets: UnsafeMutablePointer<UInt8>,
+    into tiesIn: Bitset, release: (Range<Int>) -> Void
+  ) -> Bitset {
+    var ties = tiesIn
+    var first = 0
+    var last = n
+    var depth = depthIn
+    // introsortLoop on the partition that holds the boundary: each side keeps depth − 1. The
+    // equal elements gather around the boundary, so as the range narrows they make up more of
+    // it and of its swaps: from 32 keys per equal element, indices cost less than following.
+    let dense = max(Self.denseLimit, 32 * merge_tie_table_count(table))
+    while last - first > dense && depth > 0 {
+      depth -= 1
+      let median = medianPosition(keys, first + 1, first + (last - first) / 2, last - 1)
+      (keys[first], keys[median]) = (keys[median], keys[first])
+      merge_tie_swapped(table, keys, first, median)
+      let cut = merge_hoare_partition_tracked(keys, first + 1, last, keys[first], table)
+      if b < cut {
+        release(cut..<last)
+        last = cut
+      } else if b > cut {
+        release(first..<cut)
+        first = cut
+      } else {
+        // Neither side straddles: the sort is decided at the boundary.
+        first = b
+        last = b
+      }
+    }
+    // The equal elements before the range are in the result; the range is sorted with
+    // indices (only the equal elements' matter).
+    let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, last - first))
+    defer { indices.deallocate() }
+    indices.initialize(repeating: -1, count: max(1, last - first))
+    ties.withUnsafeMutableWords { words in
+      merge_tie_table_collect(table, first, first, last, words, indices)
+    }
+    if last > first {
+      let sorter = TorchSortEmulation(
+        keys: keys + first, indices: indices, count: last - first, boundary: b - first,
+        offsets: offsets, kernels: true)
+      sorter.sort(depth: depth)
+      ties.withUnsafeMutableWords { words in
+        merge_mark_ties(keys, first, b, tie, nil, indices, 0, words)
       }
     }
     return ties

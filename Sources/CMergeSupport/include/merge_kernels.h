@@ -125,4 +125,34 @@ void merge_first_pairs(
 void merge_left_ties(
   const uint32_t *keys, long cut, uint32_t tie, const uint64_t *left, const uint64_t *right,
   long words, long median, uint64_t *ties);
+
+/// The elements whose key equals one value, followed through a sort's swaps by position: for a
+/// sort of many keys of which few are equal to the value that matters, in place of an index per
+/// element.
+typedef struct merge_tie_table merge_tie_table;
+
+/// Complements the n keys when `complement` (a descending sort's keys), then lists the
+/// positions of those equal to `tie`, each its own original index. NULL (the keys still all
+/// complemented) when more than `most` are.
+merge_tie_table *merge_tie_table_new(
+  uint32_t *keys, long n, int complement, uint32_t tie, long most);
+
+/// How many elements a table follows.
+long merge_tie_table_count(const merge_tie_table *t);
+
+/// Frees a table (NULL is ignored).
+void merge_tie_table_free(merge_tie_table *t);
+
+/// Positions a and b of `keys` were just swapped: the tracked elements among them move.
+void merge_tie_swapped(merge_tie_table *t, const uint32_t *keys, long a, long b);
+
+/// For each tracked element at a position below `below`, sets the bit of its original index in
+/// `ties`; for each at a position p in [lo, hi), indices[p − lo] = its original index (when
+/// `indices` is not NULL).
+void merge_tie_table_collect(
+  const merge_tie_table *t, long below, long lo, long hi, uint64_t *ties, int32_t *indices);
+
+/// merge_hoare_partition, following the tracked elements through its swaps.
+long merge_hoare_partition_tracked(
+  uint32_t *keys, long first, long last, uint32_t pivot, merge_tie_table *t);
 #endif
