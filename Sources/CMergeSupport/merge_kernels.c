@@ -1019,6 +1019,98 @@ KERNEL long merge_hoare_partition_tracked(
   return hoare_partition(keys, first, last, pivot, NULL, NULL, NULL, 2, t);
 }
 
+struct merge_bucket {
+  long count;
+  long *pos;
+  uint16_t *low;
+};
+
+KERNEL merge_bucket *merge_bucket_scan(
+  uint32_t *keys, long n, uint32_t bucket, int complement, uint32_t *low, long most) {
+  merge_bucket *b = (merge_bucket *)malloc(sizeof(merge_bucket));
+  if (!b) abort();
+  long capacity = 64;
+  b->count = 0;
+  b->pos = (long *)malloc((size_t)capacity * sizeof(long));
+  b->low = (uint16_t *)malloc((size_t)capacity * sizeof(uint16_t));
+  if (!b->pos || !b->low) abort();
+  int listing = most >= 0;
+  const __m256i ones = _mm256_set1_epi32(-1);
+  const __m256i want = _mm256_set1_epi32((int)bucket);
+  long p = 0;
+  for (; p < n; p += 8) {
+    unsigned m;
+    long width = n - p < 8 ? n - p : 8;
+    if (width == 8) {
+      __m256i v = _mm256_loadu_si256((const __m256i *)(keys + p));
+      m = (unsigned)_mm256_movemask_ps(
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_srli_epi32(v, 16), want)));
+      if (complement) _mm256_storeu_si256((__m256i *)(keys + p), _mm256_xor_si256(v, ones));
+    } else {
+      m = 0;
+      for (long q = 0; q < width; q++) m |= (unsigned)((keys[p + q] >> 16) == bucket) << q;
+      if (complement)
+        for (long q = 0; q < width; q++) keys[p + q] = ~keys[p + q];
+    }
+    while (m) {
+      long q = p + __builtin_ctz(m);
+      m &= m - 1;
+      uint32_t bits = complement ? ~keys[q] : keys[q];
+      low[bits & 0xFFFF]++;
+      if (!listing) continue;
+      if (b->count == most) {
+        listing = 0;
+        continue;
+      }
+      if (b->count == capacity) {
+        capacity *= 2;
+        long *pos = (long *)realloc(b->pos, (size_t)capacity * sizeof(long));
+        uint16_t *lows = (uint16_t *)realloc(b->low, (size_t)capacity * sizeof(uint16_t));
+        if (!pos || !lows) abort();
+        b->pos = pos;
+        b->low = lows;
+      }
+      b->pos[b->count] = q;
+      b->low[b->count] = (uint16_t)(bits & 0xFFFF);
+      b->count++;
+    }
+  }
+  if (!listing) {
+    merge_bucket_free(b);
+    return NULL;
+  }
+  return b;
+}
+
+void merge_bucket_free(merge_bucket *b) {
+  if (!b) return;
+  free(b->pos);
+  free(b->low);
+  free(b);
+}
+
+merge_tie_table *merge_tie_table_from_bucket(
+  const merge_bucket *b, uint32_t low, uint32_t tie, long most) {
+  long listed = 0;
+  for (long i = 0; i < b->count; i++) listed += b->low[i] == low;
+  if (listed > most) return NULL;
+  merge_tie_table *table = (merge_tie_table *)malloc(sizeof(merge_tie_table));
+  if (!table) abort();
+  long size = 16;
+  while (size < 4 * listed) size *= 2;
+  table->tie = tie;
+  table->mask = size - 1;
+  table->live = listed;
+  table->used = 0;
+  table->pos = (long *)malloc((size_t)size * sizeof(long));
+  table->orig = (int32_t *)malloc((size_t)size * sizeof(int32_t));
+  if (!table->pos || !table->orig) abort();
+  for (long i = 0; i < size; i++) table->pos[i] = TIE_EMPTY;
+  for (long i = 0; i < b->count; i++)
+    if (b->low[i] == low) tie_insert(table, b->pos[i], (int32_t)b->pos[i]);
+  return table;
+}
+
 #else
 
 int merge_kernels_available(void) { return 0; }
@@ -1127,4 +1219,16 @@ long merge_hoare_partition_tracked(
 }
 
 long merge_tie_table_count(const merge_tie_table *t) { (void)t; return 0; }
+merge_bucket *merge_bucket_scan(
+  uint32_t *keys, long n, uint32_t bucket, int complement, uint32_t *low, long most) {
+  (void)keys; (void)n; (void)bucket; (void)complement; (void)low; (void)most;
+  return NULL;
+}
+void merge_bucket_free(merge_bucket *b) { (void)b; }
+merge_tie_table *merge_tie_table_from_bucket(
+  const merge_bucket *b, uint32_t low, uint32_t tie, long most) {
+  (void)b; (void)low; (void)tie; (void)most;
+  return NULL;
+}
+
 #endif

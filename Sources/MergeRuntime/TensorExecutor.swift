@@ -1,3 +1,4 @@
+import CMergeSupport
 import Dispatch
 import MergeCompiler
 import MergeModel
@@ -400,6 +401,11 @@ struct TensorExecutor {
     // Ascending position of the boundary: a descending prefix of `rank` is everything above
     // ascending position count − rank.
     let ascendingRank = descending ? count - rank : rank
+    if kernels {
+      return kernelPrefix(
+        of: values, count: count, rank: rank, ascendingRank: ascendingRank,
+        descending: descending, lanes: lanes, high: high, release: release)
+    }
     let selection = Self.radixSelect(
       bits: UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self), count: count,
       rank: ascendingRank, lanes: lanes, high: high)
@@ -413,6 +419,42 @@ struct TensorExecutor {
       values, count: count, descending: descending, boundary: rank,
       threshold: selection.threshold, kernels: kernels, release: release)
     return Cut(kind: .thresholdWithTies(selection.threshold, descending: descending, ties: ties))
+  }
+
+  /// ``prefix(of:count:rank:descending:lanes:high:kernels:release:)`` by the AVX2 kernels: the
+  /// radix selection's second pass also complements the keys (for a descending sort) and lists
+  /// the keys of the threshold's bucket, from which the equal ones are followed
+  /// (`merge_bucket_scan`), so the emulation needs no pass of its own to find them.
+  private static func kernelPrefix(
+    of values: UnsafeMutablePointer<Float>, count: Int, rank: Int, ascendingRank: Int,
+    descending: Bool, lanes: Int, high: [Int]?, release: (Range<Int>) -> Void
+  ) -> Cut {
+    let raw = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
+    let first = high ?? histogram(raw, count: count, lanes: lanes, within: nil)
+    var below = 0
+    var bucket = 0
+    while below + first[bucket] <= ascendingRank {
+      below += first[bucket]
+      bucket += 1
+    }
+    var low = [UInt32](repeating: 0, count: 65536)
+    let listed = merge_bucket_scan(
+      raw, count, UInt32(bucket), descending ? 1 : 0, &low,
+      TorchSortEmulation.mostFollowed(count))
+    defer { merge_bucket_free(listed) }
+    var bits = 0
+    while below + Int(low[bits]) <= ascendingRank {
+      below += Int(low[bits])
+      bits += 1
+    }
+    let threshold = UInt32(bucket) << 16 | UInt32(bits)
+    if ascendingRank == below || threshold == 0 {
+      return Cut(kind: .threshold(threshold, ties: descending, descending: descending))
+    }
+    let ties = TorchSortEmulation.tiesBefore(
+      values, count: count, descending: descending, boundary: rank, threshold: threshold,
+      kernels: true, complemented: descending, bucket: listed, release: release)
+    return Cut(kind: .thresholdWithTies(threshold, descending: descending, ties: ties))
   }
 
   /// The magnitude bits at ascending position `rank` of `values` (non-negative floats, whose

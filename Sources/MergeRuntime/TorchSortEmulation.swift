@@ -35,6 +35,9 @@ struct TorchSortEmulation {
   /// before position `boundary` (elements strictly before the threshold are all before it,
   /// and strictly after it all after, so only these need the emulation).
   ///
+  /// `complemented`: the keys of a descending sort were complemented already; `bucket`: the
+  /// keys of the threshold's high-bits bucket, listed by `merge_bucket_scan` (or nil).
+  ///
   /// Only the equal elements' original indices matter. With the AVX2 kernels, when they are
   /// few (at most one in 64: a bf16 task vector has a few in a thousand), they are followed by
   /// position through the partitions that straddle the boundary (``tracked``), which run on
@@ -50,18 +53,20 @@ struct TorchSortEmulation {
   /// the sort runs on that side only. `values` is used as scratch.
   static func tiesBefore(
     _ values: UnsafeMutablePointer<Float>, count n: Int, descending: Bool, boundary b: Int,
-    threshold: UInt32, kernels: Bool = Kernels.avx2,
-    release: (Range<Int>) -> Void = { _ in }
+    threshold: UInt32, kernels: Bool = Kernels.avx2, complemented: Bool = false,
+    bucket: OpaquePointer? = nil, release: (Range<Int>) -> Void = { _ in }
   ) -> Bitset {
     let keys = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
     let tie = descending ? ~threshold : threshold
     // The equal elements are listed to be followed by position, unless there are too many or
-    // the array is small.
+    // the array is small: from the threshold's bucket when the selection listed it.
     var table: OpaquePointer? = nil
-    if kernels {
-      table = merge_tie_table_new(
-        keys, n, descending ? 1 : 0, tie, n > Self.denseLimit ? min(n / 64, 1 << 20) : -1)
-    } else if descending {
+    let most = Self.mostFollowed(n)
+    if let bucket {
+      table = merge_tie_table_from_bucket(bucket, threshold & 0xFFFF, tie, most)
+    } else if kernels {
+      table = merge_tie_table_new(keys, n, descending && !complemented ? 1 : 0, tie, most)
+    } else if descending && !complemented {
       for i in 0..<n { keys[i] = ~keys[i] }
     }
     defer { merge_tie_table_free(table) }
@@ -155,6 +160,10 @@ struct TorchSortEmulation {
   /// Partitions of at most this many elements (or 32 per equal element) track every element's
   /// index.
   static let denseLimit = 1 << 16
+
+  /// The most equal elements followed by position in an array of `n` (one in 64, at most 2²⁰);
+  /// -1 (none) for an array of at most ``denseLimit``.
+  static func mostFollowed(_ n: Int) -> Int { n > denseLimit ? min(n / 64, 1 << 20) : -1 }
 
   /// ``tiesBefore(_:count:descending:boundary:threshold:kernels:release:)`` with the equal
   /// elements followed by position in `table` (few of them): the introsort's partitions that

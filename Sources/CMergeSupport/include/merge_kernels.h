@@ -152,6 +152,24 @@ void merge_tie_swapped(merge_tie_table *t, const uint32_t *keys, long a, long b)
 void merge_tie_table_collect(
   const merge_tie_table *t, long below, long lo, long hi, uint64_t *ties, int32_t *indices);
 
+/// The keys of one high-16-bits bucket: positions and low 16 bits.
+typedef struct merge_bucket merge_bucket;
+
+/// The radix selection's second pass and a tie table's scan in one: counts the n keys whose
+/// high 16 bits are `bucket` by their low 16 bits into low[65536], complements every key when
+/// `complement` (after reading it), and lists the bucket's keys by position; NULL (counted and
+/// complemented all the same) when more than `most` are in the bucket.
+merge_bucket *merge_bucket_scan(
+  uint32_t *keys, long n, uint32_t bucket, int complement, uint32_t *low, long most);
+
+/// Frees a bucket list (NULL is ignored).
+void merge_bucket_free(merge_bucket *b);
+
+/// A tie table of the listed keys whose low 16 bits are `low` (the table's value is `tie`, the
+/// key as the sort sees it), or NULL when more than `most` are.
+merge_tie_table *merge_tie_table_from_bucket(
+  const merge_bucket *b, uint32_t low, uint32_t tie, long most);
+
 /// merge_hoare_partition, following the tracked elements through its swaps.
 long merge_hoare_partition_tracked(
   uint32_t *keys, long first, long last, uint32_t pivot, merge_tie_table *t);
