@@ -3,13 +3,16 @@
 
 #include <stdint.h>
 
-/// AVX2 kernels for `merge analyze`'s passes over task vectors, chosen at run time.
+/// AVX2 kernels, chosen at run time: `merge analyze`'s passes over task vectors, and the hot
+/// loops of a merge (TIES' selections and the replay of torch's sort, the final passes of TIES
+/// and task arithmetic from bf16 to bf16).
 ///
 /// The release binary targets baseline x86-64 (SSE2), where Swift's SIMD types use 128-bit
 /// registers; these functions are compiled for AVX2 and FMA with per-function target
 /// attributes and called only when `merge_kernels_available()` says the CPU has both. On other
-/// CPUs and on arm64, merge uses its Swift loops, which compute the same counts; the f64 sums
-/// differ in rounding only (FMA here).
+/// CPUs and on arm64, merge uses its Swift loops. A merge's kernels compute the same bits as
+/// those loops (f32 operations in the same order, no fused multiply-add; the same swaps in the
+/// same order); analyze's f64 sums differ in rounding only (FMA there).
 
 /// 1 when this CPU runs the kernels below (x86-64 with AVX2 and FMA), else 0.
 int merge_kernels_available(void);
