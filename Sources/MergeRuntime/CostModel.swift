@@ -340,15 +340,15 @@ public struct MergeCost: Sendable {
     let pages = window ?? mapped
     let passPeak = footprint.evaluatorBytes + footprint.gatherBytes
     var selectionPeak = 0
+    var releasing = false
     for level in TensorExecutor.reductionLevels(graph) {
       let pending = level.filter { !known.contains($0.index) }
       for pass in TensorExecutor.reductionPasses(pending, of: graph, schedule: schedule)
       where pass.isSelection {
-        // A selection holds the magnitudes (4 bytes per element) and bitsets; after the first
-        // partition, keys and indices of the side that straddles the boundary (8 bytes for
-        // about two thirds of the elements, since the boundary is where the larger side is).
         let selections = pass.nodes.count
-        selectionPeak = max(selectionPeak, selections * (count * 16 / 3 + count / 8))
+        selectionPeak = max(
+          selectionPeak, selections * TensorExecutor.selectionBytes(count: count))
+        releasing = releasing || pass.releasesInputs
         let lanes = min(options.threads, selections)
         cost.seconds +=
           Double(selections * count) * constants.selectNanoseconds / 1e9 / Double(lanes)
@@ -356,10 +356,24 @@ public struct MergeCost: Sendable {
     }
     var sets = 0
     for node in graph.nodes where node.op.kind == .selection { sets += (count + 63) / 64 * 8 }
-    cost.workingSetBytes =
-      sets + footprint.adapterBytes
-      + (window == nil
-        ? pages + max(passPeak, selectionPeak) : max(pages + passPeak, selectionPeak))
+    let phases: Int
+    if window != nil {
+      phases = max(pages + passPeak, selectionPeak)
+    } else if releasing {
+      // The gathers hold a window of input pages beside their magnitudes, the selections no
+      // page at all, and the final pass maps the inputs again.
+      let gatherWindow = min(
+        mapped,
+        TensorExecutor.gatherReleaseWindow * footprint.blockSize
+          * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize }
+          + graph.plan.inputs.count * (2 << 20))
+      phases = max(
+        mapped + footprint.evaluatorBytes, gatherWindow + passPeak, selectionPeak)
+      cost.seconds += Double(mapped) / constants.mapBytesPerSecond
+    } else {
+      phases = pages + max(passPeak, selectionPeak)
+    }
+    cost.workingSetBytes = sets + footprint.adapterBytes + phases
   }
 }
 
