@@ -95,8 +95,10 @@ import _TestSupport
     #expect(throws: RunError.self) {
       try sides.forEachStep(steps.count, cancellation: nil) { i throws(RunError) in
         started.withLock { $0.append(i) }
-        usleep(2_000)
+        // The failing step fails at once; the one beside it cannot finish first and let a
+        // third start.
         if i == 3 { throw .execution(ExecutionError(tensor: "t", reason: "failed")) }
+        usleep(20_000)
       }
     }
     // At most the step beside the failing one started after it.
