@@ -165,11 +165,12 @@ struct TorchSortEmulation {
   /// -1 (none) for an array of at most ``denseLimit``.
   static func mostFollowed(_ n: Int) -> Int { n > denseLimit ? min(n / 64, 1 << 20) : -1 }
 
-  /// ``tiesBefore(_:count:descending:boundary:threshold:kernels:release:)`` with the equal
-  /// elements followed by position in `table` (few of them): the introsort's partitions that
-  /// straddle the boundary run on the keys alone, the side that does not straddle handed back
-  /// after each, until the range is small (``denseLimit``, or 32 keys per equal element) and
-  /// indices are built for it.
+  /// The ties' part of ``tiesBefore(_:count:descending:boundary:threshold:kernels:complemented:bucket:release:)``
+  /// with the equal elements followed by position in `table`.
+  ///
+  /// The introsort's partitions that straddle the boundary run on the keys alone, the side that
+  /// does not straddle handed back after each, until the range is small (``denseLimit``, or 32
+  /// keys per equal element) and indices are built for it.
   private static func tracked(
     _ keys: UnsafeMutablePointer<UInt32>, count n: Int, boundary b: Int, tie: UInt32,
     depth depthIn: Int, table: OpaquePointer, offsets: UnsafeMutablePointer<UInt8>,
