@@ -766,6 +766,22 @@ KERNEL void merge_gather_bf16(
   }
 }
 
+// A growable list of positions (or other longs); abort() when memory runs out.
+typedef struct {
+  long *at;
+  long count, capacity;
+} long_list;
+
+static void list_push(long_list *l, long v) {
+  if (l->count == l->capacity) {
+    l->capacity = l->capacity ? 2 * l->capacity : 64;
+    long *grown = (long *)realloc(l->at, (size_t)l->capacity * sizeof(long));
+    if (!grown) abort();
+    l->at = grown;
+  }
+  l->at[l->count++] = v;
+}
+
 // The original index of position p after the first partition's median was moved to the front.
 static inline long first_origin(long p, long median) {
   return p == 0 ? median : (p == median ? 0 : p);
@@ -843,8 +859,7 @@ KERNEL void merge_left_ties(
   // The equal keys that stayed are marked at once; those swapped in from the right are listed
   // by position, and their partners found by rank: the j-th swapped position from the left was
   // paired with the j-th from the right.
-  long *swapped = NULL;
-  long listed = 0, capacity = 0;
+  long_list swapped = {0};
   const __m256i t = _mm256_set1_epi32((int)tie);
   for (long p = 0; p < cut; p += 8) {
     unsigned m;
@@ -863,26 +878,20 @@ KERNEL void merge_left_ties(
         ties[o >> 6] |= 1ULL << (o & 63);
         continue;
       }
-      if (listed == capacity) {
-        capacity = capacity ? 2 * capacity : 64;
-        long *grown = (long *)realloc(swapped, (size_t)capacity * sizeof(long));
-        if (!grown) abort();
-        swapped = grown;
-      }
-      swapped[listed++] = q;
+      list_push(&swapped, q);
     }
   }
   // Ranks among the left swaps (positions ascending, so one walk up the words).
   long word = 0, before = 0;
-  for (long j = 0; j < listed; j++) {
-    long q = swapped[j];
+  for (long j = 0; j < swapped.count; j++) {
+    long q = swapped.at[j];
     while (word < (q >> 6)) before += __builtin_popcountll(left[word++]);
-    swapped[j] = before + __builtin_popcountll(left[word] & ((1ULL << (q & 63)) - 1));
+    swapped.at[j] = before + __builtin_popcountll(left[word] & ((1ULL << (q & 63)) - 1));
   }
   // The partners: the rank-th set bit of `right` from the top (ranks ascending, one walk down).
   long ri = words - 1, above = 0;
-  for (long j = 0; j < listed; j++) {
-    long rank = swapped[j];
+  for (long j = 0; j < swapped.count; j++) {
+    long rank = swapped.at[j];
     while (ri >= 0 && above + __builtin_popcountll(right[ri]) <= rank)
       above += __builtin_popcountll(right[ri--]);
     if (ri < 0) break;
@@ -892,7 +901,7 @@ KERNEL void merge_left_ties(
     long o = first_origin(b, median);
     ties[o >> 6] |= 1ULL << (o & 63);
   }
-  free(swapped);
+  free(swapped.at);
 }
 
 KERNEL void merge_fused_task_sum_bf16(
@@ -925,56 +934,8 @@ KERNEL void merge_fused_task_sum_bf16(
   }
 }
 
-KERNEL merge_tie_table *merge_tie_table_new(
-  uint32_t *keys, long n, int complement, uint32_t tie, long most) {
-  // One pass: the keys complemented (for a descending sort), the equal ones listed.
-  long *found = (long *)malloc(64 * sizeof(long));
-  long listed = 0, capacity = 64;
-  if (!found) abort();
-  const __m256i ones = _mm256_set1_epi32(-1);
-  const __m256i t = _mm256_set1_epi32((int)tie);
-  long p = 0;
-  for (; p + 8 <= n; p += 8) {
-    __m256i v = _mm256_loadu_si256((const __m256i *)(keys + p));
-    if (complement) {
-      v = _mm256_xor_si256(v, ones);
-      _mm256_storeu_si256((__m256i *)(keys + p), v);
-    }
-    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, t)));
-    while (m) {
-      if (listed == capacity) {
-        capacity *= 2;
-        long *grown = (long *)realloc(found, (size_t)capacity * sizeof(long));
-        if (!grown) abort();
-        found = grown;
-      }
-      found[listed++] = p + __builtin_ctz(m);
-      m &= m - 1;
-    }
-    if (listed > most) {
-      p += 8;
-      break;
-    }
-  }
-  for (; p < n && listed <= most; p++) {
-    if (complement) keys[p] = ~keys[p];
-    if (keys[p] == tie) {
-      if (listed == capacity) {
-        capacity *= 2;
-        long *grown = (long *)realloc(found, (size_t)capacity * sizeof(long));
-        if (!grown) abort();
-        found = grown;
-      }
-      found[listed++] = p;
-    }
-  }
-  if (listed > most) {
-    // Too many to track: finish the complement, and let the caller index every element.
-    if (complement)
-      for (; p < n; p++) keys[p] = ~keys[p];
-    free(found);
-    return NULL;
-  }
+// An empty table for `listed` positions of keys equal to `tie` (a quarter full at most).
+static merge_tie_table *tie_table_make(uint32_t tie, long listed) {
   merge_tie_table *table = (merge_tie_table *)malloc(sizeof(merge_tie_table));
   if (!table) abort();
   long size = 16;
@@ -987,8 +948,29 @@ KERNEL merge_tie_table *merge_tie_table_new(
   table->orig = (int32_t *)malloc((size_t)size * sizeof(int32_t));
   if (!table->pos || !table->orig) abort();
   for (long i = 0; i < size; i++) table->pos[i] = TIE_EMPTY;
-  for (long i = 0; i < listed; i++) tie_insert(table, found[i], (int32_t)found[i]);
-  free(found);
+  return table;
+}
+
+KERNEL merge_tie_table *merge_tie_table_new(const uint32_t *keys, long n, uint32_t tie, long most) {
+  long_list found = {0};
+  const __m256i t = _mm256_set1_epi32((int)tie);
+  long p = 0;
+  for (; p + 8 <= n && found.count <= most; p += 8) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)(keys + p));
+    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, t)));
+    while (m) {
+      list_push(&found, p + __builtin_ctz(m));
+      m &= m - 1;
+    }
+  }
+  for (; p < n && found.count <= most; p++)
+    if (keys[p] == tie) list_push(&found, p);
+  merge_tie_table *table = NULL;
+  if (found.count <= most) {
+    table = tie_table_make(tie, found.count);
+    for (long i = 0; i < found.count; i++) tie_insert(table, found.at[i], (int32_t)found.at[i]);
+  }
+  free(found.at);
   return table;
 }
 
@@ -1020,25 +1002,18 @@ KERNEL long merge_hoare_partition_tracked(
 }
 
 struct merge_bucket {
-  long count;
-  long *pos;
-  uint16_t *low;
+  // Each listed key as its position << 16 | its low 16 bits.
+  long_list keys;
 };
 
 KERNEL merge_bucket *merge_bucket_scan(
   uint32_t *keys, long n, uint32_t bucket, int complement, uint32_t *low, long most) {
-  merge_bucket *b = (merge_bucket *)malloc(sizeof(merge_bucket));
+  merge_bucket *b = (merge_bucket *)calloc(1, sizeof(merge_bucket));
   if (!b) abort();
-  long capacity = 64;
-  b->count = 0;
-  b->pos = (long *)malloc((size_t)capacity * sizeof(long));
-  b->low = (uint16_t *)malloc((size_t)capacity * sizeof(uint16_t));
-  if (!b->pos || !b->low) abort();
   int listing = most >= 0;
   const __m256i ones = _mm256_set1_epi32(-1);
   const __m256i want = _mm256_set1_epi32((int)bucket);
-  long p = 0;
-  for (; p < n; p += 8) {
+  for (long p = 0; p < n; p += 8) {
     unsigned m;
     long width = n - p < 8 ? n - p : 8;
     if (width == 8) {
@@ -1057,22 +1032,8 @@ KERNEL merge_bucket *merge_bucket_scan(
       m &= m - 1;
       uint32_t bits = complement ? ~keys[q] : keys[q];
       low[bits & 0xFFFF]++;
-      if (!listing) continue;
-      if (b->count == most) {
-        listing = 0;
-        continue;
-      }
-      if (b->count == capacity) {
-        capacity *= 2;
-        long *pos = (long *)realloc(b->pos, (size_t)capacity * sizeof(long));
-        uint16_t *lows = (uint16_t *)realloc(b->low, (size_t)capacity * sizeof(uint16_t));
-        if (!pos || !lows) abort();
-        b->pos = pos;
-        b->low = lows;
-      }
-      b->pos[b->count] = q;
-      b->low[b->count] = (uint16_t)(bits & 0xFFFF);
-      b->count++;
+      if (listing && b->keys.count == most) listing = 0;
+      if (listing) list_push(&b->keys, q << 16 | (long)(bits & 0xFFFF));
     }
   }
   if (!listing) {
@@ -1084,30 +1045,20 @@ KERNEL merge_bucket *merge_bucket_scan(
 
 void merge_bucket_free(merge_bucket *b) {
   if (!b) return;
-  free(b->pos);
-  free(b->low);
+  free(b->keys.at);
   free(b);
 }
 
 merge_tie_table *merge_tie_table_from_bucket(
   const merge_bucket *b, uint32_t low, uint32_t tie, long most) {
   long listed = 0;
-  for (long i = 0; i < b->count; i++) listed += b->low[i] == low;
+  for (long i = 0; i < b->keys.count; i++) listed += (b->keys.at[i] & 0xFFFF) == low;
   if (listed > most) return NULL;
-  merge_tie_table *table = (merge_tie_table *)malloc(sizeof(merge_tie_table));
-  if (!table) abort();
-  long size = 16;
-  while (size < 4 * listed) size *= 2;
-  table->tie = tie;
-  table->mask = size - 1;
-  table->live = listed;
-  table->used = 0;
-  table->pos = (long *)malloc((size_t)size * sizeof(long));
-  table->orig = (int32_t *)malloc((size_t)size * sizeof(int32_t));
-  if (!table->pos || !table->orig) abort();
-  for (long i = 0; i < size; i++) table->pos[i] = TIE_EMPTY;
-  for (long i = 0; i < b->count; i++)
-    if (b->low[i] == low) tie_insert(table, b->pos[i], (int32_t)b->pos[i]);
+  merge_tie_table *table = tie_table_make(tie, listed);
+  for (long i = 0; i < b->keys.count; i++) {
+    long key = b->keys.at[i];
+    if ((key & 0xFFFF) == low) tie_insert(table, key >> 16, (int32_t)(key >> 16));
+  }
   return table;
 }
 
@@ -1199,9 +1150,8 @@ void merge_fused_task_sum_bf16(
   (void)has_lambda; (void)lambda; (void)out; (void)n;
 }
 
-merge_tie_table *merge_tie_table_new(
-  uint32_t *keys, long n, int complement, uint32_t tie, long most) {
-  (void)keys; (void)n; (void)complement; (void)tie; (void)most;
+merge_tie_table *merge_tie_table_new(const uint32_t *keys, long n, uint32_t tie, long most) {
+  (void)keys; (void)n; (void)tie; (void)most;
   return NULL;
 }
 void merge_tie_table_free(merge_tie_table *t) { (void)t; }

@@ -331,12 +331,14 @@ public struct MergeCost: Sendable {
     }
     // Released window by window, an input keeps about a window mapped, and the page cache's
     // large folios (up to 2 MiB) map a little beyond it on each fault.
-    let window = schedule.releaseWindow.map { w in
+    func windowPages(_ blocks: Int) -> Int {
       min(
         mapped,
-        w * footprint.blockSize * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize }
+        blocks * footprint.blockSize
+          * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize }
           + graph.plan.inputs.count * (2 << 20))
     }
+    let window = schedule.releaseWindow.map(windowPages)
     let pages = window ?? mapped
     let passPeak = footprint.evaluatorBytes + footprint.gatherBytes
     var selectionPeak = 0
@@ -362,13 +364,9 @@ public struct MergeCost: Sendable {
     } else if releasing {
       // The gathers hold a window of input pages beside their magnitudes, the selections no
       // page at all, and the final pass maps the inputs again.
-      let gatherWindow = min(
-        mapped,
-        TensorExecutor.gatherReleaseWindow * footprint.blockSize
-          * graph.plan.inputs.reduce(0) { $0 + $1.info.dtype.byteSize }
-          + graph.plan.inputs.count * (2 << 20))
       phases = max(
-        mapped + footprint.evaluatorBytes, gatherWindow + passPeak, selectionPeak)
+        mapped + footprint.evaluatorBytes,
+        windowPages(TensorExecutor.gatherReleaseWindow) + passPeak, selectionPeak)
       cost.seconds += Double(mapped) / constants.mapBytesPerSecond
     } else {
       phases = pages + max(passPeak, selectionPeak)

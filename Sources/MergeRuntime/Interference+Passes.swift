@@ -28,7 +28,7 @@ final class TauScratch: @unchecked Sendable {
   init(models: Int, capacity: Int, chunk: Int = 1 << 16, kernels: Bool = true) {
     self.models = models
     self.chunk = chunk
-    self.kernels = kernels && merge_kernels_available() != 0
+    self.kernels = kernels && Kernels.avx2
     taus = (0..<models).map { _ in .allocate(capacity: max(1, capacity)) }
   }
 

@@ -390,7 +390,9 @@ struct TensorExecutor {
   /// then of the low 16 bits within the chosen bucket. When the position falls between two
   /// different magnitudes, that threshold is the answer. When it splits a run of equal
   /// magnitudes, which of them come first depends on torch's unstable sort, so
-  /// ``TorchSortEmulation`` decides, as torch would. `values` is used as scratch.
+  /// ``TorchSortEmulation`` decides, as torch would. `values` is used as scratch. `high` is the
+  /// histogram of the magnitudes' high 16 bits when a ``DirectGather`` counted it (with the
+  /// kernels, as it is; the Swift path counts its own).
   static func prefix(
     of values: UnsafeMutablePointer<Float>, count: Int, rank: Int, descending: Bool,
     lanes: Int = 1, high: [Int]? = nil, kernels: Bool = Kernels.avx2,
@@ -406,9 +408,7 @@ struct TensorExecutor {
         of: values, count: count, rank: rank, ascendingRank: ascendingRank,
         descending: descending, lanes: lanes, high: high, release: release)
     }
-    let selection = Self.radixSelect(
-      bits: UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self), count: count,
-      rank: ascendingRank, lanes: lanes, high: high)
+    let selection = Self.radixSelect(values, count: count, rank: ascendingRank, lanes: lanes)
     // Ties at magnitude zero are zeros whichever are kept (0·1 and 0·0 are the same zero), so
     // their order cannot change the result.
     if selection.tiesBelow == 0 || selection.threshold == 0 {
@@ -417,7 +417,7 @@ struct TensorExecutor {
     }
     let ties = TorchSortEmulation.tiesBefore(
       values, count: count, descending: descending, boundary: rank,
-      threshold: selection.threshold, kernels: kernels, release: release)
+      threshold: selection.threshold, kernels: false, bucket: nil, release: release)
     return Cut(kind: .thresholdWithTies(selection.threshold, descending: descending, ties: ties))
   }
 
@@ -430,30 +430,23 @@ struct TensorExecutor {
     descending: Bool, lanes: Int, high: [Int]?, release: (Range<Int>) -> Void
   ) -> Cut {
     let raw = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
-    let first = high ?? histogram(raw, count: count, lanes: lanes, within: nil)
     var below = 0
-    var bucket = 0
-    while below + first[bucket] <= ascendingRank {
-      below += first[bucket]
-      bucket += 1
-    }
+    let bucket = Self.bin(
+      holding: ascendingRank,
+      of: high ?? histogram(raw, count: count, lanes: lanes, within: nil), below: &below)
     var low = [UInt32](repeating: 0, count: 65536)
     let listed = merge_bucket_scan(
       raw, count, UInt32(bucket), descending ? 1 : 0, &low,
       TorchSortEmulation.mostFollowed(count))
     defer { merge_bucket_free(listed) }
-    var bits = 0
-    while below + Int(low[bits]) <= ascendingRank {
-      below += Int(low[bits])
-      bits += 1
-    }
-    let threshold = UInt32(bucket) << 16 | UInt32(bits)
+    let threshold =
+      UInt32(bucket) << 16 | UInt32(Self.bin(holding: ascendingRank, of: low, below: &below))
     if ascendingRank == below || threshold == 0 {
       return Cut(kind: .threshold(threshold, ties: descending, descending: descending))
     }
     let ties = TorchSortEmulation.tiesBefore(
       values, count: count, descending: descending, boundary: rank, threshold: threshold,
-      kernels: true, complemented: descending, bucket: listed, release: release)
+      kernels: true, bucket: listed, release: release)
     return Cut(kind: .thresholdWithTies(threshold, descending: descending, ties: ties))
   }
 
@@ -469,26 +462,30 @@ struct TensorExecutor {
   }
 
   /// The key at ascending position `rank` of the unsigned keys `raw`, and how many keys equal
-  /// to it lie below that position; `high`, when given, is the keys' histogram by their high
-  /// 16 bits (counted as they were gathered).
+  /// to it lie below that position.
   static func radixSelect(
-    bits raw: UnsafePointer<UInt32>, count: Int, rank: Int, lanes: Int = 1, high: [Int]? = nil
+    bits raw: UnsafePointer<UInt32>, count: Int, rank: Int, lanes: Int = 1
   ) -> (threshold: UInt32, tiesBelow: Int) {
-    let first = high ?? histogram(raw, count: count, lanes: lanes, within: nil)
     var below = 0
-    var bucket = 0
-    while below + first[bucket] <= rank {
-      below += first[bucket]
-      bucket += 1
-    }
-    let high = UInt32(bucket)
+    let high = UInt32(
+      bin(holding: rank, of: histogram(raw, count: count, lanes: lanes, within: nil), below: &below)
+    )
     let second = histogram(raw, count: count, lanes: lanes, within: high)
-    var low = 0
-    while below + second[low] <= rank {
-      below += second[low]
-      low += 1
+    let low = UInt32(bin(holding: rank, of: second, below: &below))
+    return (high << 16 | low, rank - below)
+  }
+
+  /// The bin of a histogram `counts` that holds ascending position `rank`, given the `below`
+  /// entries before the histogram's first bin; `below` then counts those before that bin.
+  static func bin<Count: BinaryInteger>(holding rank: Int, of counts: [Count], below: inout Int)
+    -> Int
+  {
+    var bin = 0
+    while below + Int(counts[bin]) <= rank {
+      below += Int(counts[bin])
+      bin += 1
     }
-    return (high << 16 | UInt32(low), rank - below)
+    return bin
   }
 
   /// Counts of the high 16 bits of `raw`, or of the low 16 bits of those whose high bits are

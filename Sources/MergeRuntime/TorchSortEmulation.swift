@@ -35,8 +35,9 @@ struct TorchSortEmulation {
   /// before position `boundary` (elements strictly before the threshold are all before it,
   /// and strictly after it all after, so only these need the emulation).
   ///
-  /// `complemented`: the keys of a descending sort were complemented already; `bucket`: the
-  /// keys of the threshold's high-bits bucket, listed by `merge_bucket_scan` (or nil).
+  /// With `kernels`, the caller ran `merge_bucket_scan`: the keys of a descending sort are
+  /// complemented already, and `bucket` lists the keys of the threshold's high-bits bucket (nil
+  /// when it held too many). Without, this complements them.
   ///
   /// Only the equal elements' original indices matter. With the AVX2 kernels, when they are
   /// few (at most one in 64: a bf16 task vector has a few in a thousand), they are followed by
@@ -53,8 +54,8 @@ struct TorchSortEmulation {
   /// the sort runs on that side only. `values` is used as scratch.
   static func tiesBefore(
     _ values: UnsafeMutablePointer<Float>, count n: Int, descending: Bool, boundary b: Int,
-    threshold: UInt32, kernels: Bool = Kernels.avx2, complemented: Bool = false,
-    bucket: OpaquePointer? = nil, release: (Range<Int>) -> Void = { _ in }
+    threshold: UInt32, kernels: Bool, bucket: OpaquePointer?,
+    release: (Range<Int>) -> Void = { _ in }
   ) -> Bitset {
     let keys = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
     let tie = descending ? ~threshold : threshold
@@ -65,8 +66,8 @@ struct TorchSortEmulation {
     if let bucket {
       table = merge_tie_table_from_bucket(bucket, threshold & 0xFFFF, tie, most)
     } else if kernels {
-      table = merge_tie_table_new(keys, n, descending && !complemented ? 1 : 0, tie, most)
-    } else if descending && !complemented {
+      table = merge_tie_table_new(keys, n, tie, most)
+    } else if descending {
       for i in 0..<n { keys[i] = ~keys[i] }
     }
     defer { merge_tie_table_free(table) }
@@ -165,7 +166,7 @@ struct TorchSortEmulation {
   /// -1 (none) for an array of at most ``denseLimit``.
   static func mostFollowed(_ n: Int) -> Int { n > denseLimit ? min(n / 64, 1 << 20) : -1 }
 
-  /// The ties' part of ``tiesBefore(_:count:descending:boundary:threshold:kernels:complemented:bucket:release:)``
+  /// The ties' part of ``tiesBefore(_:count:descending:boundary:threshold:kernels:bucket:release:)``
   /// with the equal elements followed by position in `table`.
   ///
   /// The introsort's partitions that straddle the boundary run on the keys alone, the side that

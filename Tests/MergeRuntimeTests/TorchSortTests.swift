@@ -42,6 +42,21 @@ import _TestSupport
   /// The Swift partitions, and the AVX2 ones where the CPU has them.
   static let kernelChoices = Kernels.avx2 ? [false, true] : [false]
 
+  /// Expects the prefix of `rank` to keep `order`'s first `rank` elements (NaNs aside), with
+  /// the Swift partitions and the AVX2 ones.
+  static func expectSortOrder(
+    _ v: [Float], _ order: [Int], rank: Int, descending: Bool, _ context: String
+  ) {
+    for kernels in kernelChoices {
+      let wrong = kept(v, rank: rank, descending: descending, kernels: kernels)
+        .symmetricDifference(order[0..<rank].filter { !v[$0].isNaN })
+      #expect(
+        wrong.isEmpty,
+        "\(context) rank \(rank) descending \(descending) kernels \(kernels): \(wrong.count) differ"
+      )
+    }
+  }
+
   /// Original indices in the order a full `std::sort` of the magnitudes leaves them.
   static func sorted(_ values: [Float], descending: Bool) -> [Int] {
     var a = values.enumerated().map { ($0.element.magnitude, $0.offset) }
@@ -71,14 +86,7 @@ import _TestSupport
         let v = Self.values(n, distinct: 5, &rng)
         let order = Self.sorted(v, descending: descending)
         for rank in 1..<n {
-          for kernels in Self.kernelChoices {
-            let wrong = Self.kept(v, rank: rank, descending: descending, kernels: kernels)
-              .symmetricDifference(order[0..<rank].filter { !v[$0].isNaN })
-            #expect(
-              wrong.isEmpty,
-              "n \(n) rank \(rank) descending \(descending) kernels \(kernels): \(wrong.count) differ"
-            )
-          }
+          Self.expectSortOrder(v, order, rank: rank, descending: descending, "n \(n)")
         }
       }
     }
@@ -97,15 +105,30 @@ import _TestSupport
         let order = Self.sorted(v, descending: descending)
         for _ in 0..<3 {
           let rank = 1 + Int(rng.next() % UInt64(n - 1))
-          for kernels in Self.kernelChoices {
-            let wrong = Self.kept(v, rank: rank, descending: descending, kernels: kernels)
-              .symmetricDifference(order[0..<rank].filter { !v[$0].isNaN })
-            #expect(
-              wrong.isEmpty,
-              "n \(n) distinct \(distinct) rank \(rank) descending \(descending) kernels \(kernels): \(wrong.count) differ"
-            )
-          }
+          Self.expectSortOrder(
+            v, order, rank: rank, descending: descending, "n \(n) distinct \(distinct)")
         }
+      }
+    }
+  }
+}
+
+extension TorchSortTests {
+  @Test("a crowded high-bits bucket with few equal magnitudes (the equal ones found by a scan)")
+  func crowdedBucket() {
+    var rng = SplitMix64(state: 77)
+    // Magnitudes 1 + k·2⁻²⁰ share their high 16 bits: more of the array than the bucket list
+    // holds (one in 64), while each value has about 37 equal ones.
+    let n = 150_001
+    let v = (0..<n).map { _ -> Float in
+      let m = 1 + Float(rng.next() % 4096) * 0x1p-20
+      return rng.next() & 1 == 0 ? m : -m
+    }
+    for descending in [true, false] {
+      let order = Self.sorted(v, descending: descending)
+      for _ in 0..<3 {
+        let rank = 1 + Int(rng.next() % UInt64(n - 1))
+        Self.expectSortOrder(v, order, rank: rank, descending: descending, "crowded")
       }
     }
   }

@@ -134,11 +134,9 @@ void merge_left_ties(
 /// element.
 typedef struct merge_tie_table merge_tie_table;
 
-/// Complements the n keys when `complement` (a descending sort's keys), then lists the
-/// positions of those equal to `tie`, each its own original index. NULL (the keys still all
-/// complemented) when more than `most` are.
-merge_tie_table *merge_tie_table_new(
-  uint32_t *keys, long n, int complement, uint32_t tie, long most);
+/// The positions of the n keys equal to `tie`, each its own original index; NULL when more
+/// than `most` are.
+merge_tie_table *merge_tie_table_new(const uint32_t *keys, long n, uint32_t tie, long most);
 
 /// How many elements a table follows.
 long merge_tie_table_count(const merge_tie_table *t);
