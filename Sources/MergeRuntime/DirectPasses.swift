@@ -148,10 +148,8 @@ extension InputTensor {
 final class DirectGather: @unchecked Sendable {
   let x: UnsafePointer<UInt16>
   let base: UnsafePointer<UInt16>
-  /// Four interleaved tables of 65536 counts each, one set per worker at a time.
-  private let tables = Mutex<(free: [Table], all: [Table])>(([], []))
-  private typealias Table = UnsafeMutableSendablePointer<UInt32>
-  private static let tableCount = 4 * 65536
+  /// The count tables this gather holds, one per worker at a time.
+  private let tables = Mutex<(free: [HistogramTable], all: [HistogramTable])>(([], []))
 
   /// The direct gather of task vector `node`, or nil where it does not apply.
   init?(_ graph: TensorGraph, _ node: NodeID, inputs: [InputTensor]) {
@@ -164,34 +162,87 @@ final class DirectGather: @unchecked Sendable {
     self.base = base
   }
 
-  deinit { tables.withLock { for t in $0.all { t.pointer.deallocate() } } }
+  deinit {
+    tables.withLock { t in
+      for table in t.all { table.zero() }
+      HistogramTable.giveBack(t.all)
+    }
+  }
 
   /// Gathers elements `range` into `out`, counting them.
   func run(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-    let table = tables.withLock { t -> Table in
+    let table = tables.withLock { t -> HistogramTable in
       if let free = t.free.popLast() { return free }
-      let fresh = UnsafeMutablePointer<UInt32>.allocate(capacity: Self.tableCount)
-      fresh.initialize(repeating: 0, count: Self.tableCount)
-      t.all.append(Table(fresh))
-      return Table(fresh)
+      let fresh = HistogramTable.take()
+      t.all.append(fresh)
+      return fresh
     }
     merge_gather_bf16(
-      x + range.lowerBound, base + range.lowerBound, out, range.count, table.pointer)
+      x + range.lowerBound, base + range.lowerBound, out, range.count, table.counts)
     tables.withLock { $0.free.append(table) }
   }
 
-  /// The histogram of every gathered element by its high 16 bits.
-  var histogram: [Int] {
+  /// The histogram of every gathered element by its high 16 bits; the count tables go back to
+  /// the pool, zeroed, so this is read once, after the gather.
+  func takeHistogram() -> [Int] {
     tables.withLock { t in
       var counts = [Int](repeating: 0, count: 65536)
-      for table in t.all.map(\.pointer) {
-        for b in 0..<65536 {
-          counts[b] +=
-            Int(table[b]) + Int(table[65536 + b]) + Int(table[2 * 65536 + b])
-            + Int(table[3 * 65536 + b])
-        }
-      }
+      for table in t.all { table.drain(into: &counts) }
+      HistogramTable.giveBack(t.all)
+      t = ([], [])
       return counts
     }
   }
+}
+
+/// Four interleaved tables of 65536 counts (1 MB), which one worker of a histogram pass counts
+/// into (``DirectGather``, ``TensorExecutor/histogram(_:count:lanes:within:)``).
+///
+/// Zeroed tables are kept for the next pass (at most 8 MB): a fresh allocation per gather
+/// faulted in and zeroed about 1 GB of pages in a TIES merge of the benchmark models.
+struct HistogramTable: @unchecked Sendable {
+  let counts: UnsafeMutablePointer<UInt32>
+  static let bins = 65536
+  private static let pool = Mutex<[HistogramTable]>([])
+  /// Tables kept beyond this are freed (two workers × three selections × a spare).
+  private static let kept = 8
+
+  /// A zeroed table.
+  static func take() -> HistogramTable {
+    if let kept = pool.withLock({ $0.popLast() }) { return kept }
+    let fresh = UnsafeMutablePointer<UInt32>.allocate(capacity: 4 * bins)
+    fresh.initialize(repeating: 0, count: 4 * bins)
+    return HistogramTable(counts: fresh)
+  }
+
+  /// Returns zeroed tables to the pool.
+  static func giveBack(_ tables: [HistogramTable]) {
+    let freed = pool.withLock { pool -> ArraySlice<HistogramTable> in
+      pool.append(contentsOf: tables)
+      let excess = max(0, pool.count - kept)
+      defer { pool.removeLast(excess) }
+      return pool.suffix(excess)
+    }
+    for table in freed { table.counts.deallocate() }
+  }
+
+  func zero() { counts.update(repeating: 0, count: 4 * Self.bins) }
+
+  /// Adds the four tables' counts into `total` (65536 bins) and zeroes them.
+  func drain(into total: inout [Int]) {
+    precondition(total.count == Self.bins)
+    let (t0, t1, t2, t3) = (
+      counts, counts + Self.bins, counts + 2 * Self.bins, counts + 3 * Self.bins
+    )
+    total.withUnsafeMutableBufferPointer { sum in
+      for b in 0..<Self.bins {
+        sum[b] &+= Int(t0[b]) &+ Int(t1[b]) &+ Int(t2[b]) &+ Int(t3[b])
+        t0[b] = 0
+        t1[b] = 0
+        t2[b] = 0
+        t3[b] = 0
+      }
+    }
+  }
+
 }

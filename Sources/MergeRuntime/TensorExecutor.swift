@@ -377,7 +377,7 @@ struct TensorExecutor {
       // One selection alone counts its histograms on every thread.
       let cut = Self.prefix(
         of: targets[k].pointer, count: self.count, rank: rank, descending: descending,
-        lanes: ids.count == 1 ? self.threads : 1, high: direct[k]?.histogram,
+        lanes: ids.count == 1 ? self.threads : 1, high: direct[k]?.takeHistogram(),
         release: buffers[k].release)
       results.withLock { $0[k] = cut }
     }
@@ -504,9 +504,9 @@ struct TensorExecutor {
       let end = count * (c + 1) / chunks
       // Four interleaved tables: neighbours often fall in the same bucket, and one table would
       // make each increment wait for the previous one.
-      let local = UnsafeMutablePointer<UInt32>.allocate(capacity: 4 * 65536)
-      defer { local.deallocate() }
-      local.initialize(repeating: 0, count: 4 * 65536)
+      let table = HistogramTable.take()
+      defer { HistogramTable.giveBack([table]) }
+      let local = table.counts
       var i = start
       if let high = within {
         // Few elements lie in the bucket: a branch that is rarely taken costs less than a
@@ -542,11 +542,7 @@ struct TensorExecutor {
         }
       }
       counts.withLock { total in
-        for b in 0..<65536 {
-          total[b] +=
-            Int(local[b]) + Int(local[1 << 16 | b]) + Int(local[2 << 16 | b])
-            + Int(local[3 << 16 | b])
-        }
+        table.drain(into: &total)
       }
     }
     return counts.withLock { $0 }
