@@ -740,11 +740,13 @@ KERNEL void merge_gather_bf16(
   const uint16_t *x, const uint16_t *base, float *out, long n, uint32_t *hist) {
   const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
   uint32_t *h0 = hist, *h1 = hist + 65536, *h2 = hist + 2 * 65536, *h3 = hist + 3 * 65536;
+  const int aligned = ((uintptr_t)out & 31) == 0;
   long e = 0;
   for (; e + 8 <= n; e += 8) {
     __m256 d = _mm256_sub_ps(load_bf16(x + e), load_bf16(base + e));
     __m256i bits = _mm256_and_si256(_mm256_castps_si256(d), magnitude);
-    _mm256_storeu_si256((__m256i *)(out + e), bits);
+    if (aligned) _mm256_stream_si256((__m256i *)(out + e), bits);
+    else _mm256_storeu_si256((__m256i *)(out + e), bits);
     uint32_t high[8];
     _mm256_storeu_si256((__m256i *)high, _mm256_srli_epi32(bits, 16));
     h0[high[0]]++;
@@ -764,6 +766,7 @@ KERNEL void merge_gather_bf16(
     __builtin_memcpy(out + e, &bits, 4);
     h0[bits >> 16]++;
   }
+  if (aligned) _mm_sfence();
 }
 
 // A growable list of positions (or other longs); abort() when memory runs out.

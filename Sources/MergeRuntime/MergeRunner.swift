@@ -210,6 +210,7 @@ public enum MergeRunner {
     _ merge: CompiledMerge, layout: ShardLayout, writer: SafetensorsWriter,
     stageOutputs: StageOutputs? = nil, options: RunOptions, start: UInt64
   ) throws(RunError) {
+    defer { GatherPages.shared.empty() }
     let byteCounts = Dictionary(
       layout.shards.flatMap(\.tensors).map { ($0.name, $0.byteCount) },
       uniquingKeysWith: { a, _ in a })
@@ -224,7 +225,11 @@ public enum MergeRunner {
       let step = steps[i]
       // Read the next tensor's inputs ahead while this one computes.
       if options.schedule.prefetch && step.readsAhead && i + 1 < steps.count {
-        advise(steps[i + 1].graph.plan, steps[i + 1].models, willNeed: true)
+        let next = steps[i + 1]
+        GatherPages.shared.makeRoom(
+          MergeCost.mappedBytes(next.graph, models: next.models)
+            - MergeCost.mappedBytes(step.graph, models: step.models))
+        advise(next.graph.plan, next.models, willNeed: true)
       }
       let name = step.name
       if let key = step.key {

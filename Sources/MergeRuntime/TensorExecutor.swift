@@ -348,7 +348,10 @@ struct TensorExecutor {
   func sortPrefixes(_ ids: [NodeID], env: Environment, releasingInputs: Bool = false) throws
     -> [Cut]
   {
-    let buffers = ids.map { _ in PageBuffer<Float>(count: max(1, count)) }
+    // Passes whose inputs stay mapped hold no more than their price with their pages kept:
+    // their buffers go back to the pool for the next tensor's gather.
+    let reusable = !releasingInputs && schedule.releaseWindow == nil
+    let buffers = PageBuffer<Float>.many(ids.count, count: max(1, count), reusable: reusable)
     allocated.update { $0.gatherBytes = max($0.gatherBytes, ids.count * max(1, count) * 4) }
     let targets = buffers.map { UnsafeMutableSendablePointer($0.pointer) }
     let inputs = ids.map { graph[$0].inputs[0] }
@@ -378,7 +381,7 @@ struct TensorExecutor {
       let cut = Self.prefix(
         of: targets[k].pointer, count: self.count, rank: rank, descending: descending,
         lanes: ids.count == 1 ? self.threads : 1, high: direct[k]?.takeHistogram(),
-        release: buffers[k].release)
+        release: buffers[k].release, trimsTracked: !reusable)
       results.withLock { $0[k] = cut }
     }
     return results.withLock { $0.map { $0 ?? Cut(kind: .everything) } }
@@ -396,7 +399,7 @@ struct TensorExecutor {
   static func prefix(
     of values: UnsafeMutablePointer<Float>, count: Int, rank: Int, descending: Bool,
     lanes: Int = 1, high: [Int]? = nil, kernels: Bool = Kernels.avx2,
-    release: (Range<Int>) -> Void = { _ in }
+    release: (Range<Int>) -> Void = { _ in }, trimsTracked: Bool = true
   ) -> Cut {
     if rank <= 0 { return Cut(kind: .nothing) }
     if rank >= count { return Cut(kind: .everything) }
@@ -406,7 +409,8 @@ struct TensorExecutor {
     if kernels {
       return kernelPrefix(
         of: values, count: count, rank: rank, ascendingRank: ascendingRank,
-        descending: descending, lanes: lanes, high: high, release: release)
+        descending: descending, lanes: lanes, high: high, release: release,
+        trimsTracked: trimsTracked)
     }
     let selection = Self.radixSelect(values, count: count, rank: ascendingRank, lanes: lanes)
     // Ties at magnitude zero are zeros whichever are kept (0·1 and 0·0 are the same zero), so
@@ -421,13 +425,14 @@ struct TensorExecutor {
     return Cut(kind: .thresholdWithTies(selection.threshold, descending: descending, ties: ties))
   }
 
-  /// ``prefix(of:count:rank:descending:lanes:high:kernels:release:)`` by the AVX2 kernels: the
+  /// ``prefix(of:count:rank:descending:lanes:high:kernels:release:trimsTracked:)`` by the AVX2 kernels: the
   /// radix selection's second pass also complements the keys (for a descending sort) and lists
   /// the keys of the threshold's bucket, from which the equal ones are followed
   /// (`merge_bucket_scan`), so the emulation needs no pass of its own to find them.
   private static func kernelPrefix(
     of values: UnsafeMutablePointer<Float>, count: Int, rank: Int, ascendingRank: Int,
-    descending: Bool, lanes: Int, high: [Int]?, release: (Range<Int>) -> Void
+    descending: Bool, lanes: Int, high: [Int]?, release: (Range<Int>) -> Void,
+    trimsTracked: Bool
   ) -> Cut {
     let raw = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
     var below = 0
@@ -446,7 +451,7 @@ struct TensorExecutor {
     }
     let ties = TorchSortEmulation.tiesBefore(
       values, count: count, descending: descending, boundary: rank, threshold: threshold,
-      kernels: true, bucket: listed, release: release)
+      kernels: true, bucket: listed, release: release, trimsTracked: trimsTracked)
     return Cut(kind: .thresholdWithTies(threshold, descending: descending, ties: ties))
   }
 
@@ -553,49 +558,6 @@ struct TensorExecutor {
 struct UnsafeSendablePointer<T>: @unchecked Sendable {
   let pointer: UnsafePointer<T>
   init(_ pointer: UnsafePointer<T>) { self.pointer = pointer }
-}
-
-/// Anonymous memory mapped for one buffer, whose pages can be handed back to the system before
-/// the buffer is freed (with `MADV_DONTNEED`: they read as zeros if touched again).
-final class PageBuffer<Element>: @unchecked Sendable {
-  let pointer: UnsafeMutablePointer<Element>
-  private let bytes: Int
-  private let mapped: Bool
-
-  init(count: Int) {
-    bytes = max(1, count) * MemoryLayout<Element>.stride
-    if let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-      p != MAP_FAILED
-    {
-      // Huge pages where the kernel offers them on request: one fault and one zeroed page per
-      // 2 MB instead of per 4 KB (system time of a TIES merge 2.5 → 1.8 s).
-      if bytes >= 4 << 20 { madvise(p, bytes, 14) }  // MADV_HUGEPAGE
-      pointer = p.bindMemory(to: Element.self, capacity: max(1, count))
-      mapped = true
-    } else {
-      pointer = UnsafeMutablePointer<Element>.allocate(capacity: max(1, count))
-      mapped = false
-    }
-  }
-
-  deinit {
-    if mapped {
-      munmap(UnsafeMutableRawPointer(pointer), bytes)
-    } else {
-      pointer.deallocate()
-    }
-  }
-
-  /// Hands back the whole pages inside elements `range`.
-  func release(_ range: Range<Int>) {
-    guard mapped, !range.isEmpty else { return }
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    let stride = MemoryLayout<Element>.stride
-    let start = (range.lowerBound * stride + page - 1) / page * page
-    let end = min(bytes, range.upperBound * stride) / page * page
-    guard end > start else { return }
-    madvise(UnsafeMutableRawPointer(pointer) + start, end - start, MADV_DONTNEED)
-  }
 }
 
 /// Worker evaluators, one per worker slot: worker `w` of a pass uses only `items[w]`.

@@ -43,7 +43,9 @@ struct TorchSortEmulation {
   /// few (at most one in 64: a bf16 task vector has a few in a thousand), they are followed by
   /// position through the partitions that straddle the boundary (``tracked``), which run on
   /// the keys alone, each handing back the keys of the side that does not straddle
-  /// (`release`, element range), until the range is small enough to index every element.
+  /// (`release`, element range; not when `trimsTracked` is false: keys and the result's bitset
+  /// already hold less than the selection's price, and kept pages can be reused), until the
+  /// range is small enough to index every element.
   ///
   /// Otherwise the first partition of the whole array is where memory goes: it runs in place
   /// on the keys, noting only which positions it swapped (a bit each). Then the keys of the
@@ -55,7 +57,7 @@ struct TorchSortEmulation {
   static func tiesBefore(
     _ values: UnsafeMutablePointer<Float>, count n: Int, descending: Bool, boundary b: Int,
     threshold: UInt32, kernels: Bool, bucket: OpaquePointer?,
-    release: (Range<Int>) -> Void = { _ in }
+    release: (Range<Int>) -> Void = { _ in }, trimsTracked: Bool = true
   ) -> Bitset {
     let keys = UnsafeMutableRawPointer(values).assumingMemoryBound(to: UInt32.self)
     let tie = descending ? ~threshold : threshold
@@ -89,7 +91,7 @@ struct TorchSortEmulation {
     if let table {
       return tracked(
         keys, count: n, boundary: b, tie: tie, depth: depth, table: table, offsets: offsets,
-        into: ties, release: release)
+        into: ties, release: trimsTracked ? release : { _ in })
     }
     // std::__move_median_to_first(first, first + 1, mid, last − 1), then the pivot is first.
     let median = medianPosition(keys, 1, n / 2, n - 1)
@@ -166,7 +168,8 @@ struct TorchSortEmulation {
   /// -1 (none) for an array of at most ``denseLimit``.
   static func mostFollowed(_ n: Int) -> Int { n > denseLimit ? min(n / 64, 1 << 20) : -1 }
 
-  /// The ties' part of ``tiesBefore(_:count:descending:boundary:threshold:kernels:bucket:release:)``
+  /// The ties' part of
+  /// ``tiesBefore(_:count:descending:boundary:threshold:kernels:bucket:release:trimsTracked:)``
   /// with the equal elements followed by position in `table`.
   ///
   /// The introsort's partitions that straddle the boundary run on the keys alone, the side that

@@ -290,12 +290,16 @@ struct DirectKernelTests {
     let histogram = bits.withUnsafeBufferPointer { b in
       b.baseAddress.map { TensorExecutor.histogram($0, count: n, lanes: 1, within: nil) } ?? []
     }
-    // Twice: the second gather counts into a table the first gave back to the pool.
+    // Twice: the second gather counts into a table the first gave back to the pool. The first
+    // writes to 32-byte aligned memory (streaming stores), the second 4 bytes past it.
+    let memory = UnsafeMutableRawPointer.allocate(byteCount: 4 * n + 32, alignment: 32)
+    defer { memory.deallocate() }
     for round in 0..<2 {
-      var out = [Float](repeating: 0, count: n)
+      let out = (memory + 4 * round).bindMemory(to: Float.self, capacity: n)
+      out.initialize(repeating: 0, count: n)
       let table = HistogramTable.take()
-      merge_gather_bf16(x, base, &out, n, table.counts)
-      let wrong = zip(out, expected).filter { $0.bitPattern != $1.bitPattern }.count
+      merge_gather_bf16(x, base, out, n, table.counts)
+      let wrong = (0..<n).filter { out[$0].bitPattern != expected[$0].bitPattern }.count
       #expect(wrong == 0, "round \(round)")
       var counted = [Int](repeating: 0, count: 65536)
       table.drain(into: &counted)
