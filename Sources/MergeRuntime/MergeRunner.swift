@@ -220,16 +220,21 @@ public enum MergeRunner {
     let steps = programSteps(merge, everyStageTensor: stageOutputs != nil)
     let sideBySide = SideBySide(steps, merge: merge, options: options)
     let stageWriters = stageOutputs?.writers
+    let readAhead = ReadAhead(steps, window: options.schedule.readAheadBytes)
+    defer { readAhead.finish() }
+    if options.schedule.prefetch, let first = steps.first, first.readsAhead {
+      // Its reads queued before those of the tensors after it.
+      readAhead.issue(first)
+    }
     try sideBySide.forEachStep(steps.count, cancellation: options.cancellation) {
       i throws(RunError) in
       let step = steps[i]
-      // Read the next tensor's inputs ahead while this one computes.
+      // Map the next tensor's inputs while this one computes, and read those further ahead.
       if options.schedule.prefetch && step.readsAhead && i + 1 < steps.count {
         let next = steps[i + 1]
-        GatherPages.shared.makeRoom(
-          MergeCost.mappedBytes(next.graph, models: next.models)
-            - MergeCost.mappedBytes(step.graph, models: step.models))
-        advise(next.graph.plan, next.models, willNeed: true)
+        GatherPages.shared.makeRoom(readAhead.mapped[i + 1] - readAhead.mapped[i])
+        advise(next.graph.plan, next.models, .willNeed)
+        for j in readAhead.beyond(i + 1) { readAhead.issue(steps[j]) }
       }
       let name = step.name
       if let key = step.key {
@@ -268,6 +273,57 @@ public enum MergeRunner {
     }
   }
 
+  /// Which steps' inputs are read into the page cache ahead of the next one's.
+  ///
+  /// The one after the next, and as many after it as `window` bytes hold, each once. A large
+  /// tensor after many small ones (a model's head after its last layers) is then read while
+  /// they compute, not after them. The pages are not mapped, so not resident in this process.
+  final class ReadAhead: Sendable {
+    /// Bytes each step maps from files.
+    let mapped: [Int]
+    private let window: Int
+    /// The last step read ahead.
+    private let last = Mutex(0)
+    /// Where the requests are made, in order: one waits while the disk's queue is full, which
+    /// a step's computation should not.
+    private let queue = DispatchQueue(label: "merge.read-ahead")
+
+    init(_ steps: [ProgramStep], window: Int) {
+      mapped = steps.map { MergeCost.mappedBytes($0.graph, models: $0.models) }
+      self.window = window
+    }
+
+    /// Read-ahead of steps that map `mapped` bytes each.
+    init(mapped: [Int], window: Int) {
+      self.mapped = mapped
+      self.window = window
+    }
+
+    /// The steps after `next` to read ahead now that `next` is mapped: the one after it, and
+    /// those after that whose inputs fit in the window with the ones before them; each once.
+    func beyond(_ next: Int) -> Range<Int> {
+      last.withLock { last in
+        var end = next + 1
+        var bytes = 0
+        while end < mapped.count && (end == next + 1 || bytes + mapped[end] <= window) {
+          bytes += mapped[end]
+          end += 1
+        }
+        let start = max(last + 1, next + 1)
+        last = max(last, end - 1)
+        return start..<max(start, end)
+      }
+    }
+
+    /// Asks for `step`'s inputs to be read into the page cache, after those asked before.
+    func issue(_ step: ProgramStep) {
+      queue.async { advise(step.graph.plan, step.models, .readAhead) }
+    }
+
+    /// Waits until every request has been made.
+    func finish() { queue.sync {} }
+  }
+
   /// Computes one tensor, handing its bytes to `write`, then releases its input pages.
   static func compute(
     _ graph: TensorGraph, models: [ResolvedModel], stages: StageTensors, options: RunOptions,
@@ -280,7 +336,7 @@ public enum MergeRunner {
       try executor.run(write: write)
       options.footprints?.append(executor.footprint)
       // Release the mapped input pages: resident memory stays at the working set.
-      advise(graph.plan, models, willNeed: false)
+      advise(graph.plan, models, .release)
     } catch let e as ExecutionError {
       throw .execution(e)
     } catch let e as ModelError {
@@ -413,20 +469,60 @@ func processingOrder(_ graphs: [TensorGraph], _ models: [ResolvedModel]) -> [Int
   }
 }
 
+/// What ``advise(_:_:_:)`` asks of the kernel for a tensor's input ranges.
+enum InputAdvice {
+  /// Map them now if they are in the page cache, else read them ahead (the next tensor).
+  case willNeed
+  /// Read them into the page cache only (a tensor further ahead).
+  case readAhead
+  /// Drop them from this process (they stay in the page cache).
+  case release
+}
+
 /// Asks the kernel to read a tensor's input ranges ahead, or to drop them from this process.
-func advise(_ tensor: TensorPlan, _ models: [ResolvedModel], willNeed: Bool) {
+func advise(_ tensor: TensorPlan, _ models: [ResolvedModel], _ advice: InputAdvice) {
   // A stage's tensors are in memory, not in a file.
+  var all: [TensorView] = []
   for input in tensor.inputs where models[input.model].stage == nil {
-    var views: [TensorView] = []
-    if let view = try? models[input.model].weights.tensor(input.tensor) { views.append(view) }
+    if let view = try? models[input.model].weights.tensor(input.tensor) { all.append(view) }
     // A dense task vector is read with its input.
     if case .taskVector(sparse: false)? = input.adapter,
       let tau = try? models[input.model].taskVector?.weights.tensor(input.tensor)
     {
-      views.append(tau)
-    }
-    for view in views {
-      if willNeed { view.file.willNeed(view.fileRange) } else { view.release() }
+      all.append(tau)
     }
   }
+  switch advice {
+  case .release:
+    for view in all { view.release() }
+  case .willNeed:
+    var uncached: [TensorView] = []
+    for view in all where !view.file.populateIfCached(view.fileRange) { uncached.append(view) }
+    readAhead(uncached)
+  case .readAhead:
+    readAhead(all)
+  }
+}
+
+/// Asks the kernel to read `views` into the page cache in the order a pass over their elements
+/// needs them: 4 MiB of each in turn, so the first blocks of every input arrive first (whole
+/// inputs one after another would hold the first block until the last input's start is read).
+func readAhead(_ views: [TensorView]) {
+  for (k, range) in interleaved(views.map(\.fileRange), chunk: 4 << 20) {
+    views[k].file.readAhead(range)
+  }
+}
+
+/// `ranges` cut in pieces of `chunk` bytes, the first piece of each, then the second of each…:
+/// (index in `ranges`, piece).
+func interleaved(_ ranges: [Range<Int>], chunk: Int) -> [(Int, Range<Int>)] {
+  var pieces: [(Int, Range<Int>)] = []
+  let longest = ranges.map(\.count).max() ?? 0
+  for offset in stride(from: 0, to: longest, by: max(1, chunk)) {
+    for (k, range) in ranges.enumerated() where offset < range.count {
+      let start = range.lowerBound + offset
+      pieces.append((k, start..<min(range.upperBound, start + chunk)))
+    }
+  }
+  return pieces
 }

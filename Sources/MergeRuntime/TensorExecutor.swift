@@ -570,6 +570,9 @@ final class EvaluatorPool: @unchecked Sendable {
 public struct Schedule: Sendable, Equatable {
   /// Whether the next tensor's inputs are mapped ahead while this one computes.
   public var prefetch = true
+  /// Bytes of the inputs of the tensors after the next read into the page cache ahead (with
+  /// `prefetch`): not mapped, so not resident in this process.
+  public var readAheadBytes = 512 << 20
   /// Blocks per window when input pages are released as the passes go (nil: released when the
   /// tensor is done).
   public var releaseWindow: Int?
