@@ -425,9 +425,9 @@ struct TensorExecutor {
     return Cut(kind: .thresholdWithTies(selection.threshold, descending: descending, ties: ties))
   }
 
-  /// ``prefix(of:count:rank:descending:lanes:high:kernels:release:trimsTracked:)`` by the AVX2 kernels: the
-  /// radix selection's second pass also complements the keys (for a descending sort) and lists
-  /// the keys of the threshold's bucket, from which the equal ones are followed
+  /// ``prefix(of:count:rank:descending:lanes:high:kernels:release:trimsTracked:)`` by the AVX2
+  /// kernels: the radix selection's second pass also complements the keys (for a descending
+  /// sort) and lists the keys of the threshold's bucket, from which the equal ones are followed
   /// (`merge_bucket_scan`), so the emulation needs no pass of its own to find them.
   private static func kernelPrefix(
     of values: UnsafeMutablePointer<Float>, count: Int, rank: Int, ascendingRank: Int,
