@@ -204,7 +204,7 @@ struct HistogramTable: @unchecked Sendable {
   let counts: UnsafeMutablePointer<UInt32>
   static let bins = 65536
   private static let pool = Mutex<[HistogramTable]>([])
-  /// Tables kept beyond this are freed (two workers × three selections × a spare).
+  /// Tables kept beyond this are freed (two workers × three selections, and two spare).
   private static let kept = 8
 
   /// A zeroed table.
@@ -244,5 +244,4 @@ struct HistogramTable: @unchecked Sendable {
       }
     }
   }
-
 }
