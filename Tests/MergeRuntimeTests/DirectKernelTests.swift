@@ -1,4 +1,5 @@
 import CMergeSupport
+import MergeCompiler
 import MergeModel
 import Testing
 import _TestSupport
@@ -202,32 +203,24 @@ struct DirectKernelTests {
         let taus = xs.map { x in zip(x, base).map { $0 - $1 } }
         for c in Self.cases(m: m, taus: taus, first: first, &rng) {
           let expected = Self.reference(base: base, xs: xs, first: first, c)
-          let bounds = c.cuts.compactMap(\.fusedBound)
-          #expect(bounds.count == m)
-          let scales = c.scales.map { $0 ?? .nan }
+          // Through the executor's wrapper, which hands the kernels their arguments.
+          let op = Op.fusedConsensus(
+            weights: c.weights, scales: c.scales, normalize: c.normalize, lambda: c.lambda)
+          guard let kernel = ConsensusKernel(op, cuts: c.cuts) else {
+            Issue.record("m \(m): the kernel does not take this case")
+            continue
+          }
           if bf16 {
             let b16 = base.map(FloatConversion.bfloat16(from:))
             let x16 = xs.map { $0.map(FloatConversion.bfloat16(from:)) }
             var out = [UInt16](repeating: 0, count: n)
-            Self.withPointers(x16[...]) { pointers in
-              Cut.withTieWords(c.cuts[...], []) { ties in
-                merge_fused_consensus_bf16(
-                  b16, pointers, Int32(m), bounds, ties, first, scales, c.weights,
-                  c.normalize ? 1 : 0, c.lambda == nil ? 0 : 1, c.lambda ?? 1, &out, n)
-              }
-            }
+            Self.withPointers(x16[...]) { kernel.run(base: b16, $0, first: first, into: &out, n) }
             let want = expected.map(FloatConversion.bfloat16(from:))
             let wrong = zip(out, want).filter { !Self.same($0, $1) }.count
             #expect(wrong == 0, "m \(m) bf16: \(wrong) of \(n) differ")
           } else {
             var out = [Float](repeating: 0, count: n)
-            Self.withPointers(xs[...]) { pointers in
-              Cut.withTieWords(c.cuts[...], []) { ties in
-                merge_fused_consensus(
-                  base, pointers, Int32(m), bounds, ties, first, scales, c.weights,
-                  c.normalize ? 1 : 0, c.lambda == nil ? 0 : 1, c.lambda ?? 1, &out, n)
-              }
-            }
+            Self.withPointers(xs[...]) { kernel.run(base: base, $0, first: first, into: &out, n) }
             let wrong = zip(out, expected).filter {
               $0.bitPattern != $1.bitPattern && !($0.isNaN && $1.isNaN)
             }.count
