@@ -18,11 +18,8 @@ let package = Package(
       pkgConfig: "libcrypto",
       providers: [.apt(["libssl-dev"])]
     ),
-    .systemLibrary(
-      name: "CLapack",
-      pkgConfig: "lapacke",
-      providers: [.apt(["liblapacke-dev", "libopenblas-dev"])]
-    ),
+    // LAPACKE, opened on first use (its header from liblapacke-dev; see merge_lapack.h).
+    .target(name: "CLapack"),
     .target(name: "CMergeSupport"),
     .target(name: "MergeRecipe", dependencies: ["CYAML"]),
     .target(name: "MergeModel", dependencies: ["CMergeSupport", "CCrypto"]),

@@ -33,6 +33,8 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
   case badLock(path: String, reason: String)
   /// A task-vector folder cannot be read or used.
   case badTaskVector(path: String, reason: String)
+  /// A system library a command needs cannot be loaded (`library` is what it is for).
+  case missingLibrary(library: String, reason: String)
 
   public var description: String {
     switch self {
@@ -60,6 +62,7 @@ public enum ModelError: Error, Sendable, Hashable, CustomStringConvertible {
       return "'\(path)' is not a LoRA adapter merge can apply: \(reason)"
     case .badLock(let path, let reason): return "\(path): not a lock file merge can read: \(reason)"
     case .badTaskVector(let path, let reason): return "\(path): \(reason)"
+    case .missingLibrary(let library, let reason): return "\(library) is not available: \(reason)"
     }
   }
 }

@@ -82,6 +82,9 @@ public enum LoraExtraction {
     energy: Double?, dtype: DType?, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
     progress: (@Sendable (Int, Int) -> Void)? = nil
   ) throws(ModelError) -> Summary {
+    if let reason = LinearAlgebra.unavailable {
+      throw .missingLibrary(library: "LAPACK (for the SVD)", reason: reason)
+    }
     let base = try ModelFolder(path: basePath).openWeights()
     let fine = try ModelFolder(path: finetunedPath).openWeights()
     let tensors = fine.tensors.filter { $0.dtype.isFloatingPoint }
@@ -220,7 +223,6 @@ public enum LoraExtraction {
     _ targets: [TensorInfo], base: ModelWeights, fine: ModelWeights, rank: Int, energy: Double?,
     dtype: DType?, threads: Int, progress: (@Sendable (Int, Int) -> Void)?
   ) throws(ModelError) -> [Factors] {
-    LinearAlgebra.useOneBLASThread()
     var views: [(TensorView, TensorView)] = []
     for t in targets { views.append((try base.tensor(t.name), try fine.tensor(t.name))) }
     let results = Mutex([Factors?](repeating: nil, count: targets.count))
@@ -375,16 +377,13 @@ enum LinearAlgebra {
     var reason: String
   }
 
-  /// Asks OpenBLAS, when it is the BLAS, to use one thread: callers run several decompositions
-  /// at once, and a fixed thread count keeps the results' bits fixed.
-  static func useOneBLASThread() {
-    typealias SetThreads = @convention(c) (Int32) -> Void
-    for name in ["openblas_set_num_threads", "goto_set_num_threads"] {
-      if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) {
-        unsafeBitCast(symbol, to: SetThreads.self)(1)
-        return
-      }
-    }
+  /// Nil once LAPACKE is loaded (opened on first use, see `merge_lapack.h`; OpenBLAS then on
+  /// one thread: callers run several decompositions at once, and a fixed thread count keeps the
+  /// results' bits fixed); otherwise why it cannot be, and what installs it.
+  static var unavailable: String? {
+    guard let reason = merge_lapack_load() else { return nil }
+    return "\(String(cString: reason)) (Scripts/setup installs Debian's liblapacke-dev and "
+      + "libopenblas-dev)"
   }
 
   /// The SVD of the m × n row-major matrix `a`: all of it (`sgesdd`; `sgesvd` if that does not
@@ -397,6 +396,7 @@ enum LinearAlgebra {
     guard m > 0, n > 0, m <= Int(Int32.max), n <= Int(Int32.max) else {
       return .failure(Failure(reason: "a \(m) × \(n) matrix"))
     }
+    if let reason = unavailable { return .failure(Failure(reason: reason)) }
     var s = [Float](repeating: 0, count: k)
     var u = [Float](repeating: 0, count: m * k)
     var vt = [Float](repeating: 0, count: k * n)
@@ -406,8 +406,8 @@ enum LinearAlgebra {
       let vectors = CChar(UInt8(ascii: "V"))
       var found: Int32 = 0
       var superb = [Int32](repeating: 0, count: 12 * k)
-      let info = LAPACKE_sgesvdx(
-        LAPACK_ROW_MAJOR, vectors, vectors, CChar(UInt8(ascii: "I")), Int32(m), Int32(n), &work,
+      let info = merge_lapack_sgesvdx(
+        vectors, vectors, CChar(UInt8(ascii: "I")), Int32(m), Int32(n), &work,
         Int32(n), 0, 0, 1, Int32(max(1, leading)), &found, &s, &u, Int32(k), &vt, Int32(n),
         &superb)
       guard info == 0, Int(found) == max(1, leading) else {
@@ -416,13 +416,13 @@ enum LinearAlgebra {
       return .success(
         SVD(u: u, stride: k, s: Array(s.prefix(Int(found))), vt: Array(vt.prefix(Int(found) * n))))
     }
-    var info = LAPACKE_sgesdd(
-      LAPACK_ROW_MAJOR, job, Int32(m), Int32(n), &work, Int32(n), &s, &u, Int32(k), &vt, Int32(n))
+    var info = merge_lapack_sgesdd(
+      job, Int32(m), Int32(n), &work, Int32(n), &s, &u, Int32(k), &vt, Int32(n))
     if info > 0 {
       work = a
       var superb = [Float](repeating: 0, count: max(1, k - 1))
-      info = LAPACKE_sgesvd(
-        LAPACK_ROW_MAJOR, job, job, Int32(m), Int32(n), &work, Int32(n), &s, &u, Int32(k), &vt,
+      info = merge_lapack_sgesvd(
+        job, job, Int32(m), Int32(n), &work, Int32(n), &s, &u, Int32(k), &vt,
         Int32(n), &superb)
     }
     guard info == 0 else {
