@@ -67,6 +67,22 @@ func writeModel(_ tensors: [(TensorSpec, [UInt8])], to destination: String, shar
     }
   }
 
+  @Test("a write that crosses a chunk's end starts the writeback of the chunk before it")
+  func writebackBehind() {
+    let c = 1 << 20
+    // Within a chunk, or crossing only the first boundary: nothing yet.
+    #expect(SafetensorsWriter.writeback(after: 10..<c - 1, chunk: c) == nil)
+    #expect(SafetensorsWriter.writeback(after: c - 5..<c + 5, chunk: c) == nil)
+    // Crossing the second boundary: the first chunk, whose blocks are all written by then.
+    #expect(SafetensorsWriter.writeback(after: 2 * c - 5..<2 * c + 5, chunk: c) == 0..<c)
+    // Ending exactly on a boundary counts as crossing it.
+    #expect(SafetensorsWriter.writeback(after: 3 * c - 8..<3 * c, chunk: c) == c..<2 * c)
+    // A write that starts on a boundary crossed nothing new.
+    #expect(SafetensorsWriter.writeback(after: 3 * c..<3 * c + 7, chunk: c) == nil)
+    // A write longer than a chunk: the chunk before the last one it ends in.
+    #expect(SafetensorsWriter.writeback(after: 1..<5 * c + 1, chunk: c) == 3 * c..<4 * c)
+  }
+
   @Test("decoding converts every float dtype to f32")
   func decode() throws {
     let dir = TemporaryDirectory()
