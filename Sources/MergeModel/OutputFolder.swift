@@ -274,7 +274,7 @@ extension OutputFolder {
   /// Other partitions' folders are left alone unless they are `name`'s: they may be written
   /// by another machine, whose processes this one cannot see.
   private static func removeStale(in parent: String, keeping name: String) {
-    for entry in (try? FileSystem.contents(of: parent)) ?? [] where entry.hasPrefix(".") {
+    for entry in (try? FileSystem.contents(of: parent, startingWith: ".")) ?? [] {
       if entry.hasPrefix("." + partitionPrefix) && !entry.hasPrefix(".\(name).partial-") {
         continue
       }

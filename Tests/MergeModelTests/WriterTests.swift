@@ -162,6 +162,18 @@ func writeModel(_ tensors: [(TensorSpec, [UInt8])], to destination: String, shar
     }
   }
 
+  @Test("a folder's names, all or those with a prefix, sorted")
+  func folderNames() throws {
+    let dir = TemporaryDirectory()
+    for name in ["b", ".out.partial-9-1", "a", ".c", ".out.lock"] { dir.write(name, "x") }
+    #expect(
+      try FileSystem.contents(of: dir.path) == [".c", ".out.lock", ".out.partial-9-1", "a", "b"])
+    #expect(
+      try FileSystem.contents(of: dir.path, startingWith: ".out.")
+        == [".out.lock", ".out.partial-9-1"])
+    #expect(try FileSystem.contents(of: dir.path, startingWith: "z").isEmpty)
+  }
+
   @Test("a folder abandoned without commit is removed, and a dead process's leftovers too")
   func leftovers() throws {
     let dir = TemporaryDirectory()
