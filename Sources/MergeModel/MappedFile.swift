@@ -66,13 +66,14 @@ public final class MappedFile: @unchecked Sendable {
 
   /// Asks the kernel to have `range` ready before it is used.
   ///
-  /// Pages all in the page cache are mapped now (`MADV_POPULATE_READ`, Linux 5.14+: a page
-  /// fault saved per page). Otherwise the kernel is asked to read them ahead
+  /// Pages all in the page cache are mapped now (`MADV_POPULATE_READ`, Linux 5.14+), before the
+  /// computation that reads them rather than by its page faults (the CPU time is about the
+  /// same: 6.4–6.7 ms per 110 MB either way on the development VM). Otherwise the kernel is asked to read them ahead
   /// (`MADV_WILLNEED`), which returns at once: populating would wait for the disk on the
   /// caller's thread (task_arithmetic with cold inputs: 2.3–3.1 s populating, 1.7–1.8 s reading
   /// ahead).
   public func willNeed(_ range: Range<Int>) {
-    if !populateIfCached(range) { advise(range, MADV_WILLNEED) }
+    if !populateIfCached(range) { readAhead(range) }
   }
 
   /// Maps `range` now if all of it is in the page cache (`MADV_POPULATE_READ`); whether it did.

@@ -288,9 +288,9 @@ public enum MergeRunner {
     /// a step's computation should not.
     private let queue = DispatchQueue(label: "merge.read-ahead")
 
-    init(_ steps: [ProgramStep], window: Int) {
-      mapped = steps.map { MergeCost.mappedBytes($0.graph, models: $0.models) }
-      self.window = window
+    convenience init(_ steps: [ProgramStep], window: Int) {
+      self.init(
+        mapped: steps.map { MergeCost.mappedBytes($0.graph, models: $0.models) }, window: window)
     }
 
     /// Read-ahead of steps that map `mapped` bytes each.
