@@ -20,10 +20,12 @@ let package = Package(
     ),
     // LAPACKE, opened on first use (its header from liblapacke-dev; see merge_lapack.h).
     .target(name: "CLapack"),
+    // libcurl, opened on first use (its header from libcurl4-openssl-dev; see merge_http.h).
+    .target(name: "CHTTP"),
     .target(name: "CMergeSupport"),
     .target(name: "MergeRecipe", dependencies: ["CYAML"]),
     .target(name: "MergeModel", dependencies: ["CMergeSupport", "CCrypto"]),
-    .target(name: "MergeHub", dependencies: ["MergeModel"]),
+    .target(name: "MergeHub", dependencies: ["MergeModel", "CHTTP"]),
     .target(name: "MergeCompiler", dependencies: ["MergeRecipe", "MergeModel"]),
     .target(
       name: "MergeRuntime",
@@ -40,7 +42,8 @@ let package = Package(
     .executableTarget(name: "merge-fuzz", dependencies: ["MergeFuzz"]),
     .target(name: "_TestSupport", dependencies: ["MergeRecipe", "MergeModel"]),
     .testTarget(
-      name: "MergeModelTests", dependencies: ["MergeModel", "MergeHub", "_TestSupport"]),
+      name: "MergeModelTests",
+      dependencies: ["MergeModel", "MergeHub", "CHTTP", "_TestSupport"]),
     .testTarget(
       name: "MergeRuntimeTests",
       dependencies: ["MergeRuntime", "MergeCompiler", "MergeModel", "MergeRecipe", "_TestSupport"]),

@@ -1,16 +1,14 @@
-import Dispatch
+import CHTTP
 import Foundation
 import MergeModel
-
-#if canImport(FoundationNetworking)
-  import FoundationNetworking
-#endif
 
 /// The Hugging Face Hub's HTTP API, as `huggingface_hub` uses it.
 ///
 /// A repository's revision is resolved to a commit with its file list, and files are fetched
 /// whole, from an offset, or as a byte range (`/{repo}/resolve/{commit}/{file}`). Calls block
-/// the calling thread.
+/// the calling thread. The requests are libcurl's, opened when the first one is made
+/// (`merge_http.h`): most runs never touch the network, and loading libcurl with the libraries
+/// behind it took ~9 ms of every start.
 public struct HubClient: Sendable {
   /// The endpoint, token and offline switch.
   public let settings: HubSettings
@@ -108,32 +106,27 @@ public struct HubClient: Sendable {
       throw .hub(
         repository: repository.value, reason: "HF_HUB_OFFLINE is set, and merge would need \(url)")
     }
-    guard let address = URL(string: url) else {
+    guard URL(string: url) != nil else {
       throw .hub(repository: repository.value, reason: "'\(url)' is not a URL")
     }
-    var request = URLRequest(url: address)
-    request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
-    request.setValue("merge", forHTTPHeaderField: "User-Agent")
+    var headers = ["Accept-Encoding: identity", "User-Agent: merge"]
     if let token = settings.token {
-      request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+      headers.append("Authorization: Bearer \(token)")
     }
     if let range {
       let end = range.upperBound == Int.max ? "" : String(range.upperBound - 1)
-      request.setValue("bytes=\(range.lowerBound)-\(end)", forHTTPHeaderField: "Range")
+      headers.append("Range: bytes=\(range.lowerBound)-\(end)")
     }
-    let configuration = URLSessionConfiguration.ephemeral
-    configuration.timeoutIntervalForRequest = 60
-    let session = URLSession(configuration: configuration, delegate: transfer, delegateQueue: nil)
-    session.dataTask(with: request).resume()
-    transfer.done.wait()
-    session.finishTasksAndInvalidate()
-    if let failure = transfer.failure {
+    let answer = transfer.get(url, headers: headers, idleSeconds: 60)
+    if answer.failure == merge_http_unavailable {
+      throw .missingLibrary(
+        library: "libcurl (for the Hub)",
+        reason: "\(Transfer.message(answer)) (Scripts/setup installs Debian's libcurl4)")
+    }
+    if let failure = Transfer.describe(answer) {
       throw .hub(repository: repository.value, reason: "cannot read \(url): \(failure)")
     }
-    guard let response = transfer.response else {
-      throw .hub(repository: repository.value, reason: "no answer from \(url)")
-    }
-    let status = response.statusCode
+    let status = answer.status
     if (200..<300).contains(status) {
       if range != nil, status != 206 {
         throw .hub(
@@ -145,15 +138,15 @@ public struct HubClient: Sendable {
     throw .hub(
       repository: repository.value,
       reason: Self.explain(
-        status, response: response, url: url, repository: repository, settings: settings))
+        status, errorCode: Transfer.errorCode(answer), url: url, repository: repository,
+        settings: settings))
   }
 
   /// What an HTTP failure means, as `huggingface_hub` reads the Hub's `X-Error-Code`.
   static func explain(
-    _ status: Int, response: HTTPURLResponse, url: String, repository: HubRepositoryID,
+    _ status: Int, errorCode code: String, url: String, repository: HubRepositoryID,
     settings: HubSettings
   ) -> String {
-    let code = response.value(forHTTPHeaderField: "X-Error-Code") ?? ""
     let page = "\(settings.endpoint)/\(repository.value)"
     let login =
       settings.token == nil
@@ -232,57 +225,68 @@ private final class Collected: @unchecked Sendable {
   }
 }
 
-/// One request's delegate: hands the body of a successful answer to `sink` as it arrives.
-final class Transfer: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+/// One request: hands the body of a successful answer to `sink` as it arrives.
+final class Transfer: @unchecked Sendable {
   let sink: @Sendable (Data) -> Bool
-  let done = DispatchSemaphore(value: 0)
-  private(set) var response: HTTPURLResponse?
-  private(set) var failure: String?
+  /// Bytes handed to `sink` (only this request's thread touches it).
   private(set) var delivered = 0
 
   init(sink: @escaping @Sendable (Data) -> Bool) {
     self.sink = sink
   }
 
-  func urlSession(
-    _ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
-    completionHandler: @escaping (URLSession.ResponseDisposition) -> Void
-  ) {
-    self.response = response as? HTTPURLResponse
-    completionHandler(.allow)
+  /// GETs `url` with `headers` ("Name: value"), on this thread; the answer's status, error
+  /// code and failure.
+  func get(_ url: String, headers: [String], idleSeconds: Int) -> merge_http_result {
+    var answer = merge_http_result()
+    let context = Unmanaged.passUnretained(self).toOpaque()
+    withCStrings(headers) { pointers in
+      merge_http_get(
+        url, pointers, Int32(pointers.count), idleSeconds,
+        { context, bytes, count in
+          guard let context, let bytes else { return 1 }
+          let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+          guard transfer.sink(Data(bytes: bytes, count: count)) else { return 0 }
+          transfer.delivered += count
+          return 1
+        }, context, &answer)
+    }
+    return answer
   }
 
-  func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-    guard let status = response?.statusCode, (200..<300).contains(status), failure == nil else {
-      return
-    }
-    if sink(data) {
-      delivered += data.count
-    } else {
-      failure = "the transfer was stopped"
-      dataTask.cancel()
+  /// A failure below HTTP in words that do not change from run to run (curl's own text for
+  /// timeouts carries timings), or nil.
+  static func describe(_ answer: merge_http_result) -> String? {
+    switch answer.failure {
+    case merge_http_ok: return nil
+    case merge_http_refused: return "the server refused the connection"
+    case merge_http_unresolved: return "the host name does not resolve"
+    case merge_http_timed_out: return "the connection timed out"
+    case merge_http_lost: return "the connection was lost"
+    case merge_http_tls: return "the TLS connection failed (\(message(answer)))"
+    case merge_http_stopped: return "the transfer was stopped"
+    default: return message(answer)
     }
   }
 
-  func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
-    if let error, failure == nil { failure = Self.describe(error) }
-    done.signal()
+  /// libcurl's words for the failure.
+  static func message(_ answer: merge_http_result) -> String {
+    withUnsafeBytes(of: answer.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
   }
 
-  /// A network failure in words that do not change from run to run (curl's own text carries
-  /// timings).
-  static func describe(_ error: any Error) -> String {
-    guard let error = error as? URLError else { return "\(error)" }
-    switch error.code {
-    case .cannotConnectToHost: return "the server refused the connection"
-    case .cannotFindHost, .dnsLookupFailed: return "the host name does not resolve"
-    case .timedOut: return "the connection timed out"
-    case .notConnectedToInternet: return "there is no network"
-    case .networkConnectionLost: return "the connection was lost"
-    case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate,
-      .serverCertificateNotYetValid, .serverCertificateHasUnknownRoot:
-      return "the TLS connection failed (\(error.localizedDescription))"
-    default: return error.localizedDescription
+  /// The final answer's `X-Error-Code` header, or "".
+  static func errorCode(_ answer: merge_http_result) -> String {
+    withUnsafeBytes(of: answer.error_code) {
+      String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
     }
   }
+}
+
+/// Calls `body` with `strings` as C strings, alive for the call.
+private func withCStrings<R>(
+  _ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R
+) -> R {
+  let copies = strings.map { strdup($0) }
+  defer { copies.forEach { free($0) } }
+  return body(copies.map { UnsafePointer($0) })
 }

@@ -1,4 +1,10 @@
+import Dispatch
 import Foundation
+import Synchronization
+
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
 
 /// The local stand-in for the Hugging Face Hub (`Tests/HubServer/hub_server.py`, Python's
 /// standard library), serving folders as repositories on 127.0.0.1; stopped on deinit.
@@ -49,10 +55,7 @@ public final class HubServer: @unchecked Sendable {
   public func stats() throws -> (
     bodyBytes: Int, requests: [(method: String, path: String, range: String?)]
   ) {
-    guard let url = URL(string: endpoint + "/_stats") else {
-      throw CocoaError(.fileReadInvalidFileName)
-    }
-    let data = try Data(contentsOf: url)
+    let data = try fetch(endpoint + "/_stats")
     let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
     let requests = (json["requests"] as? [[String: Any]] ?? []).map {
       (
@@ -118,13 +121,25 @@ public final class GitHubServer: @unchecked Sendable {
 
   /// The comments so far and every request, as the server recorded them.
   public func state() throws -> (comments: [(id: Int, body: String)], requests: [String]) {
-    guard let url = URL(string: endpoint + "/_state") else {
-      throw CocoaError(.fileReadInvalidFileName)
-    }
-    let json = try JSONSerialization.jsonObject(with: try Data(contentsOf: url)) as? [String: Any]
+    let json =
+      try JSONSerialization.jsonObject(with: try fetch(endpoint + "/_state")) as? [String: Any]
     let comments = (json?["comments"] as? [[String: Any]] ?? []).map {
       (id: $0["id"] as? Int ?? 0, body: $0["body"] as? String ?? "")
     }
     return (comments, json?["requests"] as? [String] ?? [])
   }
+}
+
+/// The body of a GET of `address` (the test servers' own pages), by URLSession: the tests read
+/// them apart from merge's own HTTP client, which `merge` opens only when it needs it.
+public func fetch(_ address: String) throws -> Data {
+  guard let url = URL(string: address) else { throw CocoaError(.fileReadInvalidFileName) }
+  let answer = Mutex<Result<Data, any Error>>(.failure(CocoaError(.fileReadUnknown)))
+  let done = DispatchSemaphore(value: 0)
+  URLSession.shared.dataTask(with: url) { data, _, error in
+    answer.withLock { $0 = error.map { .failure($0) } ?? .success(data ?? Data()) }
+    done.signal()
+  }.resume()
+  done.wait()
+  return try answer.withLock { try $0.get() }
 }

@@ -113,10 +113,7 @@ struct HubDownloadTests {
     let server = try Self.server(in: dir)
     let cache = dir.path + "/cache"
     let info = try JSONValue.parse(
-      [UInt8](
-        try Data(
-          contentsOf: #require(
-            URL(string: server.endpoint + "/api/models/tiny-org/llama-base/revision/main")))))
+      [UInt8](try fetch(server.endpoint + "/api/models/tiny-org/llama-base/revision/main")))
     let commit = try #require(info["sha"]?.stringValue)
     let folder = cache + "/models--tiny-org--llama-base"
     let config = dir.write(
