@@ -68,6 +68,31 @@ import _TestSupport
     return false
   }
 
+  /// Runs `process` in short steps until `condition` holds while it is stopped.
+  ///
+  /// Each step is a fifth of a millisecond, with the process stopped (`SIGSTOP`) between them,
+  /// for up to `seconds`; returns whether `condition` held. The process is left stopped then
+  /// (`SIGCONT` resumes it).
+  static func step(_ process: Process, seconds: Double, until condition: () -> Bool) -> Bool {
+    let pid = process.processIdentifier
+    // Its state: the field after the command's name in /proc/PID/stat ("X" once it is gone).
+    func state() -> Character {
+      let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+      guard let close = stat.lastIndex(of: ")") else { return "X" }
+      return stat[close...].dropFirst(2).first ?? "X"
+    }
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+      kill(pid, SIGSTOP)
+      _ = wait(seconds: 1) { "TtZX".contains(state()) }
+      guard "Tt".contains(state()) else { return false }
+      if condition() { return true }
+      kill(pid, SIGCONT)
+      usleep(200)
+    }
+    return false
+  }
+
   /// Whether the hidden output folder of `out` exists in `dir`, holding its shard.
   static func writing(_ dir: String) throws -> Bool {
     try FileManager.default.contentsOfDirectory(atPath: dir).contains {
@@ -127,15 +152,18 @@ import _TestSupport
     let (process, err) = try Self.start([
       "run", workspace.recipe, workspace.path + "/out", "--no-cache", "--threads", "1",
     ])
-    // Truncate the file as soon as the run has mapped it (and before it has read it all).
-    let mapped = Self.wait(seconds: 20) {
-      let maps =
-        (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/maps", encoding: .utf8))
-        ?? ""
-      return maps.contains(input)
+    // Truncate the file as soon as the run has mapped it (and before it has read it all): the
+    // run goes in short steps, stopped between them, until it is seen stopped with the file
+    // mapped. /proc/PID/maps is read to its end: it reports a size of 0, and a read of that
+    // size saw only its first page, which held the file's mapping in about half the runs.
+    let maps = "/proc/\(process.processIdentifier)/maps"
+    let mapped = Self.step(process, seconds: 20) {
+      let text = FileHandle(forReadingAtPath: maps)?.readDataToEndOfFile() ?? Data()
+      return String(decoding: text, as: UTF8.self).contains(input)
     }
     #expect(mapped)
     truncate(input, 4096)
+    kill(process.processIdentifier, SIGCONT)
     process.waitUntilExit()
     let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     #expect(process.terminationReason == .exit)
