@@ -12,7 +12,8 @@ public enum MergeBench {
     guard let command = args.first else {
       print(
         "usage: merge-bench io [--size GB] [--dir DIR] | generate DIR [--layers N] [--hidden N]"
-          + " | parse [--tensors N] [--keys N] [--models N] | evict FILE...")
+          + " | parse [--tensors N] [--keys N] [--models N] | evict FILE..."
+          + " | time OUT COMMAND [ARG...]")
       exit(64)
     }
     switch command {
@@ -20,6 +21,7 @@ public enum MergeBench {
     case "generate": generate(args: Array(args.dropFirst()))
     case "parse": parse(args: Array(args.dropFirst()))
     case "evict": evict(Array(args.dropFirst()))
+    case "time": time(Array(args.dropFirst()))
     default:
       print("unknown benchmark '\(command)'")
       exit(64)
@@ -70,6 +72,39 @@ public enum MergeBench {
     print(
       String(
         format: "evicted %.2f GB; %.1f MB still cached", Double(total) / 1e9, Double(left) / 1e6))
+  }
+
+  /// Runs COMMAND and writes its wall time (seconds, to the microsecond: `/usr/bin/time`'s
+  /// 10 ms steps are a tenth of a 0.1 s merge) and peak RSS (KB) to OUT as "SECONDS KB"; exits
+  /// with the command's status. The peak is the kernel's for the child, which starts from this
+  /// process's resident size when it is spawned (~18 MB; every merge timed peaks far above).
+  static func time(_ args: [String]) {
+    guard args.count >= 2 else {
+      print("usage: merge-bench time OUT COMMAND [ARG...]")
+      exit(64)
+    }
+    let command = Array(args.dropFirst())
+    var argv = command.map { strdup($0) } + [nil]
+    defer { for p in argv { free(p) } }
+    var pid: pid_t = 0
+    let start = now()
+    let spawned = posix_spawnp(&pid, command[0], nil, nil, &argv, environ)
+    guard spawned == 0 else {
+      print("time: cannot run \(command[0]): \(String(cString: strerror(spawned)))")
+      exit(127)
+    }
+    var status: Int32 = 0
+    var usage = rusage()
+    while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+    let seconds = now() - start
+    let line = String(format: "%.6f %d\n", seconds, usage.ru_maxrss)
+    guard FileManager.default.createFile(atPath: args[0], contents: Data(line.utf8)) else {
+      print("time: cannot write \(args[0])")
+      exit(1)
+    }
+    // The command's exit status, or 128 + the signal that ended it.
+    let signal = status & 0x7f
+    exit(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
   }
 
   static func generate(args: [String]) {
