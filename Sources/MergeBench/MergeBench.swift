@@ -74,10 +74,12 @@ public enum MergeBench {
         format: "evicted %.2f GB; %.1f MB still cached", Double(total) / 1e9, Double(left) / 1e6))
   }
 
-  /// Runs COMMAND and writes its wall time (seconds, to the microsecond: `/usr/bin/time`'s
-  /// 10 ms steps are a tenth of a 0.1 s merge) and peak RSS (KB) to OUT as "SECONDS KB"; exits
-  /// with the command's status. The peak is the kernel's for the child, which starts from this
-  /// process's resident size when it is spawned (~18 MB; every merge timed peaks far above).
+  /// Runs COMMAND and writes its wall time and peak RSS to OUT as "SECONDS KB".
+  ///
+  /// The time is to the microsecond (`/usr/bin/time`'s 10 ms steps are a tenth of a 0.1 s
+  /// merge); exits with the command's status. The peak is the kernel's for the child, which
+  /// starts from this process's resident size when it is spawned (~18 MB; every merge timed
+  /// peaks far above).
   static func time(_ args: [String]) {
     guard args.count >= 2 else {
       print("usage: merge-bench time OUT COMMAND [ARG...]")

@@ -222,6 +222,8 @@ public enum MergeRunner {
     let stageWriters = stageOutputs?.writers
     let readAhead = ReadAhead(steps, window: options.schedule.readAheadBytes)
     defer { readAhead.finish() }
+    let release = InputRelease(mapped: readAhead.mapped, prefetch: options.schedule.prefetch)
+    defer { release.flush() }
     if options.schedule.prefetch, let first = steps.first, first.readsAhead {
       // Its reads queued before those of the tensors after it.
       readAhead.issue(first)
@@ -251,12 +253,14 @@ public enum MergeRunner {
           memory.fill(at: offset, with: bytes)
           try stageWriter?.write(tensor: name, byteOffset: offset, bytes: bytes)
         }
+        release.add(inputViews(step.graph.plan, step.models), step: i)
         stages.keep(key, memory)
       } else {
         try compute(step.graph, models: step.models, stages: stages, options: options) {
           offset, bytes in
           try writer.write(tensor: name, byteOffset: offset, bytes: bytes)
         }
+        release.add(inputViews(step.graph.plan, step.models), step: i)
         writer.startWriting(tensor: name, byteCount: byteCounts[name] ?? 0)
         let (tensorsDone, bytesDone) = done.withLock {
           $0.tensors += 1
@@ -324,7 +328,80 @@ public enum MergeRunner {
     func finish() { queue.sync {} }
   }
 
-  /// Computes one tensor, handing its bytes to `write`, then releases its input pages.
+  /// Input pages dropped from the process in batches, not tensor by tensor.
+  ///
+  /// Dropping pages from a mapping makes the kernel flush the TLB of every core that runs one
+  /// of the process's threads (an interrupt to each, a VM exit under virtualization): dropped
+  /// after each tensor, that was ~15% of the CPU time of a 56M merge's many small layer
+  /// tensors. So a step's input pages stay mapped while the bytes kept, the step's own and
+  /// the next step's stay within what the largest step and its next map anyway (so the run's
+  /// peak does not grow), then all are dropped together: a file's adjacent ranges in one call.
+  final class InputRelease: Sendable {
+    /// Bytes each step may leave mapped for later (none without read-ahead, whose schedules
+    /// hold one step's inputs at a time).
+    let allowance: [Int]
+    private let pending = Mutex<(bytes: Int, views: [TensorView])>((0, []))
+
+    /// Batches for steps that map `mapped` bytes each.
+    init(mapped: [Int], prefetch: Bool) {
+      let pairs = mapped.indices.map { mapped[$0] + ($0 + 1 < mapped.count ? mapped[$0 + 1] : 0) }
+      let most = pairs.max() ?? 0
+      allowance = pairs.map { prefetch ? max(0, most - $0) : 0 }
+    }
+
+    /// Step `step` is done with `views`; returns what it dropped.
+    ///
+    /// They are dropped now, with all kept before, if what is kept would exceed the step's
+    /// allowance.
+    @discardableResult
+    func add(_ views: [TensorView], step: Int) -> [TensorView] {
+      let bytes = views.reduce(0) { $0 + $1.bytes.count }
+      let due = pending.withLock { p -> [TensorView] in
+        p.bytes += bytes
+        p.views += views
+        guard p.bytes > allowance[step] else { return [] }
+        defer { p = (0, []) }
+        return p.views
+      }
+      Self.drop(due)
+      return due
+    }
+
+    /// Drops everything kept.
+    func flush() {
+      Self.drop(
+        pending.withLock { p in
+          defer { p = (0, []) }; return p.views
+        })
+    }
+
+    /// Drops `views`' pages, contiguous ranges of one file in one call.
+    static func drop(_ views: [TensorView]) {
+      var byFile: [ObjectIdentifier: (MappedFile, [Range<Int>])] = [:]
+      for view in views {
+        byFile[ObjectIdentifier(view.file), default: (view.file, [])].1.append(view.fileRange)
+      }
+      for (file, ranges) in byFile.values {
+        for range in coalesced(ranges) { file.dontNeed(range) }
+      }
+    }
+
+    /// `ranges` sorted, those that touch or overlap joined.
+    static func coalesced(_ ranges: [Range<Int>]) -> [Range<Int>] {
+      var joined: [Range<Int>] = []
+      for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) where !range.isEmpty {
+        if let last = joined.last, range.lowerBound <= last.upperBound {
+          joined[joined.count - 1] = last.lowerBound..<max(last.upperBound, range.upperBound)
+        } else {
+          joined.append(range)
+        }
+      }
+      return joined
+    }
+  }
+
+  /// Computes one tensor, handing its bytes to `write` (its input pages stay mapped:
+  /// ``InputRelease`` drops them).
   static func compute(
     _ graph: TensorGraph, models: [ResolvedModel], stages: StageTensors, options: RunOptions,
     write: @escaping @Sendable (Int, UnsafeRawBufferPointer) throws -> Void
@@ -335,8 +412,6 @@ public enum MergeRunner {
         schedule: options.schedule, cancellation: options.cancellation, stages: stages)
       try executor.run(write: write)
       options.footprints?.append(executor.footprint)
-      // Release the mapped input pages: resident memory stays at the working set.
-      advise(graph.plan, models, .release)
     } catch let e as ExecutionError {
       throw .execution(e)
     } catch let e as ModelError {
@@ -475,12 +550,23 @@ enum InputAdvice {
   case willNeed
   /// Read them into the page cache only (a tensor further ahead).
   case readAhead
-  /// Drop them from this process (they stay in the page cache).
-  case release
 }
 
-/// Asks the kernel to read a tensor's input ranges ahead, or to drop them from this process.
+/// Asks the kernel to read a tensor's input ranges ahead.
 func advise(_ tensor: TensorPlan, _ models: [ResolvedModel], _ advice: InputAdvice) {
+  let all = inputViews(tensor, models)
+  switch advice {
+  case .willNeed:
+    var uncached: [TensorView] = []
+    for view in all where !view.file.populateIfCached(view.fileRange) { uncached.append(view) }
+    readAhead(uncached)
+  case .readAhead:
+    readAhead(all)
+  }
+}
+
+/// The file ranges a tensor's computation maps: its inputs' and their dense task vectors'.
+func inputViews(_ tensor: TensorPlan, _ models: [ResolvedModel]) -> [TensorView] {
   // A stage's tensors are in memory, not in a file.
   var all: [TensorView] = []
   for input in tensor.inputs where models[input.model].stage == nil {
@@ -492,16 +578,7 @@ func advise(_ tensor: TensorPlan, _ models: [ResolvedModel], _ advice: InputAdvi
       all.append(tau)
     }
   }
-  switch advice {
-  case .release:
-    for view in all { view.release() }
-  case .willNeed:
-    var uncached: [TensorView] = []
-    for view in all where !view.file.populateIfCached(view.fileRange) { uncached.append(view) }
-    readAhead(uncached)
-  case .readAhead:
-    readAhead(all)
-  }
+  return all
 }
 
 /// Asks the kernel to read `views` into the page cache in the order a pass over their elements

@@ -1,4 +1,6 @@
+import MergeModel
 import Testing
+import _TestSupport
 
 @testable import MergeRuntime
 
@@ -32,5 +34,41 @@ struct ReadAheadTests {
     ]
     #expect(pieces.map(\.0) == expected.map(\.0))
     #expect(pieces.map(\.1) == expected.map(\.1))
+  }
+
+  @Test("input pages are kept while the largest step and its next would map as much anyway")
+  func releaseAllowance() {
+    // Bytes mapped by each step; the largest pair is steps 0 and 1 (11).
+    let release = MergeRunner.InputRelease(mapped: [10, 1, 1, 1, 5, 1], prefetch: true)
+    #expect(release.allowance == [0, 9, 9, 5, 5, 10])
+    // Without read-ahead (the small schedules), every step's pages go when it is done.
+    let none = MergeRunner.InputRelease(mapped: [10, 1, 1, 1, 5, 1], prefetch: false)
+    #expect(none.allowance == [0, 0, 0, 0, 0, 0])
+  }
+
+  @Test("a batch drops a file's touching or overlapping ranges in one piece")
+  func coalescedRanges() {
+    let ranges = MergeRunner.InputRelease.coalesced([
+      30..<40, 0..<10, 10..<20, 25..<35, 50..<50, 45..<60, 58..<59,
+    ])
+    #expect(ranges == [0..<20, 25..<40, 45..<60])
+  }
+
+  @Test("steps' views are kept until their bytes pass the step's allowance, then all dropped")
+  func batches() throws {
+    let weights = try ModelFolder(path: Repository.tinyLlama + "/ft0").openWeights()
+    let names = weights.tensors.map(\.name).sorted()
+    let views = try names.prefix(4).map { try weights.tensor($0) }
+    let sizes = views.map(\.bytes.count)
+    // The first two steps may keep the first two views, not the third.
+    let allowance = sizes[0] + sizes[1]
+    let release = MergeRunner.InputRelease(mapped: [allowance, 0, 0, 0], prefetch: true)
+    #expect(release.allowance == [0, allowance, allowance, allowance])
+    #expect(release.add([views[0]], step: 1).isEmpty)
+    #expect(release.add([views[1]], step: 2).isEmpty)
+    let dropped = release.add([views[2]], step: 3)
+    #expect(dropped.map(\.info.name) == Array(names.prefix(3)))
+    // Step 0 keeps nothing.
+    #expect(release.add([views[3]], step: 0).map(\.info.name) == [names[3]])
   }
 }
