@@ -232,6 +232,7 @@ public enum MergeRunner {
       i throws(RunError) in
       let step = steps[i]
       // Map the next tensor's inputs while this one computes, and read those further ahead.
+      release.makeRoom(step: i)
       if options.schedule.prefetch && step.readsAhead && i + 1 < steps.count {
         let next = steps[i + 1]
         GatherPages.shared.makeRoom(readAhead.mapped[i + 1] - readAhead.mapped[i])
@@ -333,9 +334,11 @@ public enum MergeRunner {
   /// Dropping pages from a mapping makes the kernel flush the TLB of every core that runs one
   /// of the process's threads (an interrupt to each, a VM exit under virtualization): dropped
   /// after each tensor, that was ~15% of the CPU time of a 56M merge's many small layer
-  /// tensors. So a step's input pages stay mapped while the bytes kept, the step's own and
-  /// the next step's stay within what the largest step and its next map anyway (so the run's
-  /// peak does not grow), then all are dropped together: a file's adjacent ranges in one call.
+  /// tensors. So a step's input pages stay mapped while the bytes kept and those of the steps
+  /// mapped around it stay within what the largest step maps anyway (so the run's peak does
+  /// not grow), then all are dropped together: a file's adjacent ranges in one call.
+  /// The bound is checked when a step is done, and when one starts, before it maps its own
+  /// inputs and the next step's.
   final class InputRelease: Sendable {
     /// Bytes each step may leave mapped for later (none without read-ahead, whose schedules
     /// hold one step's inputs at a time).
@@ -343,10 +346,17 @@ public enum MergeRunner {
     private let pending = Mutex<(bytes: Int, views: [TensorView])>((0, []))
 
     /// Batches for steps that map `mapped` bytes each.
+    ///
+    /// Without batches, a run maps at least its largest step's inputs at once (measured: a
+    /// step and its next are not always all mapped together). Around step `i`, up to four
+    /// steps' inputs are mapped: the one before it may still run beside it (``SideBySide``),
+    /// and the step after it runs beside it while mapping its own next.
     init(mapped: [Int], prefetch: Bool) {
-      let pairs = mapped.indices.map { mapped[$0] + ($0 + 1 < mapped.count ? mapped[$0 + 1] : 0) }
-      let most = pairs.max() ?? 0
-      allowance = pairs.map { prefetch ? max(0, most - $0) : 0 }
+      func sum(_ range: Range<Int>) -> Int {
+        range.clamped(to: mapped.indices).reduce(0) { $0 + mapped[$1] }
+      }
+      let most = mapped.max() ?? 0
+      allowance = mapped.indices.map { prefetch ? max(0, most - sum(($0 - 1)..<($0 + 3))) : 0 }
     }
 
     /// Step `step` is done with `views`; returns what it dropped.
@@ -356,9 +366,26 @@ public enum MergeRunner {
     @discardableResult
     func add(_ views: [TensorView], step: Int) -> [TensorView] {
       let bytes = views.reduce(0) { $0 + $1.bytes.count }
+      return dropIfOver(step) {
+        $0.bytes += bytes
+        $0.views += views
+      }
+    }
+
+    /// Step `step` is about to map its inputs and the next step's; returns what it dropped.
+    ///
+    /// What is kept is dropped first if it exceeds the step's allowance (a large step after
+    /// many small ones).
+    @discardableResult
+    func makeRoom(step: Int) -> [TensorView] { dropIfOver(step) { _ in } }
+
+    /// Changes what is kept by `change`, then drops all of it if it exceeds step `step`'s
+    /// allowance; what was dropped.
+    private func dropIfOver(
+      _ step: Int, _ change: (inout (bytes: Int, views: [TensorView])) -> Void
+    ) -> [TensorView] {
       let due = pending.withLock { p -> [TensorView] in
-        p.bytes += bytes
-        p.views += views
+        change(&p)
         guard p.bytes > allowance[step] else { return [] }
         defer { p = (0, []) }
         return p.views
