@@ -26,7 +26,13 @@ import _TestSupport
     let after = g.nodes.filter { if case .scale = $0.op { return true } else { return false } }
       .count
     #expect(before - after == 1)  // ft0's weight 1.0
+    // With none left, the graph is left exactly as it is (not rebuilt), and so is one with no
+    // operand that is zero everywhere.
+    let folded = g
     #expect(try FoldIdentities().run(&g) == false)
+    #expect(g.nodes == folded.nodes && g.output == folded.output)
+    #expect(try DeadInputElimination().run(&g) == false)
+    #expect(g.nodes == folded.nodes && g.output == folded.output)
   }
 
   @Test("dead-input-elimination drops a model whose weight is 0, so it is never read")

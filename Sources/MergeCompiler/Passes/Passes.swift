@@ -74,6 +74,8 @@ public struct FoldIdentities: GraphPass {
   public let name = "fold-identities"
   public init() {}
   public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
+    // Most graphs have none: they are left as they are, not rebuilt.
+    guard graph.nodes.contains(where: Self.isIdentity) else { return false }
     var changed = false
     graph = rebuild(graph) { _, node, _, mapped in
       switch node.op {
@@ -84,6 +86,14 @@ public struct FoldIdentities: GraphPass {
       }
     }
     return changed
+  }
+
+  /// Whether `node` is `scale 1` or `divide 1`.
+  static func isIdentity(_ node: Node) -> Bool {
+    switch node.op {
+    case .scale(let c), .divide(let c): return c == 1
+    default: return false
+    }
   }
 }
 
@@ -110,7 +120,19 @@ public struct DeadInputElimination: GraphPass {
     }
   }
 
+  /// Whether `node` has an operand that is zero everywhere (what the pass removes).
+  static func readsZero(_ node: Node, in graph: TensorGraph) -> Bool {
+    switch node.op {
+    case .signConsensus, .sum: return node.inputs.contains { isZero($0, in: graph) }
+    case .weightedSum(let weights): return weights.contains(0)
+    default: return false
+    }
+  }
+
   public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
+    // Most graphs have none: they are left as they are, not rebuilt.
+    let g = graph
+    guard g.nodes.contains(where: { Self.readsZero($0, in: g) }) else { return false }
     var changed = false
     let original = graph
     graph = rebuild(graph) { _, node, builder, mapped in
