@@ -9,7 +9,9 @@ import Synchronization
 /// once when both are plain output tensors (no stage tensor read, computed or freed, so the
 /// order between them cannot matter) and their working sets together fit in the largest single
 /// working set of the program: running them side by side does not raise the run's peak. Each
-/// step's bytes do not depend on what runs beside it, so the output is the same.
+/// step's bytes do not depend on what runs beside it, so the output is the same. A step maps
+/// the next one's inputs when it starts (read-ahead), so those count with its own: a small step
+/// beside a layer must not map a model's head while the layer still holds its inputs.
 struct SideBySide {
   /// Most steps computed at once.
   static let width = 2
@@ -18,7 +20,10 @@ struct SideBySide {
   let plain: [Bool]
   /// Each step's predicted working set (``MergeCost/price``).
   let workingSet: [Int]
-  /// The most bytes the steps running at once may hold: the largest step's working set.
+  /// The bytes of the next step's inputs each step maps when it starts (0 without read-ahead).
+  let readAhead: [Int]
+  /// The most bytes the steps running at once may hold: the most one step holds, its working
+  /// set and the next step's inputs (the run's peak when steps run one at a time).
   let budget: Int
 
   init(_ steps: [ProgramStep], merge: CompiledMerge, options: RunOptions) {
@@ -29,6 +34,7 @@ struct SideBySide {
     }
     guard options.schedule.sideBySide, steps.count > 1 else {
       workingSet = steps.map { _ in 0 }
+      readAhead = workingSet
       budget = 0
       return
     }
@@ -38,7 +44,12 @@ struct SideBySide {
         constants: .defaults
       ).workingSetBytes
     }
-    budget = workingSet.max() ?? 0
+    let mapped = steps.map { MergeCost.mappedBytes($0.graph, models: $0.models) }
+    readAhead = steps.indices.map {
+      options.schedule.prefetch && steps[$0].readsAhead && $0 + 1 < steps.count
+        ? mapped[$0 + 1] : 0
+    }
+    budget = zip(workingSet, readAhead).map { $0 + $1 }.max() ?? 0
   }
 
   /// Whether step `i` may start while the steps `running` (indices) compute.
@@ -46,7 +57,7 @@ struct SideBySide {
     if running.isEmpty { return true }
     guard budget > 0, running.count < Self.width, plain[i], running.allSatisfy({ plain[$0] })
     else { return false }
-    return running.reduce(workingSet[i]) { $0 + workingSet[$1] } <= budget
+    return running.reduce(workingSet[i] + readAhead[i]) { $0 + workingSet[$1] } <= budget
   }
 
   /// Runs `body` for every step in order, each on its own thread as soon as it is admitted.

@@ -41,8 +41,21 @@ import _TestSupport
     let steps = programSteps(merge)
     let sides = SideBySide(steps, merge: merge, options: RunOptions(threads: 2))
     #expect(sides.plain.allSatisfy { $0 })
-    #expect(sides.budget == sides.workingSet.max())
+    // The budget is what one step holds at most: its working set and the next step's inputs,
+    // which it maps when it starts.
+    #expect(sides.budget == zip(sides.workingSet, sides.readAhead).map { $0 + $1 }.max())
     #expect(sides.workingSet.allSatisfy { $0 > 0 })
+    #expect(sides.readAhead.last == 0)
+    #expect(sides.readAhead.dropLast().allSatisfy { $0 > 0 })
+    // A step that maps a large next one counts it: each pair is admitted exactly when both
+    // working sets and that read-ahead fit.
+    for i in steps.indices {
+      for j in steps.indices where j != i {
+        #expect(
+          sides.admits(i, running: [j])
+            == (sides.workingSet[i] + sides.readAhead[i] + sides.workingSet[j] <= sides.budget))
+      }
+    }
     let largest = try #require(
       sides.workingSet.indices.max { sides.workingSet[$0] < sides.workingSet[$1] })
     let smallest = try #require(
