@@ -222,7 +222,7 @@ public enum MergeRunner {
     let stageWriters = stageOutputs?.writers
     let readAhead = ReadAhead(steps, window: options.schedule.readAheadBytes)
     defer { readAhead.finish() }
-    let release = InputRelease(mapped: readAhead.mapped, prefetch: options.schedule.prefetch)
+    let release = InputRelease(workingSet: sideBySide.workingSet, budget: sideBySide.budget)
     defer { release.flush() }
     if options.schedule.prefetch, let first = steps.first, first.readsAhead {
       // Its reads queued before those of the tensors after it.
@@ -334,29 +334,28 @@ public enum MergeRunner {
   /// Dropping pages from a mapping makes the kernel flush the TLB of every core that runs one
   /// of the process's threads (an interrupt to each, a VM exit under virtualization): dropped
   /// after each tensor, that was ~15% of the CPU time of a 56M merge's many small layer
-  /// tensors. So a step's input pages stay mapped while the bytes kept and those of the steps
-  /// mapped around it stay within what the largest step maps anyway (so the run's peak does
-  /// not grow), then all are dropped together: a file's adjacent ranges in one call.
-  /// The bound is checked when a step is done, and when one starts, before it maps its own
-  /// inputs and the next step's.
+  /// tensors. So a step's input pages stay mapped while the bytes kept and the working sets of
+  /// the steps around it stay within ``SideBySide/budget``, the most one step holds (so the
+  /// run's peak does not grow), then all are dropped together: a file's adjacent ranges in one
+  /// call. The bound is checked when a step is done, and when one starts, before it maps its
+  /// own inputs and the next step's.
   final class InputRelease: Sendable {
-    /// Bytes each step may leave mapped for later (none without read-ahead, whose schedules
-    /// hold one step's inputs at a time).
+    /// Bytes each step may leave mapped for later (none when steps run one at a time, the
+    /// small schedules, whose budget is 0).
     let allowance: [Int]
     private let pending = Mutex<(bytes: Int, views: [TensorView])>((0, []))
 
-    /// Batches for steps that map `mapped` bytes each.
+    /// Batches for steps of working sets `workingSet` (``SideBySide/workingSet``) under
+    /// `budget`.
     ///
-    /// Without batches, a run maps at least its largest step's inputs at once (measured: a
-    /// step and its next are not always all mapped together). Around step `i`, up to four
-    /// steps' inputs are mapped: the one before it may still run beside it (``SideBySide``),
-    /// and the step after it runs beside it while mapping its own next.
-    init(mapped: [Int], prefetch: Bool) {
-      func sum(_ range: Range<Int>) -> Int {
-        range.clamped(to: mapped.indices).reduce(0) { $0 + mapped[$1] }
+    /// Around step `i`, four steps may hold their working sets: the one before it may still
+    /// run beside it (``SideBySide``), and the step after it runs beside it while mapping its
+    /// own next.
+    init(workingSet: [Int], budget: Int) {
+      allowance = workingSet.indices.map { i in
+        let around = ((i - 1)..<(i + 3)).clamped(to: workingSet.indices)
+        return max(0, budget - around.reduce(0) { $0 + workingSet[$1] })
       }
-      let most = mapped.max() ?? 0
-      allowance = mapped.indices.map { prefetch ? max(0, most - sum(($0 - 1)..<($0 + 3))) : 0 }
     }
 
     /// Step `step` is done with `views`; returns what it dropped.

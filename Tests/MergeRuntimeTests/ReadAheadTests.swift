@@ -36,14 +36,14 @@ struct ReadAheadTests {
     #expect(pieces.map(\.1) == expected.map(\.1))
   }
 
-  @Test("input pages are kept while the largest step would map as much anyway")
+  @Test("input pages are kept while the steps around would stay within the budget")
   func releaseAllowance() {
-    // Bytes mapped by each step; the largest is step 0 (10). Around step 2, steps 1 to 4 may
-    // be mapped (8 bytes): it may keep 2.
-    let release = MergeRunner.InputRelease(mapped: [10, 1, 1, 1, 5, 1], prefetch: true)
-    #expect(release.allowance == [0, 0, 2, 2, 3, 4])
-    // Without read-ahead (the small schedules), every step's pages go when it is done.
-    let none = MergeRunner.InputRelease(mapped: [10, 1, 1, 1, 5, 1], prefetch: false)
+    // Each step's working set, and the most one step holds (its working set and the next
+    // one's inputs). Around step 2, steps 1 to 4 hold 8: it may keep 3.
+    let release = MergeRunner.InputRelease(workingSet: [10, 1, 1, 1, 5, 1], budget: 11)
+    #expect(release.allowance == [0, 0, 3, 3, 4, 5])
+    // One step at a time (the small schedules): every step's pages go when it is done.
+    let none = MergeRunner.InputRelease(workingSet: [0, 0, 0, 0, 0, 0], budget: 0)
     #expect(none.allowance == [0, 0, 0, 0, 0, 0])
   }
 
@@ -63,7 +63,8 @@ struct ReadAheadTests {
     let sizes = views.map(\.bytes.count)
     // Steps 2 to 5 may keep the first two views, not the third.
     let allowance = sizes[0] + sizes[1]
-    let release = MergeRunner.InputRelease(mapped: [allowance, 0, 0, 0, 0, 0], prefetch: true)
+    let release = MergeRunner.InputRelease(
+      workingSet: [allowance, 0, 0, 0, 0, 0], budget: allowance)
     #expect(release.allowance == [0, 0, allowance, allowance, allowance, allowance])
     #expect(release.add([views[0]], step: 2).isEmpty)
     #expect(release.add([views[1]], step: 3).isEmpty)
@@ -72,7 +73,7 @@ struct ReadAheadTests {
     // Step 0 keeps nothing.
     #expect(release.add([views[3]], step: 0).map(\.info.name) == [names[3]])
     // A step about to map more drops what was kept first.
-    let large = MergeRunner.InputRelease(mapped: [0, 0, 0, allowance], prefetch: true)
+    let large = MergeRunner.InputRelease(workingSet: [0, 0, 0, allowance], budget: allowance)
     #expect(large.allowance == [allowance, 0, 0, 0])
     #expect(large.add([views[0]], step: 0).isEmpty)
     #expect(large.makeRoom(step: 0).isEmpty)
