@@ -426,13 +426,20 @@ public struct Resolver {
 
   /// `name` with its layer index replaced by `layer`.
   static func renumber(_ name: String, to layer: Int) -> String {
-    var parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-    for i in 1..<max(1, parts.count - 1)
-    where !parts[i].isEmpty && parts[i].allSatisfy({ $0.isASCII && $0.isNumber }) {
-      parts[i] = String(layer)
-      break
+    // Over the UTF-8 bytes: it runs for every input of every layer tensor, and splitting into
+    // Strings took ~1.3 ms of a 75-tensor recipe's 10 ms compile.
+    let bytes = name.utf8
+    var start = bytes.startIndex
+    var first = true
+    while let dot = bytes[start...].firstIndex(of: UInt8(ascii: ".")) {
+      // A part between two dots (never the first or the last) of ASCII digits only.
+      if !first, dot > start, bytes[start..<dot].allSatisfy({ (0x30...0x39).contains($0) }) {
+        return String(name[..<start]) + String(layer) + String(name[dot...])
+      }
+      first = false
+      start = bytes.index(after: dot)
     }
-    return parts.joined(separator: ".")
+    return name
   }
 
   private mutating func tensorPlan(
