@@ -167,7 +167,8 @@ void merge_http_get(const char *url, const char *const *headers, int header_coun
   easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
   easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 1L);
   easy_setopt(handle, CURLOPT_MAXREDIRS, 20L);
-#ifdef CURLOPT_PROTOCOLS_STR
+#if LIBCURL_VERSION_NUM >= 0x075500
+  // http and https only, redirects included (7.85+; an older libcurl at run time ignores it).
   easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "http,https");
   easy_setopt(handle, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 #endif

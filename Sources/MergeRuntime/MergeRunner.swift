@@ -231,8 +231,9 @@ public enum MergeRunner {
     try sideBySide.forEachStep(steps.count, cancellation: options.cancellation) {
       i throws(RunError) in
       let step = steps[i]
-      // Map the next tensor's inputs while this one computes, and read those further ahead.
+      // Pages kept from earlier steps go first if this one and its next would pass the budget.
       release.makeRoom(step: i)
+      // Map the next tensor's inputs while this one computes, and read those further ahead.
       if options.schedule.prefetch && step.readsAhead && i + 1 < steps.count {
         let next = steps[i + 1]
         GatherPages.shared.makeRoom(readAhead.mapped[i + 1] - readAhead.mapped[i])
@@ -333,8 +334,8 @@ public enum MergeRunner {
   ///
   /// Dropping pages from a mapping makes the kernel flush the TLB of every core that runs one
   /// of the process's threads (an interrupt to each, a VM exit under virtualization): dropped
-  /// after each tensor, that was ~15% of the CPU time of a 56M merge's many small layer
-  /// tensors. So a step's input pages stay mapped while the bytes kept and the working sets of
+  /// after each tensor, those flushes took 9% of the CPU time of a 56M merge's many small layer
+  /// tensors (`perf`). So a step's input pages stay mapped while the bytes kept and the working sets of
   /// the steps around it stay within ``SideBySide/budget``, the most one step holds (so the
   /// run's peak does not grow), then all are dropped together: a file's adjacent ranges in one
   /// call. The bound is checked when a step is done, and when one starts, before it maps its

@@ -7,7 +7,8 @@ Serves the repositories described by a JSON file:
      "token": "secret",                       # the token private and gated repositories accept
      "corrupt_once": ["org/name/model.safetensors"],   # first GET sends a flipped byte
      "stall_once": {"org/name/model.safetensors": 4096},  # first GET sends N bytes, then hangs
-     "redirect_lfs": true}                     # LFS files answer 302 to /lfs/..., as the Hub's CDN
+     "redirect_lfs": true,                     # LFS files answer 302 to /lfs/..., as the Hub's CDN
+     "redirect_to": {"org/name/config.json": "file:///x"}}  # a file answers 302 to that URL
 
 Endpoints, as huggingface_hub uses them:
     GET /api/models/{org}/{name}/revision/{rev}?blobs=true   commit and file list (sizes, blob ids, LFS sha256)
@@ -111,6 +112,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) >= 5 and parts[2] == "resolve":
             rid, name = parts[0] + "/" + parts[1], "/".join(parts[4:])
             f = REPOS.get(rid, {}).get("files", {}).get(name)
+            target = CONFIG.get("redirect_to", {}).get(rid + "/" + name)
+            if target:
+                self.send_response(302)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             # As the Hub does for LFS files: a redirect to the content store (another path here).
             if CONFIG.get("redirect_lfs") and f is not None and "sha256" in f:
                 if self.repo(rid, parts[3]) is None:

@@ -2,6 +2,7 @@ import CHTTP
 import MergeHub
 import MergeModel
 import Testing
+import _TestSupport
 
 /// merge's HTTP client below the Hub: libcurl opened on first use, the answer's headers read as
 /// they arrive.
@@ -60,6 +61,28 @@ struct HTTPTests {
         error.description
           == "'tiny-org/llama-base' on the Hub: cannot read http://127.0.0.1:1/api/models/tiny-org/llama-base/revision/main?blobs=true: the server refused the connection"
       )
+    }
+  }
+
+  @Test(
+    "a redirect to another protocol than http and https is refused, not followed",
+    .enabled(if: HubServer.available, "needs python3 for the local Hub server"))
+  func redirectToFile() throws {
+    let dir = TemporaryDirectory()
+    let secret = dir.write("secret.txt", "not for the Hub")
+    let server = try HubServer(
+      repos: ["tiny-org/llama-base": (Repository.tinyLlama + "/base", false, false)],
+      faults: ["redirect_to": ["tiny-org/llama-base/config.json": "file://" + secret]], in: dir)
+    let client = HubClient(settings: HubSettings(endpoint: server.endpoint))
+    let repository = try #require(HubRepositoryID("tiny-org/llama-base"))
+    do {
+      let bytes = try client.bytes(repository, commit: "main", file: "config.json")
+      Issue.record("the redirect was followed: \(bytes.count) bytes")
+    } catch {
+      #expect(
+        error.description.contains(
+          "cannot read \(server.endpoint)/tiny-org/llama-base/resolve/main/config.json"))
+      #expect(error.description.lowercased().contains("protocol"), "\(error.description)")
     }
   }
 }
