@@ -7,11 +7,12 @@ import Synchronization
 /// A tensor's computation leaves cores idle: a torch-order selection is one thread's work, and
 /// three of them on two cores leave one core idle for a third of the time. So two steps run at
 /// once when both are plain output tensors (no stage tensor read, computed or freed, so the
-/// order between them cannot matter) and their working sets together fit in the largest single
-/// working set of the program: running them side by side does not raise the run's peak. Each
-/// step's bytes do not depend on what runs beside it, so the output is the same. A step maps
-/// the next one's inputs when it starts (read-ahead), so those count with its own: a small step
-/// beside a layer must not map a model's head while the layer still holds its inputs.
+/// order between them cannot matter) and their working sets together fit in what one step of
+/// the program holds at most: running them side by side does not raise the run's peak. A step
+/// maps the next one's inputs when it starts (read-ahead), so those count with its own, in the
+/// steps admitted and in that most: a small step beside a layer must not map a model's head
+/// while the layer still holds its inputs. Each step's bytes do not depend on what runs beside
+/// it, so the output is the same.
 struct SideBySide {
   /// Most steps computed at once.
   static let width = 2
