@@ -1,3 +1,5 @@
+internal import CMergeSupport
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
@@ -88,14 +90,26 @@ public final class MappedFile: @unchecked Sendable {
     advise(range, MADV_WILLNEED)
   }
 
-  /// Whether every page of `range` is in the page cache (`mincore` on this mapping).
-  private func isCached(_ range: Range<Int>) -> Bool {
+  /// Whether every page of `range` is in the page cache.
+  ///
+  /// One `cachestat` of the file, opened again by its path (a few microseconds), where the
+  /// kernel has it; else `mincore` on this mapping, which looks up every page: 0.1 ms against
+  /// 0.7 ms for a 110 MB input read by `cat`. Asked before every step's inputs are mapped. (A
+  /// file replaced since it was mapped only makes the answer wrong, never the data.)
+  func isCached(_ range: Range<Int>, cachestat: Bool = true) -> Bool {
     guard let base = bytes.baseAddress, !range.isEmpty, !isAnonymous else { return true }
     let page = Int(sysconf(Int32(_SC_PAGESIZE)))
     let start = max(0, range.lowerBound) / page * page
     let end = min(bytes.count, range.upperBound)
     guard end > start else { return true }
-    var vector = [UInt8](repeating: 0, count: (end - start + page - 1) / page)
+    let pages = (end - start + page - 1) / page
+    let fd = cachestat ? open(path, O_RDONLY | O_CLOEXEC) : -1
+    if fd >= 0 {
+      defer { close(fd) }
+      var cached: UInt64 = 0
+      if merge_cached_pages(fd, start, pages * page, &cached) == 0 { return cached >= pages }
+    }
+    var vector = [UInt8](repeating: 0, count: pages)
     guard mincore(UnsafeMutableRawPointer(mutating: base + start), end - start, &vector) == 0
     else { return false }
     return vector.allSatisfy { $0 & 1 != 0 }

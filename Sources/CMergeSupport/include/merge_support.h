@@ -24,6 +24,12 @@ void merge_fatal_unregister(void);
 /// elsewhere). Returns 0, or -1 with errno set.
 int merge_start_writeback(int fd, long offset, long length);
 
+/// How many of the pages of `length` bytes of `fd` from `offset` (a multiple of the page size)
+/// are in the page cache, into `*cached`: one `cachestat` call (Linux 6.5+), which walks the
+/// cache's folios rather than every page as `mincore` does. Returns 0, or -1 with errno set
+/// (ENOSYS where the kernel or the platform has no `cachestat`).
+int merge_cached_pages(int fd, long offset, long length, unsigned long long *cached);
+
 #include "merge_kernels.h"
 
 #endif
