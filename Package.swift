@@ -19,9 +19,9 @@ let package = Package(
       providers: [.apt(["libssl-dev"])]
     ),
     // LAPACKE, opened on first use (its header from liblapacke-dev; see merge_lapack.h).
-    .target(name: "CLapack"),
+    .target(name: "CLapack", dependencies: ["CMergeSupport"]),
     // libcurl, opened on first use (its header from libcurl4-openssl-dev; see merge_http.h).
-    .target(name: "CHTTP"),
+    .target(name: "CHTTP", dependencies: ["CMergeSupport"]),
     .target(name: "CMergeSupport"),
     .target(name: "MergeRecipe", dependencies: ["CYAML"]),
     .target(name: "MergeModel", dependencies: ["CMergeSupport", "CCrypto"]),

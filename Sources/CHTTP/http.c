@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include <merge_support.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,24 +25,12 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void) {
   static const char *const names[] = {"libcurl.so.4", "libcurl-gnutls.so.4", "libcurl.so"};
-  void *library = NULL;
-  for (size_t i = 0; i < sizeof names / sizeof names[0] && library == NULL; i++) {
-    library = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    // Why the first name failed is the useful message; dlerror's text is only good until the
-    // next call, so it is copied.
-    if (library == NULL && load_error == NULL) {
-      const char *reason = dlerror();
-      if (reason != NULL) {
-        snprintf(first_error, sizeof first_error, "%s", reason);
-        load_error = first_error;
-      }
-    }
-  }
+  void *library =
+      merge_open_library(names, sizeof names / sizeof names[0], first_error, sizeof first_error);
   if (library == NULL) {
-    if (load_error == NULL) load_error = "libcurl.so.4 could not be loaded";
+    load_error = first_error;
     return;
   }
-  load_error = NULL;
   global_init = (__typeof__(global_init))dlsym(library, "curl_global_init");
   easy_init = (__typeof__(easy_init))dlsym(library, "curl_easy_init");
   easy_setopt = (__typeof__(easy_setopt))dlsym(library, "curl_easy_setopt");

@@ -2,10 +2,10 @@
 #include "merge_lapack.h"
 
 #include <dlfcn.h>
+#include <merge_support.h>
 #include <lapacke.h>
 #include <pthread.h>
 #include <stddef.h>
-#include <stdio.h>
 
 _Static_assert(sizeof(lapack_int) == sizeof(int), "merge expects LAPACKE's 32-bit lapack_int");
 
@@ -19,24 +19,12 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void) {
   static const char *const names[] = {"liblapacke.so.3", "liblapacke.so"};
-  void *library = NULL;
-  for (size_t i = 0; i < sizeof names / sizeof names[0] && library == NULL; i++) {
-    library = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    // Why the first (versioned) name failed is the useful message; dlerror's text is only
-    // good until the next call, so it is copied.
-    if (library == NULL && load_error == NULL) {
-      const char *reason = dlerror();
-      if (reason != NULL) {
-        snprintf(first_error, sizeof first_error, "%s", reason);
-        load_error = first_error;
-      }
-    }
-  }
+  void *library =
+      merge_open_library(names, sizeof names / sizeof names[0], first_error, sizeof first_error);
   if (library == NULL) {
-    if (load_error == NULL) load_error = "liblapacke.so.3 could not be loaded";
+    load_error = first_error;
     return;
   }
-  load_error = NULL;
   sgesdd = (__typeof__(sgesdd))dlsym(library, "LAPACKE_sgesdd");
   sgesvd = (__typeof__(sgesvd))dlsym(library, "LAPACKE_sgesvd");
   sgesvdx = (__typeof__(sgesvdx))dlsym(library, "LAPACKE_sgesvdx");

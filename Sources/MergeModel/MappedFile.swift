@@ -70,10 +70,10 @@ public final class MappedFile: @unchecked Sendable {
   ///
   /// Pages all in the page cache are mapped now (`MADV_POPULATE_READ`, Linux 5.14+), before the
   /// computation that reads them rather than by its page faults (the CPU time is about the
-  /// same: 6.4–6.7 ms per 110 MB either way on the development VM). Otherwise the kernel is asked to read them ahead
-  /// (`MADV_WILLNEED`), which returns at once: populating would wait for the disk on the
-  /// caller's thread (task_arithmetic with cold inputs: 2.3–3.1 s populating, 1.7–1.8 s reading
-  /// ahead).
+  /// same: 6.4–6.7 ms per 110 MB either way on the development VM). Otherwise the kernel is
+  /// asked to read them ahead (`MADV_WILLNEED`), which returns at once: populating would wait
+  /// for the disk on the caller's thread (task_arithmetic with cold inputs: 2.3–3.1 s
+  /// populating, 1.7–1.8 s reading ahead).
   public func willNeed(_ range: Range<Int>) {
     if !populateIfCached(range) { readAhead(range) }
   }

@@ -1,6 +1,8 @@
 #ifndef MERGE_SUPPORT_H
 #define MERGE_SUPPORT_H
 
+#include <stddef.h>
+
 /// Cleanup after a fatal signal, for what Swift cannot do in a signal handler.
 ///
 /// A run writes its output into a hidden folder beside the destination. When the process dies
@@ -18,6 +20,11 @@ void merge_fatal_register(const char *partial_folder, const char *lock_file);
 
 /// Forgets the registered paths (the output was committed or discarded).
 void merge_fatal_unregister(void);
+
+/// Opens the first of the `count` libraries `names` that loads (`dlopen`, `RTLD_NOW |
+/// RTLD_LOCAL`), for what merge opens on first use rather than links (LAPACKE, libcurl). When
+/// none does, returns NULL with why the first name failed in `error` (`size` bytes).
+void *merge_open_library(const char *const *names, int count, char *error, size_t size);
 
 /// Asks the kernel to start writing the dirty pages of `length` bytes of `fd` from `offset` to
 /// disk, without waiting (`sync_file_range` with `SYNC_FILE_RANGE_WRITE` on Linux; nothing
