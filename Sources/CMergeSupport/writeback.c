@@ -19,10 +19,10 @@ int merge_start_writeback(int fd, long offset, long length) {
 }
 
 int merge_cached_pages(int fd, long offset, long length, unsigned long long *cached) {
-#if defined(__linux__) && defined(__x86_64__)
+#if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__))
   // The kernel's struct cachestat_range and struct cachestat (include/uapi/linux/mman.h);
-  // glibc has no wrapper yet. 451 is cachestat's number on x86-64 (and every architecture
-  // that uses the generic table).
+  // glibc has no wrapper yet. 451 is cachestat's number on x86-64 and on arm64 (the generic
+  // table): system calls added since Linux 5.1 have one number on every architecture but alpha.
   struct {
     uint64_t off, len;
   } range = {(uint64_t)offset, (uint64_t)length};

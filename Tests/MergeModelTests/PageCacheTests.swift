@@ -1,3 +1,4 @@
+import CMergeSupport
 import Foundation
 import Testing
 import _TestSupport
@@ -6,6 +7,44 @@ import _TestSupport
 
 /// What the run asks of the page cache before it maps a tensor's inputs.
 struct PageCacheTests {
+  /// Whether this kernel answers `cachestat` (Linux 6.5+); without it `isCached` asks `mincore`
+  /// alone, and the test of the call itself is skipped.
+  static let hasCachestat: Bool = {
+    let fd = open("/proc/self/exe", O_RDONLY)
+    defer { if fd >= 0 { close(fd) } }
+    var cached: UInt64 = 0
+    return fd >= 0 && merge_cached_pages(fd, 0, 4096, &cached) == 0
+  }()
+
+  @Test(
+    "cachestat counts the pages of a range that are in the page cache",
+    .enabled(if: hasCachestat, "needs a kernel with cachestat (Linux 6.5+)"))
+  func cachestatCounts() throws {
+    let dir = TemporaryDirectory()
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let path = dir.path + "/data"
+    #expect(
+      FileManager.default.createFile(atPath: path, contents: Data(repeating: 7, count: 64 * page)))
+    let fd = open(path, O_RDONLY)
+    try #require(fd >= 0)
+    defer { close(fd) }
+    fsync(fd)
+    func cached(_ first: Int, _ count: Int) -> UInt64? {
+      var n: UInt64 = 0
+      return merge_cached_pages(fd, first * page, count * page, &n) == 0 ? n : nil
+    }
+    #expect(cached(0, 64) == 64)
+    _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED))
+    #expect(cached(0, 64) == 0)
+    _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_RANDOM))
+    var buffer = [UInt8](repeating: 0, count: 8 * page)
+    #expect(pread(fd, &buffer, buffer.count, off_t(8 * page)) == buffer.count)
+    #expect(cached(0, 64) == 8)
+    #expect(cached(8, 8) == 8)
+    #expect(cached(4, 8) == 4)
+    #expect(cached(16, 48) == 0)
+  }
+
   @Test("a range is cached when every page of it is, by cachestat and by mincore alike")
   func cachedRanges() throws {
     let dir = TemporaryDirectory()

@@ -78,12 +78,9 @@ public struct FoldIdentities: GraphPass {
     guard graph.nodes.contains(where: Self.isIdentity) else { return false }
     var changed = false
     graph = rebuild(graph) { _, node, _, mapped in
-      switch node.op {
-      case .scale(let c) where c == 1, .divide(let c) where c == 1:
-        changed = true
-        return mapped[0]
-      default: return nil
-      }
+      guard Self.isIdentity(node) else { return nil }
+      changed = true
+      return mapped[0]
     }
     return changed
   }
@@ -131,10 +128,9 @@ public struct DeadInputElimination: GraphPass {
 
   public func run(_ graph: inout TensorGraph) throws(PassError) -> Bool {
     // Most graphs have none: they are left as they are, not rebuilt.
-    let g = graph
-    guard g.nodes.contains(where: { Self.readsZero($0, in: g) }) else { return false }
-    var changed = false
     let original = graph
+    guard original.nodes.contains(where: { Self.readsZero($0, in: original) }) else { return false }
+    var changed = false
     graph = rebuild(graph) { _, node, builder, mapped in
       switch node.op {
       case .signConsensus(let weights, let normalize):
